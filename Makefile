@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv, installs the
+# package (not editable: tests run against what a user installs) and the Debian `prometheus`
+# package when promtool is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.PHONY: demo test lint format bench generate install tools clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+tools:
+	@scripts/ensure-prometheus.sh
+
+install: $(PY)
+	$(PY) -m pip install -q '.[test]'
+
+demo: $(PY) tools
+	$(PY) -m pip install -q '.[demo]'
+	$(BIN)/steadystream demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+test: tools install lint
+	$(BIN)/steadystream generate examples/chat-gateway/slo.yaml --out examples/chat-gateway --check
+	$(BIN)/pytest
+
+generate: install
+	$(BIN)/steadystream generate examples/chat-gateway/slo.yaml --out examples/chat-gateway
+
+bench: $(PY) tools
+	$(PY) -m pip install -q '.[bench]'
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""steadystream: observability and SRE operations for LLM token streaming.
+
+One YAML SLO spec drives the instrumented stream wrapper, the Prometheus rules, the Grafana
+dashboards and the runbooks::
+
+    import steadystream as ss
+
+    spec = ss.load_spec("slo.yaml")
+    monitor = ss.StreamMonitor(spec)
+    for event in monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+        ...
+"""
+
+from __future__ import annotations
+
+from .instrumentation.errors import (
+    ClientTooSlow,
+    FirstTokenTimeout,
+    IdleTimeout,
+    IngressRejected,
+    ResumeFailed,
+    RetryBudgetExhausted,
+    StreamError,
+    StreamTimeout,
+    TotalTimeout,
+    UpstreamError,
+)
+from .spec import Spec, SpecError, default_spec, load_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientTooSlow",
+    "FirstTokenTimeout",
+    "IdleTimeout",
+    "IngressRejected",
+    "ResumeFailed",
+    "RetryBudgetExhausted",
+    "Spec",
+    "SpecError",
+    "StreamError",
+    "StreamTimeout",
+    "TotalTimeout",
+    "UpstreamError",
+    "__version__",
+    "default_spec",
+    "load_spec",
+]

@@ -1,0 +1,359 @@
+"""Every name steadystream emits or generates, defined once.
+
+The instrumentation, the rule and dashboard generators, the runbooks and ``triage`` all import
+these constants, so a metric can never be emitted under one name and queried under another. A
+test checks that every metric referenced in generated PromQL is one the instrumentation emits.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --------------------------------------------------------------------------------------------
+# Metric names (Prometheus names exactly; OpenTelemetry instruments carry the same names).
+# Counter names are given as Prometheus exposes them (with ``_total``); prometheus_client is
+# handed the name without the suffix.
+# --------------------------------------------------------------------------------------------
+
+# The eight baseline metrics.
+FIRST_TOKEN_LATENCY: Final = "stream_first_token_latency_ms"
+CHUNK_GAP: Final = "stream_chunk_gap_ms"
+BYTES_TOTAL: Final = "stream_bytes_total"
+ABORT_CLIENT_SLOW_TOTAL: Final = "stream_abort_client_slow_total"
+RETRY_TOTAL: Final = "stream_retry_total"
+RESUME_SUCCESS_TOTAL: Final = "stream_resume_success_total"
+TIMEOUT_IDLE_TOTAL: Final = "stream_timeout_idle_total"
+ERROR_RATE: Final = "stream_error_rate"
+
+# Supporting metrics, needed by the SLOs and failure classes.
+REQUESTS_TOTAL: Final = "stream_requests_total"
+ERRORS_TOTAL: Final = "stream_errors_total"
+RECOVERY_LATENCY: Final = "stream_recovery_latency_ms"
+RESUME_FAILURE_TOTAL: Final = "stream_resume_failure_total"
+TIMEOUTS_TOTAL: Final = "stream_timeouts_total"
+RETRY_BUDGET_EXHAUSTED_TOTAL: Final = "stream_retry_budget_exhausted_total"
+IN_FLIGHT: Final = "stream_in_flight"
+REJECTED_TOTAL: Final = "stream_rejected_total"
+REASSEMBLY_ERRORS_TOTAL: Final = "stream_reassembly_errors_total"
+PHASE_DURATION: Final = "stream_phase_duration_ms"
+
+HISTOGRAMS: Final = (FIRST_TOKEN_LATENCY, CHUNK_GAP, RECOVERY_LATENCY, PHASE_DURATION)
+COUNTERS: Final = (
+    BYTES_TOTAL,
+    ABORT_CLIENT_SLOW_TOTAL,
+    RETRY_TOTAL,
+    RESUME_SUCCESS_TOTAL,
+    TIMEOUT_IDLE_TOTAL,
+    REQUESTS_TOTAL,
+    ERRORS_TOTAL,
+    RESUME_FAILURE_TOTAL,
+    TIMEOUTS_TOTAL,
+    RETRY_BUDGET_EXHAUSTED_TOTAL,
+    REJECTED_TOTAL,
+    REASSEMBLY_ERRORS_TOTAL,
+)
+GAUGES: Final = (ERROR_RATE, IN_FLIGHT)
+ALL_METRICS: Final = HISTOGRAMS + COUNTERS + GAUGES
+
+
+# Series a histogram exposes to Prometheus.
+def bucket(metric: str) -> str:
+    """``<metric>_bucket``: the cumulative bucket series of a histogram."""
+    return f"{metric}_bucket"
+
+
+def count(metric: str) -> str:
+    """``<metric>_count``: the observation count of a histogram."""
+    return f"{metric}_count"
+
+
+def sum_(metric: str) -> str:
+    """``<metric>_sum``: the observation sum of a histogram."""
+    return f"{metric}_sum"
+
+
+UNITS: Final = {
+    FIRST_TOKEN_LATENCY: "ms",
+    CHUNK_GAP: "ms",
+    RECOVERY_LATENCY: "ms",
+    PHASE_DURATION: "ms",
+    BYTES_TOTAL: "By",
+    ERROR_RATE: "1",
+    IN_FLIGHT: "{stream}",
+}
+
+DESCRIPTIONS: Final = {
+    FIRST_TOKEN_LATENCY: "Stream opened to first content delta (lifecycle events do not count).",
+    CHUNK_GAP: "Gap between consecutive content chunks.",
+    BYTES_TOTAL: "Content bytes delivered to the consumer.",
+    ABORT_CLIENT_SLOW_TOTAL: "Streams cut, or increments dropped, because the consumer fell "
+    "behind the buffer cap.",
+    RETRY_TOTAL: "Retries, by reason.",
+    RESUME_SUCCESS_TOTAL: "Streams resumed from a checkpoint with nothing lost or duplicated.",
+    TIMEOUT_IDLE_TOTAL: "Idle timeouts: no content for the stream_idle budget.",
+    ERROR_RATE: "Errors / streams over the last 5 minutes in this process (a local view).",
+    REQUESTS_TOTAL: "Logical streams finished, by outcome.",
+    ERRORS_TOTAL: "Logical streams that ended in an error, by error class.",
+    RECOVERY_LATENCY: "Interruption to the first content after a resume.",
+    RESUME_FAILURE_TOTAL: "Resumes that failed (diverging replay, no resumable source, refused).",
+    TIMEOUTS_TOTAL: "Timeouts, by phase.",
+    RETRY_BUDGET_EXHAUSTED_TOTAL: "Retries refused because the shared retry budget was spent.",
+    IN_FLIGHT: "Streams currently open.",
+    REJECTED_TOTAL: "Streams rejected at ingress, by reason.",
+    REASSEMBLY_ERRORS_TOTAL: "Reassembly problems found in the content, by kind.",
+    PHASE_DURATION: "Where a stream's wall time went, by phase (network, model or app).",
+}
+
+# --------------------------------------------------------------------------------------------
+# Label keys and their closed value sets.
+# --------------------------------------------------------------------------------------------
+
+LABEL_SERVICE: Final = "service"
+LABEL_MODEL: Final = "model"
+LABEL_PROVIDER: Final = "provider"
+LABEL_REASON: Final = "reason"
+LABEL_PHASE: Final = "phase"
+LABEL_OUTCOME: Final = "outcome"
+LABEL_ERROR_CLASS: Final = "error_class"
+LABEL_KIND: Final = "kind"
+BASE_LABELS: Final = (LABEL_SERVICE, LABEL_MODEL, LABEL_PROVIDER)
+
+OTHER_MODEL: Final = "other"
+UNKNOWN: Final = "unknown"
+DEFAULT_MAX_MODELS: Final = 32
+
+# stream_retry_total{reason}
+RETRY_REASON_429: Final = "429"
+RETRY_REASON_5XX: Final = "5xx"
+RETRY_REASON_408: Final = "408"
+RETRY_REASON_NETWORK: Final = "network"
+RETRY_REASON_FIRST_TOKEN_TIMEOUT: Final = "first_token_timeout"
+RETRY_REASON_IDLE_TIMEOUT: Final = "idle_timeout"
+RETRY_REASONS: Final = (
+    RETRY_REASON_429,
+    RETRY_REASON_5XX,
+    RETRY_REASON_408,
+    RETRY_REASON_NETWORK,
+    RETRY_REASON_FIRST_TOKEN_TIMEOUT,
+    RETRY_REASON_IDLE_TIMEOUT,
+)
+
+# stream_timeouts_total{phase}
+TIMEOUT_DIAL: Final = "dial"
+TIMEOUT_TLS: Final = "tls"
+TIMEOUT_FIRST_TOKEN: Final = "first_token"
+TIMEOUT_IDLE: Final = "idle"
+TIMEOUT_TOTAL: Final = "total"
+TIMEOUT_PHASES: Final = (
+    TIMEOUT_DIAL,
+    TIMEOUT_TLS,
+    TIMEOUT_FIRST_TOKEN,
+    TIMEOUT_IDLE,
+    TIMEOUT_TOTAL,
+)
+
+# stream_requests_total{outcome}
+OUTCOME_OK: Final = "ok"
+OUTCOME_ERROR: Final = "error"
+OUTCOME_ABANDONED: Final = "abandoned"
+OUTCOME_REJECTED: Final = "rejected"
+OUTCOMES: Final = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_ABANDONED, OUTCOME_REJECTED)
+
+# stream_errors_total{error_class}
+ERROR_CLASS_CLIENT_TOO_SLOW: Final = "client_too_slow"
+ERROR_CLASS_FIRST_TOKEN_TIMEOUT: Final = "first_token_timeout"
+ERROR_CLASS_IDLE_TIMEOUT: Final = "idle_timeout"
+ERROR_CLASS_TOTAL_TIMEOUT: Final = "total_timeout"
+ERROR_CLASS_CONNECT_TIMEOUT: Final = "connect_timeout"
+ERROR_CLASS_RETRY_BUDGET: Final = "retry_budget_exhausted"
+ERROR_CLASS_RESUME_FAILED: Final = "resume_failed"
+ERROR_CLASS_RATE_LIMITED: Final = "rate_limited"
+ERROR_CLASS_UPSTREAM_5XX: Final = "upstream_5xx"
+ERROR_CLASS_UPSTREAM_4XX: Final = "upstream_4xx"
+ERROR_CLASS_UPSTREAM_EVENT: Final = "upstream_error_event"
+ERROR_CLASS_RESPONSE_FAILED: Final = "response_failed"
+ERROR_CLASS_RESPONSE_INCOMPLETE: Final = "response_incomplete"
+ERROR_CLASS_NETWORK: Final = "network"
+ERROR_CLASS_REJECTED: Final = "rejected"
+ERROR_CLASS_OTHER: Final = "other"
+ERROR_CLASSES: Final = (
+    ERROR_CLASS_CLIENT_TOO_SLOW,
+    ERROR_CLASS_FIRST_TOKEN_TIMEOUT,
+    ERROR_CLASS_IDLE_TIMEOUT,
+    ERROR_CLASS_TOTAL_TIMEOUT,
+    ERROR_CLASS_CONNECT_TIMEOUT,
+    ERROR_CLASS_RETRY_BUDGET,
+    ERROR_CLASS_RESUME_FAILED,
+    ERROR_CLASS_RATE_LIMITED,
+    ERROR_CLASS_UPSTREAM_5XX,
+    ERROR_CLASS_UPSTREAM_4XX,
+    ERROR_CLASS_UPSTREAM_EVENT,
+    ERROR_CLASS_RESPONSE_FAILED,
+    ERROR_CLASS_RESPONSE_INCOMPLETE,
+    ERROR_CLASS_NETWORK,
+    ERROR_CLASS_REJECTED,
+    ERROR_CLASS_OTHER,
+)
+
+# stream_rejected_total{reason}
+REJECT_CONCURRENCY: Final = "concurrency"
+REJECT_RATE: Final = "rate"
+REJECT_REASONS: Final = (REJECT_CONCURRENCY, REJECT_RATE)
+
+# stream_reassembly_errors_total{kind}
+REASSEMBLY_UTF8: Final = "utf8"
+REASSEMBLY_SSE: Final = "sse"
+REASSEMBLY_JSON: Final = "json"
+REASSEMBLY_FENCE: Final = "fence"
+REASSEMBLY_KINDS: Final = (REASSEMBLY_UTF8, REASSEMBLY_SSE, REASSEMBLY_JSON, REASSEMBLY_FENCE)
+
+# stream_phase_duration_ms{phase}
+PHASE_OPEN: Final = "open"
+PHASE_FIRST_TOKEN_WAIT: Final = "first_token_wait"
+PHASE_UPSTREAM_WAIT: Final = "upstream_wait"
+PHASE_CONSUMER: Final = "consumer"
+PHASES: Final = (PHASE_OPEN, PHASE_FIRST_TOKEN_WAIT, PHASE_UPSTREAM_WAIT, PHASE_CONSUMER)
+
+# Default histogram buckets in milliseconds. Spec thresholds are always added on top.
+LATENCY_BUCKETS_MS: Final = (
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    750.0,
+    1000.0,
+    1500.0,
+    2000.0,
+    2500.0,
+    3000.0,
+    4000.0,
+    5000.0,
+    8000.0,
+    10000.0,
+    15000.0,
+    30000.0,
+    60000.0,
+)
+GAP_BUCKETS_MS: Final = (
+    1.0,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2000.0,
+    4000.0,
+    8000.0,
+    15000.0,
+)
+
+
+def le_label(ms: float) -> str:
+    """The ``le`` label value prometheus_client writes for a bucket bound in milliseconds.
+
+    prometheus_client formats bounds Go-style (``2500.0``); a rule that matches ``le="2500"``
+    would silently select nothing, so generators must use this function.
+    """
+    from prometheus_client.utils import floatToGoString
+
+    return floatToGoString(float(ms))
+
+
+# --------------------------------------------------------------------------------------------
+# Failure classes: each has alert(s), a runbook and a fault the simulator can inject.
+# --------------------------------------------------------------------------------------------
+
+FC_SLOW_CONSUMER: Final = "slow-consumer"
+FC_IDLE_STALL: Final = "idle-stall"
+FC_FIRST_TOKEN_TIMEOUT: Final = "first-token-timeout"
+FC_TIMEOUT_CASCADE: Final = "timeout-cascade"
+FC_RETRY_STORM: Final = "retry-storm"
+FC_UPSTREAM_RATE_LIMIT: Final = "upstream-rate-limit"
+FC_UPSTREAM_ERRORS: Final = "upstream-errors"
+FC_BROKEN_CHUNKS: Final = "broken-chunks"
+FC_RESUME_FAILURE: Final = "resume-failure"
+FC_NO_TRAFFIC: Final = "no-traffic"
+FAILURE_CLASSES: Final = (
+    FC_SLOW_CONSUMER,
+    FC_IDLE_STALL,
+    FC_FIRST_TOKEN_TIMEOUT,
+    FC_TIMEOUT_CASCADE,
+    FC_RETRY_STORM,
+    FC_UPSTREAM_RATE_LIMIT,
+    FC_UPSTREAM_ERRORS,
+    FC_BROKEN_CHUNKS,
+    FC_RESUME_FAILURE,
+    FC_NO_TRAFFIC,
+)
+
+# --------------------------------------------------------------------------------------------
+# Tracing (OpenTelemetry GenAI semantic conventions, plus steadystream's own namespace).
+# --------------------------------------------------------------------------------------------
+
+TRACER_NAME: Final = "steadystream"
+METER_NAME: Final = "steadystream"
+SPAN_STREAM: Final = "gen_ai.stream"
+SPAN_ATTEMPT: Final = "gen_ai.stream.attempt"
+ATTR_PROVIDER: Final = "gen_ai.provider.name"
+ATTR_REQUEST_MODEL: Final = "gen_ai.request.model"
+ATTR_REQUEST_STREAM: Final = "gen_ai.request.stream"
+ATTR_RESPONSE_ID: Final = "gen_ai.response.id"
+ATTR_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+ATTR_OPERATION: Final = "gen_ai.operation.name"
+ATTR_SERVICE: Final = "steadystream.service"
+ATTR_OUTCOME: Final = "steadystream.outcome"
+ATTR_ERROR_CLASS: Final = "steadystream.error_class"
+ATTR_BYTES: Final = "steadystream.bytes"
+ATTR_CHUNKS: Final = "steadystream.chunks"
+ATTR_ATTEMPT: Final = "steadystream.attempt"
+ATTR_PHASE_PREFIX: Final = "steadystream.phase."
+EVENT_FIRST_TOKEN: Final = "first_token"
+EVENT_RETRY: Final = "retry"
+EVENT_RESUME: Final = "resume"
+EVENT_BACKPRESSURE: Final = "backpressure"
+EVENT_TIMEOUT: Final = "timeout"
+EVENT_CHECKPOINT: Final = "checkpoint"
+
+# --------------------------------------------------------------------------------------------
+# HTTP headers.
+# --------------------------------------------------------------------------------------------
+
+HEADER_IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+HEADER_FAULT: Final = "x-steadystream-fault"
+HEADER_SEED: Final = "x-steadystream-seed"
+
+# --------------------------------------------------------------------------------------------
+# Generated artifacts: file layout, dashboard identities, runbook paths, the header.
+# --------------------------------------------------------------------------------------------
+
+ALERTS_DIR: Final = "alerts"
+DASHBOARDS_DIR: Final = "dashboards"
+RUNBOOKS_DIR: Final = "runbooks"
+BOARD_SLO_OVERVIEW: Final = "slo-overview"
+BOARD_STREAM_INTERNALS: Final = "stream-internals"
+BOARDS: Final = (BOARD_SLO_OVERVIEW, BOARD_STREAM_INTERNALS)
+
+
+def dashboard_uid(service: str, board: str) -> str:
+    """Stable Grafana UID for ``board`` of ``service``: hashed from the names, never random."""
+    import hashlib
+
+    return "ss-" + hashlib.sha256(f"{service}/{board}".encode()).hexdigest()[:12]
+
+
+def failure_class_runbook(failure_class: str) -> str:
+    """Path of a failure class's runbook, relative to the output directory."""
+    return f"{RUNBOOKS_DIR}/{failure_class}.md"
+
+
+def slo_runbook(slo_name: str) -> str:
+    """Path of an SLO's error-budget-burn runbook, relative to the output directory."""
+    return f"{RUNBOOKS_DIR}/slo-{slo_name}.md"
+
+
+def generated_header(source: str, sha256: str) -> str:
+    """First line (as a comment where the format allows) of every generated file."""
+    return f"generated by steadystream from {source} (sha256 {sha256}) — do not edit"

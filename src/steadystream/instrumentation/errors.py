@@ -1,0 +1,144 @@
+"""Typed stream errors.
+
+Every error the wrapper raises to a consumer derives from :class:`StreamError` and carries
+``retryable`` (may the caller try again?) and ``checkpoint`` (what was delivered, exactly, before
+the failure), so a caller can resume without losing or duplicating content.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+
+__all__ = [
+    "ClientTooSlow",
+    "FirstTokenTimeout",
+    "IdleTimeout",
+    "IngressRejected",
+    "ResumeFailed",
+    "RetryBudgetExhausted",
+    "StreamError",
+    "StreamTimeout",
+    "TotalTimeout",
+    "UpstreamError",
+]
+
+
+class StreamError(Exception):
+    """Base class of every error steadystream raises into a stream.
+
+    ``retryable`` tells the caller whether trying again can help; ``checkpoint`` is the last
+    :class:`~steadystream.Checkpoint` (``None`` when nothing was delivered).
+    """
+
+    retryable: bool = False
+    #: Value of ``stream_errors_total{error_class}`` for this error.
+    error_class: ClassVar[str] = "other"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        checkpoint: Checkpoint | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message or self.__class__.__name__)
+        self.checkpoint = checkpoint
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class ClientTooSlow(StreamError):
+    """The consumer fell behind the per-stream buffer cap; resume from ``checkpoint``."""
+
+    retryable = True
+    error_class = "client_too_slow"
+
+
+class StreamTimeout(StreamError):
+    """A timeout budget from the spec ran out."""
+
+    retryable = True
+    phase: ClassVar[str] = "total"
+
+
+class FirstTokenTimeout(StreamTimeout):
+    """No content arrived within ``timeouts.first_token``."""
+
+    error_class = "first_token_timeout"
+    phase = "first_token"
+
+
+class IdleTimeout(StreamTimeout):
+    """No content arrived for ``timeouts.stream_idle`` (keep-alives do not count)."""
+
+    error_class = "idle_timeout"
+    phase = "idle"
+
+
+class TotalTimeout(StreamTimeout):
+    """The whole logical stream exceeded ``timeouts.total``."""
+
+    retryable = False
+    error_class = "total_timeout"
+    phase = "total"
+
+
+class RetryBudgetExhausted(StreamError):
+    """A retry was needed but the monitor's shared retry budget is spent (retry-storm guard)."""
+
+    retryable = False
+    error_class = "retry_budget_exhausted"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        checkpoint: Checkpoint | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, checkpoint=checkpoint)
+        self.cause = cause
+
+
+class ResumeFailed(StreamError):
+    """A resume could not continue the stream exactly (diverging replay, no resumable source)."""
+
+    retryable = False
+    error_class = "resume_failed"
+
+
+class IngressRejected(StreamError):
+    """The monitor refused a new stream: too many concurrent streams, or over the rate limit."""
+
+    retryable = True
+    error_class = "rejected"
+
+    def __init__(self, message: str = "", *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UpstreamError(StreamError):
+    """The upstream failed: an HTTP status, an ``error`` event, ``response.failed``, or a
+    dropped connection (``status`` is ``None`` for the last)."""
+
+    error_class = "other"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        error_class: str | None = None,
+        checkpoint: Checkpoint | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, checkpoint=checkpoint, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+        if error_class is not None:
+            self.error_class = error_class  # type: ignore[misc]

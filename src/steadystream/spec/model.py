@@ -1,0 +1,554 @@
+"""The SLO spec model: frozen, strict (unknown keys are errors), with units parsed at the edge.
+
+Values are held in base units: durations in seconds (``float``), sizes in bytes (``int``),
+percentages as fractions (``0.95``), rates in events per second. Cross-field rules live in
+:func:`semantic_problems`, which reports every problem with the path of the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from .. import conventions as c
+from .units import (
+    DURATION_PATTERN,
+    PERCENT_PATTERN,
+    RATE_PATTERN,
+    SIZE_PATTERN,
+    parse_duration,
+    parse_percent,
+    parse_rate,
+    parse_size,
+)
+
+__all__ = [
+    "SLO",
+    "Alerting",
+    "Checkpointing",
+    "ErrorsIndicator",
+    "FailureClassAlert",
+    "FlowControl",
+    "Indicator",
+    "Ingress",
+    "LatencyIndicator",
+    "Links",
+    "Retry",
+    "Spec",
+    "StreamPolicy",
+    "Tier",
+    "Timeouts",
+    "semantic_problems",
+]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["300ms", "2.5s", "28d"]}
+    ),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": SIZE_PATTERN},
+                {"type": "integer", "exclusiveMinimum": 0},
+            ],
+            "examples": ["512KiB", "1MiB"],
+        }
+    ),
+]
+Percent = Annotated[
+    float,
+    BeforeValidator(parse_percent),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": PERCENT_PATTERN},
+                {"type": "number", "minimum": 0, "maximum": 1},
+            ],
+            "examples": ["95%", 0.95],
+        }
+    ),
+]
+Rate = Annotated[
+    float,
+    BeforeValidator(parse_rate),
+    WithJsonSchema({"type": "string", "pattern": RATE_PATTERN, "examples": ["50/s", "600/m"]}),
+]
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_SERVICE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_METRIC_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value) or len(value) > 63:
+        raise ValueError(
+            f"invalid name {value!r}: use lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (at most 63 characters)"
+        )
+    return value
+
+
+def _check_metric(value: str) -> str:
+    if not _METRIC_RE.match(value):
+        raise ValueError(f"invalid Prometheus metric name {value!r}")
+    return value
+
+
+Name = Annotated[
+    str,
+    AfterValidator(_check_name),
+    WithJsonSchema({"type": "string", "pattern": _NAME_RE.pattern, "maxLength": 63}),
+]
+MetricName = Annotated[
+    str,
+    AfterValidator(_check_metric),
+    WithJsonSchema({"type": "string", "pattern": _METRIC_RE.pattern}),
+]
+
+
+def _field_problems(problems: list[tuple[str, str]]) -> None:
+    """Raise cross-field problems of one model so the loader can place each on its field.
+
+    Pydantic reports a model validator's error at the model; the ``@field:`` prefix lets the
+    loader point at the field instead, and one error may carry several problems.
+    """
+    if problems:
+        raise ValueError("\n".join(f"@{field}: {msg}" for field, msg in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+
+class LatencyIndicator(_Model):
+    """Good events: observations of a latency histogram at or below ``threshold``."""
+
+    metric: MetricName = Field(description="The histogram metric (in milliseconds).")
+    threshold: Duration = Field(description="The latency an event must meet to count as good.")
+    buckets: tuple[Duration, ...] | None = Field(
+        default=None,
+        description="Bucket bounds of a histogram steadystream does not emit itself; the "
+        "threshold must be one of them. Not needed for steadystream's own histograms, whose "
+        "buckets always include every spec threshold.",
+    )
+
+    @property
+    def threshold_ms(self) -> float:
+        """The threshold as the histogram's ``le`` bound, in milliseconds."""
+        return round(self.threshold * 1000, 6)
+
+
+class ErrorsIndicator(_Model):
+    """Bad events counted by ``errors``, out of ``total``."""
+
+    errors: MetricName = Field(default=c.ERRORS_TOTAL, description="Counter of bad events.")
+    total: MetricName = Field(default=c.REQUESTS_TOTAL, description="Counter of all events.")
+
+
+class Indicator(_Model):
+    """Exactly one of ``latency`` or ``errors``."""
+
+    latency: LatencyIndicator | None = None
+    errors: ErrorsIndicator | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Indicator:
+        if (self.latency is None) == (self.errors is None):
+            raise ValueError("give exactly one of 'latency' or 'errors'")
+        return self
+
+
+class SLO(_Model):
+    """One service level objective."""
+
+    name: Name = Field(description="Unique, lowercase, '-'-separated; used in rule and file names.")
+    objective: Percent = Field(description="Share of good events, e.g. '95%' or 0.95.")
+    description: str = ""
+    indicator: Indicator
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_range(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("objective must be above 0% and below 100% (100% leaves no budget)")
+        return value
+
+    @property
+    def kind(self) -> Literal["latency", "errors"]:
+        return "latency" if self.indicator.latency is not None else "errors"
+
+    @property
+    def error_budget(self) -> float:
+        """The allowed share of bad events, ``1 - objective``."""
+        return 1.0 - self.objective
+
+
+class Tier(_Model):
+    """A multi-window burn-rate alert tier (SRE Workbook, chapter 5)."""
+
+    severity: Literal["critical", "warning", "info", "page", "ticket"] = Field(
+        description="Alert severity label."
+    )
+    long: Duration = Field(description="Long window; the burn must be sustained over it.")
+    short: Duration = Field(description="Short window; stops the alert soon after recovery.")
+    budget: Percent = Field(description="Share of the period's error budget spent in 'long'.")
+    for_: Duration | None = Field(default=None, alias="for", description="Prometheus 'for:'.")
+    enabled: bool = True
+
+    def factor(self, period: float) -> float:
+        """Burn-rate factor: budget share x period / long window (14.4 for 2 % in 1 h of 30 d)."""
+        return self.budget * period / self.long
+
+    @model_validator(mode="after")
+    def _windows(self) -> Tier:
+        if self.short >= self.long:
+            _field_problems([("short", "short window must be shorter than the long one")])
+        return self
+
+
+DEFAULT_TIERS: tuple[dict[str, Any], ...] = (
+    {"severity": "critical", "long": "1h", "short": "5m", "budget": "2%", "for": "2m"},
+    {"severity": "critical", "long": "6h", "short": "30m", "budget": "5%", "for": "15m"},
+    {"severity": "warning", "long": "1d", "short": "2h", "budget": "10%", "for": "1h"},
+    {"severity": "warning", "long": "3d", "short": "6h", "budget": "10%", "for": "3h"},
+)
+
+
+class FailureClassAlert(_Model):
+    """Overrides for one failure class's alert. ``threshold`` means what the class's runbook says
+    (a ratio for retry-storm, a per-second rate for upstream-rate-limit, ...); ``None`` keeps the
+    built-in default."""
+
+    enabled: bool = True
+    threshold: float | None = Field(default=None, ge=0)
+    for_: Duration | None = Field(default=None, alias="for")
+    severity: Literal["critical", "warning", "info", "page", "ticket"] | None = None
+
+
+class Alerting(_Model):
+    tiers: tuple[Tier, ...] = Field(default=DEFAULT_TIERS)  # type: ignore[assignment]
+    min_events: int = Field(
+        default=20,
+        ge=0,
+        description="Low-traffic guard: burn-rate alerts need at least this many events in the "
+        "long window, so one failed request cannot page.",
+    )
+    failure_classes: dict[
+        Literal[
+            "slow-consumer",
+            "idle-stall",
+            "first-token-timeout",
+            "timeout-cascade",
+            "retry-storm",
+            "upstream-rate-limit",
+            "upstream-errors",
+            "broken-chunks",
+            "resume-failure",
+            "no-traffic",
+        ],
+        FailureClassAlert,
+    ] = Field(default_factory=dict)
+
+
+class Timeouts(_Model):
+    dial: Duration = Field(default="1s", description="TCP connect.")  # type: ignore[assignment]
+    tls_handshake: Duration = Field(default="1s", description="TLS handshake.")  # type: ignore[assignment]
+    first_token: Duration = Field(default="3s", description="Open to first content.")  # type: ignore[assignment]
+    stream_idle: Duration = Field(default="8s", description="Longest gap without content.")  # type: ignore[assignment]
+    total: Duration = Field(default="45s", description="Whole logical stream.")  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _within_total(self) -> Timeouts:
+        problems = [
+            (name, f"{name} ({value:g}s) must not exceed total ({self.total:g}s)")
+            for name, value in (
+                ("first_token", self.first_token),
+                ("stream_idle", self.stream_idle),
+            )
+            if value > self.total
+        ]
+        _field_problems(problems)
+        return self
+
+
+class Retry(_Model):
+    max_retries: int = Field(default=3, ge=0, le=10)
+    base_backoff: Duration = "300ms"  # type: ignore[assignment]
+    max_backoff: Duration = "5s"  # type: ignore[assignment]
+    jitter: Percent = "25%"  # type: ignore[assignment]
+    budget: Percent = Field(
+        default="20%",  # type: ignore[arg-type]
+        description="Retries may be at most this share of requests (plus min_per_second).",
+    )
+    min_per_second: float = Field(
+        default=1.0, ge=0, description="Retry budget floor, so low traffic can still retry."
+    )
+    retry_after_cap: Duration = Field(
+        default="30s",  # type: ignore[arg-type]
+        description="Longest Retry-After honoured; a longer one fails the attempt instead.",
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Retry:
+        problems = []
+        if self.base_backoff > self.max_backoff:
+            problems.append(
+                (
+                    "base_backoff",
+                    f"base_backoff ({self.base_backoff:g}s) must not exceed max_backoff "
+                    f"({self.max_backoff:g}s)",
+                )
+            )
+        if self.jitter >= 1:
+            problems.append(("jitter", "jitter must be below 100%"))
+        _field_problems(problems)
+        return self
+
+
+class FlowControl(_Model):
+    max_buffer: Size = "512KiB"  # type: ignore[assignment]
+    on_overflow: Literal["pause", "drop", "terminate"] = "terminate"
+
+    @field_validator("max_buffer")
+    @classmethod
+    def _buffer_floor(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError("max_buffer below 1KiB would cut ordinary streams; use 256KiB-1MiB")
+        return value
+
+
+class Checkpointing(_Model):
+    every: int = Field(default=16, ge=1, description="Checkpoint every N content chunks.")
+
+
+class Ingress(_Model):
+    max_concurrent: int = Field(default=256, ge=1)
+    rate: Rate = "50/s"  # type: ignore[assignment]
+    burst: int | None = Field(
+        default=None, ge=1, description="Token bucket size; default: one second of 'rate'."
+    )
+
+
+class StreamPolicy(_Model):
+    """The runtime policy the stream wrapper enforces."""
+
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retry: Retry = Field(default_factory=Retry)
+    flow_control: FlowControl = Field(default_factory=FlowControl)
+    checkpoint: Checkpointing = Field(default_factory=Checkpointing)
+    ingress: Ingress = Field(default_factory=Ingress)
+    max_models: int = Field(
+        default=c.DEFAULT_MAX_MODELS,
+        ge=1,
+        description="Distinct model label values before further models collapse into 'other'.",
+    )
+
+
+class Links(_Model):
+    runbooks: str | None = Field(
+        default=None, description="Base URL of the published runbooks; default: relative paths."
+    )
+    grafana: str | None = Field(default=None, description="Base URL of Grafana.")
+
+
+DEFAULT_SLOS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "time-to-first-token",
+        "objective": "95%",
+        "description": "95% of streams deliver their first content within 2.5 s.",
+        "indicator": {"latency": {"metric": c.FIRST_TOKEN_LATENCY, "threshold": "2.5s"}},
+    },
+    {
+        "name": "recovery-time",
+        "objective": "99%",
+        "description": "99% of interrupted streams resume within 8 s.",
+        "indicator": {"latency": {"metric": c.RECOVERY_LATENCY, "threshold": "8s"}},
+    },
+    {
+        "name": "stream-errors",
+        "objective": "99%",
+        "description": "Fewer than 1% of streams end in an error.",
+        "indicator": {"errors": {"errors": c.ERRORS_TOTAL, "total": c.REQUESTS_TOTAL}},
+    },
+)
+
+
+class Spec(_Model):
+    """The one SLO spec. Build with :func:`steadystream.load_spec` or
+    :func:`steadystream.default_spec`; ``Spec.model_validate(data)`` also runs every check."""
+
+    version: Literal[1] = Field(description="Spec format version.")
+    service: str = Field(description="Service name; the 'service' label of every metric.")
+    selector: dict[str, str] = Field(
+        default_factory=dict, description="Label matchers added to every generated query."
+    )
+    period: Duration = Field(default="28d", description="SLO period (error budget window).")  # type: ignore[assignment]
+    links: Links = Field(default_factory=Links)
+    slos: tuple[SLO, ...] = Field(default=DEFAULT_SLOS, min_length=1)  # type: ignore[assignment]
+    alerting: Alerting = Field(default_factory=Alerting)
+    stream: StreamPolicy = Field(default_factory=StreamPolicy)
+
+    @field_validator("service")
+    @classmethod
+    def _service_name(cls, value: str) -> str:
+        if not _SERVICE_RE.match(value) or len(value) > 63:
+            raise ValueError(
+                f"invalid service name {value!r}: letters, digits, '.', '_' and '-', "
+                "at most 63 characters"
+            )
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _LABEL_RE.match(key) or key.startswith("__"):
+                raise ValueError(f"invalid Prometheus label name {key!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _semantics(self, info: ValidationInfo) -> Spec:
+        # The loader defers these to report them with file positions; direct construction
+        # reports them here.
+        if info.context and info.context.get("defer_semantic_checks"):
+            return self
+        problems = semantic_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
+        return self
+
+    def slo(self, name: str) -> SLO:
+        """The SLO called ``name``."""
+        for slo in self.slos:
+            if slo.name == name:
+                return slo
+        raise KeyError(name)
+
+    def latency_thresholds_ms(self, metric: str) -> tuple[float, ...]:
+        """Every latency threshold the spec sets on ``metric``, in milliseconds."""
+        return tuple(
+            sorted(
+                {
+                    slo.indicator.latency.threshold_ms
+                    for slo in self.slos
+                    if slo.indicator.latency is not None and slo.indicator.latency.metric == metric
+                }
+            )
+        )
+
+
+Loc = tuple[str | int, ...]
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def semantic_problems(spec: Spec) -> list[tuple[Loc, str]]:
+    """Cross-field problems, each with the location of the field at fault."""
+    return cross_problems(
+        spec.period, list(enumerate(spec.slos)), list(enumerate(spec.alerting.tiers))
+    )
+
+
+def cross_problems(
+    period: float, slos: list[tuple[int, SLO]], tiers: list[tuple[int, Tier]]
+) -> list[tuple[Loc, str]]:
+    """Problems between SLOs, tiers and the period. Takes the parts that validated on their
+    own (with their indexes), so they are reported even when other parts of the spec failed."""
+    problems: list[tuple[Loc, str]] = []
+    seen: dict[str, int] = {}
+    for i, slo in slos:
+        if slo.name in seen:
+            problems.append(
+                (
+                    ("slos", i, "name"),
+                    f"duplicate SLO name {slo.name!r} (first used by slos[{seen[slo.name]}])",
+                )
+            )
+        else:
+            seen[slo.name] = i
+        lat = slo.indicator.latency
+        if lat is not None:
+            problems.extend(_bucket_problems(i, lat))
+        errs = slo.indicator.errors
+        if errs is not None and errs.errors == errs.total:
+            problems.append(
+                (
+                    ("slos", i, "indicator", "errors", "total"),
+                    "the total counter must differ from the errors counter",
+                )
+            )
+
+    for j, tier in tiers:
+        loc: Loc = ("alerting", "tiers", j)
+        if tier.long > period:
+            problems.append(((*loc, "long"), "long window must not exceed the SLO period"))
+        if not tier.enabled:
+            continue
+        factor = tier.factor(period)
+        for _, slo in slos:
+            if factor * slo.error_budget > 1:
+                problems.append(
+                    (
+                        (*loc, "budget"),
+                        f"can never fire for SLO {slo.name!r}: burn-rate factor {factor:.4g} x "
+                        f"error budget {slo.error_budget:.4g} > 1 (more than 100% of events "
+                        "would have to fail); lower the budget share or lengthen the long window",
+                    )
+                )
+    return problems
+
+
+def _bucket_problems(i: int, lat: LatencyIndicator) -> list[tuple[Loc, str]]:
+    loc: Loc = ("slos", i, "indicator", "latency", "threshold")
+    ms = lat.threshold * 1000
+    if lat.metric in c.HISTOGRAMS:
+        if abs(ms - round(ms)) > 1e-6:
+            return [
+                (
+                    loc,
+                    f"threshold {ms:g}ms is not a whole number of milliseconds, so it cannot be a "
+                    f"bucket boundary of {lat.metric}",
+                )
+            ]
+        return []
+    if lat.buckets is None:
+        return [
+            (
+                ("slos", i, "indicator", "latency", "metric"),
+                f"{lat.metric} is not a steadystream histogram "
+                f"({', '.join(c.HISTOGRAMS)}); list its bucket bounds in 'buckets' so the "
+                "threshold can be checked against them",
+            )
+        ]
+    if not any(abs(b * 1000 - ms) < 1e-6 for b in lat.buckets):
+        return [(loc, f"threshold {ms:g}ms is not one of the histogram's buckets")]
+    return []
