@@ -1,0 +1,33 @@
+"""Test helpers shipped as API: run generated rules against a real Prometheus on loopback.
+
+``steadystream.testing`` is for the test suites of steadystream and of the services that use it
+(in the spirit of OpenTelemetry's ``InMemorySpanExporter`` and httpx's ``MockTransport``): the
+helpers drive the real tools, so a green test means the real consumer accepted the artifacts.
+
+    from steadystream.testing import PrometheusServer, ScrapeTarget
+
+    with PrometheusServer(rule_files=["out/alerts/chat-gateway.rules.yaml"],
+                          targets=[ScrapeTarget("127.0.0.1:9464", job="chat-gateway")]) as prom:
+        prom.wait_for_targets_up()
+        print(prom.query("sum(stream_requests_total)"))
+"""
+
+from __future__ import annotations
+
+from .prometheus import (
+    PrometheusError,
+    PrometheusNotFound,
+    PrometheusServer,
+    ScrapeTarget,
+    find_prometheus,
+    scrape_config_yaml,
+)
+
+__all__ = [
+    "PrometheusError",
+    "PrometheusNotFound",
+    "PrometheusServer",
+    "ScrapeTarget",
+    "find_prometheus",
+    "scrape_config_yaml",
+]
