@@ -23,12 +23,12 @@ demo: $(PY) tools
 	$(BIN)/steadystream demo
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 format: install
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format
+	$(BIN)/ruff check --fix
 
 test: tools install lint
 	$(BIN)/pytest
