@@ -121,3 +121,13 @@ async def test_shared_between_tasks() -> None:
 
     results = await asyncio.gather(*(stream() for _ in range(200)))
     assert sum(results) == 20
+
+
+def test_docstring_example_runs() -> None:
+    """The example in RetryBudget's docstring is true."""
+    import doctest
+
+    from steadystream.instrumentation import budget
+
+    result = doctest.testmod(budget)
+    assert result.attempted > 0 and result.failed == 0
