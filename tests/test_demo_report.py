@@ -1,0 +1,120 @@
+"""The demo's SLO report arithmetic, read from a real prometheus_client registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+import steadystream as ss
+from steadystream import conventions as c
+from steadystream.demo import (
+    ClientTally,
+    MetricsView,
+    build_report,
+    histogram_quantile,
+    scrape_config,
+    slo_results,
+)
+
+SERVICE = "report-svc"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    labels = [c.LABEL_SERVICE, c.LABEL_MODEL, c.LABEL_PROVIDER]
+    ttft = Histogram(
+        c.FIRST_TOKEN_LATENCY, "ttft", labels, buckets=c.LATENCY_BUCKETS_MS, registry=reg
+    )
+    requests = Counter(
+        c.REQUESTS_TOTAL.removesuffix("_total"), "req", [*labels, c.LABEL_OUTCOME], registry=reg
+    )
+    errors = Counter(
+        c.ERRORS_TOTAL.removesuffix("_total"), "err", [*labels, c.LABEL_ERROR_CLASS], registry=reg
+    )
+    retries = Counter(
+        c.RETRY_TOTAL.removesuffix("_total"), "retry", [*labels, c.LABEL_REASON], registry=reg
+    )
+    # 90 fast streams and 10 slow ones on two models; another service's series must be ignored.
+    for i in range(100):
+        model = "m1" if i % 2 else "m2"
+        ttft.labels(SERVICE, model, "openai").observe(3000.0 if i < 10 else 400.0)
+    ttft.labels("other-svc", "m1", "openai").observe(60000.0)
+    requests.labels(SERVICE, "m1", "openai", c.OUTCOME_OK).inc(97)
+    requests.labels(SERVICE, "m1", "openai", c.OUTCOME_ERROR).inc(3)
+    errors.labels(SERVICE, "m1", "openai", c.ERROR_CLASS_RATE_LIMITED).inc(3)
+    retries.labels(SERVICE, "m1", "openai", c.RETRY_REASON_429).inc(5)
+    retries.labels(SERVICE, "m2", "openai", c.RETRY_REASON_5XX).inc(2)
+    return reg
+
+
+def test_histogram_quantile_interpolates_like_prometheus() -> None:
+    """Linear interpolation inside the bucket, lowest bucket from 0, +Inf capped."""
+    buckets = [(100.0, 10.0), (200.0, 30.0), (float("inf"), 40.0)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(150.0)
+    assert histogram_quantile(0.1, buckets) == pytest.approx(40.0)
+    assert histogram_quantile(0.99, buckets) == 200.0
+    assert histogram_quantile(0.5, [(100.0, 0.0), (float("inf"), 0.0)]) is None
+
+
+def test_metrics_view_sums_only_the_service(registry: CollectorRegistry) -> None:
+    """Sums match label subsets exactly and skip other services."""
+    view = MetricsView(registry, SERVICE)
+    assert view.total(c.REQUESTS_TOTAL) == 100
+    assert view.total(c.REQUESTS_TOTAL, outcome=c.OUTCOME_ERROR) == 3
+    assert view.by_label(c.RETRY_TOTAL, c.LABEL_REASON) == {"429": 5.0, "5xx": 2.0}
+    assert view.total(c.count(c.FIRST_TOKEN_LATENCY)) == 100
+    assert view.count_le(c.FIRST_TOKEN_LATENCY, 2500.0) == 90
+
+
+def test_slo_results_use_the_threshold_bucket(registry: CollectorRegistry) -> None:
+    """TTFT fails at 90 % within 2.5 s; 3 % errors fail a 1 % budget; no recoveries is no data."""
+    spec = ss.default_spec(SERVICE)
+    results = {r.name: r for r in slo_results(spec, MetricsView(registry, SERVICE))}
+    ttft = results["time-to-first-token"]
+    assert (ttft.events, ttft.bad, ttft.good_ratio, ttft.passed) == (100, 10, 0.9, False)
+    assert ttft.quantile_ms == pytest.approx(2500 + 500 * (95 - 90) / 10)
+    assert ttft.target_text == "p95 <= 2.5s"
+    errors = results["stream-errors"]
+    assert (errors.events, errors.bad, errors.passed) == (100, 3, False)
+    assert errors.measured_text == "errors 3.00%"
+    recovery = results["recovery-time"]
+    assert (recovery.good_ratio, recovery.passed, recovery.verdict) == (None, None, "NO DATA")
+
+
+def test_report_counts_failure_classes_and_serialises(registry: CollectorRegistry) -> None:
+    """The report maps 429 retries/errors and 5xx retries to their failure classes; JSON-safe."""
+    tally = ClientTally(started=100, ok=97, failed=3)
+    tally.errors[c.ERROR_CLASS_RATE_LIMITED] = 3
+    report = build_report(
+        spec=ss.default_spec(SERVICE),
+        registry=registry,
+        tally=tally,
+        faults="rate-limit",
+        seed=1,
+        streams=4,
+        duration_s=2.0,
+        interrupted=False,
+        metrics_url=None,
+    )
+    assert report.failure_classes[c.FC_UPSTREAM_RATE_LIMIT] == 8
+    assert report.failure_classes[c.FC_UPSTREAM_ERRORS] == 2
+    assert report.error_rate == pytest.approx(0.03)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert [s["verdict"] for s in data["slos"]] == ["FAIL", "NO DATA", "FAIL"]
+    text = report.render_text()
+    assert "FAIL     time-to-first-token" in text
+    assert "upstream-rate-limit" in text
+
+
+def test_scrape_config_matches_the_spec_selector() -> None:
+    """The printed scrape config uses the selector's job and adds its other labels."""
+    spec = ss.Spec.model_validate(
+        {"version": 1, "service": "svc", "selector": {"job": "gw", "env": "prod"}}
+    )
+    text = scrape_config("127.0.0.1:9464", spec)
+    assert "job_name: gw" in text
+    assert "targets: ['127.0.0.1:9464']" in text
+    assert "env: 'prod'" in text
