@@ -1,1 +1,171 @@
-"""steadystream.simulate"""
+"""A fault-injecting OpenAI Responses API upstream on loopback, for tests, the demo and benchmarks.
+
+The real ``openai`` client streams from it unmodified; faults act at the byte and socket level
+(frames cut inside UTF-8 characters, connections aborted mid-body, stalls), so the failure modes
+a streaming gateway meets in production can be produced on demand and reproduced exactly.
+
+Starting and stopping
+=====================
+
+One call, sync or async. Sync runs the server on a background thread with its own event loop;
+async runs it in the current loop. It only ever binds ``127.0.0.1``::
+
+    from openai import OpenAI
+    from steadystream.simulate import Upstream, expected_text
+
+    with Upstream(profile="none", seed=0, port=0) as up:     # port 0: any free port
+        client = OpenAI(base_url=up.base_url, api_key="test")  # http://127.0.0.1:PORT/v1
+        stream = client.responses.create(model="gpt-4.1", input="hi", stream=True)
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        assert text == expected_text("hi", seed=0)
+
+    async with Upstream(profile="flaky", seed=7) as up:
+        client = AsyncOpenAI(base_url=up.base_url, api_key="test")
+
+``Upstream(profile, seed, port, *, token_interval=0.0, first_token_latency=0.0)``:
+``token_interval`` (seconds between generated deltas) and ``first_token_latency`` shape the
+simulated model; faults shape individual requests. ``up.profile = "outage"`` switches the
+profile while running. ``up.stats`` is a snapshot of the counters (readable from any thread,
+no HTTP): ``requests[(route, status)]`` with routes ``ROUTE_CREATE``/``ROUTE_RETRIEVE``/...,
+``faults[kind]`` (faults that took effect), ``idempotent_replays``, ``responses_created``,
+``connections_open``, ``connections_total``. ``up.response(id)`` returns a stored response's
+status and text. Stopping aborts every open connection and generation, bounded to seconds.
+
+pytest: ``pytest_plugins = ["steadystream.simulate.pytest_plugin"]`` gives the fixtures
+``upstream`` (sync, profile ``none``), ``aupstream`` (async) and ``upstream_factory``
+(``upstream_factory("flaky", seed=3)``, stopped at teardown).
+
+Command line: ``steadystream simulate [--port P] [--faults PROFILE] [--seed N]``.
+
+What it serves
+==============
+
+``POST /v1/responses``
+    ``model`` and ``input`` (string or list of items) are required. With ``stream: true`` the
+    answer is ``text/event-stream`` (chunked; keep-alive) carrying, each with a
+    ``sequence_number`` from 0: ``response.created``, ``response.in_progress``,
+    ``response.output_item.added``, ``response.content_part.added``,
+    ``response.output_text.delta`` x N, ``response.output_text.done``,
+    ``response.content_part.done``, ``response.output_item.done``, ``response.completed``
+    (N + 8 events). Without ``stream`` it answers the finished response as JSON.
+    ``background: true`` stores the response and keeps generating server-side whatever happens
+    to the connection (non-streamed: answered at once with status ``queued``).
+``GET /v1/responses/{id}``
+    The stored response (a snapshot while it is still generating).
+``GET /v1/responses/{id}?stream=true&starting_after=N``
+    Background responses only (as in the real API): replays events N+1... and follows the
+    generation live to its end. ``client.responses.retrieve(id, stream=True, starting_after=N)``.
+``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``
+    Cancel a background generation; forget a response.
+
+Output is deterministic: the text depends only on ``(input, seed, tokens)``, and
+:func:`expected_text` returns it, so tests compare byte-exactly. It mixes ASCII with CJK,
+4-byte emoji, ZWJ sequences, flags, combining marks, Cyrillic and Arabic (the first six pieces
+always cover every UTF-8 width). The number of pieces is ``max_output_tokens`` (default
+32; the ``x-steadystream-tokens`` header overrides it), and ``x-steadystream-delta-size: K`` puts
+K pieces in each delta (default 1). The text seed is the server's ``seed`` unless the request
+sends ``x-steadystream-seed``. ``Idempotency-Key``: a create repeating a key seen before gets
+the stored response (same id, same text) instead of a new one.
+
+Faults
+======
+
+A request's fault comes from its ``x-steadystream-fault`` header if present (``none`` disables
+the profile for that request), else from the server's profile. The header is a comma-separated
+list of items; counts may be ranges ``A..B`` and durations ``lo..hi`` (drawn from the seeded
+generator); durations need a unit (``20ms``, ``1.5s``). Event counts count SSE events sent on
+this connection.
+
+=======================  ==================================================================
+``delay=DUR``            wait DUR before the first ``output_text.delta`` (lifecycle events
+                         are sent at once: time to first *token*, not first byte)
+``stall=DUR[@N]``        no bytes for DUR after N events (default: mid-stream)
+``drop_after=N``         abort the TCP connection after N events (0: right after the headers;
+                         4 or less: before the first content); the client sees an incomplete
+                         chunked body. ``drop`` alone drops mid-stream.
+``429`` / ``503`` / ...  answer that HTTP status with an OpenAI error body (same as
+                         ``status=CODE``); ``retry_after=DUR`` adds ``Retry-After`` (whole
+                         seconds, rounded up) and ``retry-after-ms``; a 429 defaults to 1s
+``error_event[=N]``      an ``error`` event as event N (default mid-stream), then a clean end
+``failed[=N]``           ``response.failed`` as event N
+``incomplete[=N]``       ``response.incomplete`` (reason ``max_output_tokens``) as event N
+``split=N|utf8|random``  write every frame in pieces: N bytes each, cut inside every
+                         multi-byte UTF-8 character, or 1-3 seeded random cuts; each piece is
+                         its own HTTP chunk, so the cut is visible to the client
+``drip=DUR``             pause DUR before every write (a slow drip)
+``keepalive[=N[@DUR]]``  send only N ``: keep-alive`` comments DUR apart (default 3 @ 100ms),
+                         then end the body without a single event
+``none``                 no fault
+=======================  ==================================================================
+
+Example: ``x-steadystream-fault: stall=20ms@10, split=utf8``. ``error_event``, ``failed`` and
+``incomplete`` change the stored response itself (a resume sees the same ending); all other
+faults affect only the one request. A background response keeps generating when its stream is
+dropped, so ``retrieve(id, stream=True, starting_after=last_seen)`` returns the rest.
+
+Profiles (:data:`PROFILES`): each request draws at most one fault at the profile's rates,
+deterministically from ``(seed, request number)``. Resumes (streamed retrieves) are clean unless
+the profile has a resume mix. Built in:
+
+- ``none``; ``flaky``: 5% mid-stream drops, 2% 429, 1% 503;
+- ``mixed``: about 25% of requests fail, spread over every class (429, 503, 500, drops before and
+  after content, slow first token, stalls, random and UTF-8 splits, drip, keep-alive-only,
+  ``error`` event, ``response.failed``, ``response.incomplete``); 3% of resumes drop or 404;
+- one fault on every request: ``rate-limit`` (429, Retry-After 1s), ``outage`` (503),
+  ``server-errors`` (500), ``drops``, ``early-drops``, ``slow-first-token`` (4s),
+  ``stall`` (10s), ``broken-chunks``, ``utf8-splits``, ``slow-drip``, ``keepalive-only``,
+  ``error-event``, ``failed``, ``incomplete``, ``resume-failure`` (drops, then every resume 404).
+
+Durations in the single-fault profiles cross the default runtime policy (first token 3s, idle
+8s). :data:`PROFILE_FOR_FAILURE_CLASS` maps failure classes to the profile that causes them.
+Build your own with ``Profile("name", "what", mix=((0.1, "drop_after=5..9"),))``.
+"""
+
+from __future__ import annotations
+
+from ._faults import (
+    PROFILE_FOR_FAILURE_CLASS,
+    PROFILES,
+    FaultPlan,
+    FaultSyntaxError,
+    Profile,
+    parse_fault,
+    resolve_profile,
+)
+from ._server import (
+    HEADER_DELTA_SIZE,
+    HEADER_TOKENS,
+    ROUTE_CANCEL,
+    ROUTE_CREATE,
+    ROUTE_DELETE,
+    ROUTE_OTHER,
+    ROUTE_RETRIEVE,
+    StoredResponse,
+    Upstream,
+    UpstreamStats,
+)
+from ._textgen import DEFAULT_TOKENS, deltas, expected_text, prompt_key
+
+__all__ = [
+    "DEFAULT_TOKENS",
+    "HEADER_DELTA_SIZE",
+    "HEADER_TOKENS",
+    "PROFILES",
+    "PROFILE_FOR_FAILURE_CLASS",
+    "ROUTE_CANCEL",
+    "ROUTE_CREATE",
+    "ROUTE_DELETE",
+    "ROUTE_OTHER",
+    "ROUTE_RETRIEVE",
+    "FaultPlan",
+    "FaultSyntaxError",
+    "Profile",
+    "StoredResponse",
+    "Upstream",
+    "UpstreamStats",
+    "deltas",
+    "expected_text",
+    "parse_fault",
+    "prompt_key",
+    "resolve_profile",
+]
