@@ -13,6 +13,7 @@ dashboards and the runbooks::
 
 from __future__ import annotations
 
+from .instrumentation.checkpoint import Checkpoint
 from .instrumentation.errors import (
     ClientTooSlow,
     FirstTokenTimeout,
@@ -30,6 +31,7 @@ from .spec import Spec, SpecError, default_spec, load_spec
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint",
     "ClientTooSlow",
     "FirstTokenTimeout",
     "IdleTimeout",

@@ -1,0 +1,558 @@
+"""The sans-IO stream core: one state machine behind every shell (sync, async, passive, active).
+
+The core does no I/O and reads no clock. A shell feeds it events with timestamps from the
+monitor's injected clock (seconds, monotonic) and acts on what it returns::
+
+    core.on_open(t)                    # the logical stream exists (in-flight +1, span start)
+    core.begin_attempt(t)              # attempt 1 (the active mode calls it once per attempt)
+    core.attempt_opened(t)             # active mode only: headers are in (measures "open")
+    while True:
+        core.on_wait(t)                # about to block on the upstream
+        ... block for at most core.next_deadline() - now ...
+        timeout = core.on_item(item, t)   # -> None, or a StreamTimeout to raise
+        ... hand the item to the consumer ...
+    core.close(t)                      # exhausted; or close(t, abandoned=True) / close(t, error=e)
+
+Timeouts. Deadlines are absolute times on the same clock. ``first_token`` runs from the start
+of each attempt until its first content. ``stream_idle`` counts only time spent *waiting on the
+upstream* since the last content: keep-alives and lifecycle events do not reset it, and time the
+consumer spends holding a chunk does not use it up (that is the consumer's business, and the
+buffer cap's). ``total`` runs from :meth:`on_open` for the whole logical stream. Deadlines never
+move earlier, which lets the shells use one lazily re-armed timer per stream instead of arming a
+timer per chunk. A shell that sees a deadline pass calls :meth:`expire` (or gets the error from
+:meth:`on_item` / :meth:`check`) and raises it; the error carries the last checkpoint.
+
+Phases. Wall time is split into ``open`` (measured only when the monitor opened the stream),
+``first_token_wait`` (upstream wait before the first content), ``upstream_wait`` (upstream wait
+after it) and ``consumer`` (time between handing an item over and being asked for the next).
+
+Extension points for the active mode (retries, resume, flow control, ingress):
+:meth:`begin_attempt`, :meth:`attempt_opened`, :meth:`on_error` (ends the attempt),
+:meth:`record_retry`, :meth:`record_resume`, :meth:`record_budget_exhausted`,
+:meth:`record_client_slow`, :meth:`record_timeout` (dial / tls, which happen in the client),
+:attr:`checkpoint`. Recovery latency (interruption to the first content after it) is measured
+by the core itself: the first content after a failed attempt records it.
+
+Cost per content chunk: one classification, one UTF-8 encode and hash update, a few float
+operations, and a list append for the gap; bytes and gaps reach the sinks in batches at every
+checkpoint and at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import conventions as c
+from . import errors as e
+from .checkpoint import Checkpoint, ContentHasher
+from .events import CONTENT, END, ERROR, KEEPALIVE, STARTED, Reading, classify, classify_exception
+from .reassembly import FenceTracker, json_problem
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+    from .telemetry import StreamObserver
+
+__all__ = ["CorePolicy", "StreamCore"]
+
+_INF = float("inf")
+
+_TIMEOUT_ERRORS: dict[str, type[e.StreamTimeout]] = {
+    c.TIMEOUT_FIRST_TOKEN: e.FirstTokenTimeout,
+    c.TIMEOUT_IDLE: e.IdleTimeout,
+    c.TIMEOUT_TOTAL: e.TotalTimeout,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CorePolicy:
+    """The part of the spec the core enforces (seconds; ``checkpoint_every`` in chunks)."""
+
+    first_token: float = 3.0
+    idle: float = 8.0
+    total: float = 45.0
+    checkpoint_every: int = 16
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> CorePolicy:
+        """Read ``spec.stream.timeouts`` and ``spec.stream.checkpoint``."""
+        t = spec.stream.timeouts
+        return cls(
+            first_token=t.first_token,
+            idle=t.stream_idle,
+            total=t.total,
+            checkpoint_every=spec.stream.checkpoint.every,
+        )
+
+
+class StreamCore:
+    """State of one logical stream. Not thread-safe, except that :meth:`expire` may be called
+    from a watchdog thread (it only sets a flag and reports once).
+
+    ``expect_json``: the consumer asked for JSON, so the content is checked to be one complete
+    JSON document at the end (this keeps the content in memory).
+    """
+
+    __slots__ = (
+        "_attempt_content",
+        "_attempt_deadline_ft",
+        "_attempt_live",
+        "_chunks",
+        "_closed",
+        "_content_since_flush",
+        "_deadline",
+        "_deadline_phase",
+        "_ended_by_upstream",
+        "_error_class",
+        "_every",
+        "_expired",
+        "_fence",
+        "_first_token_t",
+        "_gaps",
+        "_hasher",
+        "_idle_used",
+        "_interrupted_at",
+        "_json_parts",
+        "_last_content_t",
+        "_last_return_t",
+        "_next_checkpoint",
+        "_obs",
+        "_open_measured",
+        "_ph_consumer",
+        "_ph_first",
+        "_ph_open",
+        "_ph_up",
+        "_policy",
+        "_responses_api",
+        "_t_attempt",
+        "_t_open",
+        "_t_wait",
+        "_total_deadline",
+        "_waiting",
+        "attempt",
+        "checkpoint",
+        "outcome",
+        "response_id",
+        "sequence_number",
+    )
+
+    def __init__(
+        self,
+        policy: CorePolicy,
+        observer: StreamObserver,
+        *,
+        expect_json: bool = False,
+    ) -> None:
+        self._policy = policy
+        self._obs = observer
+        self._every = policy.checkpoint_every
+        self._hasher = ContentHasher()
+        self._fence = FenceTracker()
+        self._json_parts: list[str] | None = [] if expect_json else None
+        self._gaps: list[float] = []
+        self._content_since_flush = 0
+        self._chunks = 0
+        self._next_checkpoint = self._every
+        #: The last checkpoint (``None`` before the first content).
+        self.checkpoint: Checkpoint | None = None
+        self.sequence_number: int | None = None
+        self.response_id: str | None = None
+        #: Number of the current attempt (0 before :meth:`begin_attempt`).
+        self.attempt = 0
+        #: Set by :meth:`close`: one of conventions.OUTCOMES.
+        self.outcome: str | None = None
+        self._t_open = 0.0
+        self._total_deadline = _INF
+        self._t_attempt = 0.0
+        self._attempt_content = False
+        self._attempt_live = False
+        self._attempt_deadline_ft = _INF
+        self._open_measured = False
+        self._first_token_t: float | None = None
+        self._last_content_t = 0.0
+        self._last_return_t: float | None = None
+        self._t_wait = 0.0
+        self._waiting = False
+        self._idle_used = 0.0
+        self._deadline = _INF
+        self._deadline_phase = c.TIMEOUT_TOTAL
+        self._expired: e.StreamTimeout | None = None
+        self._interrupted_at: float | None = None
+        self._error_class: str | None = None
+        self._ended_by_upstream = False
+        self._responses_api = False
+        self._closed = False
+        self._ph_open = 0.0
+        self._ph_first = 0.0
+        self._ph_up = 0.0
+        self._ph_consumer = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_open(self, t: float) -> None:
+        """The logical stream starts now: TTFT and the total budget count from ``t``."""
+        self._t_open = t
+        self._total_deadline = t + self._policy.total
+        self._obs.started(t)
+
+    def begin_attempt(self, t: float) -> int:
+        """Start the next attempt at ``t``; returns its number (1-based).
+
+        The first-token budget restarts; the idle budget is fresh. A failure of an earlier
+        attempt no longer decides the outcome: the last attempt does.
+        """
+        if self._attempt_live:
+            self.end_attempt(t)
+        self.attempt += 1
+        self._attempt_live = True
+        self._error_class = None
+        self._t_attempt = t
+        self._attempt_content = False
+        self._attempt_deadline_ft = t + self._policy.first_token
+        self._idle_used = 0.0
+        self._waiting = False
+        self._last_return_t = None
+        self._obs.attempt_started(self.attempt, t)
+        return self.attempt
+
+    def attempt_opened(self, t: float) -> None:
+        """The monitor opened the upstream (response headers in): time since
+        :meth:`begin_attempt` counts as the ``open`` phase."""
+        self._ph_open += t - self._t_attempt
+        self._open_measured = True
+        self._last_return_t = t
+
+    def end_attempt(self, t: float, error_class: str | None = None) -> None:
+        """End the current attempt (``error_class`` when it failed). A failed attempt marks
+        an interruption: the next content records recovery latency."""
+        if not self._attempt_live:
+            return
+        self._attempt_live = False
+        self._account_wait(t)
+        if error_class is not None and self._interrupted_at is None:
+            self._interrupted_at = t
+        self._obs.attempt_ended(self.attempt, t, error_class)
+
+    # ------------------------------------------------------------------ items
+
+    def on_wait(self, t: float) -> None:
+        """The shell is about to block on the upstream."""
+        if self._last_return_t is not None:
+            self._ph_consumer += t - self._last_return_t
+            self._last_return_t = None
+        self._t_wait = t
+        self._waiting = True
+        if self._attempt_content:
+            d = t + (self._policy.idle - self._idle_used)
+            if d < self._total_deadline:
+                self._deadline = d
+                self._deadline_phase = c.TIMEOUT_IDLE
+                return
+        elif self._attempt_deadline_ft < self._total_deadline:
+            self._deadline = self._attempt_deadline_ft
+            self._deadline_phase = c.TIMEOUT_FIRST_TOKEN
+            return
+        self._deadline = self._total_deadline
+        self._deadline_phase = c.TIMEOUT_TOTAL
+
+    def next_deadline(self) -> float:
+        """When the current wait must end (``inf`` when nothing bounds it). Valid after
+        :meth:`on_wait`; never earlier than a previously returned value."""
+        return self._deadline
+
+    @property
+    def waiting(self) -> bool:
+        """True between :meth:`on_wait` and the next item, error or close."""
+        return self._waiting
+
+    def on_item(self, item: Any, t: float) -> e.StreamTimeout | None:
+        """An upstream item arrived at ``t``. Returns a timeout to raise when a deadline passed
+        before it came (the item must then not be delivered)."""
+        return self.on_reading(classify(item), t)
+
+    def on_reading(self, r: Reading, t: float) -> e.StreamTimeout | None:
+        """Like :meth:`on_item` for an item the shell already read (SSE bytes, text)."""
+        if self._expired is not None:
+            return self._expired
+        if t > self._deadline:
+            return self.expire(t)
+        if self._waiting:
+            w = t - self._t_wait
+            self._waiting = False
+            if self._first_token_t is None:
+                self._ph_first += w
+            else:
+                self._ph_up += w
+            if r.kind != CONTENT:
+                self._idle_used += w
+        self._last_return_t = t
+        if r.sequence_number is not None:
+            self.sequence_number = r.sequence_number
+        if r.response_id is not None and r.response_id != self.response_id:
+            self.response_id = r.response_id
+            self._obs.response_id(r.response_id)
+        kind = r.kind
+        if kind == CONTENT:
+            self._content(r.text, t)
+        elif kind == STARTED:
+            self._responses_api = True
+        elif kind == END:
+            self._ended_by_upstream = True
+        elif kind == ERROR and self._error_class is None:
+            self._error_class = r.error_class
+        return None
+
+    def on_keepalive(self, t: float) -> None:
+        """A keep-alive (SSE comment) arrived: proof of life, but not content."""
+        self.on_reading(_KEEPALIVE_READING, t)
+
+    def _content(self, text: str, t: float) -> None:
+        try:
+            n = self._hasher.update_text(text)
+        except UnicodeEncodeError:  # pragma: no cover - surrogatepass accepts every str
+            n = 0
+        if self._first_token_t is None:
+            self._first_token_t = t
+            self._obs.first_token(t - self._t_open, t)
+        else:
+            self._gaps.append((t - self._last_content_t) * 1000.0)
+        if self._interrupted_at is not None:
+            self._obs.recovery((t - self._interrupted_at) * 1000.0)
+            self._interrupted_at = None
+        self._attempt_content = True
+        self._idle_used = 0.0
+        self._last_content_t = t
+        self._content_since_flush += n
+        self._chunks += 1
+        self._fence.feed(text)
+        if self._json_parts is not None:
+            self._json_parts.append(text)
+        if self._chunks >= self._next_checkpoint:
+            self._next_checkpoint += self._every
+            self._take_checkpoint()
+
+    def _take_checkpoint(self) -> Checkpoint:
+        cp = self._hasher.snapshot(self._chunks, self.sequence_number, self.response_id)
+        self.checkpoint = cp
+        self._flush()
+        self._obs.checkpoint(cp)
+        return cp
+
+    def _flush(self) -> None:
+        if self._content_since_flush or self._gaps:
+            gaps = self._gaps
+            self._gaps = []
+            n = self._content_since_flush
+            self._content_since_flush = 0
+            self._obs.content(n, gaps)
+
+    def current_checkpoint(self) -> Checkpoint:
+        """A checkpoint of everything delivered so far (taken now; also becomes
+        :attr:`checkpoint`)."""
+        cp = self.checkpoint
+        if (
+            cp is not None
+            and cp.chunks == self._chunks
+            and cp.sequence_number == self.sequence_number
+        ):
+            return cp
+        return self._take_checkpoint()
+
+    @property
+    def content_bytes(self) -> int:
+        """Content bytes delivered so far."""
+        return self._hasher.offset
+
+    @property
+    def chunks(self) -> int:
+        """Content chunks delivered so far."""
+        return self._chunks
+
+    # ------------------------------------------------------------------ deadlines
+
+    def check(self, t: float) -> e.StreamTimeout | None:
+        """The timeout to raise if the current wait's deadline has passed at ``t``."""
+        if self._expired is not None:
+            return self._expired
+        if self._waiting and t >= self._deadline:
+            return self.expire(t)
+        return None
+
+    def expire(self, t: float) -> e.StreamTimeout:
+        """The current deadline passed: record the timeout once and return the error to raise
+        (with the checkpoint attached). Idempotent; safe from a watchdog thread."""
+        exp = self._expired
+        if exp is not None:
+            return exp
+        phase = self._deadline_phase
+        cls = _TIMEOUT_ERRORS[phase]
+        budget = {
+            c.TIMEOUT_FIRST_TOKEN: self._policy.first_token,
+            c.TIMEOUT_IDLE: self._policy.idle,
+            c.TIMEOUT_TOTAL: self._policy.total,
+        }[phase]
+        cp = self.checkpoint if self.checkpoint is not None else None
+        if self._chunks and (cp is None or cp.chunks != self._chunks):
+            cp = self._hasher.snapshot(self._chunks, self.sequence_number, self.response_id)
+            self.checkpoint = cp
+        exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
+        self._expired = exc
+        self._obs.timeout(phase, t)
+        return exc
+
+    @property
+    def expired(self) -> e.StreamTimeout | None:
+        """The timeout that fired in the current attempt, if any."""
+        return self._expired
+
+    def clear_expired(self) -> None:
+        """Forget a fired first-token / idle timeout so a retry can start a new attempt (the
+        active mode calls this before :meth:`begin_attempt`). A total timeout stays."""
+        if self._expired is not None and not isinstance(self._expired, e.TotalTimeout):
+            self._expired = None
+
+    # ------------------------------------------------------------------ failures and hooks
+
+    def on_error(self, exc: BaseException, t: float) -> str:
+        """The upstream raised ``exc`` at ``t``: end the attempt as failed; returns its
+        ``error_class``. A fired timeout wins over whatever the closed upstream raised."""
+        error_class = (
+            self._expired.error_class if self._expired is not None else classify_exception(exc)
+        )
+        self.end_attempt(t, error_class)
+        self._error_class = error_class
+        return error_class
+
+    def record_retry(self, reason: str, t: float) -> None:
+        """A retry for ``reason`` (conventions.RETRY_REASONS) will start the next attempt."""
+        self._obs.retry(reason, self.attempt + 1, t)
+
+    def record_resume(self, ok: bool, t: float) -> None:
+        """A resume from :attr:`checkpoint` succeeded (nothing lost or duplicated) or failed."""
+        self._obs.resume(ok, t, self.checkpoint)
+
+    def record_budget_exhausted(self, t: float) -> None:
+        """A retry was refused: the retry budget is spent."""
+        self._obs.budget_exhausted(t)
+
+    def record_client_slow(self, t: float, *, terminated: bool, dropped_bytes: int = 0) -> None:
+        """The consumer fell behind the buffer cap (flow control)."""
+        self._obs.client_slow(terminated, dropped_bytes, t)
+
+    def record_timeout(self, phase: str, t: float) -> None:
+        """A timeout the core does not enforce itself (``dial``, ``tls``) happened."""
+        self._obs.timeout(phase, t)
+
+    def record_reassembly_error(self, kind: str, detail: str = "") -> None:
+        """A reassembly problem found by a shell (``utf8`` or ``sse`` on byte input)."""
+        self._obs.reassembly_error(kind, detail)
+
+    # ------------------------------------------------------------------ end
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(
+        self,
+        t: float,
+        *,
+        abandoned: bool = False,
+        error: BaseException | None = None,
+        error_class: str | None = None,
+    ) -> str:
+        """End the logical stream (idempotent); returns the outcome.
+
+        Exhausted (the default): ``ok``, unless the upstream reported a failure in-band
+        (``error`` / ``response.failed`` / ``response.incomplete``) or a Responses stream
+        stopped before its terminal event. ``abandoned=True``: the consumer stopped early
+        (``break``, ``close()``, cancellation, garbage collection). ``error``: the stream
+        failed with this exception.
+        """
+        if self._closed:
+            return self.outcome or c.OUTCOME_ERROR
+        self._closed = True
+        try:
+            return self._finish(t, abandoned, error, error_class)
+        finally:
+            self._obs = _NULL_OBSERVER  # nothing after the end reaches a sink
+
+    def _finish(
+        self, t: float, abandoned: bool, error: BaseException | None, error_class: str | None
+    ) -> str:
+        obs = self._obs
+        if self._waiting:
+            self._account_wait(t)
+        elif self._last_return_t is not None:
+            self._ph_consumer += t - self._last_return_t
+            self._last_return_t = None
+        if error is not None and error_class is None:
+            if self._expired is not None:
+                error_class = self._expired.error_class
+            elif self._error_class is not None:
+                error_class = self._error_class
+            else:
+                error_class = classify_exception(error)
+        if error_class is None and not abandoned:
+            error_class = self._error_class
+            if error_class is None and self._responses_api and not self._ended_by_upstream:
+                error_class = c.ERROR_CLASS_NETWORK
+        if error_class is not None:
+            outcome = c.OUTCOME_ERROR
+        elif abandoned:
+            outcome = c.OUTCOME_ABANDONED
+        else:
+            outcome = c.OUTCOME_OK
+        self.outcome = outcome
+        if self._attempt_live:
+            self._attempt_live = False
+            obs.attempt_ended(self.attempt, t, error_class)
+        if self._chunks:
+            self._take_checkpoint()
+        self._flush()
+        if outcome == c.OUTCOME_OK:
+            # Completeness checks only make sense on content the upstream said is whole.
+            if self._fence.unclosed:
+                obs.reassembly_error(c.REASSEMBLY_FENCE, f"unclosed {self._fence.open_fence}")
+            if self._json_parts is not None:
+                problem = json_problem("".join(self._json_parts))
+                if problem is not None:
+                    obs.reassembly_error(c.REASSEMBLY_JSON, problem)
+        phases: dict[str, float] = {}
+        if self._open_measured:
+            phases[c.PHASE_OPEN] = self._ph_open * 1000.0
+        phases[c.PHASE_FIRST_TOKEN_WAIT] = self._ph_first * 1000.0
+        if self._first_token_t is not None:
+            phases[c.PHASE_UPSTREAM_WAIT] = self._ph_up * 1000.0
+        phases[c.PHASE_CONSUMER] = self._ph_consumer * 1000.0
+        obs.ended(
+            outcome,
+            error_class,
+            phases,
+            t,
+            {"bytes": self._hasher.offset, "chunks": self._chunks, "attempts": self.attempt},
+        )
+        return outcome
+
+    def _account_wait(self, t: float) -> None:
+        if self._waiting:
+            w = t - self._t_wait
+            self._waiting = False
+            if self._first_token_t is None:
+                self._ph_first += w
+            else:
+                self._ph_up += w
+            self._idle_used += w
+
+
+class _NullObserver:
+    def __getattr__(self, name: str) -> Any:
+        return _noop
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+_NULL_OBSERVER: Any = _NullObserver()
+_KEEPALIVE_READING = Reading(KEEPALIVE)

@@ -1,0 +1,276 @@
+"""Reassembly of a byte stream into text, SSE events and checked content (all sans-IO).
+
+* :class:`Utf8Decoder`: a strict incremental UTF-8 decoder. A character split across chunks is
+  held back until it is complete, so text is never emitted with a partial character; invalid
+  bytes are reported (once per stream) and then decoded as U+FFFD so nothing after them is lost.
+* :class:`SSEParser`: the WHATWG ``text/event-stream`` parser. Lines end only at CR, LF or CRLF
+  (a CR at the end of one chunk followed by LF at the start of the next is one line end); never
+  at U+2028, U+0085 or the other separators ``str.splitlines`` would use.
+* :class:`FenceTracker`: counts Markdown code fences as content grows (a fence split across
+  deltas is still seen), so an unclosed fence can be reported at the end.
+* :func:`json_problem`: whether content the consumer asked for as JSON is complete JSON.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass
+
+__all__ = [
+    "FenceTracker",
+    "SSEParser",
+    "ServerSentEvent",
+    "Utf8Decoder",
+    "json_problem",
+    "looks_like_sse",
+]
+
+
+class Utf8Decoder:
+    """Strict incremental UTF-8 decoding with error accounting.
+
+    ``errors`` counts problems: invalid sequences, and a sequence cut off at the end of the
+    stream (found by :meth:`final`).
+    """
+
+    __slots__ = ("_dec", "errors")
+
+    def __init__(self) -> None:
+        self._dec = codecs.getincrementaldecoder("utf-8")("strict")
+        self.errors = 0
+
+    def decode(self, data: bytes) -> str:
+        """Decode ``data``; a trailing partial character is kept for the next call."""
+        try:
+            return self._dec.decode(data)
+        except UnicodeDecodeError:
+            # The buffered decoder leaves its state untouched when it raises, so the same input
+            # can be decoded again with replacement: the problem is counted, no data is dropped.
+            self.errors += 1
+            self._dec.errors = "replace"
+            return self._dec.decode(data)
+
+    def final(self) -> str:
+        """Flush at end of stream; a cut-off character counts as an error."""
+        try:
+            return self._dec.decode(b"", True)
+        except UnicodeDecodeError:
+            self.errors += 1
+            self._dec.errors = "replace"
+            return self._dec.decode(b"", True)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One dispatched SSE event: ``event`` (default ``"message"``), ``data`` (lines joined with
+    LF), ``id`` (the last event id, or ``None``) and ``retry`` (milliseconds, or ``None``)."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+    def json(self) -> object:
+        """``data`` parsed as JSON."""
+        return json.loads(self.data)
+
+
+class SSEParser:
+    """Incremental ``text/event-stream`` parser over already-decoded text.
+
+    :meth:`feed` returns the events completed by the text; comment lines (keep-alives such as
+    ``: ping``) are counted in ``comments`` and ``last_comments`` rather than dispatched.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_data",
+        "_event",
+        "_has_data",
+        "_last_id",
+        "_retry",
+        "_skip_lf",
+        "_started",
+        "comments",
+    )
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._skip_lf = False
+        self._started = False
+        self._data: list[str] = []
+        self._has_data = False
+        self._event = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        #: Comment lines seen so far (keep-alives).
+        self.comments = 0
+
+    def feed(self, text: str) -> list[ServerSentEvent]:
+        """Consume ``text``; return the events it completes, in order."""
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            if text[0] == "\ufeff":
+                text = text[1:]
+        if self._skip_lf:
+            self._skip_lf = False
+            if text.startswith("\n"):
+                text = text[1:]
+        buf = self._buf + text if self._buf else text
+        out: list[ServerSentEvent] = []
+        start = 0
+        n = len(buf)
+        find = buf.find
+        while start < n:
+            # Lines end at CR, LF or CRLF only; find both and take the earlier.
+            lf = find("\n", start)
+            cr = find("\r", start, lf if lf >= 0 else n)
+            if cr >= 0:
+                end = cr
+                if cr + 1 < n:
+                    nxt = cr + 2 if buf[cr + 1] == "\n" else cr + 1
+                else:
+                    # CR at the very end: an LF may start the next chunk and belongs to it.
+                    nxt = n
+                    self._skip_lf = True
+            elif lf >= 0:
+                end = lf
+                nxt = lf + 1
+            else:
+                break
+            self._line(buf[start:end], out)
+            start = nxt
+        self._buf = buf[start:]
+        return out
+
+    def final(self) -> bool:
+        """End of stream. Returns ``True`` when an unterminated event or line was discarded
+        (the stream was cut inside an event: the spec says to drop it, we report it)."""
+        return bool(self._buf) or self._has_data
+
+    def _line(self, line: str, out: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._has_data:
+                data = "\n".join(self._data)
+                out.append(
+                    ServerSentEvent(self._event or "message", data, self._last_id, self._retry)
+                )
+            self._data = []
+            self._has_data = False
+            self._event = ""
+            return
+        if line[0] == ":":
+            self.comments += 1
+            return
+        colon = line.find(":")
+        if colon < 0:
+            field, value = line, ""
+        else:
+            field = line[:colon]
+            value = line[colon + 1 :]
+            if value.startswith(" "):
+                value = value[1:]
+        if field == "data":
+            self._data.append(value)
+            self._has_data = True
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif field == "retry" and value.isascii() and value.isdigit():
+            self._retry = int(value)
+        # Other field names are ignored, as the spec requires.
+
+
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"data\n", b"data\r")
+
+
+def looks_like_sse(head: bytes) -> bool:
+    """Sniff the first bytes of a body: does it start like ``text/event-stream``?"""
+    head = head.lstrip(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    return head.startswith(_SSE_FIELDS)
+
+
+class FenceTracker:
+    """Tracks Markdown code fences (lines starting with ```` ``` ```` or ``~~~``) in growing text.
+
+    Only line starts matter, so the tracker keeps the start of the current line until it can
+    tell whether it is a fence; text without a backtick or tilde costs a single scan.
+    """
+
+    __slots__ = ("_at_line_start", "_head", "open_fence")
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+        self._head = ""
+        #: The marker of the fence currently open (e.g. ``"```"``), or ``""``.
+        self.open_fence = ""
+
+    def feed(self, text: str) -> None:
+        """Account for the next piece of content."""
+        if "`" not in text and "~" not in text and not self._head:
+            # Fast path: no fence character can start here; just follow line starts.
+            if text:
+                last = text[-1]
+                self._at_line_start = last == "\n" or last == "\r"
+            return
+        for part in _split_keep(text):
+            if self._at_line_start or self._head:
+                self._head += part
+                self._resolve()
+            if part.endswith(("\n", "\r")):
+                self._at_line_start = True
+                self._head = ""
+            else:
+                self._at_line_start = False
+
+    def _resolve(self) -> None:
+        head = self._head
+        stripped = head.lstrip(" ")
+        if len(head) - len(stripped) > 3:
+            self._head = ""  # indented code, not a fence
+            return
+        body = stripped.rstrip("\r\n")
+        ended = len(body) != len(stripped)
+        if not ended and len(body) < 3 and all(ch in "`~" for ch in body):
+            return  # could still become a fence: wait for more text
+        marker = body[:3]
+        if marker == "```" or marker == "~~~":
+            # Lenient by design: any fence line of the open fence's kind closes it.
+            if not self.open_fence:
+                self.open_fence = marker
+            elif marker == self.open_fence:
+                self.open_fence = ""
+        self._head = ""
+        self._at_line_start = False
+
+    @property
+    def unclosed(self) -> bool:
+        """True when a fence is open."""
+        return bool(self.open_fence)
+
+
+def _split_keep(text: str) -> list[str]:
+    """Split after each CR or LF, keeping the line ends (never on U+2028 and friends)."""
+    parts: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if ch == "\n" or ch == "\r":
+            parts.append(text[start : i + 1])
+            start = i + 1
+    if start < len(text):
+        parts.append(text[start:])
+    return parts
+
+
+def json_problem(text: str) -> str | None:
+    """``None`` when ``text`` is one complete JSON document, else a short reason."""
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        return str(exc)
+    return None

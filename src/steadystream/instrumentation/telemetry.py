@@ -1,0 +1,203 @@
+"""The telemetry sink interface the core reports to, and the pieces every sink shares.
+
+The core (:mod:`.core`) never talks to Prometheus or OpenTelemetry. It calls a
+:class:`StreamObserver`: one object per logical stream, obtained from each
+:class:`TelemetrySink` with :meth:`TelemetrySink.bind`. The monitor wires three sinks
+(Prometheus, OpenTelemetry metrics, spans) behind a :class:`Fanout` that logs and swallows any
+exception a sink raises, so telemetry can never break the user's stream.
+
+Nothing here is called per chunk: the core batches bytes and chunk gaps and flushes them at
+every checkpoint and at the end (:meth:`StreamObserver.content`), so a sink's cost per chunk is
+amortised. Sinks must not keep a reference to the ``gaps_ms`` list they are handed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+
+__all__ = ["ErrorRateWindow", "Fanout", "StreamObserver", "TelemetrySink"]
+
+log = logging.getLogger("steadystream.telemetry")
+
+
+class StreamObserver(Protocol):
+    """Receives what happens to one logical stream. Times are seconds on the core's clock.
+
+    Call order: ``started`` once; then per attempt ``attempt_started`` ... ``attempt_ended``;
+    ``first_token`` at most once (the logical stream's first content); ``ended`` exactly once.
+    """
+
+    def started(self, t: float) -> None:
+        """The logical stream opened (``stream_in_flight`` +1, span start)."""
+
+    def attempt_started(self, attempt: int, t: float) -> None:
+        """Attempt ``attempt`` (1-based) began (child span start)."""
+
+    def attempt_ended(self, attempt: int, t: float, error_class: str | None) -> None:
+        """Attempt ``attempt`` ended, with ``error_class`` when it failed (child span end)."""
+
+    def first_token(self, ttft_s: float, t: float) -> None:
+        """First content of the logical stream, ``ttft_s`` after it opened."""
+
+    def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
+        """A batch of content: bytes delivered and the chunk gaps (ms) since the last batch."""
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        """A checkpoint was taken."""
+
+    def timeout(self, phase: str, t: float) -> None:
+        """A timeout fired (``phase``: ``first_token``, ``idle``, ``total``, ``dial``, ``tls``)."""
+
+    def retry(self, reason: str, attempt: int, t: float) -> None:
+        """A retry for ``reason`` is about to start attempt ``attempt``."""
+
+    def resume(self, ok: bool, t: float, checkpoint: Checkpoint | None) -> None:
+        """A resume from ``checkpoint`` succeeded (``ok``) or failed."""
+
+    def recovery(self, ms: float) -> None:
+        """Interruption to first content after it took ``ms`` milliseconds."""
+
+    def budget_exhausted(self, t: float) -> None:
+        """A retry was refused because the retry budget was spent."""
+
+    def client_slow(self, terminated: bool, dropped_bytes: int, t: float) -> None:
+        """The consumer fell behind the buffer cap: the stream was cut (``terminated``) or
+        ``dropped_bytes`` of increments were dropped."""
+
+    def reassembly_error(self, kind: str, detail: str) -> None:
+        """A reassembly problem of ``kind`` (utf8, sse, json, fence)."""
+
+    def response_id(self, response_id: str) -> None:
+        """The upstream response id became known (spans only; never a metric label)."""
+
+    def ended(
+        self,
+        outcome: str,
+        error_class: str | None,
+        phases_ms: Mapping[str, float],
+        t: float,
+        info: Mapping[str, Any],
+    ) -> None:
+        """The logical stream ended. ``phases_ms`` maps phase -> milliseconds (only measured
+        phases); ``info`` holds ``bytes``, ``chunks`` and ``attempts``."""
+
+
+class TelemetrySink(Protocol):
+    """A telemetry backend. :meth:`bind` is called once per logical stream."""
+
+    def bind(
+        self, model: str, provider: str, *, request_model: str, attributes: Mapping[str, Any]
+    ) -> StreamObserver:
+        """An observer for a stream whose (capped) ``model`` label and ``provider`` are given;
+        ``request_model`` is the uncapped name (spans may carry it, metrics must not)."""
+
+    def rejected(self, reason: str, model: str, provider: str) -> None:
+        """A stream was refused at ingress before it existed."""
+
+
+_METHODS = (
+    "started",
+    "attempt_started",
+    "attempt_ended",
+    "first_token",
+    "content",
+    "checkpoint",
+    "timeout",
+    "retry",
+    "resume",
+    "recovery",
+    "budget_exhausted",
+    "client_slow",
+    "reassembly_error",
+    "response_id",
+    "ended",
+)
+
+# Errors already logged with a traceback, by (sink type, method): one traceback each, then
+# debug lines, so a broken exporter cannot flood the logs of a busy service.
+_reported: set[tuple[str, str]] = set()
+
+
+def report_telemetry_error(where: str, method: str) -> None:
+    """Log the exception being handled as a swallowed telemetry failure."""
+    key = (where, method)
+    if key in _reported:
+        log.debug("telemetry error in %s.%s (swallowed)", where, method, exc_info=True)
+    else:
+        _reported.add(key)
+        log.exception("telemetry error in %s.%s; the stream continues", where, method)
+
+
+def _fan(name: str) -> Callable[..., None]:
+    def call(self: Fanout, *args: Any) -> None:
+        for obs in self._observers:
+            try:
+                getattr(obs, name)(*args)
+            except Exception:
+                report_telemetry_error(type(obs).__name__, name)
+
+    call.__name__ = name
+    return call
+
+
+class Fanout:
+    """One :class:`StreamObserver` that forwards to several, swallowing (and logging) errors."""
+
+    __slots__ = ("_observers",)
+
+    def __init__(self, observers: Sequence[StreamObserver]) -> None:
+        self._observers = tuple(observers)
+
+    for _name in _METHODS:
+        locals()[_name] = _fan(_name)
+    del _name
+
+
+class ErrorRateWindow:
+    """Errors / streams over the last ``window`` seconds, in O(1) memory.
+
+    A fixed ring of ``window / step`` buckets (30 x 10 s by default); each bucket remembers the
+    step it belongs to, so stale buckets are ignored (and reused) without a sweep. The rate is
+    therefore exact to one step's granularity. Thread-safe.
+    """
+
+    __slots__ = ("_epochs", "_errors", "_lock", "_n", "_streams", "step")
+
+    def __init__(self, window: float = 300.0, step: float = 10.0) -> None:
+        self._n = max(1, round(window / step))
+        self.step = step
+        self._epochs = [-1] * self._n
+        self._errors = [0] * self._n
+        self._streams = [0] * self._n
+        self._lock = threading.Lock()
+
+    def record(self, t: float, error: bool) -> None:
+        """Count one finished stream at time ``t`` (an error when ``error``)."""
+        epoch = int(t // self.step)
+        i = epoch % self._n
+        with self._lock:
+            if self._epochs[i] != epoch:
+                self._epochs[i] = epoch
+                self._errors[i] = 0
+                self._streams[i] = 0
+            self._streams[i] += 1
+            if error:
+                self._errors[i] += 1
+
+    def rate(self, t: float) -> float:
+        """The error ratio over the window ending at ``t`` (0.0 with no streams)."""
+        now = int(t // self.step)
+        oldest = now - self._n + 1
+        errors = streams = 0
+        with self._lock:
+            for i in range(self._n):
+                if oldest <= self._epochs[i] <= now:
+                    errors += self._errors[i]
+                    streams += self._streams[i]
+        return errors / streams if streams else 0.0
