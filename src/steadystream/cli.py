@@ -34,6 +34,63 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- simulate
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from .simulate import PROFILES, Upstream
+    from .spec.units import parse_duration
+
+    if args.faults not in PROFILES:
+        _err(
+            f"steadystream simulate: unknown fault profile {args.faults!r}; known: "
+            f"{', '.join(sorted(PROFILES))}"
+        )
+        return 2
+    try:
+        pacing = {
+            name: parse_duration(getattr(args, name)) if getattr(args, name) != "0" else 0.0
+            for name in ("token_interval", "first_token_latency")
+        }
+    except ValueError as exc:
+        _err(f"steadystream simulate: {exc}")
+        return 2
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Upstream(profile=args.faults, seed=args.seed, port=args.port, **pacing) as up:
+            profile = PROFILES[args.faults]
+            print(
+                f"steadystream simulate: OpenAI Responses API on {up.base_url}\n"
+                f"  faults: {profile.name} ({profile.description}); seed {args.seed}\n"
+                f"  point the openai client at it:\n"
+                f'    client = openai.OpenAI(base_url="{up.base_url}", api_key="test")\n'
+                f"    or: export OPENAI_BASE_URL={up.base_url} OPENAI_API_KEY=test\n"
+                f'  per-request faults: header x-steadystream-fault, e.g. "drop_after=20" or '
+                f'"stall=2s@10" (reference: python -m pydoc steadystream.simulate)\n'
+                f"  Ctrl-C stops.",
+                flush=True,
+            )
+            await stop.wait()
+            stats = up.stats
+        faults = ", ".join(f"{k}={v}" for k, v in sorted(stats.faults.items())) or "none"
+        print(
+            f"stopped: {sum(stats.requests.values())} requests, faults injected: {faults}",
+            flush=True,
+        )
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        _err(f"steadystream simulate: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="steadystream",
@@ -48,6 +105,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the spec's JSON Schema")
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "simulate",
+        help="serve the fault-injecting OpenAI Responses API upstream on loopback",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="port on 127.0.0.1 (default: 0, a free one)",
+    )
+    p.add_argument(
+        "--faults",
+        default="none",
+        metavar="PROFILE",
+        help="fault profile: none, flaky, mixed, rate-limit, outage, drops, stall, ... "
+        "(default: none; per-request faults via the x-steadystream-fault header)",
+    )
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default: 0)")
+    p.add_argument(
+        "--token-interval",
+        default="20ms",
+        metavar="DUR",
+        help="simulated time between generated deltas (default: 20ms; 0 for none)",
+    )
+    p.add_argument(
+        "--first-token-latency",
+        default="200ms",
+        metavar="DUR",
+        help="simulated model latency before the first delta (default: 200ms; 0 for none)",
+    )
+    p.set_defaults(func=_cmd_simulate)
 
     return parser
 
