@@ -12,6 +12,7 @@ Not supported (never sent by the ``openai`` client): pipelining beyond sequentia
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
@@ -117,10 +118,24 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
 class ResponseWriter:
     """Writes one response on a connection: either a sized body or a chunked stream."""
 
-    def __init__(self, writer: asyncio.StreamWriter, *, keep_alive: bool) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        *,
+        keep_alive: bool,
+        on_status: Callable[[int], None] | None = None,
+    ) -> None:
         self._writer = writer
         self.keep_alive = keep_alive
         self.status: int | None = None
+        # Called with the status before the first byte is written, so counters are up to date
+        # by the time the client can observe the response.
+        self._on_status = on_status
+
+    def _set_status(self, status: int) -> None:
+        self.status = status
+        if self._on_status is not None:
+            self._on_status(status)
 
     def _connection_headers(self) -> list[tuple[str, str]]:
         return [("connection", "keep-alive" if self.keep_alive else "close")]
@@ -129,7 +144,7 @@ class ResponseWriter:
         self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]]
     ) -> None:
         """A complete response with ``Content-Length``."""
-        self.status = status
+        self._set_status(status)
         all_headers = [
             ("content-type", content_type),
             ("content-length", str(len(body))),
@@ -141,7 +156,7 @@ class ResponseWriter:
 
     async def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
         """The head of a chunked ``text/event-stream`` response, flushed at once."""
-        self.status = status
+        self._set_status(status)
         all_headers = [
             ("content-type", "text/event-stream; charset=utf-8"),
             ("cache-control", "no-cache"),

@@ -411,15 +411,14 @@ class Upstream:
                 try:
                     request = await read_request(reader)
                 except BadRequest as exc:
+                    self._stats.request(ROUTE_OTHER, 400)
                     out = ResponseWriter(writer, keep_alive=False)
                     body = proto.error_body(str(exc), type_="invalid_request_error")
                     await out.send(400, proto.dumps(body).encode(), "application/json", [])
-                    self._stats.request(ROUTE_OTHER, 400)
                     break
                 if request is None:
                     break
-                out = ResponseWriter(writer, keep_alive=request.keep_alive)
-                await self._dispatch(request, out)
+                out = await self._dispatch(request, writer)
                 if not out.keep_alive or writer.transport.is_closing():
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -437,32 +436,40 @@ class Upstream:
             else:
                 writer.close()
 
-    async def _dispatch(self, request: Request, out: ResponseWriter) -> None:
+    async def _dispatch(self, request: Request, writer: asyncio.StreamWriter) -> ResponseWriter:
         parts = [p for p in request.path.split("/") if p]
         route = ROUTE_OTHER
-        try:
-            if parts[:2] != ["v1", "responses"]:
-                raise _ClientError(404, f"Unknown path {request.path!r}.")
+        if parts[:2] == ["v1", "responses"]:
             if len(parts) == 2 and request.method == "POST":
                 route = ROUTE_CREATE
-                await self._create(request, out)
             elif len(parts) == 3 and request.method == "GET":
                 route = ROUTE_RETRIEVE
-                await self._retrieve(parts[2], request, out)
             elif len(parts) == 4 and parts[3] == "cancel" and request.method == "POST":
                 route = ROUTE_CANCEL
-                await self._cancel(parts[2], out)
             elif len(parts) == 3 and request.method == "DELETE":
                 route = ROUTE_DELETE
+        out = ResponseWriter(
+            writer,
+            keep_alive=request.keep_alive,
+            on_status=lambda status: self._stats.request(route, status),
+        )
+        try:
+            if route == ROUTE_CREATE:
+                await self._create(request, out)
+            elif route == ROUTE_RETRIEVE:
+                await self._retrieve(parts[2], request, out)
+            elif route == ROUTE_CANCEL:
+                await self._cancel(parts[2], out)
+            elif route == ROUTE_DELETE:
                 await self._delete(parts[2], out)
-            else:
+            elif parts[:2] == ["v1", "responses"]:
                 raise _ClientError(405, f"{request.method} {request.path} is not supported.")
+            else:
+                raise _ClientError(404, f"Unknown path {request.path!r}.")
         except _ClientError as exc:
             body = proto.error_body(exc.message, type_="invalid_request_error", param=exc.param)
             await out.send(exc.status, proto.dumps(body).encode(), "application/json", [])
-        finally:
-            if out.status is not None:
-                self._stats.request(route, out.status)
+        return out
 
     # ------------------------------------------------------------------------------ faults
     def _plan(self, request: Request, *, resume: bool) -> FaultPlan:
@@ -810,12 +817,12 @@ class Upstream:
                 if len(pieces) > 1 and not split_counted:
                     self._stats.fault(KIND_SPLIT)
                     split_counted = True
+            if sent == 0 and plan.drip:
+                self._stats.fault(KIND_DRIP)
             for piece in pieces:
                 if plan.drip:
                     await asyncio.sleep(plan.drip)
                 await out.chunk(piece)
-            if sent == 0 and plan.drip:
-                self._stats.fault(KIND_DRIP)
             sent += 1
             index += 1
         await out.end_stream()
