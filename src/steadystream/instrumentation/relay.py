@@ -1,0 +1,325 @@
+"""Relay mode: a bounded per-stream buffer between the upstream and a slow consumer.
+
+A server that forwards an LLM stream to its own clients (browsers, mobile apps) reads the
+upstream as fast as it produces and writes to a client that may be on a bad network, or gone.
+Without a cap, every stuck client pins the whole response in memory: the slow-consumer failure
+class. :func:`relay` puts a reader task in front of the consumer. The reader fills a buffer; the
+consumer drains it. The buffer is measured in bytes (see :func:`default_sizeof`), and when it
+goes past ``spec.stream.flow_control.max_buffer`` the configured policy applies:
+
+``pause``
+    Stop reading the upstream until the consumer has drained the buffer to half the cap. The
+    unread bytes stay in the kernel's socket buffers, and TCP flow control slows the sender.
+``drop``
+    Drop the increments a predicate marks low-value (by default keep-alives and progress
+    events, never content, never a lifecycle or terminal event) and coalesce adjacent text
+    deltas into one event. If that is not enough, because the backlog is all content, the reader
+    pauses as above: content is never dropped.
+``terminate``
+    End the stream with the retryable :class:`~steadystream.ClientTooSlow`. Its ``checkpoint``
+    is what the consumer actually received, so the client can resume exactly there. The reader
+    stops and the buffer is freed at once.
+
+Each breach (an item that does not fit under the cap; it ends when the consumer has drained the
+buffer to half the cap) counts once in ``stream_abort_client_slow_total`` and adds a
+``backpressure`` span event. The reader checks the
+cap after every item, so the buffer never holds more than the cap plus one item.
+
+The policy lives in :class:`RelayBuffer`, which is pure (no event loop, no clock) and unit-tested
+on its own. The async shell in :func:`relay` is a reader task and two events. Usage, in a
+Starlette handler (see ``examples/relay_app.py``)::
+
+    async def sse(request):
+        events = monitor.relay(lambda cp: client.responses.create(...), model="gpt-4.1")
+        return StreamingResponse(to_sse(events), media_type="text/event-stream")
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from . import events as ev
+from .checkpoint import Checkpoint, ContentHasher
+
+__all__ = [
+    "ITEM_OVERHEAD",
+    "Offer",
+    "RelayBuffer",
+    "default_low_value",
+    "default_sizeof",
+]
+
+Policy = Literal["pause", "drop", "terminate"]
+
+#: Bytes counted per buffered event on top of its content: roughly the JSON framing of one
+#: Responses API delta on the wire. Keeps a flood of empty events from being "free".
+ITEM_OVERHEAD: Final = 128
+
+_PROGRESS_SUFFIXES: Final = (".in_progress", ".searching", ".interpreting", ".generating")
+_PROGRESS_TYPES: Final = frozenset({"response.queued", "response.in_progress"})
+
+
+def default_sizeof(item: Any, reading: ev.Reading) -> int:
+    """Bytes an item holds in the buffer: ``bytes`` and ``str`` by their (UTF-8) length, events
+    by their content plus :data:`ITEM_OVERHEAD`."""
+    if isinstance(item, bytes | bytearray | memoryview):
+        return len(item)
+    if isinstance(item, str):
+        return len(item.encode("utf-8", "surrogatepass"))
+    text = reading.text
+    return ITEM_OVERHEAD + (len(text.encode("utf-8", "surrogatepass")) if text else 0)
+
+
+def _type_of(item: Any) -> str | None:
+    typ = item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
+    return typ if isinstance(typ, str) else None
+
+
+def default_low_value(item: Any, reading: ev.Reading) -> bool:
+    """Keep-alives and progress events (``response.in_progress``, ``*.searching``, ...): safe
+    to drop for a slow consumer. Never content, never a lifecycle, terminal or error event."""
+    if reading.kind == ev.KEEPALIVE:
+        # An empty text delta or an SSE comment; ``b""`` is not an item anyone sends.
+        return True
+    if reading.kind != ev.LIFECYCLE:
+        return False
+    typ = _type_of(item)
+    return typ is not None and (typ in _PROGRESS_TYPES or typ.endswith(_PROGRESS_SUFFIXES))
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What the reader must do after offering one item.
+
+    ``pause``: wait until the consumer drained the buffer before reading on. ``terminate``: stop
+    reading; the stream ends with ClientTooSlow. ``breach``: this item took the buffer over the
+    cap (count it). ``dropped_bytes``: bytes of low-value increments dropped by this offer.
+    """
+
+    pause: bool = False
+    terminate: bool = False
+    breach: bool = False
+    dropped_bytes: int = 0
+    dropped_items: int = 0
+
+
+_OK: Final = Offer()
+
+
+class _Entry:
+    __slots__ = ("item", "reading", "size")
+
+    def __init__(self, item: Any, reading: ev.Reading, size: int) -> None:
+        self.item = item
+        self.reading = reading
+        self.size = size
+
+
+class RelayBuffer:
+    """The bounded buffer of one relayed stream, and its overflow policy (sans-IO).
+
+    The reader calls :meth:`offer` for each upstream item and obeys the returned :class:`Offer`;
+    the consumer calls :meth:`take`. :attr:`buffered` is the current size in bytes,
+    :attr:`peak` the largest it has been. Invariant: ``peak <= cap + largest item``.
+
+    The consumer side also keeps the exact :meth:`checkpoint` of what it has taken (content
+    offset, sha256, chunks, last sequence number, response id), which ``terminate`` attaches to
+    :class:`~steadystream.ClientTooSlow`.
+    """
+
+    def __init__(
+        self,
+        cap: int,
+        policy: Policy,
+        *,
+        low_value: Callable[[Any, ev.Reading], bool] = default_low_value,
+        sizeof: Callable[[Any, ev.Reading], int] = default_sizeof,
+    ) -> None:
+        if cap < 1:
+            raise ValueError("cap must be at least one byte")
+        if policy not in ("pause", "drop", "terminate"):
+            raise ValueError(f"unknown overflow policy {policy!r}: use pause, drop or terminate")
+        self.cap = cap
+        self.policy: Policy = policy
+        self._low_value = low_value
+        self._sizeof = sizeof
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self.buffered = 0
+        self.peak = 0
+        self.breaches = 0
+        self.dropped_items = 0
+        self.dropped_bytes = 0
+        self.terminated = False
+        self._over = False
+        # What the consumer has received, for ClientTooSlow's checkpoint.
+        self._hasher = ContentHasher()
+        self._chunks = 0
+        self._sequence_number: int | None = None
+        self._response_id: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def low_water(self) -> int:
+        """A paused reader resumes when the buffer has drained to this many bytes."""
+        return self.cap // 2
+
+    @property
+    def over(self) -> bool:
+        """True from a breach until the consumer has drained the buffer to :attr:`low_water`."""
+        return self._over
+
+    def offer(self, item: Any, reading: ev.Reading | None = None) -> Offer:
+        """Add one upstream item (the reader calls this). See :class:`Offer`."""
+        if self.terminated:
+            return Offer(terminate=True)
+        if reading is None:
+            reading = ev.classify(item)
+        size = self._sizeof(item, reading)
+        if self.buffered + size <= self.cap:
+            self._append(_Entry(item, reading, size))
+            return _OK
+        if self.policy == "terminate":
+            breach = self._start_breach()
+            self.terminated = True
+            self._queue.clear()
+            self.buffered = 0
+            return Offer(terminate=True, breach=breach)
+        dropped_items = dropped_bytes = 0
+        if self.policy == "drop":
+            if self._low_value(item, reading):
+                dropped_items, dropped_bytes = 1, size
+                self._account_drop(1, size)
+                # Dropping it keeps the buffer where it was: not a new breach by itself.
+                return Offer(
+                    pause=self.buffered > self.cap,
+                    dropped_bytes=dropped_bytes,
+                    dropped_items=dropped_items,
+                )
+            freed_items, freed_bytes = self._shed()
+            dropped_items += freed_items
+            dropped_bytes += freed_bytes
+            # The item did not fit: that is a breach even if shedding makes room for it.
+            breach = self._start_breach()
+            if not self._coalesce_into_tail(item, reading):
+                self._append(_Entry(item, reading, size))
+            return Offer(
+                pause=self.buffered > self.cap,
+                breach=breach,
+                dropped_bytes=dropped_bytes,
+                dropped_items=dropped_items,
+            )
+        self._append(_Entry(item, reading, size))
+        return Offer(pause=True, breach=self._start_breach())
+
+    def _start_breach(self) -> bool:
+        """Mark the buffer as over the cap; True when this starts a new breach."""
+        if self._over:
+            return False
+        self._over = True
+        self.breaches += 1
+        return True
+
+    def _append(self, entry: _Entry) -> None:
+        self._queue.append(entry)
+        self.buffered += entry.size
+        if self.buffered > self.peak:
+            self.peak = self.buffered
+
+    def _account_drop(self, items: int, nbytes: int) -> None:
+        self.dropped_items += items
+        self.dropped_bytes += nbytes
+
+    def _shed(self) -> tuple[int, int]:
+        """Drop buffered low-value items and merge adjacent text deltas in place."""
+        kept: collections.deque[_Entry] = collections.deque()
+        items = nbytes = 0
+        for entry in self._queue:
+            if self._low_value(entry.item, entry.reading):
+                items += 1
+                nbytes += entry.size
+                continue
+            if kept and _can_merge(kept[-1], entry):
+                kept[-1] = self._merge(kept[-1], entry)
+                continue
+            kept.append(entry)
+        self._queue = kept
+        self.buffered = sum(entry.size for entry in kept)
+        self._account_drop(items, nbytes)
+        return items, nbytes
+
+    def _coalesce_into_tail(self, item: Any, reading: ev.Reading) -> bool:
+        if not self._queue:
+            return False
+        entry = _Entry(item, reading, self._sizeof(item, reading))
+        tail = self._queue[-1]
+        if not _can_merge(tail, entry):
+            return False
+        merged = self._merge(tail, entry)
+        self._queue[-1] = merged
+        self.buffered += merged.size - tail.size
+        if self.buffered > self.peak:
+            self.peak = self.buffered
+        return True
+
+    def _merge(self, first: _Entry, second: _Entry) -> _Entry:
+        text = first.reading.text + second.reading.text
+        item = _with_text(second.item, text)
+        reading = ev.Reading(
+            ev.CONTENT, text, second.reading.sequence_number, second.reading.response_id
+        )
+        return _Entry(item, reading, self._sizeof(item, reading))
+
+    def take(self) -> Any:
+        """Remove and return the oldest item (the consumer calls this); IndexError if empty."""
+        entry = self._queue.popleft()
+        self.buffered -= entry.size
+        if self._over and self.buffered <= self.low_water:
+            self._over = False  # the breach is over once a paused reader may read again
+        r = entry.reading
+        if r.kind == ev.CONTENT:
+            self._hasher.update_text(r.text)
+            self._chunks += 1
+        if r.sequence_number is not None:
+            self._sequence_number = r.sequence_number
+        if r.response_id is not None:
+            self._response_id = r.response_id
+        return entry.item
+
+    def checkpoint(self) -> Checkpoint:
+        """Exactly what the consumer has taken so far."""
+        return self._hasher.snapshot(self._chunks, self._sequence_number, self._response_id)
+
+
+def _merge_key(item: Any) -> tuple[Any, ...] | None:
+    """Identity of the text a delta belongs to; ``None`` when the item cannot be merged."""
+    if isinstance(item, str):
+        return ("str",)
+    get = item.get if isinstance(item, dict) else lambda k: getattr(item, k, None)
+    typ = get("type")
+    if not isinstance(typ, str) or not typ.endswith(".delta") or not isinstance(get("delta"), str):
+        return None
+    if get("logprobs"):
+        return None  # per-token data would be lost by merging
+    return (typ, get("item_id"), get("output_index"), get("content_index"))
+
+
+def _can_merge(first: _Entry, second: _Entry) -> bool:
+    if first.reading.kind != ev.CONTENT or second.reading.kind != ev.CONTENT:
+        return False
+    key = _merge_key(first.item)
+    return key is not None and key == _merge_key(second.item)
+
+
+def _with_text(item: Any, text: str) -> Any:
+    if isinstance(item, str):
+        return text
+    if isinstance(item, dict):
+        return {**item, "delta": text}
+    from .resume import _with_attr
+
+    return _with_attr(item, "delta", text)
