@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import threading
 
 import httpx
 import openai
@@ -497,3 +498,40 @@ def test_custom_profile_rejects_bad_rates_and_faults() -> None:
     with pytest.raises(FaultSyntaxError):
         Profile("y", "bad", ((0.1, "nope"),))
     assert FaultPlan().is_none
+
+
+def test_bare_drop_cuts_the_stream_in_the_middle(upstream: Upstream) -> None:
+    """`drop` without a count aborts after half of the stream's events."""
+    events, error = _collect_until_error(_stream(upstream, "drop", max_output_tokens=40))
+    assert isinstance(error, openai.APIConnectionError)
+    assert len(events) == (40 + 8) // 2
+
+
+def test_lost_answer_to_non_stream_create_is_recovered_by_idempotent_retry(
+    upstream: Upstream,
+) -> None:
+    """A non-stream create whose answer is dropped was stored; the keyed retry returns it."""
+    client = _client(upstream)
+    key = {"Idempotency-Key": "lost-answer"}
+    with pytest.raises(openai.APIConnectionError):
+        client.responses.create(
+            model=MODEL, input="lost", extra_headers={**key, FAULT: "drop_after=1"}
+        )
+    response = client.responses.create(model=MODEL, input="lost", extra_headers=key)
+    assert response.output_text == expected_text("lost")
+    stats = upstream.stats
+    assert (stats.responses_created, stats.idempotent_replays) == (1, 1)
+
+
+def test_connections_are_released_after_a_drop(upstream: Upstream) -> None:
+    """After dropped and finished streams, the open-connection gauge returns to zero."""
+    client = _client(upstream)
+    _collect_until_error(_stream(upstream, "drop_after=3"))
+    list(client.responses.create(model=MODEL, input="x", stream=True))
+    client.close()
+    for _ in range(500):  # bounded: the server notices the close within a few loop turns
+        if upstream.stats.connections_open == 0:
+            break
+        threading.Event().wait(0.01)
+    assert upstream.stats.connections_open == 0
+    assert upstream.stats.connections_total == 2

@@ -504,10 +504,6 @@ class Upstream:
         plan = self._plan(request, resume=False)
         if await self._status_fault(plan, out):
             return
-        if plan.drop_after == 0 and not params["stream"]:
-            self._stats.fault(KIND_DROP)
-            out.abort()
-            return
         key = request.headers.get(conv.HEADER_IDEMPOTENCY_KEY.lower())
         gen = None
         if key is not None and key in self._idempotency:
@@ -520,6 +516,11 @@ class Upstream:
                 self._idempotency[key] = gen.meta.id
         if params["stream"]:
             await self._deliver(gen, -1, plan, out)
+        elif plan.drop_after is not None:
+            # The response was accepted (and stored under its idempotency key) but the answer
+            # is lost: exactly the case an idempotent retry exists for.
+            self._stats.fault(KIND_DROP)
+            out.abort()
         elif params["background"]:
             await self._send_json(out, 200, gen.snapshot())
         else:
