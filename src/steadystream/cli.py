@@ -66,7 +66,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             profile = PROFILES[args.faults]
             print(
                 f"steadystream simulate: OpenAI Responses API on {up.base_url}\n"
-                f"  faults: {profile.name} ({profile.description}); seed {args.seed}\n"
+                f"  faults: {profile.name} ({profile.description}); seed {args.seed}; "
+                f"first token {args.first_token_latency}, then {args.token_interval} per delta\n"
                 f"  point the openai client at it:\n"
                 f'    client = openai.OpenAI(base_url="{up.base_url}", api_key="test")\n'
                 f"    or: export OPENAI_BASE_URL={up.base_url} OPENAI_API_KEY=test\n"
@@ -127,15 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default: 0)")
     p.add_argument(
         "--token-interval",
-        default="20ms",
+        default="0",
         metavar="DUR",
-        help="simulated time between generated deltas (default: 20ms; 0 for none)",
+        help="simulated model time between deltas, e.g. 20ms (default: 0, as fast as possible)",
     )
     p.add_argument(
         "--first-token-latency",
-        default="200ms",
+        default="0",
         metavar="DUR",
-        help="simulated model latency before the first delta (default: 200ms; 0 for none)",
+        help="simulated model latency before the first delta, e.g. 200ms (default: 0)",
     )
     p.set_defaults(func=_cmd_simulate)
 
