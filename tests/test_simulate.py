@@ -247,3 +247,40 @@ def test_stop_closes_open_connections_promptly(upstream_factory) -> None:
             if len(got) == 5:
                 up.stop_thread()
     assert len(got) == 5
+
+
+def test_store_forgets_oldest_responses_beyond_its_bound(upstream_factory) -> None:
+    """With max_stored=2, the oldest of three responses is forgotten and answers 404."""
+    up = upstream_factory(max_stored=2)
+    client = _client(up)
+    ids = [client.responses.create(model=MODEL, input=f"r{i}").id for i in range(3)]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(ids[0])
+    assert client.responses.retrieve(ids[2]).output_text == expected_text("r2")
+
+
+def test_store_byte_bound_releases_idempotency_keys(upstream_factory) -> None:
+    """Beyond max_stored_bytes old responses go, and their idempotency keys start afresh."""
+    up = upstream_factory(max_stored_bytes=1)
+    client = _client(up)
+    key = {"Idempotency-Key": "k"}
+    first = client.responses.create(model=MODEL, input="a", extra_headers=key)
+    client.responses.create(model=MODEL, input="b")
+    again = client.responses.create(model=MODEL, input="a", extra_headers=key)
+    assert again.id != first.id
+    assert up.stats.idempotent_replays == 0
+
+
+async def test_many_concurrent_async_streams(aupstream: Upstream) -> None:
+    """Fifty concurrent async streams each get their own prompt's exact text."""
+    import asyncio
+
+    client = _aclient(aupstream)
+
+    async def one(i: int) -> str:
+        stream = await client.responses.create(model=MODEL, input=f"c{i}", stream=True)
+        return _text([e async for e in stream])
+
+    texts = await asyncio.gather(*(one(i) for i in range(50)))
+    assert texts == [expected_text(f"c{i}") for i in range(50)]
+    assert aupstream.stats.requests_to(ROUTE_CREATE, 200) == 50

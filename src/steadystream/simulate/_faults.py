@@ -135,8 +135,9 @@ def _pick_duration(text: str, rng: random.Random, item: str) -> float:
 def parse_fault(text: str, *, rng: random.Random | None = None, seed: int = 0) -> FaultPlan:
     """Parse the fault header syntax into a plan; ranges (``5..20``) are drawn from ``rng``.
 
-    >>> parse_fault("stall=20ms@10, split=utf8")
-    FaultPlan(delay=0.0, stall=0.02, stall_at=10, ..., split='utf8', ...)
+    >>> plan = parse_fault("stall=20ms@10, split=utf8")
+    >>> (plan.stall, plan.stall_at, plan.split)
+    (0.02, 10, 'utf8')
 
     Raises :class:`FaultSyntaxError` naming the offending item.
     """

@@ -144,6 +144,10 @@ class _Generation:
     done: bool = False
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    nbytes: int = 0
+    idempotency_key: str | None = None
+    store_bytes: list[int] = field(default_factory=lambda: [0])
+    """Shared running total of the store's event bytes (a one-element list, mutated in place)."""
 
     @property
     def planned_events(self) -> int:
@@ -177,7 +181,10 @@ class _Generation:
     def emit(self, event_type: str, data: dict[str, Any], *, is_delta: bool = False) -> None:
         seq = len(self.events)
         data = {"type": event_type, "sequence_number": seq, **data}
-        self.events.append(_Event(seq, proto.sse_frame(event_type, data), is_delta))
+        frame = proto.sse_frame(event_type, data)
+        self.events.append(_Event(seq, frame, is_delta))
+        self.nbytes += len(frame)
+        self.store_bytes[0] += len(frame)
         self.changed.set()
         self.changed = asyncio.Event()
 
@@ -243,7 +250,9 @@ class Upstream:
 
     ``token_interval`` paces generation (seconds between deltas, default 0: as fast as the loop
     goes) and ``first_token_latency`` delays the first delta of every generation; both shape
-    the simulated model, while faults shape individual requests.
+    the simulated model, while faults shape individual requests. The store keeps at most
+    ``max_stored`` responses and ``max_stored_bytes`` of events, forgetting the oldest first
+    (a forgotten id answers 404, and its idempotency key is released).
     """
 
     def __init__(
@@ -255,6 +264,7 @@ class Upstream:
         token_interval: float = 0.0,
         first_token_latency: float = 0.0,
         max_stored: int = 10_000,
+        max_stored_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._profile = resolve_profile(profile)
         self.seed = seed
@@ -262,6 +272,8 @@ class Upstream:
         self.token_interval = token_interval
         self.first_token_latency = first_token_latency
         self.max_stored = max_stored
+        self.max_stored_bytes = max_stored_bytes
+        self._store_bytes = [0]
         self._stats = _Stats()
         self._counter = 0
         self._created = 0
@@ -514,6 +526,7 @@ class Upstream:
             gen = self._new_generation(request, params, plan)
             if key is not None:
                 self._idempotency[key] = gen.meta.id
+                gen.idempotency_key = key
         if params["stream"]:
             await self._deliver(gen, -1, plan, out)
         elif plan.drop_after is not None:
@@ -567,11 +580,20 @@ class Upstream:
                 await gen.task
         await self._send_json(out, 200, gen.snapshot())
 
-    async def _delete(self, response_id: str, out: ResponseWriter) -> None:
-        gen = self._lookup(response_id)
+    def _forget(self, gen: _Generation) -> None:
         if gen.task is not None and not gen.task.done():
             gen.task.cancel()
+        self._store_bytes[0] -= gen.nbytes
+        key = gen.idempotency_key
+        if key is not None and self._idempotency.get(key) == gen.meta.id:
+            del self._idempotency[key]
+        gen.nbytes = 0
+        gen.store_bytes = [0]  # bytes it still generates no longer count against the store
+
+    async def _delete(self, response_id: str, out: ResponseWriter) -> None:
+        gen = self._lookup(response_id)
         del self._store[response_id]
+        self._forget(gen)
         await self._send_json(out, 200, {"id": response_id, "object": "response", "deleted": True})
 
     def _lookup(self, response_id: str) -> _Generation:
@@ -664,13 +686,19 @@ class Upstream:
             metadata={str(k): str(v) for k, v in params["metadata"].items()},
         )
         gen = _Generation(
-            meta=meta, deltas=text_deltas, terminal=plan.terminal, terminal_at=terminal_at
+            meta=meta,
+            deltas=text_deltas,
+            terminal=plan.terminal,
+            terminal_at=terminal_at,
+            store_bytes=self._store_bytes,
         )
-        self._store[meta.id] = gen
-        while len(self._store) > self.max_stored:
+        # Oldest responses are forgotten first, so long benchmark runs stay within bounds.
+        while len(self._store) >= self.max_stored or (
+            self._store and self._store_bytes[0] > self.max_stored_bytes
+        ):
             _, old = self._store.popitem(last=False)
-            if old.task is not None and not old.task.done():
-                old.task.cancel()
+            self._forget(old)
+        self._store[meta.id] = gen
         self._stats.bump("responses_created")
         gen.task = asyncio.get_running_loop().create_task(self._generate(gen))
         return gen
