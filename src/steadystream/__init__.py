@@ -26,6 +26,9 @@ from .instrumentation.errors import (
     TotalTimeout,
     UpstreamError,
 )
+from .instrumentation.monitor import StreamMonitor
+from .instrumentation.reassembly import ServerSentEvent
+from .instrumentation.timeouts import httpx_timeout, openai_client_options
 from .spec import Spec, SpecError, default_spec, load_spec
 
 __version__ = "0.1.0"
@@ -38,13 +41,17 @@ __all__ = [
     "IngressRejected",
     "ResumeFailed",
     "RetryBudgetExhausted",
+    "ServerSentEvent",
     "Spec",
     "SpecError",
     "StreamError",
+    "StreamMonitor",
     "StreamTimeout",
     "TotalTimeout",
     "UpstreamError",
     "__version__",
     "default_spec",
+    "httpx_timeout",
     "load_spec",
+    "openai_client_options",
 ]

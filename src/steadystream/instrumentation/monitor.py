@@ -1,0 +1,246 @@
+"""``StreamMonitor``: one per service and registry; instruments streams according to the spec.
+
+::
+
+    import steadystream as ss
+
+    monitor = ss.StreamMonitor(ss.load_spec("slo.yaml"))
+
+    stream = client.responses.create(model="gpt-4.1", input="hi", stream=True)
+    for event in monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+        ...
+
+Where telemetry goes:
+
+* ``registry``: a prometheus_client ``CollectorRegistry``; ``None`` means the default
+  ``REGISTRY``. Metrics are registered once per registry, so several monitors may share one.
+* ``tracer_provider``: ``None`` means the global provider (``opentelemetry.trace``), looked up
+  through OpenTelemetry's proxy, so a provider installed later is still used.
+* ``meter_provider``: ``None`` means the global provider *if one was installed* when the monitor
+  is created (``opentelemetry.metrics.set_meter_provider``); with none installed, OpenTelemetry
+  metrics are off and Prometheus carries them. This keeps the per-chunk path free of no-op calls
+  in the common Prometheus-only set-up. Pass a provider explicitly to always get instruments.
+* ``clock``: a monotonic clock in seconds (``time.monotonic``); tests pass a fake one.
+* ``watchdog``: enforce deadlines on blocked sync reads with a watchdog thread (see
+  :mod:`.watchdog`); ``False`` checks deadlines only when items arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import conventions as c
+from .core import CorePolicy, StreamCore
+from .metrics import PrometheusSink, histogram_buckets
+from .shell import AsyncStreamWrapper, SyncStreamWrapper
+from .telemetry import Fanout, TelemetrySink, report_telemetry_error
+from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    import httpx
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
+
+    from ..spec import Spec
+
+__all__ = ["StreamMonitor"]
+
+
+def _global_meter_provider() -> MeterProvider | None:
+    """The globally installed meter provider, or None when only the default proxy exists."""
+    from opentelemetry import metrics
+    from opentelemetry.metrics import _internal
+
+    provider = metrics.get_meter_provider()
+    if provider is getattr(_internal, "_PROXY_METER_PROVIDER", None):
+        return None
+    if type(provider).__name__ == "NoOpMeterProvider":
+        return None
+    return provider
+
+
+class StreamMonitor:
+    """Measures, traces, checkpoints and times out streams according to ``spec``.
+
+    Thread-safe and cheap to share: create one per service (and registry) at start-up.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        watchdog: bool = True,
+    ) -> None:
+        if registry is None:
+            from prometheus_client import REGISTRY
+
+            registry = REGISTRY
+        if tracer_provider is None:
+            from opentelemetry import trace
+
+            tracer_provider = trace.get_tracer_provider()
+        if meter_provider is None:
+            meter_provider = _global_meter_provider()
+        self.spec = spec
+        self.registry = registry
+        self.clock = clock
+        #: Timeouts and checkpoint interval the core enforces.
+        self.policy = CorePolicy.from_spec(spec)
+        #: Histogram bucket bounds (ms), spec thresholds included.
+        self.buckets = histogram_buckets(spec)
+        self._max_models = spec.stream.max_models
+        self._models: set[str] = set()
+        self._models_lock = threading.Lock()
+        sinks: list[TelemetrySink] = [
+            PrometheusSink(registry, spec.service, self.buckets, clock),
+        ]
+        if meter_provider is not None:
+            from .otel import OTelMetricsSink
+
+            sinks.append(OTelMetricsSink(meter_provider, spec.service, self.buckets, clock))
+        from .otel import TracingSink
+
+        sinks.append(TracingSink(tracer_provider, spec.service))
+        self._sinks = tuple(sinks)
+        self._watchdog = Watchdog(clock) if watchdog else None
+
+    # ------------------------------------------------------------------ labels
+
+    def model_label(self, model: str | None) -> str:
+        """The ``model`` label for ``model``: itself for the first ``stream.max_models``
+        distinct names, then ``other`` (so label cardinality stays bounded)."""
+        if not model:
+            return c.UNKNOWN
+        if model in self._models:
+            return model
+        with self._models_lock:
+            if model in self._models:
+                return model
+            if len(self._models) >= self._max_models:
+                return c.OTHER_MODEL
+            self._models.add(model)
+            return model
+
+    # ------------------------------------------------------------------ the core
+
+    def open_stream(
+        self,
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        expect_json: bool = False,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> StreamCore:
+        """A new :class:`~.core.StreamCore` for one logical stream, opened now and wired to
+        every sink (Prometheus, OpenTelemetry metrics, spans). For shells and the active mode:
+        call ``begin_attempt`` next, then feed it (see :mod:`.core`)."""
+        label = self.model_label(model)
+        prov = provider or c.UNKNOWN
+        observers = []
+        for sink in self._sinks:
+            try:
+                observers.append(
+                    sink.bind(
+                        label, prov, request_model=model or c.UNKNOWN, attributes=attributes or {}
+                    )
+                )
+            except Exception:
+                report_telemetry_error(type(sink).__name__, "bind")
+        core = StreamCore(self.policy, Fanout(observers), expect_json=expect_json)
+        core.on_open(self.clock())
+        return core
+
+    # ------------------------------------------------------------------ passive mode
+
+    def wrap(
+        self,
+        stream: Any,
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        expect_json: bool = False,
+        sse: bool | None = None,
+    ) -> Any:
+        """Instrument a stream you already have; same kind back (sync or async iterable).
+
+        ``stream``: an openai ``Stream`` / ``AsyncStream`` (Responses events or Chat
+        Completions chunks), any iterable of such objects, dicts, ``str`` or ``bytes``, or an
+        httpx / httpx2 ``Response`` with an SSE body (yielded as parsed
+        :class:`~.reassembly.ServerSentEvent` objects). ``model`` / ``provider``: label
+        values (the model is capped, see :meth:`model_label`). ``expect_json``: check that the
+        content is one complete JSON document. ``sse``: force (or forbid) SSE parsing of byte
+        input; by default it is sniffed (and an httpx response with
+        ``content-type: text/event-stream`` is SSE).
+
+        The wrapper yields exactly the upstream items, in order; raises
+        ``ss.FirstTokenTimeout`` / ``ss.IdleTimeout`` / ``ss.TotalTimeout`` (with
+        ``.checkpoint``) when a budget runs out; and ends the stream exactly once on every exit
+        path. Use it as a context manager (``with`` / ``async with``) to close early cleanly.
+        """
+        core = self.open_stream(model, provider, expect_json=expect_json)
+        core.begin_attempt(self.clock())
+        if hasattr(stream, "__aiter__"):
+            return AsyncStreamWrapper(core, stream, self.clock, sse=sse)
+        if hasattr(stream, "__iter__") and not isinstance(stream, (str, bytes, bytearray)):
+            return SyncStreamWrapper(core, stream, self.clock, watchdog=self._watchdog, sse=sse)
+        if hasattr(stream, "iter_bytes") or hasattr(stream, "aiter_bytes"):
+            if sse is None:
+                ctype = str(getattr(stream, "headers", {}).get("content-type", ""))
+                sse = True if "text/event-stream" in ctype else None
+            if _is_async_response(stream):
+                return AsyncStreamWrapper(core, stream, self.clock, events_mode=True, sse=sse)
+            return SyncStreamWrapper(
+                core, stream, self.clock, watchdog=self._watchdog, events_mode=True, sse=sse
+            )
+        core.close(self.clock(), error=TypeError("not a stream"))
+        raise TypeError(
+            f"monitor.wrap() needs an iterable, an async iterable or an httpx response, "
+            f"not {type(stream).__name__}"
+        )
+
+    # ------------------------------------------------------------------ ingress
+
+    def record_rejected(
+        self, reason: str, model: str | None = None, provider: str | None = None
+    ) -> None:
+        """A stream was refused at ingress (``reason``: conventions.REJECT_REASONS). Counts
+        ``stream_rejected_total{reason}``, ``stream_requests_total{outcome="rejected"}`` and
+        ``stream_errors_total{error_class="rejected"}`` (a refused stream is a failed one for
+        the error-rate SLO)."""
+        label = self.model_label(model)
+        prov = provider or c.UNKNOWN
+        for sink in self._sinks:
+            try:
+                sink.rejected(reason, label, prov)
+            except Exception:
+                report_telemetry_error(type(sink).__name__, "rejected")
+
+    # ------------------------------------------------------------------ client helpers
+
+    def httpx_timeout(self) -> httpx.Timeout:
+        """An ``httpx.Timeout`` from the spec (see :mod:`.timeouts`)."""
+        from .timeouts import httpx_timeout
+
+        return httpx_timeout(self.spec)
+
+    def openai_client_options(self) -> dict[str, Any]:
+        """``OpenAI(**monitor.openai_client_options())``: the spec's connect/read timeouts."""
+        from .timeouts import openai_client_options
+
+        return openai_client_options(self.spec)
+
+
+def _is_async_response(response: Any) -> bool:
+    """An httpx(2) response opened by an async client (its body is an async byte stream)."""
+    body = getattr(response, "stream", None)
+    if body is None:
+        return False
+    return hasattr(body, "__aiter__") and not hasattr(body, "__iter__")

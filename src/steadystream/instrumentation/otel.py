@@ -1,0 +1,333 @@
+"""OpenTelemetry sinks: metric instruments with the Prometheus names and units, and spans.
+
+Spans follow the GenAI semantic conventions: one ``gen_ai.stream`` span (kind CLIENT) per
+logical stream, a child ``gen_ai.stream.attempt`` span per attempt, and events for the first
+token, checkpoints, timeouts, retries, resumes and backpressure. Attributes:
+``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.request.stream``,
+``gen_ai.operation.name``, ``gen_ai.response.id``, ``gen_ai.response.time_to_first_chunk``
+(seconds), and ``steadystream.*`` (service, outcome, error class, bytes, chunks, attempts,
+``steadystream.phase.<phase>`` in ms). Content, prompts and keys are never recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import conventions as c
+from .telemetry import ErrorRateWindow
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.trace import Span, TracerProvider
+
+    from .checkpoint import Checkpoint
+
+__all__ = ["OTelMetricsSink", "TracingSink"]
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class _OTelStream:
+    """Attribute sets for one label set; the StreamObserver for OpenTelemetry metrics."""
+
+    def __init__(self, sink: OTelMetricsSink, base: dict[str, str]) -> None:
+        self._s = sink
+        self._base = base
+        self._extra: dict[tuple[str, str], dict[str, str]] = {}
+        self.window = ErrorRateWindow()
+
+    def _attrs(self, key: str, value: str) -> dict[str, str]:
+        attrs = self._extra.get((key, value))
+        if attrs is None:
+            attrs = self._extra[(key, value)] = {**self._base, key: value}
+        return attrs
+
+    def started(self, t: float) -> None:
+        self._s.i[c.IN_FLIGHT].add(1, self._base)
+
+    def attempt_started(self, attempt: int, t: float) -> None:
+        pass
+
+    def attempt_ended(self, attempt: int, t: float, error_class: str | None) -> None:
+        pass
+
+    def first_token(self, ttft_s: float, t: float) -> None:
+        self._s.i[c.FIRST_TOKEN_LATENCY].record(ttft_s * 1000.0, self._base)
+
+    def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
+        if nbytes:
+            self._s.i[c.BYTES_TOTAL].add(nbytes, self._base)
+        record = self._s.i[c.CHUNK_GAP].record
+        base = self._base
+        for g in gaps_ms:
+            record(g, base)
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        pass
+
+    def timeout(self, phase: str, t: float) -> None:
+        self._s.i[c.TIMEOUTS_TOTAL].add(1, self._attrs(c.LABEL_PHASE, phase))
+        if phase == c.TIMEOUT_IDLE:
+            self._s.i[c.TIMEOUT_IDLE_TOTAL].add(1, self._base)
+
+    def retry(self, reason: str, attempt: int, t: float) -> None:
+        self._s.i[c.RETRY_TOTAL].add(1, self._attrs(c.LABEL_REASON, reason))
+
+    def resume(self, ok: bool, t: float, checkpoint: Checkpoint | None) -> None:
+        name = c.RESUME_SUCCESS_TOTAL if ok else c.RESUME_FAILURE_TOTAL
+        self._s.i[name].add(1, self._base)
+
+    def recovery(self, ms: float) -> None:
+        self._s.i[c.RECOVERY_LATENCY].record(ms, self._base)
+
+    def budget_exhausted(self, t: float) -> None:
+        self._s.i[c.RETRY_BUDGET_EXHAUSTED_TOTAL].add(1, self._base)
+
+    def client_slow(self, terminated: bool, dropped_bytes: int, t: float) -> None:
+        self._s.i[c.ABORT_CLIENT_SLOW_TOTAL].add(1, self._base)
+
+    def reassembly_error(self, kind: str, detail: str) -> None:
+        self._s.i[c.REASSEMBLY_ERRORS_TOTAL].add(1, self._attrs(c.LABEL_KIND, kind))
+
+    def response_id(self, response_id: str) -> None:
+        pass
+
+    def ended(
+        self,
+        outcome: str,
+        error_class: str | None,
+        phases_ms: Mapping[str, float],
+        t: float,
+        info: Mapping[str, Any],
+    ) -> None:
+        i = self._s.i
+        i[c.IN_FLIGHT].add(-1, self._base)
+        i[c.REQUESTS_TOTAL].add(1, self._attrs(c.LABEL_OUTCOME, outcome))
+        if error_class is not None:
+            i[c.ERRORS_TOTAL].add(1, self._attrs(c.LABEL_ERROR_CLASS, error_class))
+        for phase, ms in phases_ms.items():
+            i[c.PHASE_DURATION].record(ms, self._attrs(c.LABEL_PHASE, phase))
+        self.window.record(t, error_class is not None)
+
+    def rejected(self, reason: str, t: float) -> None:
+        i = self._s.i
+        i[c.REJECTED_TOTAL].add(1, self._attrs(c.LABEL_REASON, reason))
+        i[c.REQUESTS_TOTAL].add(1, self._attrs(c.LABEL_OUTCOME, c.OUTCOME_REJECTED))
+        i[c.ERRORS_TOTAL].add(1, self._attrs(c.LABEL_ERROR_CLASS, c.ERROR_CLASS_REJECTED))
+        self.window.record(t, True)
+
+
+class OTelMetricsSink:
+    """:class:`~.telemetry.TelemetrySink` writing OpenTelemetry instruments named exactly like
+    the Prometheus metrics (counters keep their ``_total`` name), with the conventions' units
+    and the same histogram bucket bounds (as the explicit-bucket advisory)."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider,
+        service: str,
+        buckets: Mapping[str, tuple[float, ...]],
+        clock: Callable[[], float],
+    ) -> None:
+        meter = meter_provider.get_meter(c.METER_NAME, _version())
+        self._service = service
+        self._clock = clock
+        self._streams: dict[tuple[str, str], _OTelStream] = {}
+        self.i: dict[str, Any] = {}
+        for name in c.HISTOGRAMS:
+            self.i[name] = meter.create_histogram(
+                name,
+                unit=c.UNITS.get(name, "ms"),
+                description=c.DESCRIPTIONS[name],
+                explicit_bucket_boundaries_advisory=list(buckets[name]),
+            )
+        for name in c.COUNTERS:
+            self.i[name] = meter.create_counter(
+                name, unit=c.UNITS.get(name, "1"), description=c.DESCRIPTIONS[name]
+            )
+        self.i[c.IN_FLIGHT] = meter.create_up_down_counter(
+            c.IN_FLIGHT, unit=c.UNITS[c.IN_FLIGHT], description=c.DESCRIPTIONS[c.IN_FLIGHT]
+        )
+        self.i[c.ERROR_RATE] = meter.create_observable_gauge(
+            c.ERROR_RATE,
+            callbacks=[self._observe_error_rate],
+            unit=c.UNITS[c.ERROR_RATE],
+            description=c.DESCRIPTIONS[c.ERROR_RATE],
+        )
+
+    def _observe_error_rate(self, options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        now = self._clock()
+        return [Observation(s.window.rate(now), s._base) for s in list(self._streams.values())]
+
+    def _bound(self, model: str, provider: str) -> _OTelStream:
+        key = (model, provider)
+        s = self._streams.get(key)
+        if s is None:
+            base = {
+                c.LABEL_SERVICE: self._service,
+                c.LABEL_MODEL: model,
+                c.LABEL_PROVIDER: provider,
+            }
+            s = self._streams.setdefault(key, _OTelStream(self, base))
+        return s
+
+    def bind(
+        self, model: str, provider: str, *, request_model: str, attributes: Mapping[str, Any]
+    ) -> _OTelStream:
+        return self._bound(model, provider)
+
+    def rejected(self, reason: str, model: str, provider: str) -> None:
+        self._bound(model, provider).rejected(reason, self._clock())
+
+
+class _SpanStream:
+    """Spans of one logical stream (a StreamObserver)."""
+
+    __slots__ = ("_attempt", "_attrs", "_ctx", "_ended", "_span", "_tracer")
+
+    def __init__(self, tracer: Any, ctx: Any, attrs: dict[str, Any]) -> None:
+        self._tracer = tracer
+        self._ctx = ctx
+        self._attrs = attrs
+        self._span: Span | None = None
+        self._attempt: Span | None = None
+        self._ended = False
+
+    def started(self, t: float) -> None:
+        from opentelemetry.trace import SpanKind
+
+        self._span = self._tracer.start_span(
+            c.SPAN_STREAM, context=self._ctx, kind=SpanKind.CLIENT, attributes=self._attrs
+        )
+
+    def attempt_started(self, attempt: int, t: float) -> None:
+        from opentelemetry import trace
+
+        if self._span is None:
+            return
+        self._attempt = self._tracer.start_span(
+            c.SPAN_ATTEMPT,
+            context=trace.set_span_in_context(self._span),
+            attributes={c.ATTR_ATTEMPT: attempt},
+        )
+
+    def attempt_ended(self, attempt: int, t: float, error_class: str | None) -> None:
+        span, self._attempt = self._attempt, None
+        if span is None:
+            return
+        if error_class is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
+            span.set_status(Status(StatusCode.ERROR, error_class))
+        span.end()
+
+    def _event(self, name: str, attrs: dict[str, Any]) -> None:
+        if self._span is not None:
+            self._span.add_event(name, attrs)
+
+    def first_token(self, ttft_s: float, t: float) -> None:
+        if self._span is not None:
+            self._span.set_attribute(c.ATTR_TIME_TO_FIRST_CHUNK, ttft_s)
+            self._span.add_event(c.EVENT_FIRST_TOKEN, {c.ATTR_TIME_TO_FIRST_CHUNK: ttft_s})
+
+    def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
+        pass
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        attrs: dict[str, Any] = {"offset": checkpoint.offset, "chunks": checkpoint.chunks}
+        if checkpoint.sequence_number is not None:
+            attrs["sequence_number"] = checkpoint.sequence_number
+        self._event(c.EVENT_CHECKPOINT, attrs)
+
+    def timeout(self, phase: str, t: float) -> None:
+        self._event(c.EVENT_TIMEOUT, {c.LABEL_PHASE: phase})
+
+    def retry(self, reason: str, attempt: int, t: float) -> None:
+        self._event(c.EVENT_RETRY, {c.LABEL_REASON: reason, c.ATTR_ATTEMPT: attempt})
+
+    def resume(self, ok: bool, t: float, checkpoint: Checkpoint | None) -> None:
+        attrs: dict[str, Any] = {"ok": ok}
+        if checkpoint is not None:
+            attrs["offset"] = checkpoint.offset
+        self._event(c.EVENT_RESUME, attrs)
+
+    def recovery(self, ms: float) -> None:
+        pass
+
+    def budget_exhausted(self, t: float) -> None:
+        self._event(c.EVENT_RETRY, {"budget_exhausted": True})
+
+    def client_slow(self, terminated: bool, dropped_bytes: int, t: float) -> None:
+        self._event(
+            c.EVENT_BACKPRESSURE, {"terminated": terminated, "dropped_bytes": dropped_bytes}
+        )
+
+    def reassembly_error(self, kind: str, detail: str) -> None:
+        self._event("reassembly_error", {c.LABEL_KIND: kind})
+
+    def response_id(self, response_id: str) -> None:
+        if self._span is not None:
+            self._span.set_attribute(c.ATTR_RESPONSE_ID, response_id)
+
+    def ended(
+        self,
+        outcome: str,
+        error_class: str | None,
+        phases_ms: Mapping[str, float],
+        t: float,
+        info: Mapping[str, Any],
+    ) -> None:
+        if self._ended or self._span is None:
+            return
+        self._ended = True
+        span = self._span
+        if self._attempt is not None:  # defensive: the core ends attempts first
+            self._attempt.end()
+            self._attempt = None
+        span.set_attribute(c.ATTR_OUTCOME, outcome)
+        span.set_attribute(c.ATTR_BYTES, int(info.get("bytes", 0)))
+        span.set_attribute(c.ATTR_CHUNKS, int(info.get("chunks", 0)))
+        span.set_attribute(c.ATTR_ATTEMPT, int(info.get("attempts", 0)))
+        for phase, ms in phases_ms.items():
+            span.set_attribute(c.ATTR_PHASE_PREFIX + phase, ms)
+        if error_class is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
+            span.set_status(Status(StatusCode.ERROR, error_class))
+        span.end()
+
+
+class TracingSink:
+    """:class:`~.telemetry.TelemetrySink` producing spans through ``tracer_provider``."""
+
+    def __init__(self, tracer_provider: TracerProvider, service: str) -> None:
+        self._tracer = tracer_provider.get_tracer(c.TRACER_NAME, _version())
+        self._service = service
+
+    def bind(
+        self, model: str, provider: str, *, request_model: str, attributes: Mapping[str, Any]
+    ) -> _SpanStream:
+        from opentelemetry import context
+
+        attrs: dict[str, Any] = {
+            c.ATTR_OPERATION: "chat",
+            c.ATTR_PROVIDER: provider,
+            c.ATTR_REQUEST_MODEL: request_model,
+            c.ATTR_REQUEST_STREAM: True,
+            c.ATTR_SERVICE: self._service,
+        }
+        attrs.update(attributes)
+        # The stream span is a child of whatever span is current where the stream is wrapped.
+        return _SpanStream(self._tracer, context.get_current(), attrs)
+
+    def rejected(self, reason: str, model: str, provider: str) -> None:
+        pass

@@ -1,0 +1,510 @@
+"""The thin sync and async shells around :class:`~.core.StreamCore` (what ``monitor.wrap`` returns).
+
+Both shells share :class:`_Shell`, which turns upstream items into core events and decides what
+to hand to the consumer; the sync and async classes only differ in how they pull the next item,
+how they bound the wait (watchdog thread vs. lazy loop timer, see :mod:`.watchdog`) and how they
+close the upstream. What a wrapper yields:
+
+* SDK objects, dicts, ``str``: the upstream items themselves, unchanged and in order.
+* ``bytes`` items: the same bytes, unchanged; they are decoded (strict UTF-8) and parsed as SSE
+  (or read as plain text when the body does not look like SSE) only to be measured.
+* an httpx / httpx2 ``Response``: its body read with ``iter_bytes`` / ``aiter_bytes`` and
+  yielded as parsed :class:`~.reassembly.ServerSentEvent` objects (``event``, ``data``, ``id``,
+  ``retry``), including a final ``[DONE]``; comment lines (keep-alives) are not events and are
+  not yielded, but they count as proof of life.
+
+Every exit path ends the stream exactly once: exhaustion (``ok``, or ``error`` when the upstream
+failed in-band), an exception (``error``), a timeout (``error``, raised as the typed
+``ss.*Timeout`` with the checkpoint), and ``close()`` / ``aclose()``, ``break`` (via the
+context manager or garbage collection), task cancellation and garbage collection
+(``abandoned``). The upstream is closed on every path that did not exhaust it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .. import conventions as c
+from .events import CONTENT, KEEPALIVE, Reading, classify_json_text
+from .reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
+from .telemetry import report_telemetry_error
+from .watchdog import interrupt_upstream
+
+if TYPE_CHECKING:
+    from .core import StreamCore
+    from .watchdog import Watchdog
+
+__all__ = ["AsyncStreamWrapper", "ByteReader", "SyncStreamWrapper"]
+
+T = TypeVar("T")
+_SKIP: Any = object()
+_INF = float("inf")
+_KEEPALIVE = Reading(KEEPALIVE)
+
+
+class ByteReader:
+    """Sans-IO reading of a byte body: strict UTF-8, then SSE (or plain text).
+
+    ``sse``: ``True``/``False`` to decide, ``None`` to sniff the first bytes. :meth:`feed`
+    returns the core readings and the parsed events a chunk completes.
+    """
+
+    __slots__ = ("_comments", "_dec", "_head", "_parser", "sse")
+
+    def __init__(self, sse: bool | None = None) -> None:
+        self._dec = Utf8Decoder()
+        self._parser = SSEParser()
+        self._comments = 0
+        self._head = b""
+        self.sse = sse
+
+    def feed(self, data: bytes) -> tuple[list[Reading], list[ServerSentEvent]]:
+        if self.sse is None:
+            self._head += data
+            # Sniff once there is a line end or enough bytes to recognise a field name.
+            if b"\n" not in self._head and b"\r" not in self._head and len(self._head) < 8:
+                return [], []
+            data, self._head = self._head, b""
+            self.sse = looks_like_sse(data)
+        return self._read(self._dec.decode(bytes(data)))
+
+    def _read(self, text: str) -> tuple[list[Reading], list[ServerSentEvent]]:
+        if not text:
+            return [], []
+        if not self.sse:
+            return [Reading(CONTENT, text)], []
+        events = self._parser.feed(text)
+        readings = [classify_json_text(ev.data, ev.event) for ev in events]
+        if self._parser.comments != self._comments:
+            self._comments = self._parser.comments
+            readings.append(_KEEPALIVE)
+        return readings, events
+
+    def final(self) -> tuple[list[Reading], list[ServerSentEvent], list[tuple[str, str]]]:
+        """End of body: the last readings/events and the reassembly problems found."""
+        head, self._head = self._head, b""
+        if head and self.sse is None:
+            self.sse = looks_like_sse(head)
+        text = self._dec.decode(head) if head else ""
+        text += self._dec.final()
+        readings, events = self._read(text)
+        problems = []
+        if self._dec.errors:
+            problems.append((c.REASSEMBLY_UTF8, f"{self._dec.errors} invalid UTF-8 sequence(s)"))
+        if self.sse and self._parser.final():
+            problems.append((c.REASSEMBLY_SSE, "stream ended inside an SSE event"))
+        return readings, events, problems
+
+
+def _is_bytes(item: Any) -> bool:
+    return isinstance(item, (bytes, bytearray, memoryview))
+
+
+class _Shell:
+    """What the sync and async shells share: item -> core events -> what to yield."""
+
+    __slots__ = (
+        "__weakref__",
+        "_bytes",
+        "_clock",
+        "_core",
+        "_done",
+        "_events_mode",
+        "_queue",
+        "_sse_hint",
+        "_upstream",
+    )
+
+    def __init__(
+        self,
+        core: StreamCore,
+        upstream: Any,
+        clock: Callable[[], float],
+        *,
+        events_mode: bool,
+        sse: bool | None,
+    ) -> None:
+        self._core = core
+        self._upstream = upstream
+        self._clock = clock
+        self._done = False
+        # Byte input (bytes items, or an httpx body) goes through a ByteReader; in events mode
+        # the parsed events are what the consumer gets.
+        self._events_mode = events_mode
+        self._bytes: ByteReader | None = ByteReader(sse) if events_mode else None
+        self._queue: deque[ServerSentEvent] = deque()
+        self._sse_hint = sse
+
+    @property
+    def core(self) -> StreamCore:
+        """The stream's core (checkpoint, counters); read-only use."""
+        return self._core
+
+    @property
+    def checkpoint(self) -> Any:
+        """The last :class:`~steadystream.Checkpoint` (``None`` before any content)."""
+        return self._core.checkpoint
+
+    def _wait(self) -> None:
+        try:
+            self._core.on_wait(self._clock())
+        except Exception:
+            report_telemetry_error("StreamCore", "on_wait")
+
+    def _item(self, item: Any) -> Any:
+        """An upstream item arrived: returns what to yield (or _SKIP); raises a timeout."""
+        t = self._clock()
+        core = self._core
+        try:
+            if not _is_bytes(item) and not self._events_mode:
+                exp = core.on_item(item, t)
+            else:
+                exp = self._byte_item(item, t)
+        except Exception:
+            report_telemetry_error("StreamCore", "on_item")
+            exp = None
+        if exp is not None:
+            raise exp
+        if self._events_mode:
+            return self._queue.popleft() if self._queue else _SKIP
+        return item
+
+    def _byte_item(self, data: Any, t: float) -> Any:
+        reader = self._bytes
+        if reader is None:
+            reader = self._bytes = ByteReader(self._sse_hint)
+        readings, events = reader.feed(data)
+        exp = self._readings(readings, t)
+        if self._events_mode:
+            self._queue.extend(events)
+        if not readings:
+            # Bytes that completed nothing (a split frame) are still proof of life.
+            exp = exp or self._core.on_reading(_KEEPALIVE, t)
+        return exp
+
+    def _readings(self, readings: list[Reading], t: float) -> Any:
+        core = self._core
+        for r in readings:
+            exp = core.on_reading(r, t)
+            if exp is not None:
+                return exp
+        return None
+
+    def _exhausted(self) -> Any:
+        """The upstream ended. Returns a queued final event to yield, or _SKIP after ending the
+        stream; raises the timeout when the end was caused by the watchdog."""
+        t = self._clock()
+        exp = self._core.expired
+        if exp is not None:
+            self._end(t, error=exp)
+            raise exp
+        if self._bytes is not None:
+            try:
+                readings, events, problems = self._bytes.final()
+                self._readings(readings, t)
+                for kind, detail in problems:
+                    self._core.record_reassembly_error(kind, detail)
+                if self._events_mode:
+                    self._queue.extend(events)
+            except Exception:
+                report_telemetry_error("ByteReader", "final")
+            self._bytes = None
+        self._end(t)
+        return self._queue.popleft() if self._queue else _SKIP
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """The upstream raised: end the stream; returns the exception to raise."""
+        t = self._clock()
+        exp = self._core.expired
+        if exp is not None:
+            # The watchdog interrupted the read; the interruption is not the story, the
+            # timeout is.
+            self._end(t, error=exp)
+            return exp
+        try:
+            self._core.on_error(exc, t)
+        except Exception:
+            report_telemetry_error("StreamCore", "on_error")
+        self._end(t, error=exc)
+        return exc
+
+    def _end(
+        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._core.close(t, error=error, abandoned=abandoned)
+        except Exception:
+            report_telemetry_error("StreamCore", "close")
+
+    def _watchdog_check(self, now: float) -> float | None:
+        """Watchdog callback (another thread): expire and interrupt, or say when to look again."""
+        if self._done:
+            return None
+        core = self._core
+        deadline = core.next_deadline()
+        if core.waiting:
+            if now >= deadline:
+                core.expire(now)
+                interrupt_upstream(self._upstream)
+                return None
+            return deadline
+        # The consumer holds an item; the next deadline is not known until it asks again, and
+        # it will be no earlier than the current one. Look again a little later.
+        return max(deadline, now + 0.05)
+
+
+class SyncStreamWrapper(_Shell, Generic[T]):
+    """A measured, time-limited view of a sync iterable (returned by ``monitor.wrap``)."""
+
+    __slots__ = ("_armed", "_it", "_watchdog")
+
+    def __init__(
+        self,
+        core: StreamCore,
+        upstream: Any,
+        clock: Callable[[], float],
+        *,
+        watchdog: Watchdog | None,
+        events_mode: bool = False,
+        sse: bool | None = None,
+    ) -> None:
+        super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
+        self._it: Iterator[Any] = iter(upstream.iter_bytes() if events_mode else upstream)
+        self._watchdog = watchdog
+        self._armed = False
+
+    def __iter__(self) -> SyncStreamWrapper[T]:
+        return self
+
+    def __next__(self) -> T:
+        while True:
+            if self._queue:
+                return self._queue.popleft()  # type: ignore[return-value]
+            if self._done:
+                raise StopIteration
+            self._wait()
+            if not self._armed and self._watchdog is not None:
+                self._arm()
+            try:
+                item = next(self._it)
+            except StopIteration:
+                self._close_upstream()
+                out = self._exhausted()
+                if out is _SKIP:
+                    raise StopIteration from None
+                return out  # type: ignore[no-any-return]
+            except BaseException as exc:
+                err = self._failed(exc)
+                self._close_upstream()
+                if err is exc:
+                    raise
+                raise err from exc
+            try:
+                out = self._item(item)
+            except BaseException as exc:  # a timeout decided by the core
+                self._end(self._clock(), error=exc)
+                self._close_upstream()
+                raise
+            if out is not _SKIP:
+                return out  # type: ignore[no-any-return]
+
+    def _arm(self) -> None:
+        deadline = self._core.next_deadline()
+        if deadline < _INF and self._watchdog is not None:
+            self._armed = True
+            self._watchdog.watch(self, deadline)
+
+    def _close_upstream(self) -> None:
+        close = getattr(self._upstream, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                report_telemetry_error(type(self._upstream).__name__, "close")
+
+    def close(self) -> None:
+        """Stop early: the stream ends as ``abandoned`` and the upstream is closed."""
+        if not self._done:
+            self._end(self._clock(), abandoned=True)
+        self._queue.clear()
+        self._close_upstream()
+
+    def __enter__(self) -> SyncStreamWrapper[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._done:
+            with contextlib.suppress(Exception):
+                self.close()
+
+
+class AsyncStreamWrapper(_Shell, Generic[T]):
+    """A measured, time-limited view of an async iterable (returned by ``monitor.wrap``).
+
+    Deadlines use one loop timer per stream, re-armed lazily: when it fires while the task is
+    still waiting on the upstream past the core's deadline, the task is cancelled and the
+    cancellation turned into the timeout (the mechanism of ``asyncio.timeout``, without arming
+    and disarming a timer around every ``__anext__``).
+    """
+
+    __slots__ = ("_ait", "_fired", "_task", "_timer")
+
+    def __init__(
+        self,
+        core: StreamCore,
+        upstream: Any,
+        clock: Callable[[], float],
+        *,
+        events_mode: bool = False,
+        sse: bool | None = None,
+    ) -> None:
+        super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
+        self._ait: AsyncIterator[Any] = (
+            upstream.aiter_bytes() if events_mode else upstream.__aiter__()
+        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._fired = False
+
+    def __aiter__(self) -> AsyncStreamWrapper[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            if self._queue:
+                return self._queue.popleft()  # type: ignore[return-value]
+            if self._done:
+                raise StopAsyncIteration
+            self._wait()
+            task = self._task = asyncio.current_task()
+            if self._timer is None:
+                self._arm()
+            try:
+                item = await self._ait.__anext__()
+            except StopAsyncIteration:
+                self._task = None
+                await self._close_upstream()
+                out = self._exhausted()
+                if out is _SKIP:
+                    raise StopAsyncIteration from None
+                return out  # type: ignore[no-any-return]
+            except asyncio.CancelledError as exc:
+                self._task = None
+                if self._fired and task is not None:
+                    self._fired = False
+                    if task.uncancel() == 0:
+                        # Our own timer cancelled the wait: it is a timeout.
+                        err = self._failed(exc)
+                        await self._close_upstream()
+                        raise err from None
+                # Cancelled from outside: the consumer gave up.
+                self._end(self._clock(), abandoned=True)
+                self._cancel_timer()
+                await self._close_upstream()
+                raise
+            except BaseException as exc:
+                self._task = None
+                err = self._failed(exc)
+                self._cancel_timer()
+                await self._close_upstream()
+                if err is exc:
+                    raise
+                raise err from exc
+            self._task = None
+            try:
+                out = self._item(item)
+            except BaseException as exc:
+                self._end(self._clock(), error=exc)
+                self._cancel_timer()
+                await self._close_upstream()
+                raise
+            if out is not _SKIP:
+                return out  # type: ignore[no-any-return]
+
+    def _arm(self) -> None:
+        deadline = self._core.next_deadline()
+        if deadline < _INF:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._done:
+            return
+        core = self._core
+        if not core.waiting:
+            return  # re-armed by the next __anext__
+        now = self._clock()
+        deadline = core.next_deadline()
+        if now >= deadline:
+            core.expire(now)
+            if self._task is not None and not self._task.done():
+                self._fired = True
+                self._task.cancel()
+        else:
+            self._arm()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _close_upstream(self) -> None:
+        up = self._upstream
+        close = getattr(up, "aclose", None)
+        if close is None:
+            close = getattr(up, "close", None)
+        if not callable(close):
+            return
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            report_telemetry_error(type(up).__name__, "aclose")
+
+    async def aclose(self) -> None:
+        """Stop early: the stream ends as ``abandoned`` and the upstream is closed."""
+        if not self._done:
+            self._end(self._clock(), abandoned=True)
+        self._queue.clear()
+        self._cancel_timer()
+        await self._close_upstream()
+
+    async def __aenter__(self) -> AsyncStreamWrapper[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # No awaiting here: record the abandonment; the upstream's own finaliser closes it.
+        if not self._done:
+            try:
+                self._end(self._clock(), abandoned=True)
+                if self._timer is not None:
+                    self._timer.cancel()
+            except Exception:
+                pass

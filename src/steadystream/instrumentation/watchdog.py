@@ -1,0 +1,126 @@
+"""Deadline enforcement for the shells: a watchdog thread (sync) and a lazy loop timer (async).
+
+A blocked synchronous read can only be interrupted from outside, by closing what it reads from.
+:class:`Watchdog` is one daemon thread per monitor, sleeping until the earliest stream deadline.
+When a stream is still waiting on its upstream past the deadline, the watchdog marks the core
+expired and interrupts the read: it shuts the socket down when the upstream exposes one (the
+openai SDK's ``Stream``, httpx / httpx2 responses), which makes the blocked ``recv`` return at
+once; otherwise it calls the upstream's ``close()``. The reading thread then sees the expired
+core and raises the timeout (with the checkpoint) instead of whatever the interrupted read
+produced. If an upstream offers neither, the timeout is raised when the blocked read returns.
+
+Both mechanisms are lazy, because the core's deadlines never move earlier: a stream is armed
+once and the timer re-arms itself at the new deadline when it wakes early, so the per-chunk
+cost is an attribute check rather than a timer per chunk.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["Watchdog", "find_socket", "interrupt_upstream"]
+
+log = logging.getLogger("steadystream.watchdog")
+
+_INF = float("inf")
+
+
+class _Watched(Protocol):
+    def _watchdog_check(self, now: float) -> float | None:
+        """Return the next time to look again, or None when done with this stream."""
+
+
+def find_socket(upstream: Any) -> socket.socket | None:
+    """The socket under an openai ``Stream`` / httpx(2) ``Response``, by duck typing."""
+    for obj in (upstream, getattr(upstream, "response", None)):
+        ext = getattr(obj, "extensions", None)
+        if not isinstance(ext, dict):
+            continue
+        ns = ext.get("network_stream")
+        get = getattr(ns, "get_extra_info", None)
+        if get is None:
+            continue
+        try:
+            sock = get("socket")
+        except Exception:
+            continue
+        if isinstance(sock, socket.socket):
+            return sock
+    return None
+
+
+def interrupt_upstream(upstream: Any) -> None:
+    """Make a read blocked on ``upstream`` in another thread return now (best effort)."""
+    sock = find_socket(upstream)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            return
+        except OSError:
+            pass
+    close = getattr(upstream, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            # A generator that is executing cannot be closed from another thread; the timeout
+            # will be raised when its read returns.
+            log.debug("could not close upstream from the watchdog", exc_info=True)
+
+
+class Watchdog:
+    """One daemon thread enforcing the deadlines of every sync stream of a monitor."""
+
+    def __init__(self, clock: Callable[[], float], name: str = "steadystream-watchdog") -> None:
+        self._clock = clock
+        self._name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, weakref.ref[Any]]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, stream: _Watched, at: float) -> None:
+        """Look at ``stream`` at time ``at`` (the monitor's clock); it stays watched until its
+        ``_watchdog_check`` returns None."""
+        with self._cond:
+            heapq.heappush(self._heap, (at, next(self._seq), weakref.ref(stream)))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            elif self._heap[0][0] == at:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._heap:
+                        # Idle: keep the thread a while, then let it end (restarted on demand).
+                        if not self._cond.wait(timeout=30.0) and not self._heap:
+                            self._thread = None
+                            return
+                        continue
+                    at = self._heap[0][0]
+                    delay = at - self._clock()
+                    if delay <= 0:
+                        _, _, ref = heapq.heappop(self._heap)
+                        break
+                    self._cond.wait(timeout=min(delay, 60.0))
+            stream = ref()
+            if stream is None:
+                continue
+            try:
+                again = stream._watchdog_check(self._clock())
+            except Exception:
+                log.exception("watchdog check failed; the stream is no longer watched")
+                again = None
+            if again is not None and again < _INF:
+                with self._cond:
+                    heapq.heappush(self._heap, (again, next(self._seq), ref))
