@@ -34,6 +34,102 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from .demo import DEFAULT_SERVICE, run_demo
+    from .simulate import PROFILES
+    from .spec import default_spec
+
+    if args.faults not in PROFILES:
+        _err(
+            f"steadystream demo: unknown fault profile {args.faults!r}; known: "
+            f"{', '.join(sorted(PROFILES))}"
+        )
+        return 2
+    if args.duration <= 0 or args.streams < 1:
+        _err("steadystream demo: --duration must be positive and --streams at least 1")
+        return 2
+    try:
+        spec = load_spec(args.spec) if args.spec else default_spec(DEFAULT_SERVICE)
+    except SpecError as exc:
+        _err(str(exc))
+        return 2
+    out = sys.stderr if args.json else sys.stdout
+    report = run_demo(
+        duration=args.duration,
+        streams=args.streams,
+        faults=args.faults,
+        metrics_port=args.metrics_port,
+        spec=spec,
+        seed=args.seed,
+        out=out,
+        handle_signals=True,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+    else:
+        print(file=out)
+        out.write(report.render_text())
+    # The demo ran: exit 0 whatever the SLO verdict (the verdict is in the report).
+    return 0
+
+
+# --------------------------------------------------------------------------------- triage
+def _cmd_triage(args: argparse.Namespace) -> int:
+    import json
+
+    from .spec import default_spec
+    from .triage import (
+        EXIT_NO_DATA,
+        EXIT_UNREACHABLE,
+        EXIT_USAGE,
+        PrometheusUnreachable,
+        discover_services,
+        triage,
+    )
+
+    url = args.prometheus.rstrip("/")
+    try:
+        if args.spec:
+            spec = load_spec(args.spec)
+        else:
+            service = args.service
+            if service is None:
+                services = discover_services(url, timeout=args.timeout)
+                if not services:
+                    _err(
+                        f"steadystream triage: no data: {url} holds no steadystream series "
+                        "(stream_*); check that the service is scraped, or pass --spec"
+                    )
+                    return EXIT_NO_DATA
+                if len(services) > 1:
+                    _err(
+                        f"steadystream triage: {url} has several services "
+                        f"({', '.join(services)}); choose one with --service or --spec"
+                    )
+                    return EXIT_USAGE
+                service = services[0]
+            spec = default_spec(service)
+        report = triage(spec, url, timeout=args.timeout)
+    except SpecError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except PrometheusUnreachable as exc:
+        _err(f"steadystream triage: Prometheus unreachable: {exc}")
+        return EXIT_UNREACHABLE
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+    elif sys.stdout.isatty():
+        from .triage import render_rich
+
+        render_rich(report)
+    else:
+        sys.stdout.write(report.render_text())
+    return report.exit_code
+
+
 # ------------------------------------------------------------------------------- simulate
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import asyncio
@@ -106,6 +202,79 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the spec's JSON Schema")
     p.set_defaults(func=_cmd_schema)
+
+    from .demo import DEFAULT_DURATION, DEFAULT_FAULTS, DEFAULT_STREAMS
+
+    p = sub.add_parser(
+        "demo",
+        help="drive resilient streams through injected faults; live progress and an SLO report",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION,
+        metavar="S",
+        help=f"seconds of load (default: {DEFAULT_DURATION:g})",
+    )
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=DEFAULT_STREAMS,
+        metavar="N",
+        help=f"concurrent streams (default: {DEFAULT_STREAMS})",
+    )
+    p.add_argument(
+        "--faults",
+        default=DEFAULT_FAULTS,
+        metavar="PROFILE",
+        help="fault profile of the simulated upstream (default: mixed, a realistic "
+        "mix of every failure class)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="serve /metrics on 127.0.0.1:P (default: 0, a free port)",
+    )
+    p.add_argument("--spec", help="SLO spec (default: the built-in baseline for chat-gateway)")
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed for faults and prompts (default: 0)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON on stdout (progress goes to stderr)",
+    )
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "triage",
+        help="on-call: rank the active failure classes from Prometheus, print the runbook",
+        description="Exit codes: 0 healthy, 1 something active, 2 usage or spec error, "
+        "3 Prometheus unreachable or a query failed, 4 no steadystream data for the service.",
+    )
+    p.add_argument(
+        "--prometheus",
+        required=True,
+        metavar="URL",
+        help="Prometheus base URL, e.g. http://localhost:9090",
+    )
+    p.add_argument(
+        "--spec",
+        help="SLO spec of the service (default: the baseline spec for "
+        "--service, or for the only service Prometheus has)",
+    )
+    p.add_argument("--service", help="service name when no --spec is given")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="HTTP timeout per query (default: 10)",
+    )
+    p.set_defaults(func=_cmd_triage)
 
     p = sub.add_parser(
         "simulate",

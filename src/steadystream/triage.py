@@ -1,0 +1,589 @@
+"""``steadystream triage``: what is wrong right now, and which runbook to open.
+
+For the on-call engineer who has just been paged. :func:`triage` asks a Prometheus (HTTP API,
+instant queries) for the signal behind every failure class and every SLO's burn rate, exactly
+the expressions and thresholds the generated alerts use (from
+:func:`steadystream.alerts.failure_class_signals` and :func:`steadystream.alerts.slo_burn_signals`,
+so triage and the alerts can never disagree), and ranks the failure classes active now: causes
+before their symptoms (:data:`EXPLAINED_BY`: a retry storm during a rate limit is the rate
+limit's consequence), then by how far past its threshold the worst signal is. Each ranked class
+carries its evidence (the query, the value, the threshold and the labels of the worst series)
+and the runbook to open, as a path or as a URL under ``links.runbooks``.
+
+It says plainly when it cannot tell:
+
+* Prometheus unreachable (or answering with errors): :class:`PrometheusUnreachable`, exit 3;
+* Prometheus reachable but holding no steadystream series for the service: ``has_data`` is
+  False, exit 4 ("no data" is not "healthy", and a service Prometheus has never seen is not
+  proof of ``no-traffic`` either: the name or the scrape may be wrong);
+* a signal that matches no series while the service has data: state ``no_series`` (no such
+  events recorded: healthy, shown apart from ``ok``).
+
+    report = triage(spec, "http://prometheus:9090")
+    for ranked in report.ranked_classes:
+        print(ranked.name, ranked.runbook, [f.value for f in ranked.evidence])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from . import conventions as c
+from .spec import Spec
+
+__all__ = [
+    "EXIT_ACTIVE",
+    "EXIT_HEALTHY",
+    "EXIT_NO_DATA",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "EXPLAINED_BY",
+    "Check",
+    "Finding",
+    "PrometheusUnreachable",
+    "Ranked",
+    "TriageReport",
+    "checks_for",
+    "discover_services",
+    "render_rich",
+    "triage",
+]
+
+#: Exit codes of ``steadystream triage`` (also :attr:`TriageReport.exit_code`).
+EXIT_HEALTHY = 0
+"""Prometheus has the service's series and no failure class or SLO burn is active."""
+EXIT_ACTIVE = 1
+"""At least one failure class or SLO burn is active: open the first runbook."""
+EXIT_USAGE = 2
+"""Bad arguments or an invalid spec (argparse's own code for usage errors)."""
+EXIT_UNREACHABLE = 3
+"""Prometheus could not be reached, or answered a query with an error."""
+EXIT_NO_DATA = 4
+"""Prometheus answered, but holds no steadystream series for the service: cannot tell."""
+
+Kind = Literal["failure_class", "slo_burn"]
+State = Literal["active", "ok", "no_series", "error"]
+
+
+class PrometheusUnreachable(RuntimeError):
+    """Prometheus did not answer (connection refused, timeout, 5xx, not the HTTP API)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One signal triage evaluates: ``expr`` compared with ``threshold`` by ``op``.
+
+    ``group`` is what gets ranked: a failure class id (``retry-storm``) or an SLO name;
+    ``name`` is the signal within it (``retry-ratio``, ``stream-errors-1h-5m``). ``runbook`` is
+    the path (``runbooks/retry-storm.md``) or URL to open when it is active.
+    """
+
+    kind: Kind
+    group: str
+    name: str
+    expr: str
+    threshold: float
+    op: Literal[">", "<"]
+    description: str
+    runbook: str
+    unit: str = ""
+    severity: str = ""
+
+    @classmethod
+    def from_signal(cls, kind: Kind, signal: Any) -> Check:
+        """A check from a :class:`steadystream.alerts.signals.Signal`."""
+        return cls(
+            kind=kind,
+            group=signal.slo if kind == "slo_burn" and signal.slo else signal.failure_class,
+            name=signal.name,
+            expr=signal.expr,
+            threshold=float(signal.threshold),
+            op=signal.op,
+            description=signal.description,
+            runbook=signal.runbook,
+            unit=signal.unit,
+            severity=signal.severity,
+        )
+
+    def breached(self, value: float) -> bool:
+        """Is ``value`` past the threshold?"""
+        return value > self.threshold if self.op == ">" else value < self.threshold
+
+    def score(self, value: float) -> float:
+        """How far past the threshold ``value`` is, as a ratio (1.0 = at the threshold).
+
+        A zero threshold ("any event is bad") scores 1 + the value, so it still ranks, and more
+        events rank higher.
+        """
+        if self.op == ">":
+            return value / self.threshold if self.threshold > 0 else 1.0 + value
+        if value <= 0:
+            return math.inf
+        return self.threshold / value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one :class:`Check` at evaluation time, with its evidence."""
+
+    check: Check
+    state: State
+    value: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    series: int = 0
+    error: str | None = None
+
+    @property
+    def score(self) -> float | None:
+        """Ratio to the threshold (see :meth:`Check.score`), None without a value."""
+        return None if self.value is None else self.check.score(self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "kind": self.check.kind,
+            "group": self.check.group,
+            "signal": self.check.name,
+            "state": self.state,
+            "value": self.value,
+            "threshold": self.check.threshold,
+            "op": self.check.op,
+            "unit": self.check.unit,
+            "score": _finite(self.score),
+            "query": self.check.expr,
+            "labels": dict(self.labels),
+            "series": self.series,
+            "description": self.check.description,
+            "runbook": self.check.runbook,
+            "error": self.error,
+        }
+
+
+#: A symptom class ranks after an active class that causes it, whatever the ratios say: the
+#: runbook to open first is the cause's. Retries are what a rate limit, an upstream outage, a
+#: failing resume or a timeout turns into, so a retry storm alongside any of them is their
+#: consequence; first-token and idle timeouts piling up are what a timeout cascade is made of.
+EXPLAINED_BY: Mapping[str, tuple[str, ...]] = {
+    c.FC_RETRY_STORM: (
+        c.FC_UPSTREAM_RATE_LIMIT,
+        c.FC_UPSTREAM_ERRORS,
+        c.FC_RESUME_FAILURE,
+        c.FC_IDLE_STALL,
+        c.FC_FIRST_TOKEN_TIMEOUT,
+        c.FC_TIMEOUT_CASCADE,
+    ),
+    c.FC_FIRST_TOKEN_TIMEOUT: (c.FC_TIMEOUT_CASCADE,),
+    c.FC_IDLE_STALL: (c.FC_TIMEOUT_CASCADE,),
+}
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One active failure class (or burning SLO) with its evidence, worst signal first.
+
+    ``score`` is the worst signal's ratio to its threshold; ``explained_by`` lists the active
+    classes that cause this one (it is then ranked after them).
+    """
+
+    kind: Kind
+    name: str
+    score: float
+    runbook: str
+    evidence: tuple[Finding, ...]
+    explained_by: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "score": _finite(self.score),
+            "runbook": self.runbook,
+            "explained_by": list(self.explained_by),
+            "evidence": [f.to_dict() for f in self.evidence],
+        }
+
+
+def _finite(score: float | None) -> float | None:
+    return None if score is None or math.isinf(score) or math.isnan(score) else score
+
+
+@dataclass(frozen=True)
+class TriageReport:
+    """Everything :func:`triage` found: every finding, and the active ones ranked."""
+
+    prometheus: str
+    service: str
+    evaluated_at: float
+    has_data: bool
+    findings: tuple[Finding, ...]
+
+    @property
+    def ranked_classes(self) -> tuple[Ranked, ...]:
+        """Active failure classes, most likely cause first: the first runbook to open.
+
+        Classes not explained by another active class come first, by score; then the
+        symptoms (see :data:`EXPLAINED_BY`), by score.
+        """
+        groups = _group(f for f in self.findings if f.check.kind == "failure_class")
+        active = set(groups)
+        ranked = []
+        for name, findings in groups.items():
+            causes = tuple(x for x in EXPLAINED_BY.get(name, ()) if x in active)
+            ranked.append(_ranked("failure_class", name, findings, causes))
+        return tuple(sorted(ranked, key=lambda r: (bool(r.explained_by), -r.score, r.name)))
+
+    @property
+    def burning(self) -> tuple[Ranked, ...]:
+        """SLOs whose error budget burns faster than an alert tier allows, worst first."""
+        groups = _group(f for f in self.findings if f.check.kind == "slo_burn")
+        ranked = [_ranked("slo_burn", name, fs, ()) for name, fs in groups.items()]
+        return tuple(sorted(ranked, key=lambda r: (-r.score, r.name)))
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """Findings whose query Prometheus rejected."""
+        return tuple(f for f in self.findings if f.state == "error")
+
+    @property
+    def exit_code(self) -> int:
+        """See the ``EXIT_*`` constants."""
+        if self.errors:
+            return EXIT_UNREACHABLE
+        if not self.has_data:
+            return EXIT_NO_DATA
+        if self.ranked_classes or self.burning:
+            return EXIT_ACTIVE
+        return EXIT_HEALTHY
+
+    @property
+    def headline(self) -> str:
+        """One sentence an on-call engineer reads first."""
+        if self.errors:
+            return f"Prometheus rejected {len(self.errors)} quer(ies); see the errors below."
+        if not self.has_data:
+            # absent() fires for a service Prometheus has never seen, so "no-traffic" would
+            # be active here too; say what is actually known instead.
+            return (
+                f"no data: Prometheus holds no steadystream series for service "
+                f"{self.service!r}. It is not scraped, the service or selector is wrong, or it "
+                f"has never served a stream; if it used to, open {self._no_traffic_runbook()}."
+            )
+        if self.ranked_classes:
+            top = self.ranked_classes[0]
+            return f"most likely: {top.name}; open {top.runbook}"
+        if self.burning:
+            top = self.burning[0]
+            return (
+                f"SLO {top.name} is burning its error budget but no failure class is active; "
+                f"open {top.runbook}"
+            )
+        return f"healthy: no failure class or SLO burn is active for {self.service!r}"
+
+    def _no_traffic_runbook(self) -> str:
+        for f in self.findings:
+            if f.check.group == c.FC_NO_TRAFFIC:
+                return f.check.runbook
+        return c.failure_class_runbook(c.FC_NO_TRAFFIC)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``; ``ranked`` lists the active failure classes in order."""
+        return {
+            "prometheus": self.prometheus,
+            "service": self.service,
+            "evaluated_at": self.evaluated_at,
+            "has_data": self.has_data,
+            "exit_code": self.exit_code,
+            "headline": self.headline,
+            "ranked": [r.to_dict() for r in self.ranked_classes],
+            "burning": [r.to_dict() for r in self.burning],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def render_text(self) -> str:
+        """A plain-text report (what ``triage`` prints without a TTY)."""
+        lines = [
+            f"steadystream triage: service {self.service} at {self.prometheus}",
+            self.headline,
+        ]
+        for title, items in (("failure classes", self.ranked_classes), ("SLO burn", self.burning)):
+            if not items:
+                continue
+            lines += ["", f"active {title}, most likely first:"]
+            for i, r in enumerate(items, 1):
+                why = f" (a consequence of {', '.join(r.explained_by)})" if r.explained_by else ""
+                lines.append(f"{i}. {r.name}: {_ratio(r.score)} its threshold{why}")
+                lines.append(f"   runbook: {r.runbook}")
+                for f in r.evidence:
+                    lines.append(
+                        f"   - {f.check.name}: {_num(f.value)} {f.check.op} "
+                        f"{_num(f.check.threshold)} ({f.check.description})"
+                    )
+                    if f.labels:
+                        lines.append(
+                            "     worst series: "
+                            + ", ".join(f"{k}={v}" for k, v in f.labels.items())
+                        )
+                    lines.append(f"     query: {f.check.expr}")
+        quiet = [f for f in self.findings if f.state != "active"]
+        if quiet:
+            lines += ["", "not active:"]
+            for f in quiet:
+                lines.append(f"  {f.check.group}/{f.check.name}: {_state_text(f)}")
+        return "\n".join(lines) + "\n"
+
+
+def _state_text(f: Finding) -> str:
+    if f.state == "ok":
+        return f"ok ({_num(f.value)}; alerts when {f.check.op} {_num(f.check.threshold)})"
+    if f.state == "no_series":
+        return "no series (nothing to judge: no such events, or below the traffic guard)"
+    return f"ERROR: {f.error}"
+
+
+def _group(findings: Iterable[Finding]) -> dict[str, list[Finding]]:
+    groups: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.state == "active":
+            groups.setdefault(f.check.group, []).append(f)
+    return groups
+
+
+def _ranked(kind: Kind, name: str, findings: list[Finding], causes: tuple[str, ...]) -> Ranked:
+    findings = sorted(findings, key=lambda f: -(f.score or 0.0))
+    return Ranked(
+        kind=kind,
+        name=name,
+        score=findings[0].score or 0.0,
+        runbook=findings[0].check.runbook,
+        evidence=tuple(findings),
+        explained_by=causes,
+    )
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value) or math.isnan(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e12:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def _ratio(score: float | None) -> str:
+    if score is None:
+        return "-"
+    if math.isinf(score):
+        return "far past"
+    return f"{score:.2f}x"
+
+
+# ----------------------------------------------------------------------------- Prometheus API
+class _QueryError(Exception):
+    """Prometheus rejected one query (bad_data and the like): a problem with that query."""
+
+
+def _query(client: httpx.Client, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
+    try:
+        response = client.post("/api/v1/query", data={"query": expr, "time": f"{at:.3f}"})
+    except httpx.HTTPError as exc:
+        raise PrometheusUnreachable(f"{client.base_url}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        raise PrometheusUnreachable(
+            f"{client.base_url} answered HTTP {response.status_code} with something other than "
+            "the Prometheus HTTP API; is this the Prometheus URL?"
+        ) from None
+    if not isinstance(body, dict) or "status" not in body:
+        raise PrometheusUnreachable(f"{client.base_url} does not speak the Prometheus HTTP API")
+    if body["status"] != "success":
+        message = f"{body.get('errorType', 'error')}: {body.get('error', '')}"
+        if response.status_code >= 500 and body.get("errorType") not in ("execution", "timeout"):
+            raise PrometheusUnreachable(f"{client.base_url}: {message}")
+        raise _QueryError(message)
+    data = body.get("data") or {}
+    if data.get("resultType") == "scalar":
+        return [({}, float(data["result"][1]))]
+    out = []
+    for item in data.get("result") or []:
+        value = item.get("value")
+        if value is not None:
+            out.append((dict(item.get("metric") or {}), float(value[1])))
+    return out
+
+
+def _selector(spec_selector: Mapping[str, str], service: str | None) -> str:
+    matchers = [f'{k}="{_escape(v)}"' for k, v in sorted(spec_selector.items())]
+    if service is not None:
+        matchers.append(f'{c.LABEL_SERVICE}="{_escape(service)}"')
+    matchers.append('__name__=~"stream_.+"')
+    return "{" + ",".join(matchers) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def discover_services(
+    prometheus: str,
+    *,
+    selector: Mapping[str, str] | None = None,
+    client: httpx.Client | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """The ``service`` label values of every steadystream series Prometheus holds now."""
+    own = client is None
+    client = client or httpx.Client(base_url=prometheus, timeout=timeout)
+    try:
+        expr = f"group by ({c.LABEL_SERVICE}) ({_selector(selector or {}, None)})"
+        rows = _query(client, expr, time.time())
+    except _QueryError as exc:
+        raise PrometheusUnreachable(f"{prometheus}: {exc}") from None
+    finally:
+        if own:
+            client.close()
+    return sorted({labels[c.LABEL_SERVICE] for labels, _ in rows if c.LABEL_SERVICE in labels})
+
+
+# ----------------------------------------------------------------------------- the checks
+def checks_for(spec: Spec) -> list[Check]:
+    """Every check for ``spec``: one per failure-class signal and one per SLO burn signal.
+
+    The expressions, thresholds and descriptions come from the alert generator, so triage ranks
+    exactly what the alerts fire on.
+    """
+    from .alerts.signals import failure_class_signals, slo_burn_signals
+
+    checks = [
+        Check.from_signal("failure_class", signal)
+        for signals in failure_class_signals(spec).values()
+        for signal in signals
+    ]
+    checks += [
+        Check.from_signal("slo_burn", signal)
+        for signals in slo_burn_signals(spec).values()
+        for signal in signals
+    ]
+    return checks
+
+
+# ----------------------------------------------------------------------------- triage
+def triage(
+    spec: Spec,
+    prometheus: str,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 10.0,
+    at: float | None = None,
+    checks: Sequence[Check] | None = None,
+) -> TriageReport:
+    """Evaluate every check for ``spec`` against the Prometheus at ``prometheus`` (base URL).
+
+    ``at`` is the evaluation time (Unix seconds; default now). ``client`` may be an
+    ``httpx.Client`` whose ``base_url`` is the Prometheus (for auth headers or a proxy).
+    Raises :class:`PrometheusUnreachable` when Prometheus does not answer at all.
+    """
+    own = client is None
+    client = client or httpx.Client(base_url=prometheus, timeout=timeout)
+    at = time.time() if at is None else at
+    checks = list(checks_for(spec) if checks is None else checks)
+    try:
+        coverage = _query(client, f"count({_selector(spec.selector, spec.service)})", at)
+    except _QueryError as exc:
+        raise PrometheusUnreachable(f"{prometheus}: {exc}") from None
+    try:
+        has_data = bool(coverage) and coverage[0][1] > 0
+        findings = [_evaluate(client, check, at) for check in checks]
+    finally:
+        if own:
+            client.close()
+    return TriageReport(
+        prometheus=prometheus,
+        service=spec.service,
+        evaluated_at=at,
+        has_data=has_data,
+        findings=_rank(findings),
+    )
+
+
+def _evaluate(client: httpx.Client, check: Check, at: float) -> Finding:
+    try:
+        rows = _query(client, check.expr, at)
+    except _QueryError as exc:
+        return Finding(check, "error", error=str(exc))
+    rows = [(labels, v) for labels, v in rows if not math.isnan(v)]
+    if not rows:
+        return Finding(check, "no_series")
+    # The worst series decides: the one furthest past the threshold.
+    labels, value = max(rows, key=lambda row: check.score(row[1]))
+    labels = {k: v for k, v in labels.items() if k != "__name__"}
+    state: State = "active" if check.breached(value) else "ok"
+    return Finding(check, state, value=value, labels=labels, series=len(rows))
+
+
+_STATE_ORDER = {"active": 0, "error": 1, "ok": 2, "no_series": 3}
+
+
+def _rank(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """Display order: active, errors, ok, no series; classes before burns; worst first."""
+
+    def key(f: Finding) -> tuple[int, int, float, str, str]:
+        kind = 0 if f.check.kind == "failure_class" else 1
+        return (_STATE_ORDER[f.state], kind, -(f.score or 0.0), f.check.group, f.check.name)
+
+    return tuple(sorted(findings, key=key))
+
+
+def render_rich(report: TriageReport, console: Any = None) -> None:
+    """Print ``report`` with rich (what ``triage`` shows on a TTY)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    style = {EXIT_ACTIVE: "red", EXIT_UNREACHABLE: "magenta", EXIT_NO_DATA: "yellow"}.get(
+        report.exit_code, "green"
+    )
+    console.print(f"[bold]steadystream triage[/]: service {report.service} at {report.prometheus}")
+    console.print(f"[{style}]{report.headline}[/]")
+    for title, items in (("failure class", report.ranked_classes), ("SLO", report.burning)):
+        if not items:
+            continue
+        table = Table(title=f"active: {title}, most likely first", title_justify="left")
+        for col in ("#", title, "signal", "value", "threshold", "x", "runbook"):
+            table.add_column(col, justify="right" if col in ("#", "value", "x") else "left")
+        for i, r in enumerate(items, 1):
+            for j, f in enumerate(r.evidence):
+                table.add_row(
+                    str(i) if j == 0 else "",
+                    (r.name + (" (consequence)" if r.explained_by else "")) if j == 0 else "",
+                    f.check.name,
+                    _num(f.value),
+                    f"{f.check.op} {_num(f.check.threshold)}",
+                    _ratio(f.score),
+                    r.runbook if j == 0 else "",
+                )
+        console.print(table)
+    for r in (*report.ranked_classes, *report.burning):
+        console.print(f"[bold]{r.name}[/]")
+        for f in r.evidence:
+            console.print(f"  {f.check.name}: {f.check.description}")
+            if f.labels:
+                console.print(
+                    "  worst series: " + ", ".join(f"{k}={v}" for k, v in f.labels.items())
+                )
+            console.print(f"  query: [cyan]{f.check.expr}[/]", soft_wrap=True, markup=True)
+    quiet = [f for f in report.findings if f.state != "active"]
+    if quiet:
+        table = Table(title="not active", title_justify="left")
+        for col in ("group", "signal", "state"):
+            table.add_column(col)
+        for f in quiet:
+            table.add_row(f.check.group, f.check.name, _state_text(f))
+        console.print(table)
