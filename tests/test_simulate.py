@@ -284,3 +284,13 @@ async def test_many_concurrent_async_streams(aupstream: Upstream) -> None:
     texts = await asyncio.gather(*(one(i) for i in range(50)))
     assert texts == [expected_text(f"c{i}") for i in range(50)]
     assert aupstream.stats.requests_to(ROUTE_CREATE, 200) == 50
+
+
+def test_listens_on_loopback_address_only(upstream: Upstream) -> None:
+    """The server binds 127.0.0.1 exactly: the same port on 127.0.0.2 refuses connections."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=5):
+        pass
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", upstream.port), timeout=5)

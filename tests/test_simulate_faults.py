@@ -535,3 +535,11 @@ def test_connections_are_released_after_a_drop(upstream: Upstream) -> None:
         threading.Event().wait(0.01)
     assert upstream.stats.connections_open == 0
     assert upstream.stats.connections_total == 2
+
+
+def test_with_rates_scales_a_profile() -> None:
+    """with_rates(2) doubles every rate; a scale that would exceed 1 is capped to sum 1."""
+    doubled = PROFILES["flaky"].with_rates(2)
+    assert [r for r, _ in doubled.mix] == pytest.approx([0.10, 0.04, 0.02])
+    capped = PROFILES["flaky"].with_rates(100)
+    assert sum(r for r, _ in capped.mix) == pytest.approx(1.0)
