@@ -91,8 +91,9 @@ def sum_rate(
     sel: Selector, metric: str, by: tuple[str, ...] = (), window: str = RATE_INTERVAL, **extra: str
 ) -> str:
     """``sum by (labels) (rate(metric{...}[window]))``."""
-    grouping = f" by ({', '.join(by)})" if by else ""
-    return f"sum{grouping} (rate({sel(metric, **extra)}[{window}]))"
+    if not by:
+        return f"sum(rate({sel(metric, **extra)}[{window}]))"
+    return f"sum by ({', '.join(by)}) (rate({sel(metric, **extra)}[{window}]))"
 
 
 def quantile(

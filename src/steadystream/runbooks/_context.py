@@ -1,0 +1,406 @@
+"""Everything a runbook template may print, computed from the spec.
+
+Templates only format: every number is formatted here with the spec's own units
+(``format_duration``/``format_percent``/``format_size``), every query is built with the
+service's selector, and every link comes from the dashboard model, so a template cannot print a
+value the spec does not hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import conventions as c
+from ..dashboards import PanelRef, dashboard_title, panel_index
+from ..dashboards._promql import Selector, quantile, ratio, sum_rate
+from ..dashboards._slo import error_ratio
+from ..spec import SLO, Spec, format_duration, format_percent, format_size
+from .links import runbook_url
+
+#: Window of every ready-to-paste query: long enough to smooth one scrape, short enough to
+#: show the incident you are in.
+WINDOW = "5m"
+
+#: Failure classes most likely behind a burning SLO, most likely first, by what the SLI
+#: measures. The first entries are the classes that move that SLI directly; the tail lists
+#: the amplifiers (retries, cascades) that turn a small problem into a budget burn.
+LIKELY_CLASSES: dict[str, tuple[str, ...]] = {
+    c.FIRST_TOKEN_LATENCY: (
+        c.FC_FIRST_TOKEN_TIMEOUT,
+        c.FC_UPSTREAM_RATE_LIMIT,
+        c.FC_TIMEOUT_CASCADE,
+        c.FC_RETRY_STORM,
+        c.FC_UPSTREAM_ERRORS,
+    ),
+    c.RECOVERY_LATENCY: (
+        c.FC_RESUME_FAILURE,
+        c.FC_IDLE_STALL,
+        c.FC_UPSTREAM_RATE_LIMIT,
+        c.FC_RETRY_STORM,
+        c.FC_TIMEOUT_CASCADE,
+    ),
+    c.CHUNK_GAP: (
+        c.FC_IDLE_STALL,
+        c.FC_SLOW_CONSUMER,
+        c.FC_TIMEOUT_CASCADE,
+        c.FC_UPSTREAM_ERRORS,
+    ),
+    c.PHASE_DURATION: (
+        c.FC_TIMEOUT_CASCADE,
+        c.FC_SLOW_CONSUMER,
+        c.FC_FIRST_TOKEN_TIMEOUT,
+        c.FC_IDLE_STALL,
+    ),
+    "errors": (
+        c.FC_UPSTREAM_ERRORS,
+        c.FC_RETRY_STORM,
+        c.FC_UPSTREAM_RATE_LIMIT,
+        c.FC_TIMEOUT_CASCADE,
+        c.FC_IDLE_STALL,
+        c.FC_FIRST_TOKEN_TIMEOUT,
+        c.FC_RESUME_FAILURE,
+        c.FC_SLOW_CONSUMER,
+        c.FC_BROKEN_CHUNKS,
+    ),
+}
+
+#: Why each class can burn an SLO, in one line, for the SLO runbooks' checklist.
+CLASS_SIGNS: dict[str, str] = {
+    c.FC_SLOW_CONSUMER: "slow-client aborts rising; the consumer phase dominates stream time",
+    c.FC_IDLE_STALL: "idle timeouts rising; chunk-gap p99 close to the stream_idle budget",
+    c.FC_FIRST_TOKEN_TIMEOUT: "first_token timeouts and first_token_timeout retries rising",
+    c.FC_TIMEOUT_CASCADE: "timeouts in several phases at once, in-flight near the cap",
+    c.FC_RETRY_STORM: "retries per stream above the retry budget; budget-exhausted refusals",
+    c.FC_UPSTREAM_RATE_LIMIT: "429 retries and rate_limited errors",
+    c.FC_UPSTREAM_ERRORS: "upstream_5xx, error events, response.failed in errors by class",
+    c.FC_BROKEN_CHUNKS: "reassembly errors (utf8, sse, json, fence) rising",
+    c.FC_RESUME_FAILURE: "resume failures rising; recovery p99 above its threshold",
+    c.FC_NO_TRAFFIC: "no finished streams at all, or the metrics are absent",
+}
+
+#: Dashboard panels (keys from :func:`steadystream.dashboards.panel_index`) each class's
+#: runbook points to, the most telling first.
+CLASS_PANELS: dict[str, tuple[str, ...]] = {
+    c.FC_SLOW_CONSUMER: ("slow-aborts", "phase-durations", "bytes", "errors-by-class"),
+    c.FC_IDLE_STALL: ("chunk-gap", "idle-timeouts", "retries-by-reason", "resumes"),
+    c.FC_FIRST_TOKEN_TIMEOUT: ("ttft-quantiles", "ttft-heatmap", "timeouts-by-phase"),
+    c.FC_TIMEOUT_CASCADE: ("timeouts-by-phase", "in-flight", "rejections", "phase-durations"),
+    c.FC_RETRY_STORM: ("retry-ratio", "retries-by-reason", "retry-budget-exhausted"),
+    c.FC_UPSTREAM_RATE_LIMIT: ("rate-limits", "retries-by-reason", "ttft-quantiles"),
+    c.FC_UPSTREAM_ERRORS: ("errors-by-class", "error-ratio", "retries-by-reason"),
+    c.FC_BROKEN_CHUNKS: ("reassembly-errors", "errors-by-class"),
+    c.FC_RESUME_FAILURE: ("resumes", "recovery-latency", "errors-by-class"),
+    c.FC_NO_TRAFFIC: ("outcomes", "rejections", "in-flight"),
+}
+
+#: Profiles of ``steadystream simulate --faults`` besides the main one that also exercise a
+#: class (the main one comes from :data:`steadystream.simulate.PROFILE_FOR_FAILURE_CLASS`).
+EXTRA_PROFILES: dict[str, tuple[str, ...]] = {
+    c.FC_IDLE_STALL: ("keepalive-only",),
+    c.FC_UPSTREAM_ERRORS: ("server-errors", "error-event", "failed", "incomplete"),
+    c.FC_BROKEN_CHUNKS: ("utf8-splits",),
+    c.FC_RETRY_STORM: ("flaky",),
+}
+
+_TITLES: dict[str, str] = {
+    c.FC_SLOW_CONSUMER: "Slow consumer",
+    c.FC_IDLE_STALL: "Idle stall",
+    c.FC_FIRST_TOKEN_TIMEOUT: "First-token timeout",
+    c.FC_TIMEOUT_CASCADE: "Timeout cascade",
+    c.FC_RETRY_STORM: "Retry storm",
+    c.FC_UPSTREAM_RATE_LIMIT: "Upstream rate limit",
+    c.FC_UPSTREAM_ERRORS: "Upstream errors",
+    c.FC_BROKEN_CHUNKS: "Broken chunks",
+    c.FC_RESUME_FAILURE: "Resume failure",
+    c.FC_NO_TRAFFIC: "No traffic",
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A Markdown link target with its label."""
+
+    title: str
+    url: str
+
+
+def class_title(failure_class: str) -> str:
+    """``"Retry storm"`` for ``"retry-storm"``."""
+    return _TITLES[failure_class]
+
+
+def _rel(path: str) -> str:
+    """A runbook's path relative to another runbook (they share one directory)."""
+    return path.removeprefix(c.RUNBOOKS_DIR + "/")
+
+
+def _panels(refs: dict[str, PanelRef], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "title": refs[k].title,
+            "url": refs[k].url,
+            "uid": refs[k].uid,
+            "panel_id": refs[k].panel_id,
+        }
+        for k in keys
+    ]
+
+
+def _policy(spec: Spec) -> dict[str, Any]:
+    t = spec.stream.timeouts
+    r = spec.stream.retry
+    f = spec.stream.flow_control
+    i = spec.stream.ingress
+    burst = i.burst if i.burst is not None else max(1, round(i.rate))
+    worst_buffer = f.max_buffer * i.max_concurrent
+    return {
+        "dial": format_duration(t.dial),
+        "tls": format_duration(t.tls_handshake),
+        "first_token": format_duration(t.first_token),
+        "first_token_ms": f"{t.first_token * 1000:g}",
+        "idle": format_duration(t.stream_idle),
+        "idle_ms": f"{t.stream_idle * 1000:g}",
+        "total": format_duration(t.total),
+        "max_retries": r.max_retries,
+        "attempts": r.max_retries + 1,
+        "base_backoff": format_duration(r.base_backoff),
+        "max_backoff": format_duration(r.max_backoff),
+        "jitter": format_percent(r.jitter),
+        "retry_budget": format_percent(r.budget),
+        "retry_budget_ratio": f"{r.budget:g}",
+        "retry_floor": f"{r.min_per_second:g}/s",
+        "retry_after_cap": format_duration(r.retry_after_cap),
+        "max_buffer": format_size(f.max_buffer),
+        "on_overflow": f.on_overflow,
+        "checkpoint_every": spec.stream.checkpoint.every,
+        "max_concurrent": i.max_concurrent,
+        "ingress_rate": f"{i.rate:g}/s",
+        "ingress_burst": burst,
+        "worst_buffer": format_size(worst_buffer),
+        "min_events": spec.alerting.min_events,
+        "period": format_duration(spec.period),
+    }
+
+
+def _queries(spec: Spec) -> dict[str, str]:
+    """Ready-to-paste PromQL for the runbooks, with the service's concrete selector."""
+    sel = Selector.concrete(spec)
+    w = WINDOW
+    idle_ms = spec.stream.timeouts.stream_idle * 1000
+
+    def by(metric: str, *labels: str, **extra: str) -> str:
+        return sum_rate(sel, metric, labels, w, **extra)
+
+    def q(metric: str, quant: float, *labels: str) -> str:
+        return quantile(sel, metric, quant, labels, w)
+
+    requests = by(c.REQUESTS_TOTAL)
+    open_or_wait = f"=~{c.PHASE_OPEN}|{c.PHASE_FIRST_TOKEN_WAIT}"
+    return {
+        "requests": requests,
+        "requests_by_outcome": by(c.REQUESTS_TOTAL, c.LABEL_OUTCOME),
+        "requests_absent": f"absent({sel(c.REQUESTS_TOTAL, model=False)})",
+        "requests_by_instance": by(c.REQUESTS_TOTAL, "instance"),
+        "errors_by_class": by(c.ERRORS_TOTAL, c.LABEL_ERROR_CLASS),
+        "error_ratio": ratio(by(c.ERRORS_TOTAL), requests),
+        "errors_by_model": by(c.ERRORS_TOTAL, c.LABEL_MODEL, c.LABEL_ERROR_CLASS),
+        "errors_upstream": by(
+            c.ERRORS_TOTAL,
+            c.LABEL_ERROR_CLASS,
+            c.LABEL_MODEL,
+            error_class="=~"
+            + "|".join(
+                (
+                    c.ERROR_CLASS_UPSTREAM_5XX,
+                    c.ERROR_CLASS_UPSTREAM_4XX,
+                    c.ERROR_CLASS_UPSTREAM_EVENT,
+                    c.ERROR_CLASS_RESPONSE_FAILED,
+                    c.ERROR_CLASS_RESPONSE_INCOMPLETE,
+                )
+            ),
+        ),
+        "aborts_by_model": by(c.ABORT_CLIENT_SLOW_TOTAL, c.LABEL_MODEL),
+        "abort_ratio": ratio(by(c.ABORT_CLIENT_SLOW_TOTAL), requests),
+        "aborts_by_instance": by(c.ABORT_CLIENT_SLOW_TOTAL, "instance"),
+        "phase_p95": q(c.PHASE_DURATION, 0.95, c.LABEL_PHASE),
+        "consumer_p95": (
+            f"histogram_quantile(0.95, sum by (le) (rate("
+            f"{sel(c.bucket(c.PHASE_DURATION), phase=c.PHASE_CONSUMER)}[{w}])))"
+        ),
+        "bytes_by_model": by(c.BYTES_TOTAL, c.LABEL_MODEL),
+        "idle_by_model": by(c.TIMEOUT_IDLE_TOTAL, c.LABEL_MODEL),
+        "gap_p99_by_model": q(c.CHUNK_GAP, 0.99, c.LABEL_MODEL),
+        "gap_near_idle": (f"{q(c.CHUNK_GAP, 0.99, c.LABEL_MODEL)} > {0.5 * idle_ms:g}"),
+        "ttft_p95_by_model": q(c.FIRST_TOKEN_LATENCY, 0.95, c.LABEL_MODEL),
+        "ttft_p99": q(c.FIRST_TOKEN_LATENCY, 0.99),
+        "timeouts_by_phase": by(c.TIMEOUTS_TOTAL, c.LABEL_PHASE),
+        "first_token_timeouts": by(c.TIMEOUTS_TOTAL, c.LABEL_MODEL, phase=c.TIMEOUT_FIRST_TOKEN),
+        "open_vs_wait_p95": (
+            f"histogram_quantile(0.95, sum by (le, phase) (rate("
+            f"{sel(c.bucket(c.PHASE_DURATION), phase=open_or_wait)}[{w}])))"
+        ),
+        "in_flight": f"max by (instance) ({sel(c.IN_FLIGHT, model=False)})",
+        "in_flight_share": (
+            f"max by (instance) ({sel(c.IN_FLIGHT, model=False)}) / "
+            f"{spec.stream.ingress.max_concurrent}"
+        ),
+        "rejections": (f"sum by (reason) (rate({sel(c.REJECTED_TOTAL, model=False)}[{w}]))"),
+        "retries_by_reason": by(c.RETRY_TOTAL, c.LABEL_REASON),
+        "retry_ratio": ratio(by(c.RETRY_TOTAL), requests),
+        "budget_exhausted": by(c.RETRY_BUDGET_EXHAUSTED_TOTAL),
+        "retries_429": by(c.RETRY_TOTAL, c.LABEL_MODEL, reason=c.RETRY_REASON_429),
+        "rate_limited": by(c.ERRORS_TOTAL, c.LABEL_MODEL, error_class=c.ERROR_CLASS_RATE_LIMITED),
+        "retries_5xx": by(c.RETRY_TOTAL, c.LABEL_MODEL, reason=c.RETRY_REASON_5XX),
+        "reassembly_by_kind": by(c.REASSEMBLY_ERRORS_TOTAL, c.LABEL_KIND, c.LABEL_MODEL),
+        "reassembly_by_provider": by(c.REASSEMBLY_ERRORS_TOTAL, c.LABEL_PROVIDER),
+        "resume_failure_ratio": ratio(
+            by(c.RESUME_FAILURE_TOTAL),
+            f"{by(c.RESUME_SUCCESS_TOTAL)} + {by(c.RESUME_FAILURE_TOTAL)}",
+        ),
+        "resume_success": by(c.RESUME_SUCCESS_TOTAL),
+        "resume_failures_by_model": by(c.RESUME_FAILURE_TOTAL, c.LABEL_MODEL),
+        "recovery_p99": q(c.RECOVERY_LATENCY, 0.99),
+        "resume_failed_errors": by(
+            c.ERRORS_TOTAL, c.LABEL_MODEL, error_class=c.ERROR_CLASS_RESUME_FAILED
+        ),
+    }
+
+
+def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
+    lat = slo.indicator.latency
+    errs = slo.indicator.errors
+    sel = Selector.concrete(spec)
+    if lat is not None:
+        indicator = (
+            f"{lat.metric} at or below {format_duration(lat.threshold)} "
+            f'(bucket le="{c.le_label(lat.threshold_ms)}")'
+        )
+        kind_key = lat.metric
+    else:
+        assert errs is not None
+        indicator = f"streams not counted in {errs.errors}, out of {errs.total}"
+        kind_key = "errors"
+    return {
+        "name": slo.name,
+        "description": slo.description,
+        "kind": slo.kind,
+        "objective": format_percent(slo.objective),
+        "budget": format_percent(slo.error_budget),
+        "indicator": indicator,
+        "threshold": format_duration(lat.threshold) if lat is not None else None,
+        "metric": lat.metric if lat is not None else errs.errors if errs is not None else "",
+        "runbook": _rel(c.slo_runbook(slo.name)),
+        "error_ratio_5m": error_ratio(sel, slo, WINDOW),
+        "error_ratio_1h": error_ratio(sel, slo, "1h"),
+        "classes": LIKELY_CLASSES.get(kind_key, LIKELY_CLASSES["errors"]),
+    }
+
+
+def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
+    out = []
+    for tier in spec.alerting.tiers:
+        factor = tier.factor(spec.period)
+        # At exactly the threshold burn rate, the whole budget lasts period / factor.
+        exhaust = spec.period / factor
+        page = tier.severity in ("critical", "page")
+        out.append(
+            {
+                "severity": tier.severity,
+                "long": format_duration(tier.long),
+                "short": format_duration(tier.short),
+                "budget_share": format_percent(tier.budget),
+                "factor": f"{round(factor, 4):g}",
+                "error_ratio": format_percent(round(factor * slo.error_budget, 8)),
+                "for": format_duration(tier.for_) if tier.for_ is not None else "0s",
+                "exhaust": _human(exhaust),
+                "enabled": tier.enabled,
+                "urgency": (
+                    "page: act now, the budget is going fast"
+                    if page
+                    else "ticket: fix within working hours, before the budget runs out"
+                ),
+            }
+        )
+    return out
+
+
+def _human(seconds: float) -> str:
+    """A rough, readable duration: ``2d 4h``, ``5h``, ``50m``."""
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    return f"{mins}m"
+
+
+def base_context(spec: Spec, header: str) -> dict[str, Any]:
+    """Values every template sees."""
+    from ..simulate import PROFILE_FOR_FAILURE_CLASS, PROFILES
+
+    refs = panel_index(spec)
+    profiles: dict[str, list[dict[str, str]]] = {}
+    for fc in c.FAILURE_CLASSES:
+        names = [PROFILE_FOR_FAILURE_CLASS[fc]] if fc in PROFILE_FOR_FAILURE_CLASS else []
+        names += [n for n in EXTRA_PROFILES.get(fc, ()) if n not in names]
+        profiles[fc] = [{"name": n, "description": PROFILES[n].description} for n in names]
+    sel = Selector.concrete(spec)
+    return {
+        "header": header,
+        "service": spec.service,
+        "selector": sel.matchers(model=False),
+        "policy": _policy(spec),
+        "q": _queries(spec),
+        "window": WINDOW,
+        "profiles": profiles,
+        "dashboards": {
+            board: {
+                "title": dashboard_title(spec.service, board),
+                "uid": c.dashboard_uid(spec.service, board),
+            }
+            for board in c.BOARDS
+        },
+        "grafana_base": spec.links.grafana,
+        "classes": [
+            {
+                "id": fc,
+                "title": class_title(fc),
+                "runbook": _rel(c.failure_class_runbook(fc)),
+                "url": runbook_url(spec, c.failure_class_runbook(fc)),
+                "signs": CLASS_SIGNS[fc],
+                "panels": _panels(refs, CLASS_PANELS[fc]),
+            }
+            for fc in c.FAILURE_CLASSES
+        ],
+        "slos": [_slo_facts(spec, slo) for slo in spec.slos],
+        "latency_slos": [
+            _slo_facts(spec, slo) for slo in spec.slos if slo.indicator.latency is not None
+        ],
+        "_refs": refs,
+        "_tiers": {slo.name: _tiers(spec, slo) for slo in spec.slos},
+    }
+
+
+def class_context(base: dict[str, Any], failure_class: str) -> dict[str, Any]:
+    """The context of one failure class's runbook."""
+    this = next(cl for cl in base["classes"] if cl["id"] == failure_class)
+    related = [s for s in base["slos"] if failure_class in s["classes"]]
+    return {**base, "fc": this, "related_slos": related}
+
+
+def slo_context(base: dict[str, Any], spec: Spec, slo: SLO) -> dict[str, Any]:
+    """The context of one SLO's error-budget-burn runbook."""
+    facts = next(s for s in base["slos"] if s["name"] == slo.name)
+    refs: dict[str, PanelRef] = base["_refs"]
+    keys = (f"slo-{slo.name}-burn", f"slo-{slo.name}-budget", f"slo-{slo.name}-sli")
+    by_id = {cl["id"]: cl for cl in base["classes"]}
+    return {
+        **base,
+        "slo": facts,
+        "tiers": base["_tiers"][slo.name],
+        "slo_panels": _panels(refs, keys),
+        "check": [by_id[fc] for fc in facts["classes"]],
+    }
