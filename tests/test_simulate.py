@@ -7,6 +7,7 @@ import pytest
 
 from steadystream.simulate import (
     ROUTE_CREATE,
+    ROUTE_RESUME,
     ROUTE_RETRIEVE,
     Upstream,
     deltas,
@@ -145,7 +146,7 @@ def test_background_resume_with_starting_after_gives_same_text(upstream: Upstrea
     assert rest[0].sequence_number == last + 1
     assert _text(head) + _text(rest) == expected_text("resume me")
     assert rest[-1].type == "response.completed"
-    assert upstream.stats.requests[(ROUTE_RETRIEVE, 200)] == 1
+    assert upstream.stats.requests[(ROUTE_RESUME, 200)] == 1
 
 
 async def test_async_background_resume(aupstream: Upstream) -> None:
@@ -179,6 +180,8 @@ def test_background_create_and_retrieve(upstream: Upstream) -> None:
     assert stored.status == "completed"
     assert stored.output_text == expected_text("bg")
     assert upstream.response(created.id).text == expected_text("bg")
+    stats = upstream.stats
+    assert (stats.requests[(ROUTE_RESUME, 200)], stats.requests[(ROUTE_RETRIEVE, 200)]) == (1, 1)
 
 
 def test_retrieve_unknown_id_is_404(upstream: Upstream) -> None:

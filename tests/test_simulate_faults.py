@@ -14,7 +14,7 @@ from steadystream.simulate import (
     PROFILE_FOR_FAILURE_CLASS,
     PROFILES,
     ROUTE_CREATE,
-    ROUTE_RETRIEVE,
+    ROUTE_RESUME,
     FaultPlan,
     FaultSyntaxError,
     Profile,
@@ -176,7 +176,7 @@ def test_background_resume_after_drop_gives_same_text(upstream: Upstream) -> Non
     rest = list(client.responses.retrieve(events[0].response.id, stream=True, starting_after=last))
     assert [e.sequence_number for e in rest] == list(range(last + 1, 200 + 8))
     assert _text(events) + _text(rest) == expected_text("drop and resume", tokens=200)
-    assert upstream.stats.requests[(ROUTE_RETRIEVE, 200)] == 1
+    assert upstream.stats.requests[(ROUTE_RESUME, 200)] == 1
 
 
 def test_generation_continues_while_disconnected(upstream_factory) -> None:

@@ -28,10 +28,10 @@ deltas) and ``first_token_latency`` shape the simulated model; faults shape indi
 The store forgets the oldest responses beyond its bounds (their ids then answer 404).
 ``up.profile = "outage"`` switches the profile while running. ``up.stats`` is a snapshot of the
 counters (readable from any thread, no HTTP): ``requests[(route, status)]`` with routes
-``ROUTE_CREATE``/``ROUTE_RETRIEVE``/..., ``faults[kind]`` (faults that took effect),
-``idempotent_replays``, ``responses_created``, ``connections_open``, ``connections_total``.
-``up.response(id)`` returns a stored response's status and text. Stopping aborts every open
-connection and generation, bounded to seconds.
+``ROUTE_CREATE``/``ROUTE_RESUME`` (streamed retrieves)/``ROUTE_RETRIEVE``/..., ``faults[kind]``
+(faults that took effect), ``idempotent_replays``, ``responses_created``, ``connections_open``,
+``connections_total``. ``up.response(id)`` returns a stored response's status and text. Stopping
+aborts every open connection and generation, bounded to seconds.
 
 pytest: ``pytest_plugins = ["steadystream.simulate.pytest_plugin"]`` gives the fixtures
 ``upstream`` (sync, profile ``none``), ``aupstream`` (async) and ``upstream_factory``
@@ -156,6 +156,7 @@ from ._server import (
     ROUTE_CREATE,
     ROUTE_DELETE,
     ROUTE_OTHER,
+    ROUTE_RESUME,
     ROUTE_RETRIEVE,
     StoredResponse,
     Upstream,
@@ -173,6 +174,7 @@ __all__ = [
     "ROUTE_CREATE",
     "ROUTE_DELETE",
     "ROUTE_OTHER",
+    "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
     "FaultPlan",
     "FaultSyntaxError",

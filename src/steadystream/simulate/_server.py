@@ -44,6 +44,8 @@ HEADER_DELTA_SIZE: Final = "x-steadystream-delta-size"
 
 ROUTE_CREATE: Final = "POST /v1/responses"
 ROUTE_RETRIEVE: Final = "GET /v1/responses/{id}"
+ROUTE_RESUME: Final = "GET /v1/responses/{id}?stream=true"
+"""Streamed retrieves (resumes) are counted apart from plain retrieves."""
 ROUTE_CANCEL: Final = "POST /v1/responses/{id}/cancel"
 ROUTE_DELETE: Final = "DELETE /v1/responses/{id}"
 ROUTE_OTHER: Final = "other"
@@ -455,7 +457,8 @@ class Upstream:
             if len(parts) == 2 and request.method == "POST":
                 route = ROUTE_CREATE
             elif len(parts) == 3 and request.method == "GET":
-                route = ROUTE_RETRIEVE
+                streamed = request.query.get("stream", "false").lower() == "true"
+                route = ROUTE_RESUME if streamed else ROUTE_RETRIEVE
             elif len(parts) == 4 and parts[3] == "cancel" and request.method == "POST":
                 route = ROUTE_CANCEL
             elif len(parts) == 3 and request.method == "DELETE":
@@ -468,7 +471,7 @@ class Upstream:
         try:
             if route == ROUTE_CREATE:
                 await self._create(request, out)
-            elif route == ROUTE_RETRIEVE:
+            elif route in (ROUTE_RETRIEVE, ROUTE_RESUME):
                 await self._retrieve(parts[2], request, out)
             elif route == ROUTE_CANCEL:
                 await self._cancel(parts[2], out)
@@ -864,6 +867,7 @@ __all__ = [
     "ROUTE_CREATE",
     "ROUTE_DELETE",
     "ROUTE_OTHER",
+    "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
     "StoredResponse",
     "Upstream",
