@@ -297,3 +297,78 @@ def test_listens_on_loopback_address_only(upstream: Upstream) -> None:
         pass
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.2", upstream.port), timeout=5)
+
+
+def test_cancel_stops_a_background_generation(upstream_factory) -> None:
+    """responses.cancel stops a paced background response; it stays cancelled with partial text."""
+    up = upstream_factory(token_interval=0.01)
+    client = _client(up)
+    created = client.responses.create(
+        model=MODEL, input="long", background=True, max_output_tokens=10_000
+    )
+    cancelled = client.responses.cancel(created.id)
+    assert cancelled.status == "cancelled"
+    stored = up.response(created.id)
+    assert stored is not None and stored.status == "cancelled"
+    assert expected_text("long", tokens=10_000).startswith(stored.text)
+    assert len(stored.text) < len(expected_text("long", tokens=10_000))
+
+
+def test_cancel_of_foreground_response_is_rejected(upstream: Upstream) -> None:
+    """Only background responses can be cancelled."""
+    client = _client(upstream)
+    response = client.responses.create(model=MODEL, input="fg")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(response.id)
+
+
+def test_delete_forgets_a_response(upstream: Upstream) -> None:
+    """After responses.delete the id answers 404."""
+    client = _client(upstream)
+    response = client.responses.create(model=MODEL, input="gone")
+    client.responses.delete(response.id)
+    assert upstream.response(response.id) is None
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
+def _raw_exchange(up: Upstream, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", up.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes after answering
+            data += chunk
+    return data
+
+
+def test_malformed_request_is_answered_400_and_closed(upstream: Upstream) -> None:
+    """A garbage request line gets a 400 JSON error and the connection is closed."""
+    data = _raw_exchange(upstream, b"NONSENSE\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert b'"invalid_request_error"' in data
+
+
+def test_chunked_request_body_is_accepted(upstream: Upstream) -> None:
+    """A create whose JSON body is sent with chunked transfer encoding is understood."""
+    body = b'{"model":"m","input":"chunked","max_output_tokens":3}'
+    request = (
+        b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
+        + b"%x\r\n%b\r\n" % (10, body[:10])
+        + b"%x\r\n%b\r\n" % (len(body) - 10, body[10:])
+        + b"0\r\n\r\n"
+    )
+    data = _raw_exchange(upstream, request)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert expected_text("chunked", tokens=3).encode() in data
+
+
+def test_unknown_paths_and_methods_are_404_and_405(upstream: Upstream) -> None:
+    """Paths outside /v1/responses answer 404; unsupported methods on it answer 405."""
+    import httpx
+
+    with httpx.Client(base_url=upstream.url, timeout=10) as http:
+        assert http.get("/v1/models").status_code == 404
+        assert http.put("/v1/responses").status_code == 405
