@@ -344,8 +344,8 @@ def test_keepalive_only_stream_has_comments_and_no_events(upstream: Upstream) ->
 
 
 def test_first_token_delay_shows_as_timeout_after_lifecycle_events(upstream: Upstream) -> None:
-    """delay=30s with a 0.5s read timeout: the four lifecycle events arrive, then a timeout."""
-    client = _client(upstream, timeout=httpx.Timeout(10, read=0.5))
+    """delay=30s with a 2s read timeout: the four lifecycle events arrive, then a timeout."""
+    client = _client(upstream, timeout=httpx.Timeout(10, read=2.0))
     events, error = _collect_until_error(
         client.responses.create(
             model=MODEL, input="x", stream=True, extra_headers={FAULT: "delay=30s"}
@@ -361,8 +361,8 @@ def test_first_token_delay_shows_as_timeout_after_lifecycle_events(upstream: Ups
 
 
 def test_stall_shows_as_timeout_after_n_events(upstream: Upstream) -> None:
-    """stall=30s@12 with a 0.5s read timeout: exactly 12 events, then a timeout."""
-    client = _client(upstream, timeout=httpx.Timeout(10, read=0.5))
+    """stall=30s@12 with a 2s read timeout: exactly 12 events, then a timeout."""
+    client = _client(upstream, timeout=httpx.Timeout(10, read=2.0))
     events, error = _collect_until_error(
         client.responses.create(
             model=MODEL, input="x", stream=True, extra_headers={FAULT: "stall=30s@12"}
