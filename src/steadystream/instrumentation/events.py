@@ -162,7 +162,7 @@ def classify(item: Any) -> Reading:
         return _LIFECYCLE
     typ = getattr(item, "type", None)
     if isinstance(typ, str):
-        return _typed(item, typ, getattr)
+        return _typed(item, typ, _get)  # getattr with a default: SDK events lack fields
     choices = getattr(item, "choices", None)
     if choices is not None:
         return _chat(item, choices, getattr)
