@@ -1,0 +1,713 @@
+"""Active mode: the monitor opens the stream itself, so it can retry, resume and shed load.
+
+``monitor.stream(opener, model=...)`` (implemented by :func:`stream_active`) calls
+``opener(checkpoint)`` to open each attempt. ``checkpoint`` is ``None`` the first time and
+afterwards exactly what the consumer has received (:class:`~steadystream.Checkpoint`). The opener
+returns an iterable, an async iterable, or an awaitable of either. If it takes a parameter called
+``idempotency_key``, it also gets the key of the logical request, the same on every attempt, to
+send as the ``Idempotency-Key`` header.
+
+What happens around the opener, for sync and async consumers alike:
+
+1. **Ingress.** The stream is admitted by the monitor's :class:`~.ingress.IngressGuard`
+   (``spec.stream.ingress``) or rejected at once with :class:`~steadystream.IngressRejected`.
+2. **Attempts.** Each attempt is read through the same shells as ``monitor.wrap``, so the
+   first-token, idle and total timeouts, the phases, checkpoints and spans (one per logical
+   stream, a child span per attempt) are the core's.
+3. **Retries.** A failed attempt is classified (:mod:`.retry`). It is retried only when the
+   failure is transient, ``max_retries`` is not used up, the total budget leaves room for the
+   backoff, and the monitor's shared :class:`~.budget.RetryBudget` grants a token. Otherwise
+   the consumer gets a typed error carrying the checkpoint: :class:`~steadystream.UpstreamError`,
+   a timeout, or :class:`~steadystream.RetryBudgetExhausted` when the budget refused.
+4. **Resume.** After content (or once the upstream numbered its events), the next attempt
+   resumes. Its items pass through a :class:`~.resume.Resumer` *before* the core sees them, so
+   a replayed prefix is skipped and verified, nothing is counted twice, and the consumer gets
+   every content byte exactly once, or :class:`~steadystream.ResumeFailed`.
+5. **In-band failures.** An ``error`` event or ``response.failed`` ends the stream with
+   ``UpstreamError`` (``error_class`` ``upstream_error_event`` / ``response_failed``); the event
+   itself is not yielded. A Responses stream that ends without its terminal event was cut
+   short, and is resumed like a dropped connection.
+
+The retry budget and ingress guard are per monitor and created on first use from the spec;
+:func:`install` replaces them (e.g. with injected clocks in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .budget import RetryBudget
+from .errors import (
+    IngressRejected,
+    ResumeFailed,
+    RetryBudgetExhausted,
+    StreamError,
+    UpstreamError,
+)
+from .ingress import IngressGuard, IngressTicket
+from .resume import SKIP, Resumer
+from .retry import Backoff, Verdict, classify
+from .shell import AsyncStreamWrapper, SyncStreamWrapper
+from .telemetry import report_telemetry_error
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .core import StreamCore
+    from .monitor import StreamMonitor
+
+__all__ = ["ActiveStream", "Resilience", "install", "resilience", "stream_active"]
+
+_MISSING_TERMINAL = "the stream ended before its terminal event"
+
+
+@dataclass
+class Resilience:
+    """The per-monitor shared state of active streams: retry budget, backoff, ingress guard."""
+
+    budget: RetryBudget
+    backoff: Backoff
+    ingress: IngressGuard
+    #: Wall clock for HTTP-date ``retry-after`` values.
+    wall_clock: Callable[[], float] = field(default=time.time)
+
+
+_STATE: weakref.WeakKeyDictionary[Any, Resilience] = weakref.WeakKeyDictionary()
+_STATE_LOCK = threading.Lock()
+
+
+def resilience(monitor: StreamMonitor) -> Resilience:
+    """The monitor's :class:`Resilience`, created from its spec on first use."""
+    state = _STATE.get(monitor)
+    if state is None:
+        with _STATE_LOCK:
+            state = _STATE.get(monitor)
+            if state is None:
+                stream = monitor.spec.stream
+                state = Resilience(
+                    budget=RetryBudget.from_spec(stream.retry, clock=monitor.clock),
+                    backoff=Backoff.from_spec(stream.retry, rng=random.Random().random),
+                    ingress=IngressGuard.from_spec(stream.ingress, clock=monitor.clock),
+                )
+                _STATE[monitor] = state
+    return state
+
+
+def install(
+    monitor: StreamMonitor,
+    *,
+    budget: RetryBudget | None = None,
+    backoff: Backoff | None = None,
+    ingress: IngressGuard | None = None,
+    wall_clock: Callable[[], float] | None = None,
+) -> Resilience:
+    """Replace parts of the monitor's shared resilience state (before streams start)."""
+    state = resilience(monitor)
+    with _STATE_LOCK:
+        if budget is not None:
+            state.budget = budget
+        if backoff is not None:
+            state.backoff = backoff
+        if ingress is not None:
+            state.ingress = ingress
+        if wall_clock is not None:
+            state.wall_clock = wall_clock
+    return state
+
+
+# ---------------------------------------------------------------------------------- attempts
+
+
+class _SyncAttempt(SyncStreamWrapper[Any]):
+    """The sync shell for one attempt: ends the attempt, never the logical stream."""
+
+    __slots__ = ()
+
+    def _end(
+        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
+    ) -> None:
+        self._done = True
+
+
+class _AsyncAttempt(AsyncStreamWrapper[Any]):
+    """The async shell for one attempt: ends the attempt, never the logical stream."""
+
+    __slots__ = ()
+
+    def _end(
+        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
+    ) -> None:
+        self._done = True
+
+
+class _Replay:
+    """Puts a :class:`Resumer` between a resumed attempt's upstream and the shell, so skipped
+    and trimmed items never reach the core. Exposes the upstream's ``response`` so the watchdog
+    can still find (and shut down) the socket under it."""
+
+    def __init__(self, upstream: Any, resumer: Resumer) -> None:
+        self.upstream = upstream
+        self.response = getattr(upstream, "response", None)
+        self.resumer = resumer
+        self._it: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        self._it = iter(self.upstream)
+        return self
+
+    def __next__(self) -> Any:
+        admit = self.resumer.admit
+        while True:
+            try:
+                item = next(self._it)
+            except StopIteration:
+                self.resumer.finish()
+                raise
+            out = admit(item)
+            if out is not SKIP:
+                return out
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        self._it = self.upstream.__aiter__()
+        return self
+
+    async def __anext__(self) -> Any:
+        admit = self.resumer.admit
+        while True:
+            try:
+                item = await self._it.__anext__()
+            except StopAsyncIteration:
+                self.resumer.finish()
+                raise
+            out = admit(item)
+            if out is not SKIP:
+                return out
+
+    def close(self) -> Any:
+        close = getattr(self.upstream, "close", None)
+        return close() if callable(close) else None
+
+    async def aclose(self) -> None:
+        close = getattr(self.upstream, "aclose", None) or getattr(self.upstream, "close", None)
+        if callable(close):
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+
+def _accepts_key(opener: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(opener).parameters
+    except (TypeError, ValueError):
+        return False
+    return "idempotency_key" in params
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """One logical active stream: the decisions both drivers share (no I/O here)."""
+
+    def __init__(
+        self,
+        monitor: StreamMonitor,
+        opener: Callable[..., Any],
+        *,
+        model: str | None,
+        provider: str | None,
+        resumable: bool,
+        expect_json: bool,
+        idempotency_key: str,
+    ) -> None:
+        self.monitor = monitor
+        self.opener = opener
+        self.model = model
+        self.provider = provider
+        self.resumable = resumable
+        self.expect_json = expect_json
+        self.idempotency_key = idempotency_key
+        self.pass_key = _accepts_key(opener)
+        self.state = resilience(monitor)
+        self.clock = monitor.clock
+        self.retry_spec = monitor.spec.stream.retry
+        self.core: StreamCore | None = None
+        self.ticket: IngressTicket | None = None
+        self.t_open = 0.0
+        self.retries = 0
+        self.resumer: Resumer | None = None
+        self.resume_pending = False
+        self.saw_bytes = False
+        self.saw_sequence = False
+        self.saw_end = False
+        self.closed = False
+
+    # -- lifecycle
+
+    def start(self) -> StreamCore:
+        """Admit the stream (ingress), open its core, deposit into the retry budget."""
+        try:
+            self.ticket = self.state.ingress.acquire()
+        except IngressRejected as exc:
+            self.monitor.record_rejected(exc.reason, self.model, self.provider)
+            raise
+        try:
+            core = self.monitor.open_stream(self.model, self.provider, expect_json=self.expect_json)
+        except BaseException:
+            self.ticket.release()
+            raise
+        self.core = core
+        self.t_open = self.clock()
+        self.state.budget.deposit()
+        return core
+
+    def begin_attempt(self) -> tuple[Any, ...]:
+        """Start the next attempt; returns the opener's arguments."""
+        core = self._core
+        t = self.clock()
+        checkpoint: Checkpoint | None = None
+        if core.attempt:
+            checkpoint = core.current_checkpoint()
+            core.clear_expired()
+        core.begin_attempt(t)
+        self.resumer = None
+        if checkpoint is not None and (checkpoint.offset or checkpoint.sequence_number is not None):
+            self.resumer = Resumer(checkpoint)
+            self.resume_pending = True
+        return (checkpoint,)
+
+    def call_opener(self, args: tuple[Any, ...]) -> Any:
+        if self.pass_key:
+            return self.opener(*args, idempotency_key=self.idempotency_key)
+        return self.opener(*args)
+
+    def wrap_upstream(self, upstream: Any) -> Any:
+        self._core.attempt_opened(self.clock())
+        if self.resumer is not None and not self.resumer.done:
+            return _Replay(upstream, self.resumer)
+        return upstream
+
+    @property
+    def _core(self) -> StreamCore:
+        assert self.core is not None, "start() first"
+        return self.core
+
+    # -- items
+
+    def on_item(self, item: Any) -> Any:
+        """An item the shell is about to hand over: returns it, or raises an in-band failure."""
+        if isinstance(item, bytes | bytearray | memoryview):
+            self.saw_bytes = True
+            return item
+        reading = ev.classify(item)
+        if reading.sequence_number is not None:
+            self.saw_sequence = True
+        if self.resume_pending and self.resumer is not None and self.resumer.done:
+            self._resumed()
+        kind = reading.kind
+        if kind == ev.END:
+            self.saw_end = True
+        elif kind == ev.ERROR:
+            if reading.error_class == "response_incomplete":
+                # A legitimate (if truncated) end: the consumer gets the event and its reason.
+                self.saw_end = True
+                return item
+            raise UpstreamError(
+                _error_message(item),
+                error_class=reading.error_class,
+                checkpoint=self._core.current_checkpoint(),
+                retryable=False,
+            )
+        return item
+
+    def _resumed(self) -> None:
+        self.resume_pending = False
+        try:
+            self._core.record_resume(True, self.clock())
+        except Exception:
+            report_telemetry_error("StreamCore", "record_resume")
+
+    def on_exhausted(self) -> None:
+        """The attempt's upstream ended cleanly. Raises when that end was premature."""
+        if self.resume_pending:
+            # The replay caught up (Resumer.finish passed) and simply had nothing new.
+            self._resumed()
+        if self.saw_sequence and not self.saw_end:
+            raise UpstreamError(_MISSING_TERMINAL, retryable=True)
+
+    # -- failures
+
+    def on_failure(self, exc: BaseException) -> float:
+        """An attempt failed: returns the delay before the next attempt, or raises the error
+        the consumer gets (typed, with the exact checkpoint)."""
+        core = self._core
+        t = self.clock()
+        try:
+            core.on_error(exc, t)
+        except Exception:
+            report_telemetry_error("StreamCore", "on_error")
+        if isinstance(exc, ResumeFailed):
+            self._resume_failed(t)
+            raise self._final(exc, None) from None
+        verdict = classify(
+            exc,
+            delivered=core.content_bytes > 0,
+            resumable=self.resumable and not self.saw_bytes,
+            retry_after_cap=self.retry_spec.retry_after_cap,
+            now=self.state.wall_clock(),
+        )
+        if not verdict.retry or self.retries >= self.retry_spec.max_retries:
+            raise self._final(exc, verdict) from exc
+        delay = self.state.backoff.delay(self.retries, verdict.retry_after)
+        if self.clock() + delay >= self.t_open + self.monitor.policy.total:
+            raise self._final(exc, verdict) from exc
+        if not self.state.budget.try_withdraw():
+            try:
+                core.record_budget_exhausted(t)
+            except Exception:
+                report_telemetry_error("StreamCore", "record_budget_exhausted")
+            raise RetryBudgetExhausted(
+                f"retry budget exhausted after: {_describe(exc)}",
+                checkpoint=self._checkpoint(),
+                cause=exc,
+            ) from exc
+        self.retries += 1
+        assert verdict.reason is not None
+        try:
+            core.record_retry(verdict.reason, t)
+        except Exception:
+            report_telemetry_error("StreamCore", "record_retry")
+        return delay
+
+    def _resume_failed(self, t: float) -> None:
+        if self.resume_pending:
+            self.resume_pending = False
+            try:
+                self._core.record_resume(False, t)
+            except Exception:
+                report_telemetry_error("StreamCore", "record_resume")
+
+    def _checkpoint(self) -> Checkpoint | None:
+        core = self._core
+        if not core.chunks and core.sequence_number is None:
+            return core.checkpoint
+        return core.current_checkpoint()
+
+    def _final(self, exc: BaseException, verdict: Verdict | None) -> BaseException:
+        """The error the consumer gets for ``exc``: typed, with the exact checkpoint."""
+        cp = self._checkpoint()
+        if isinstance(exc, StreamError):
+            if exc.checkpoint is None or (cp is not None and exc.checkpoint != cp):
+                exc.checkpoint = cp
+            return exc
+        assert verdict is not None
+        return UpstreamError(
+            _describe(exc),
+            status=verdict.status,
+            error_class=verdict.error_class,
+            checkpoint=cp,
+            retryable=verdict.reason is not None,
+            retry_after=verdict.retry_after,
+        )
+
+    # -- the end
+
+    def finish(self, *, error: BaseException | None = None, abandoned: bool = False) -> None:
+        """End the logical stream exactly once (ok, error or abandoned) and free its slot."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.core is not None:
+                t = self.clock()
+                if error is not None:
+                    self._resume_failed(t)
+                try:
+                    self.core.close(t, error=error, abandoned=abandoned)
+                except Exception:
+                    report_telemetry_error("StreamCore", "close")
+        finally:
+            if self.ticket is not None:
+                self.ticket.release()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _error_message(item: Any) -> str:
+    """A short message for an in-band failure event (code and message, no content)."""
+    get = item.get if isinstance(item, dict) else lambda k: getattr(item, k, None)
+    typ = get("type") or "error"
+    code, message = get("code"), get("message")
+    response = get("response")
+    if response is not None and code is None:
+        err = (
+            response.get("error")
+            if isinstance(response, dict)
+            else getattr(response, "error", None)
+        )
+        if err is not None:
+            code = err.get("code") if isinstance(err, dict) else getattr(err, "code", None)
+            message = err.get("message") if isinstance(err, dict) else getattr(err, "message", None)
+    parts = [str(typ)]
+    if code:
+        parts.append(f"[{code}]")
+    if message:
+        parts.append(str(message))
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------- drivers
+
+
+def _run_sync(run: _Run) -> Iterator[Any]:
+    monitor = run.monitor
+    run.start()
+    attempt: _SyncAttempt | None = None
+    try:
+        while True:
+            args = run.begin_attempt()
+            try:
+                upstream = run.call_opener(args)
+            except Exception as exc:
+                time.sleep(run.on_failure(exc))
+                continue
+            if inspect.isawaitable(upstream) or hasattr(upstream, "__aiter__"):
+                _discard(upstream)
+                raise TypeError("the opener returned an async stream; iterate with 'async for'")
+            attempt = _SyncAttempt(
+                run._core, run.wrap_upstream(upstream), monitor.clock, watchdog=monitor._watchdog
+            )
+            try:
+                for item in attempt:
+                    yield run.on_item(item)
+                run.on_exhausted()
+            except Exception as exc:
+                attempt.close()
+                attempt = None
+                time.sleep(run.on_failure(exc))
+                continue
+            attempt = None
+            run.finish()
+            return
+    except GeneratorExit:
+        # break, close() or garbage collection: the consumer stopped early.
+        if attempt is not None:
+            attempt.close()
+        run.finish(abandoned=True)
+        raise
+    except BaseException as exc:
+        if attempt is not None:
+            attempt.close()
+        if isinstance(exc, Exception):
+            run.finish(error=exc)
+        else:
+            run.finish(abandoned=True)  # KeyboardInterrupt, SystemExit
+        raise
+    finally:
+        run.finish(abandoned=True)  # a no-op unless an exit path above was missed
+
+
+async def _run_async(run: _Run) -> AsyncIterator[Any]:
+    monitor = run.monitor
+    run.start()
+    attempt: _AsyncAttempt | None = None
+    try:
+        while True:
+            args = run.begin_attempt()
+            try:
+                upstream = run.call_opener(args)
+                if inspect.isawaitable(upstream):
+                    upstream = await _open_within_deadline(run, upstream)
+            except Exception as exc:
+                await asyncio.sleep(run.on_failure(exc))
+                continue
+            if not hasattr(upstream, "__aiter__"):
+                if not hasattr(upstream, "__iter__"):
+                    raise TypeError(f"the opener returned {type(upstream).__name__}, not a stream")
+                upstream = _AsyncFromSync(upstream)
+            attempt = _AsyncAttempt(run._core, run.wrap_upstream(upstream), monitor.clock)
+            try:
+                async for item in attempt:
+                    yield run.on_item(item)
+                run.on_exhausted()
+            except Exception as exc:
+                await attempt.aclose()
+                attempt = None
+                await asyncio.sleep(run.on_failure(exc))
+                continue
+            attempt = None
+            run.finish()
+            return
+    except (GeneratorExit, asyncio.CancelledError):
+        # aclose(), break + garbage collection, or task cancellation: abandoned.
+        run.finish(abandoned=True)
+        if attempt is not None:
+            try:
+                await attempt.aclose()
+            except Exception:
+                report_telemetry_error("AsyncStreamWrapper", "aclose")
+        raise
+    except BaseException as exc:
+        if attempt is not None:
+            await attempt.aclose()
+        if isinstance(exc, Exception):
+            run.finish(error=exc)
+        else:
+            run.finish(abandoned=True)
+        raise
+    finally:
+        run.finish(abandoned=True)
+
+
+async def _open_within_deadline(run: _Run, awaitable: Any) -> Any:
+    """Await the opener within the attempt's first-token (or total) deadline."""
+    core = run._core
+    clock = run.clock
+    core.on_wait(clock())
+    remaining = core.next_deadline() - clock()
+    try:
+        return await asyncio.wait_for(awaitable, timeout=max(0.0, remaining))
+    except TimeoutError:
+        raise core.expire(clock()) from None
+
+
+class _AsyncFromSync:
+    """A sync iterable used from async code (an opener returning a list, say)."""
+
+    def __init__(self, iterable: Any) -> None:
+        self._it = iter(iterable)
+
+    def __aiter__(self) -> _AsyncFromSync:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def _discard(obj: Any) -> None:
+    """Release something we will not use (an un-awaited coroutine, an unread stream)."""
+    close = getattr(obj, "close", None)
+    if callable(close):
+        try:
+            result = close()
+            if inspect.iscoroutine(result):
+                result.close()
+        except Exception:
+            report_telemetry_error(type(obj).__name__, "close")
+
+
+# ---------------------------------------------------------------------------------- the API
+
+
+class ActiveStream:
+    """What ``monitor.stream(opener)`` returns: iterate it with ``for`` (sync opener) or
+    ``async for`` (async opener). Use it as a context manager, or call :meth:`close` /
+    :meth:`aclose`, to stop early; the stream then ends as ``abandoned``.
+
+    ``idempotency_key`` is the key of this logical request (sent on every attempt).
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._sync: Any = None
+        self._async: Any = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return self._run.idempotency_key
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """What the consumer has received so far (``None`` before any content)."""
+        core = self._run.core
+        return core.checkpoint if core is not None else None
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made so far (1 without retries)."""
+        core = self._run.core
+        return core.attempt if core is not None else 0
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._async is not None:
+            raise TypeError("this stream is already being iterated with 'async for'")
+        if self._sync is None:
+            self._sync = _run_sync(self._run)
+        return self._sync  # type: ignore[no-any-return]
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        if self._sync is not None:
+            raise TypeError("this stream is already being iterated with 'for'")
+        if self._async is None:
+            self._async = _run_async(self._run)
+        return self._async  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop a sync stream early (``abandoned``)."""
+        if self._sync is not None:
+            self._sync.close()
+        self._run.finish(abandoned=True)
+
+    async def aclose(self) -> None:
+        """Stop an async stream early (``abandoned``)."""
+        if self._async is not None:
+            await self._async.aclose()
+        self._run.finish(abandoned=True)
+
+    def __enter__(self) -> ActiveStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ActiveStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def stream_active(
+    monitor: StreamMonitor,
+    opener: Callable[..., Any],
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    resumable: bool = True,
+    expect_json: bool = False,
+    idempotency_key: str | None = None,
+) -> ActiveStream:
+    """Open, retry and resume a stream under ``monitor``'s policy (``monitor.stream``).
+
+    ``opener(checkpoint)`` (optionally also ``idempotency_key=``) opens one attempt; see the
+    module docstring. ``resumable=False`` says the opener cannot replay, so nothing is retried
+    once the consumer has content. ``idempotency_key``: the key of this logical request
+    (default: a fresh random one).
+
+    Nothing happens until iteration starts: then the stream is admitted, opened, and timed.
+    """
+    run = _Run(
+        monitor,
+        opener,
+        model=model,
+        provider=provider,
+        resumable=resumable,
+        expect_json=expect_json,
+        idempotency_key=idempotency_key or f"ss-{uuid.uuid4().hex}",
+    )
+    return ActiveStream(run)
