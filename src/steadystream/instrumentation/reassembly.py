@@ -48,8 +48,7 @@ class Utf8Decoder:
             # The buffered decoder leaves its state untouched when it raises, so the same input
             # can be decoded again with replacement: the problem is counted, no data is dropped.
             self.errors += 1
-            self._dec.errors = "replace"
-            return self._dec.decode(data)
+            return self._replacing(data, False)
 
     def final(self) -> str:
         """Flush at end of stream; a cut-off character counts as an error."""
@@ -57,8 +56,16 @@ class Utf8Decoder:
             return self._dec.decode(b"", True)
         except UnicodeDecodeError:
             self.errors += 1
-            self._dec.errors = "replace"
-            return self._dec.decode(b"", True)
+            return self._replacing(b"", True)
+
+    def _replacing(self, data: bytes, final: bool) -> str:
+        # Decode this input with U+FFFD for the bad bytes, then go back to strict so that the
+        # next problem is noticed (and counted) too.
+        self._dec.errors = "replace"
+        try:
+            return self._dec.decode(data, final)
+        finally:
+            self._dec.errors = "strict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +220,16 @@ class FenceTracker:
     def feed(self, text: str) -> None:
         """Account for the next piece of content."""
         if "`" not in text and "~" not in text and not self._head:
-            # Fast path: no fence character can start here; just follow line starts.
-            if text:
-                last = text[-1]
-                self._at_line_start = last == "\n" or last == "\r"
+            # Fast path: no fence here; only the start of the last line can matter later.
+            cut = max(text.rfind("\n"), text.rfind("\r"))
+            line_start = cut >= 0 or self._at_line_start
+            tail = text[cut + 1 :]
+            if line_start and len(tail) <= 3 and not tail.strip(" "):
+                # Up to three spaces may indent a fence that the next text completes.
+                self._head = tail
+                self._at_line_start = not tail
+            else:
+                self._at_line_start = False
             return
         for part in _split_keep(text):
             if self._at_line_start or self._head:

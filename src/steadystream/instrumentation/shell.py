@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
@@ -355,6 +356,12 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 self.close()
 
 
+def _fire_timer(ref: weakref.ref[AsyncStreamWrapper[Any]]) -> None:
+    wrapper = ref()
+    if wrapper is not None:
+        wrapper._on_timer()
+
+
 class AsyncStreamWrapper(_Shell, Generic[T]):
     """A measured, time-limited view of an async iterable (returned by ``monitor.wrap``).
 
@@ -442,7 +449,10 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         deadline = self._core.next_deadline()
         if deadline < _INF:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
+            # A weak reference, so a pending timer does not keep an abandoned wrapper alive.
+            self._timer = loop.call_later(
+                max(0.0, deadline - self._clock()), _fire_timer, weakref.ref(self)
+            )
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -1,0 +1,199 @@
+"""monitor.wrap on async streams: the real AsyncOpenAI client and httpx.AsyncClient."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from openai import AsyncOpenAI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+import steadystream as ss
+from steadystream import conventions as c
+from steadystream.simulate import DEFAULT_TOKENS, expected_text
+
+FAULT = c.HEADER_FAULT
+LABELS = {"service": "svc", "model": "gpt-4.1", "provider": "openai"}
+
+
+def make_spec(**timeouts: str) -> ss.Spec:
+    """A spec with short timeouts, so faults cross them quickly."""
+    t = {"first_token": "400ms", "stream_idle": "400ms", "total": "20s", **timeouts}
+    return ss.Spec.model_validate({"version": 1, "service": "svc", "stream": {"timeouts": t}})
+
+
+class Telemetry:
+    """A monitor with a fresh registry and in-memory spans."""
+
+    def __init__(self, spec: ss.Spec | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.spans = InMemorySpanExporter()
+        tp = TracerProvider()
+        tp.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.monitor = ss.StreamMonitor(
+            spec or make_spec(), registry=self.registry, tracer_provider=tp
+        )
+
+    def value(self, name: str, **extra: str) -> float:
+        v = self.registry.get_sample_value(name, {**LABELS, **extra})
+        return 0.0 if v is None else v
+
+    def stream_spans(self) -> list[Any]:
+        return [s for s in self.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+
+
+async def atee(source: Any, seen: list[Any]) -> AsyncIterator[Any]:
+    """Yield what ``source`` yields, remembering each item."""
+    async for item in source:
+        seen.append(item)
+        yield item
+
+
+def text_of(events: list[Any]) -> str:
+    return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+
+
+async def create(client: AsyncOpenAI, fault: str = "none") -> Any:
+    return await client.responses.create(
+        model="gpt-4.1", input="hi", stream=True, extra_headers={FAULT: fault}
+    )
+
+
+@pytest.fixture
+async def client(aupstream: Any) -> AsyncIterator[AsyncOpenAI]:
+    async with AsyncOpenAI(base_url=aupstream.base_url, api_key="test", max_retries=0) as cl:
+        yield cl
+
+
+async def test_async_events_pass_through_unchanged(client: AsyncOpenAI) -> None:
+    """Async in, async out: the same event objects in order, exact bytes and one ok request."""
+    tel = Telemetry()
+    seen: list[Any] = []
+    wrapped = tel.monitor.wrap(atee(await create(client), seen), model="gpt-4.1", provider="openai")
+    assert hasattr(wrapped, "__aiter__") and not hasattr(wrapped, "__next__")
+    out = [e async for e in wrapped]
+    assert len(out) == len(seen) == DEFAULT_TOKENS + 8
+    assert all(a is b for a, b in zip(out, seen, strict=True))
+    expected = expected_text("hi", seed=0).encode()
+    assert text_of(out).encode() == expected
+    assert tel.value("stream_bytes_total") == len(expected)
+    assert tel.value("stream_chunk_gap_ms_count") == DEFAULT_TOKENS - 1
+    assert tel.value("stream_requests_total", outcome="ok") == 1
+    assert tel.value("stream_in_flight") == 0
+    assert len(tel.stream_spans()) == 1
+
+
+async def test_async_httpx_response_with_utf8_splits(aupstream: Any) -> None:
+    """An httpx.AsyncClient SSE response, cut inside every UTF-8 character, reassembles."""
+    tel = Telemetry()
+    body = {"model": "gpt-4.1", "input": "hi", "stream": True}
+    async with (
+        httpx.AsyncClient() as hc,
+        hc.stream(
+            "POST", f"{aupstream.base_url}/responses", json=body, headers={FAULT: "split=utf8"}
+        ) as resp,
+    ):
+        events = [e async for e in tel.monitor.wrap(resp, model="gpt-4.1", provider="openai")]
+    deltas = [e.json()["delta"] for e in events if e.event == "response.output_text.delta"]
+    assert "".join(deltas) == expected_text("hi", seed=0)
+    assert tel.value("stream_requests_total", outcome="ok") == 1
+
+
+async def test_async_idle_timeout_with_checkpoint(client: AsyncOpenAI) -> None:
+    """A stall past stream_idle raises IdleTimeout from __anext__, with the exact checkpoint,
+    and closes the upstream."""
+    tel = Telemetry()
+    stream = await create(client, "stall=30s@10")
+    received: list[Any] = []
+    with pytest.raises(ss.IdleTimeout) as info:
+        async for event in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+            received.append(event)
+    text = text_of(received).encode()
+    cp = info.value.checkpoint
+    assert cp is not None and (cp.offset, cp.sha256) == (
+        len(text),
+        hashlib.sha256(text).hexdigest(),
+    )
+    assert stream.response.is_closed
+    assert tel.value("stream_timeout_idle_total") == 1
+    assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_IDLE_TIMEOUT) == 1
+    assert len(tel.stream_spans()) == 1
+
+
+async def test_async_first_token_timeout(client: AsyncOpenAI) -> None:
+    """Lifecycle events do not satisfy the first-token budget."""
+    tel = Telemetry()
+    with pytest.raises(ss.FirstTokenTimeout):
+        async for _ in tel.monitor.wrap(
+            await create(client, "delay=30s"), model="gpt-4.1", provider="openai"
+        ):
+            pass
+    assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 1
+
+
+async def test_cancellation_is_abandoned_and_propagates(client: AsyncOpenAI) -> None:
+    """Cancelling the consuming task while it waits ends the stream once, as abandoned, and
+    the CancelledError reaches the task (it is not turned into a timeout)."""
+    tel = Telemetry(make_spec(first_token="20s", stream_idle="20s"))
+    stream = await create(client, "stall=30s@10")
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+            if event.type == "response.output_text.delta":
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stream.response.is_closed
+    assert tel.value("stream_requests_total", outcome=c.OUTCOME_ABANDONED) == 1
+    (span,) = tel.stream_spans()
+    assert span.attributes[c.ATTR_OUTCOME] == c.OUTCOME_ABANDONED
+
+
+@pytest.mark.parametrize("how", ["break_async_with", "aclose", "gc"])
+async def test_async_early_exit_paths(client: AsyncOpenAI, how: str) -> None:
+    """break in ``async with``, aclose() and garbage collection: abandoned, span ended once."""
+    tel = Telemetry()
+    stream = await create(client)
+    wrapped = tel.monitor.wrap(stream, model="gpt-4.1", provider="openai")
+    if how == "break_async_with":
+        async with wrapped:
+            async for event in wrapped:
+                if event.type == "response.output_text.delta":
+                    break
+        assert stream.response.is_closed
+    elif how == "aclose":
+        await wrapped.__anext__()
+        await wrapped.aclose()
+        await wrapped.aclose()
+        assert stream.response.is_closed
+    else:
+        await wrapped.__anext__()
+        del wrapped
+        gc.collect()
+        await stream.close()
+    assert tel.value("stream_requests_total", outcome=c.OUTCOME_ABANDONED) == 1
+    assert tel.value("stream_in_flight") == 0
+    assert len(tel.stream_spans()) == 1
+
+
+async def test_async_error_event_is_counted(client: AsyncOpenAI) -> None:
+    """An in-band ``error`` event is yielded to the consumer and fails the stream, once."""
+    tel = Telemetry()
+    stream = await create(client, "error_event")
+    out = [e async for e in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai")]
+    assert out[-1].type == "error"
+    assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_UPSTREAM_EVENT) == 1
+    assert tel.value("stream_requests_total", outcome=c.OUTCOME_ERROR) == 1
