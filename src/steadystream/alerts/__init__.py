@@ -1,1 +1,43 @@
-"""steadystream.alerts"""
+"""Prometheus rules from the spec: SLI recording rules, burn-rate and failure-class alerts,
+an Alertmanager inhibit snippet, and promtool unit tests for every alert.
+
+``render_rules(spec, source)`` returns ``{relative path: file text}`` (the CLI writes them)::
+
+    alerts/chat-gateway.rules.yaml                 recording + alerting rules (rule_files:)
+    alerts/chat-gateway.alertmanager-inhibit.yaml  inhibit_rules: a page silences the ticket
+    alerts/chat-gateway.rules.test.yaml            `promtool test rules` for every alert
+
+Alerts and ``steadystream triage`` share their definitions: :func:`failure_class_signals` and
+:func:`slo_burn_signals` return the :class:`Signal` (PromQL, threshold, description) each alert
+fires on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import names
+from ._promql import matcher_labels
+from ._render import render_rules, rules_paths
+from ._rules import DEFAULT_WINDOWS, error_budget, inhibit_rules, rule_groups, windows
+from .signals import Signal, failure_class_signals, format_threshold, slo_burn_signals, tier_factor
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "Signal",
+    "error_budget",
+    "failure_class_signals",
+    "format_threshold",
+    "inhibit_rules",
+    "matcher_labels",
+    "names",
+    "render_rules",
+    "rule_groups",
+    "rules_paths",
+    "slo_burn_signals",
+    "tier_factor",
+    "windows",
+]

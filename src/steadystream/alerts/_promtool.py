@@ -1,0 +1,519 @@
+"""Generated promtool unit tests: every alert fires on synthetic series at the expected minute
+with the expected labels and annotations, and stays silent on healthy and low-traffic series.
+
+The synthetic counters grow linearly from zero and are sampled every minute, so every
+``increase`` over 5 m is an exact integer (Prometheus does not extrapolate a counter below
+zero, and a full window needs no extrapolation at all). The expected values below repeat the
+rules' arithmetic in the same order on the same IEEE doubles, so annotation text such as
+``4.2%`` or ``exhausted in 20h 34m 47s`` is predicted exactly, not approximately.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import conventions as c
+from ..spec import SLO, Spec
+from . import names as n
+from ._promql import SAMPLES_PER_5M, dur, matcher_labels, quote
+from ._rules import (
+    BurnAlert,
+    burn_alerts,
+    error_budget,
+    expected,
+    fc_description,
+    rule_groups,
+)
+from .signals import Signal, ceil_minutes, fc_signals_with_scenarios
+
+#: Synthetic series carry these on top of the spec's matchers, as the instrumentation does.
+SERIES_LABELS = {c.LABEL_MODEL: "gpt-4.1", c.LABEL_PROVIDER: "openai"}
+#: Evaluation step of the tests (and of the SLI rule groups).
+STEP_MINUTES = 1
+
+
+def _series(metric: str, labels: Mapping[str, str]) -> str:
+    inner = ",".join(f"{k}={quote(v)}" for k, v in sorted(labels.items()))
+    return f"{metric}{{{inner}}}"
+
+
+def _linear(per_minute: int, minutes: int) -> str:
+    """A counter from 0 growing by ``per_minute`` each minute, for ``minutes`` minutes."""
+    return f"0+{per_minute}x{minutes}"
+
+
+def _flat(value: float, minutes: int) -> str:
+    return f"{value:g}+0x{minutes}"
+
+
+def _explicit(values: list[int]) -> str:
+    return " ".join(str(v) for v in values)
+
+
+@dataclass
+class Case:
+    """One promtool test group: input series, and what each checked alert does when."""
+
+    name: str
+    series: list[tuple[str, str]]
+    # (alert name, minute, [(labels, annotations)]): the exact alerts firing at that minute.
+    checks: list[tuple[str, int, list[tuple[dict[str, str], dict[str, str]]]]] = field(
+        default_factory=list
+    )
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "interval": f"{STEP_MINUTES}m",
+            "input_series": [{"series": s, "values": v} for s, v in self.series],
+            "alert_rule_test": [
+                {
+                    "eval_time": f"{minute}m",
+                    "alertname": alert,
+                    "exp_alerts": [
+                        {"exp_labels": labels, "exp_annotations": annotations}
+                        for labels, annotations in sorted(
+                            alerts, key=lambda a: sorted(a[0].items())
+                        )
+                    ],
+                }
+                for alert, minute, alerts in self.checks
+            ],
+        }
+
+
+def _labels(signal: Signal) -> dict[str, str]:
+    return {
+        **dict(signal.labels),
+        n.LABEL_SEVERITY: signal.severity,
+        n.LABEL_FAILURE_CLASS: signal.failure_class,
+    }
+
+
+def _annotations(signal: Signal, description: str) -> dict[str, str]:
+    return {
+        "summary": signal.summary,
+        "description": description,
+        "runbook_url": signal.runbook,
+        "dashboard_url": signal.dashboard,
+    }
+
+
+# ------------------------------------------------------------------------------- burn alerts
+def _sli_series(
+    spec: Spec, slo: SLO, bad: str, total: str, good: str | None = None
+) -> list[tuple[str, str]]:
+    """Input series giving ``slo`` the bad and total event counters given (promtool notation).
+
+    Latency SLOs are fed through their histogram: ``_count`` is all events and the bucket at
+    the threshold the good ones (``good``), as the instrumentation exposes them.
+    """
+    base = {**matcher_labels(spec), **SERIES_LABELS}
+    lat = slo.indicator.latency
+    if lat is not None:
+        assert good is not None
+        return [
+            (_series(c.count(lat.metric), base), total),
+            (_series(c.bucket(lat.metric), {**base, "le": c.le_label(lat.threshold_ms)}), good),
+        ]
+    errs = slo.indicator.errors
+    assert errs is not None
+    err_labels = (
+        {c.LABEL_ERROR_CLASS: c.ERROR_CLASS_UPSTREAM_5XX} if errs.errors == c.ERRORS_TOTAL else {}
+    )
+    total_labels = {c.LABEL_OUTCOME: c.OUTCOME_OK} if errs.total == c.REQUESTS_TOTAL else {}
+    return [
+        (_series(errs.errors, {**base, **err_labels}), bad),
+        (_series(errs.total, {**base, **total_labels}), total),
+    ]
+
+
+def _window_sum(per_minute: int, minute: int, window: float) -> int:
+    """``sum_over_time`` of the recorded 5 m increases of a counter growing ``per_minute``
+    from minute 0, at ``minute``: samples from minute 1 (the first with two points) within
+    the closed range ``[minute - window, minute]``."""
+    first = max(1, minute - int(window // 60))
+    return sum(per_minute * min(s, 5) for s in range(first, minute + 1))
+
+
+def _pick_bad(budget: float, low: float, high: float, factor: float) -> tuple[int, int]:
+    """(bad, total) per minute whose burn rate is above ``factor``, aiming between ``low``
+    and ``high`` error ratios."""
+    for total in (1000, 10_000, 100_000):
+        bad = min(total, max(1, round((low + high) / 2 * total)))
+        if (bad / total) / budget > factor:
+            return bad, total
+    return 100_000, 100_000
+
+
+@dataclass
+class _SloRun:
+    """One SLO's part of a burn-rate test: its series and the alerts it fires at each minute."""
+
+    slo: SLO
+    label: str
+    series: Callable[[int], list[tuple[str, str]]]
+    expect: Callable[[int], list[tuple[dict[str, str], dict[str, str]]]]
+    minutes: list[int]
+
+
+def _burn_runs(spec: Spec) -> dict[str, list[_SloRun]]:
+    """Per scenario (one per tier, healthy, low traffic), each SLO's run."""
+    alerts = burn_alerts(spec)
+    min_events = spec.alerting.min_events
+    runs: dict[str, list[_SloRun]] = {}
+    for slo in spec.slos:
+        mine = [a for a in alerts if a.slo.name == slo.name]
+        if not mine:
+            continue
+        budget = error_budget(slo)
+        factors = sorted({a.signal.threshold for a in mine})
+
+        def fire_minute(a: BurnAlert, total: int) -> int:
+            # First minute the low-traffic floor holds over the long window, plus ``for``.
+            minute = 1
+            while (
+                min_events > 0 and _window_sum(total, minute, a.long) / SAMPLES_PER_5M < min_events
+            ):
+                minute += 1
+            return minute + ceil_minutes(a.signal.for_)
+
+        def expect(
+            minute: int,
+            bad: int,
+            total: int,
+            mine: list[BurnAlert] = mine,
+            budget: float = budget,
+        ) -> list[tuple[dict[str, str], dict[str, str]]]:
+            # The same operations, in the same order, as the recording rules and annotations.
+            out = []
+            ratio = bad / total
+            burn = ratio / budget
+            remaining = 1 - ratio / budget
+            exhaustion = remaining * spec.period / burn if burn > 0 else None
+            for a in mine:
+                if burn > a.signal.threshold and fire_minute(a, total) <= minute:
+                    ctx = {"value": burn, "remaining": remaining, "exhaustion": exhaustion}
+                    out.append(
+                        (_labels(a.signal), _annotations(a.signal, expected(a.description, ctx)))
+                    )
+            return out
+
+        def constant(
+            bad: int, total: int, slo: SLO = slo
+        ) -> Callable[[int], list[tuple[str, str]]]:
+            return lambda m: _sli_series(
+                spec, slo, _linear(bad, m), _linear(total, m), _linear(total - bad, m)
+            )
+
+        for a in mine:
+            factor = a.signal.threshold
+            higher = [f for f in factors if f > factor]
+            low = factor * budget
+            high = min(higher[0] * budget if higher else 1.0, 1.0)
+            if factor < 1:
+                # Burn below 1x leaves budget to spend, so the test also pins the "exhausted
+                # in <duration>" text, not only "already exhausted".
+                high = min(high, budget)
+            if low >= 1:
+                continue  # cannot fire: every event would have to fail
+            bad, total = _pick_bad(budget, low, high, factor)
+            at = fire_minute(a, total)
+            runs.setdefault(f"{dur(a.long)}/{dur(a.short)} {a.signal.severity}", []).append(
+                _SloRun(
+                    slo,
+                    f"{slo.name} {bad}/{total} bad (burn {bad / total / budget:.4g}x > "
+                    f"{factor:g}x) fires at {at}m",
+                    constant(bad, total),
+                    lambda m, bad=bad, total=total, expect=expect: expect(m, bad, total),
+                    [at - 1, at] if at > 1 else [at],
+                )
+            )
+
+        # Healthy: burning at half the slowest tier's factor, checked after every tier's ``for``.
+        total = 1000
+        bad = math.floor(factors[0] * budget / 2 * total)
+        last = max(fire_minute(a, total) for a in mine)
+        runs.setdefault("healthy", []).append(
+            _SloRun(
+                slo,
+                f"{slo.name} {bad}/{total} bad never fires",
+                constant(bad, total),
+                lambda m: [],
+                [last],
+            )
+        )
+
+        # Low traffic: one failed event at minute 10 would fire every tier without the
+        # ``min_events`` floor; each tier is checked when its ``for`` would have elapsed.
+        if min_events >= 2:
+
+            def one_bad_event(m: int, slo: SLO = slo) -> list[tuple[str, str]]:
+                one = f"0x9 1x{max(m - 10, 0)}"
+                return _sli_series(spec, slo, one, one, _flat(0, m))
+
+            runs.setdefault(f"low traffic (< {min_events} events)", []).append(
+                _SloRun(
+                    slo,
+                    f"{slo.name} one failed event never fires",
+                    one_bad_event,
+                    lambda m: [],
+                    sorted({10 + ceil_minutes(a.signal.for_) for a in mine}),
+                )
+            )
+    return runs
+
+
+def _burn_cases(spec: Spec) -> list[Case]:
+    """Burn-rate test groups. SLOs whose input series differ share a group (promtool
+    evaluates every rule each minute of every group, so fewer, longer groups run faster)."""
+    cases = []
+    for scenario, runs in _burn_runs(spec).items():
+        batches: list[list[_SloRun]] = []
+        for run in runs:
+            names = {s for s, _ in run.series(1)}
+            for batch in batches:
+                if not names & {s for other in batch for s, _ in other.series(1)}:
+                    batch.append(run)
+                    break
+            else:
+                batches.append([run])
+        for batch in batches:
+            minutes = sorted({m for run in batch for m in run.minutes})
+            end = minutes[-1]
+            cases.append(
+                Case(
+                    f"{n.ALERT_SLO_BURN} {scenario}: " + "; ".join(r.label for r in batch),
+                    [s for run in batch for s in run.series(end)],
+                    [
+                        (n.ALERT_SLO_BURN, m, [a for run in batch for a in run.expect(m)])
+                        for m in minutes
+                    ],
+                )
+            )
+    return cases
+
+
+# ---------------------------------------------------------------------- failure-class alerts
+@dataclass
+class _Drive:
+    """How one scenario drives a signal: input series for ``minutes`` and the value at ``t``."""
+
+    series: Callable[[int], list[tuple[str, str]]]
+    value: Callable[[int], float | None]  # None: the expression has no sample then
+
+
+def _fc_cases(spec: Spec) -> list[Case]:
+    cases: list[Case] = []
+    base = {**matcher_labels(spec), **SERIES_LABELS}
+    min_events = spec.alerting.min_events
+    requests = _series(c.REQUESTS_TOTAL, {**base, c.LABEL_OUTCOME: c.OUTCOME_OK})
+    for signal, scenario in fc_signals_with_scenarios(spec):
+        drives = _drives(signal, scenario, base, requests, min_events)
+        wait = ceil_minutes(signal.for_)
+        desc = fc_description(signal)
+        firing = drives.get("firing")
+        last = 5 + wait + 1
+        if firing is not None:
+            first = next((t for t in range(0, 24 * 60) if _breached(signal, firing.value(t))), None)
+            assert first is not None, f"scenario never breaches {signal.name}"
+            at = first + wait
+            last = max(last, at)
+            value = firing.value(at)
+            assert value is not None
+            fire = (
+                _labels(signal),
+                _annotations(signal, expected(desc, {"value": value})),
+            )
+            case = Case(
+                f"{signal.alert} ({signal.failure_class}/{signal.name}): fires at {at}m",
+                firing.series(at),
+            )
+            if wait:
+                case.checks.append((signal.alert, at - 1, []))
+            case.checks.append((signal.alert, at, [fire]))
+            cases.append(case)
+        for key, drive in drives.items():
+            if key == "firing":
+                continue
+            cases.append(
+                Case(
+                    f"{signal.alert} ({signal.failure_class}/{signal.name}): {key}, never fires",
+                    drive.series(last),
+                    [(signal.alert, last, [])],
+                )
+            )
+    return cases
+
+
+def _breached(signal: Signal, value: float | None) -> bool:
+    return value is not None and signal.breached(value)
+
+
+def _drives(
+    signal: Signal,
+    scenario: tuple[Any, ...],
+    base: dict[str, str],
+    requests: str,
+    min_events: int,
+) -> dict[str, _Drive]:
+    kind = scenario[0]
+    thr = signal.threshold
+    out: dict[str, _Drive] = {}
+    if kind == "per_stream":
+        metric, extra = scenario[1], scenario[2]
+        name = _series(metric, {**base, **extra})
+        total = max(1000, min_events)
+        bad = math.ceil((thr * 2 if thr > 0 else 0.01) * total)
+        while bad / total <= thr:
+            bad += 1
+
+        def per_stream_value(t: int, bad: int = bad, total: int = total) -> float | None:
+            k = min(t, 5)
+            if t < 1 or total * k < min_events:
+                return None
+            return (bad * k) / (total * k)
+
+        out["firing"] = _Drive(
+            lambda m, bad=bad, total=total, name=name: [
+                (requests, _linear(total, m)),
+                (name, _linear(bad, m)),
+            ],
+            per_stream_value,
+        )
+        out["healthy"] = _Drive(
+            lambda m, total=total, name=name: [
+                (requests, _linear(total, m)),
+                (name, _flat(0, m)),
+            ],
+            lambda t: 0.0,
+        )
+        if min_events >= 2 and thr < 1:
+            # Every stream fails, but fewer than min_events streams finish per 5 m.
+            e = min_events - 1
+
+            def quiet(m: int, e: int = e, name: str = name) -> list[tuple[str, str]]:
+                values = _explicit([i * e // 5 for i in range(m + 1)])
+                return [(requests, values), (name, values)]
+
+            out[f"low traffic ({min_events - 1} streams per 5m, all failing)"] = _Drive(
+                quiet, lambda t: None
+            )
+    elif kind == "rate":
+        metric, extra = scenario[1], scenario[2]
+        name = _series(metric, {**base, **extra})
+        per_min = max(1, math.ceil(thr * 60 * 2))
+        while per_min * 5 / 300 <= thr:
+            per_min += 1
+        out["firing"] = _Drive(
+            lambda m, name=name, per_min=per_min: [(name, _linear(per_min, m))],
+            lambda t, per_min=per_min: None if t < 1 else (per_min * min(t, 5)) / 300.0,
+        )
+        out["healthy"] = _Drive(lambda m, name=name: [(name, _flat(0, m))], lambda t: 0.0)
+    elif kind == "p99":
+        hist = scenario[1]
+        lo = thr if thr > 0 else 1.0
+        hi = lo * 2
+
+        def buckets(bounds: dict[str, int], m: int, hist: str = hist) -> list[tuple[str, str]]:
+            return [
+                (_series(c.bucket(hist), {**base, "le": le}), _linear(per_min, m))
+                for le, per_min in bounds.items()
+            ]
+
+        def p99_value(t: int, lo: float = lo, hi: float = hi) -> float | None:
+            if t < 1:
+                return None
+            count = (10 * min(t, 5)) / 300.0
+            rank = 0.99 * count
+            return lo + (hi - lo) * (rank / count)
+
+        out["firing"] = _Drive(
+            lambda m, lo=lo, hi=hi: buckets({c.le_label(lo): 0, c.le_label(hi): 10, "+Inf": 10}, m),
+            p99_value,
+        )
+        if thr > 0:
+            out["healthy (every observation at half the threshold)"] = _Drive(
+                lambda m, lo=lo, hi=hi: buckets(
+                    {c.le_label(lo / 2): 10, c.le_label(lo): 10, c.le_label(hi): 10, "+Inf": 10},
+                    m,
+                ),
+                lambda t: None,
+            )
+    elif kind == "cascade":
+        cap = scenario[1]
+        busy = math.floor(thr * cap) + 1
+        calm = math.floor(thr * cap / 2)
+
+        def cascade(m: int, in_flight: int, phases: tuple[str, ...]) -> list[tuple[str, str]]:
+            return [(_series(c.IN_FLIGHT, base), _flat(in_flight, m))] + [
+                (_series(c.TIMEOUTS_TOTAL, {**base, c.LABEL_PHASE: p}), _linear(5, m))
+                for p in phases
+            ]
+
+        two = (c.TIMEOUT_FIRST_TOKEN, c.TIMEOUT_IDLE)
+        out["firing"] = _Drive(
+            lambda m, busy=busy: cascade(m, busy, two),
+            lambda t, busy=busy, cap=cap: None if t < 1 else busy / float(cap),
+        )
+        out[f"in flight {busy}/{cap} but timeouts in one phase only"] = _Drive(
+            lambda m, busy=busy: cascade(m, busy, (c.TIMEOUT_IDLE,)), lambda t: None
+        )
+        out[f"timeouts in two phases but only {calm}/{cap} in flight"] = _Drive(
+            lambda m, calm=calm: cascade(m, calm, two), lambda t: None
+        )
+    elif kind == "resume":
+        failed_name = _series(c.RESUME_FAILURE_TOTAL, base)
+        ok_name = _series(c.RESUME_SUCCESS_TOTAL, base)
+        failed = min(100, math.floor(min(thr * 2, 1.0) * 100) + 1)
+        if failed / 100 > thr:
+            ok = 100 - failed
+
+            def resume_value(t: int, failed: int = failed, ok: int = ok) -> float | None:
+                if t < 1:
+                    return None
+                k = min(t, 5)
+                return float(failed * k) / (float(failed * k) + float(ok * k))
+
+            out["firing"] = _Drive(
+                lambda m, failed=failed, ok=ok: [
+                    (failed_name, _linear(failed, m)),
+                    (ok_name, _linear(ok, m)),
+                ],
+                resume_value,
+            )
+        out["healthy"] = _Drive(
+            lambda m: [(failed_name, _flat(0, m)), (ok_name, _linear(100, m))], lambda t: 0.0
+        )
+    elif kind == "stopped":
+        if thr > 0:
+            out["firing"] = _Drive(
+                lambda m: [(requests, _flat(100, m))], lambda t: None if t < 1 else 0.0
+            )
+        per_min = max(1, math.ceil(thr * 900 * 2))
+        out["healthy"] = _Drive(
+            lambda m, per_min=per_min: [(requests, _linear(per_min, m))], lambda t: None
+        )
+    elif kind == "absent":
+        out["firing"] = _Drive(lambda m: [(_series(c.IN_FLIGHT, base), _flat(0, m))], lambda t: 1.0)
+        out["healthy"] = _Drive(lambda m: [(requests, _linear(10, m))], lambda t: None)
+    else:  # pragma: no cover - a new scenario kind without a driver is a programming error
+        raise ValueError(f"no promtool scenario for {kind!r}")
+    return out
+
+
+def rule_tests(spec: Spec, rules_file: str) -> dict[str, Any]:
+    """The promtool test file (as data) for the rules in ``rules_file`` (a path relative to
+    the test file)."""
+    cases = _burn_cases(spec) + _fc_cases(spec)
+    return {
+        "rule_files": [rules_file],
+        "evaluation_interval": f"{STEP_MINUTES}m",
+        # Without an order promtool evaluates groups in random order, and an alert evaluated
+        # before its SLI group would see the previous minute: SLIs first, as in the file.
+        "group_eval_order": [g["name"] for g in rule_groups(spec)],
+        "tests": [case.to_yaml() for case in cases],
+    }

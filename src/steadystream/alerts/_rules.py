@@ -1,0 +1,353 @@
+"""Spec -> Prometheus rule groups (plain data, serialised by :mod:`._render`).
+
+Three kinds of group:
+
+* one SLI group per SLO that records **counts, not ratios**: the bad and total events of each
+  5 m, then, for every window, the ratio of ``sum_over_time`` of those increases. A window's
+  ratio is therefore weighted by events (a busy hour counts more than a quiet one), windows of
+  days stay cheap (one series per SLO, not one per label set), and a window without traffic
+  has no sample at all instead of a NaN that would poison the period's budget;
+* the multi-window, multi-burn-rate alerts (SRE Workbook ch. 5), one per SLO and enabled tier;
+* the failure-class alerts, one per :class:`~steadystream.alerts.signals.Signal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import conventions as c
+from ..spec import SLO, Spec, format_percent
+from . import names as n
+from ._promql import (
+    FIVE_MINUTES,
+    SAMPLES_PER_5M,
+    SLI_INTERVAL_SECONDS,
+    Sel,
+    clean,
+    dur,
+    matcher_labels,
+    num,
+    quote,
+    raw_template_string,
+)
+from .signals import Signal, failure_class_signals, slo_burn_signals, slo_what
+
+#: Windows every SLO records, on top of each enabled tier's windows and the period.
+DEFAULT_WINDOWS: tuple[float, ...] = (300, 1800, 3600, 7200, 21600, 86400, 259200)
+
+
+def windows(spec: Spec) -> tuple[float, ...]:
+    """Every window the SLI groups record, shortest first: the defaults, each enabled tier's
+    long and short window, and the period (windows longer than the period are dropped)."""
+    out = set(DEFAULT_WINDOWS) | {spec.period}
+    for tier in spec.alerting.tiers:
+        if tier.enabled:
+            out |= {tier.long, tier.short}
+    return tuple(sorted(w for w in out if w <= spec.period))
+
+
+def error_budget(slo: SLO) -> float:
+    """The error budget as printed in the rules (``1 - 0.95`` is ``0.05``, not
+    ``0.050000000000000044``); every value a rule divides by is exactly this float."""
+    return clean(slo.error_budget)
+
+
+# ------------------------------------------------------------------------- SLI recording rules
+def _events_5m(spec: Spec, slo: SLO) -> tuple[str, str]:
+    """(bad, total) events of ``slo`` over the last 5 m, summed over the service."""
+    sel = Sel(matcher_labels(spec))
+    lat = slo.indicator.latency
+    if lat is not None:
+        total = f"sum(increase({sel(c.count(lat.metric))}[5m]))"
+        good = f"sum(increase({sel(c.bucket(lat.metric), le=c.le_label(lat.threshold_ms))}[5m]))"
+        # Count and bucket come from the same scrapes, but never let extrapolation make a
+        # negative number of bad events.
+        return f"clamp_min({total} - {good}, 0)", total
+    errs = slo.indicator.errors
+    assert errs is not None
+    total = f"sum(increase({sel(errs.total)}[5m]))"
+    # No error has ever happened: the errors counter has no series, yet the SLI is 0, not
+    # "no data" (which would hide the traffic from every window's denominator).
+    bad = f"sum(increase({sel(errs.errors)}[5m])) or 0 * {total}"
+    return bad, total
+
+
+def sli_group(spec: Spec, slo: SLO) -> dict[str, Any]:
+    """The recording rules of one SLO."""
+    labels = {**matcher_labels(spec), n.LABEL_SLO: slo.name}
+    sel = Sel(labels)
+    bad, total = _events_5m(spec, slo)
+    budget = num(error_budget(slo))
+    rules: list[dict[str, Any]] = [
+        {"record": n.SLO_BAD_5M, "expr": bad, "labels": labels},
+        {"record": n.SLO_TOTAL_5M, "expr": total, "labels": labels},
+        {"record": n.SLO_OBJECTIVE, "expr": f"vector({num(slo.objective)})", "labels": labels},
+        {"record": n.SLO_ERROR_BUDGET, "expr": f"vector({budget})", "labels": labels},
+    ]
+    for w in windows(spec):
+        if w == FIVE_MINUTES:
+            events = sel(n.SLO_TOTAL_5M)
+            ratio = f"{sel(n.SLO_BAD_5M)} / ({sel(n.SLO_TOTAL_5M)} > 0)"
+        else:
+            # The group is evaluated every minute, so each event sits in five consecutive 5 m
+            # increases: the sum over the window divided by five is the window's event count.
+            events = f"sum_over_time({sel(n.SLO_TOTAL_5M)}[{dur(w)}]) / {SAMPLES_PER_5M}"
+            ratio = (
+                f"sum_over_time({sel(n.SLO_BAD_5M)}[{dur(w)}])"
+                f" / (sum_over_time({sel(n.SLO_TOTAL_5M)}[{dur(w)}]) > 0)"
+            )
+        # The labels are already on the series; repeating them keeps each SLO's rules
+        # distinct to `promtool check rules` (same name + labels across groups is an error).
+        rules.append({"record": n.slo_events(w), "expr": events, "labels": labels})
+        rules.append({"record": n.slo_error_ratio(w), "expr": ratio, "labels": labels})
+        rules.append(
+            {
+                "record": n.slo_burn_rate(w),
+                "expr": f"{sel(n.slo_error_ratio(w))} / {budget}",
+                "labels": labels,
+            }
+        )
+    rules.append(
+        {
+            "record": n.SLO_BUDGET_REMAINING,
+            "expr": f"1 - {sel(n.slo_error_ratio(spec.period))} / {budget}",
+            "labels": labels,
+        }
+    )
+    return {
+        "name": n.slo_group(spec.service, slo.name),
+        # Fixed, because the event counts above divide by the samples per 5 m.
+        "interval": dur(SLI_INTERVAL_SECONDS),
+        "rules": rules,
+    }
+
+
+# ------------------------------------------------------------------------ annotation templates
+@dataclass(frozen=True)
+class Piece:
+    """Part of an annotation: the Go template text Prometheus expands, and the same text as
+    Python renders it for given values (for the generated promtool tests)."""
+
+    template: str
+    render: Callable[[dict[str, Any]], str]
+
+
+def lit(text: str) -> Piece:
+    """Literal text (braces escaped would be needed; steadystream text never has ``{{``)."""
+    return Piece(text, lambda ctx: text)
+
+
+def expand(pieces: list[Piece]) -> str:
+    """The annotation template."""
+    return "".join(p.template for p in pieces)
+
+
+def expected(pieces: list[Piece], ctx: dict[str, Any]) -> str:
+    """The annotation as Prometheus expands it for the values in ``ctx``."""
+    return "".join(p.render(ctx) for p in pieces)
+
+
+def go_percent(v: float) -> str:
+    """Prometheus' ``humanizePercentage``."""
+    return f"{v * 100:.4g}%"
+
+
+def go_duration(v: float) -> str:
+    """Prometheus' ``humanizeDuration`` for values of at least one second."""
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    if v < 1:
+        return f"{sign}{v:.4g}s"
+    whole = int(v)
+    seconds, minutes = whole % 60, (whole // 60) % 60
+    hours, days = (whole // 3600) % 24, whole // 86400
+    if days:
+        return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+    if hours:
+        return f"{sign}{hours}h {minutes}m {seconds}s"
+    if minutes:
+        return f"{sign}{minutes}m {seconds}s"
+    return f"{sign}{v:.4g}s"
+
+
+_VALUE: dict[str, Piece] = {
+    "ratio": Piece("{{ $value | humanizePercentage }}", lambda ctx: go_percent(ctx["value"])),
+    "per_second": Piece('{{ $value | printf "%.3g" }}/s', lambda ctx: f"{ctx['value']:.3g}/s"),
+    "ms": Piece('{{ $value | printf "%.0f" }} ms', lambda ctx: f"{ctx['value']:.0f} ms"),
+    "burn_rate": Piece('{{ $value | printf "%.2f" }}x', lambda ctx: f"{ctx['value']:.2f}x"),
+}
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def fc_description(signal: Signal) -> list[Piece]:
+    """``The share of ... is 4.2% (alert above 1%).``"""
+    from .signals import format_threshold
+
+    word = "above" if signal.op == ">" else "below"
+    limit = f"alert {word} {format_threshold(signal.threshold, signal.unit)}"
+    if signal.unit == "bool":
+        return [lit(f"{_sentence(signal.summary)}: {signal.description} ({limit}).")]
+    return [
+        lit(f"{_sentence(signal.description)} is "),
+        _VALUE[signal.unit],
+        lit(f" ({limit})."),
+    ]
+
+
+def burn_description(
+    spec: Spec, slo: SLO, signal: Signal, long_: float, short: float
+) -> list[Piece]:
+    """Burn rate now, budget left, time to exhaustion at this rate."""
+    sel = Sel({**matcher_labels(spec), n.LABEL_SLO: slo.name})
+    remaining = sel(n.SLO_BUDGET_REMAINING)
+    # Budget left x period / burn rate: a burn rate of 1 spends the whole budget in one period.
+    exhaustion = f"{remaining} * {num(spec.period)} / {sel(n.slo_burn_rate(long_))}"
+    left = Piece(
+        f"{{{{ with query {raw_template_string(remaining)} }}}}"
+        "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}",
+        lambda ctx: "unknown" if ctx["remaining"] is None else go_percent(ctx["remaining"]),
+    )
+
+    def _tte(ctx: dict[str, Any]) -> str:
+        t = ctx["exhaustion"]
+        if t is None:
+            return "time to exhaustion unknown"
+        return f"exhausted in {go_duration(t)} at this rate" if t > 0 else "already exhausted"
+
+    tte = Piece(
+        f"{{{{ with query {raw_template_string(exhaustion)} }}}}"
+        "{{ $t := . | first | value }}{{ if gt $t 0.0 }}exhausted in "
+        "{{ humanizeDuration $t }} at this rate{{ else }}already exhausted{{ end }}"
+        "{{ else }}time to exhaustion unknown{{ end }}",
+        _tte,
+    )
+    share = format_percent(_tier_budget(spec, long_, short))
+    return [
+        lit(f"SLO {slo.name} ({slo_what(slo)}) is burning its {dur(spec.period)} error budget "),
+        _VALUE["burn_rate"],
+        lit(
+            f" as fast as sustainable over {dur(long_)}, and as fast over {dur(short)} "
+            f"(alert above {num(signal.threshold)}x: {share} of the budget in {dur(long_)}). "
+            "Budget left: "
+        ),
+        left,
+        lit("; "),
+        tte,
+        lit("."),
+    ]
+
+
+def _tier_budget(spec: Spec, long_: float, short: float) -> float:
+    for tier in spec.alerting.tiers:
+        if tier.enabled and tier.long == long_ and tier.short == short:
+            return tier.budget
+    raise KeyError((long_, short))
+
+
+# ------------------------------------------------------------------------------- alert rules
+def _alert(signal: Signal, description: list[Piece]) -> dict[str, Any]:
+    labels = dict(signal.labels)
+    labels[n.LABEL_SEVERITY] = signal.severity
+    labels[n.LABEL_FAILURE_CLASS] = signal.failure_class
+    rule: dict[str, Any] = {
+        "alert": signal.alert,
+        "expr": signal.condition,
+        "labels": labels,
+        "annotations": {
+            "summary": signal.summary,
+            "description": expand(description),
+            "runbook_url": signal.runbook,
+            "dashboard_url": signal.dashboard,
+        },
+    }
+    if signal.for_:
+        rule["for"] = dur(signal.for_)
+    return rule
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """A burn-rate alert with what the promtool tests need to know about it."""
+
+    slo: SLO
+    signal: Signal
+    long: float
+    short: float
+    description: list[Piece]
+
+
+def burn_alerts(spec: Spec) -> list[BurnAlert]:
+    """Every burn-rate alert, SLOs in spec order, tiers in spec order."""
+    enabled = [t for t in spec.alerting.tiers if t.enabled]
+    out = []
+    for slo in spec.slos:
+        for tier, signal in zip(enabled, slo_burn_signals(spec)[slo.name], strict=True):
+            out.append(
+                BurnAlert(
+                    slo,
+                    signal,
+                    tier.long,
+                    tier.short,
+                    burn_description(spec, slo, signal, tier.long, tier.short),
+                )
+            )
+    return out
+
+
+def burn_group(spec: Spec) -> dict[str, Any]:
+    return {
+        "name": n.burn_group(spec.service),
+        "rules": [_alert(b.signal, b.description) for b in burn_alerts(spec)],
+    }
+
+
+def failure_class_group(spec: Spec) -> dict[str, Any]:
+    rules = [
+        _alert(signal, fc_description(signal))
+        for signals in failure_class_signals(spec).values()
+        for signal in signals
+    ]
+    return {"name": n.failure_class_group(spec.service), "rules": rules}
+
+
+def rule_groups(spec: Spec) -> list[dict[str, Any]]:
+    """Every rule group, in evaluation order: SLIs first, so alerts read fresh samples."""
+    groups = [sli_group(spec, slo) for slo in spec.slos]
+    if any(t.enabled for t in spec.alerting.tiers):
+        groups.append(burn_group(spec))
+    fc = failure_class_group(spec)
+    if fc["rules"]:
+        groups.append(fc)
+    return groups
+
+
+# ----------------------------------------------------------------------- Alertmanager inhibits
+_RANK = {"critical": 3, "page": 3, "warning": 2, "ticket": 2, "info": 1}
+
+
+def inhibit_rules(spec: Spec) -> list[dict[str, Any]]:
+    """Alertmanager ``inhibit_rules``: a firing burn alert of a higher severity (a page)
+    silences the lower-severity burn alerts (tickets) of the same SLO and service."""
+    severities = sorted(
+        {t.severity for t in spec.alerting.tiers if t.enabled}, key=lambda s: (-_RANK[s], s)
+    )
+    service = matcher_labels(spec)[c.LABEL_SERVICE]
+    rules = []
+    for src in severities:
+        for dst in severities:
+            if _RANK[src] <= _RANK[dst]:
+                continue
+            common = [f"alertname={quote(n.ALERT_SLO_BURN)}", f"service={quote(service)}"]
+            rules.append(
+                {
+                    "source_matchers": [*common, f"severity={quote(src)}"],
+                    "target_matchers": [*common, f"severity={quote(dst)}"],
+                    "equal": sorted({*matcher_labels(spec), n.LABEL_SLO}),
+                }
+            )
+    return rules
