@@ -93,7 +93,7 @@ def test_demo_cli_serves_metrics_and_prints_the_slo_report() -> None:
         _read_until(lines, "[", seen, 30)  # the first plain progress line
         body = ""
         deadline = time.monotonic() + 20
-        while c.REQUESTS_TOTAL not in body and time.monotonic() < deadline:
+        while f"{c.REQUESTS_TOTAL}{{" not in body and time.monotonic() < deadline:
             body = httpx.get(url, timeout=5).text
             time.sleep(0.2)
         assert f"{c.REQUESTS_TOTAL}{{" in body

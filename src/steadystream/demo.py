@@ -58,12 +58,18 @@ DEFAULT_SERVICE = "chat-gateway"
 DEFAULT_DURATION = 20.0
 DEFAULT_STREAMS = 16
 DEFAULT_FAULTS = "mixed"
+#: The simulated model: a first token after 250 ms, then a delta every 20 ms (about 1 s per
+#: stream), so 16 streams make a steady ~15 streams/s, well inside the default ingress limits.
+DEMO_FIRST_TOKEN_LATENCY = 0.25
+DEMO_TOKEN_INTERVAL = 0.02
 DEMO_MODEL = "gpt-4.1-mini"
 DEMO_PROVIDER = "openai"
 
 #: After the duration, streams still running get this long to finish before they are cancelled
 #: (and counted as abandoned), so the defaults stay under a minute whatever the fault profile.
 DRAIN_SECONDS = 8.0
+
+_INCOMPLETE_EVENT = "response.incomplete"
 
 _PROMPTS = (
     "Explain exponential backoff with jitter in three sentences.",
@@ -573,9 +579,11 @@ async def _one_stream(
     from .instrumentation.errors import StreamError
 
     tally.started += 1
+    last_type = None
     try:
         async for event in responses_stream(monitor, client, model=DEMO_MODEL, input=prompt):
-            if getattr(event, "type", None) == "response.output_text.delta":
+            last_type = getattr(event, "type", None)
+            if last_type == "response.output_text.delta":
                 tally.content_bytes += len(event.delta.encode("utf-8"))
     except asyncio.CancelledError:
         tally.abandoned += 1
@@ -589,14 +597,20 @@ async def _one_stream(
         tally.failed += 1
         tally.errors[type(exc).__name__] += 1
     else:
-        tally.ok += 1
+        # A response that ends with response.incomplete arrives without an exception (its
+        # events are the answer), but the consumer got a truncated answer: a failed stream.
+        if last_type == _INCOMPLETE_EVENT:
+            tally.failed += 1
+            tally.errors[c.ERROR_CLASS_RESPONSE_INCOMPLETE] += 1
+        else:
+            tally.ok += 1
 
 
 async def run_demo_async(
     *,
     duration: float = DEFAULT_DURATION,
     streams: int = DEFAULT_STREAMS,
-    faults: str = DEFAULT_FAULTS,
+    faults: str | Any = DEFAULT_FAULTS,
     metrics_port: int | None = 0,
     spec: Spec | None = None,
     seed: int = 0,
@@ -606,18 +620,21 @@ async def run_demo_async(
     stop: asyncio.Event | None = None,
     handle_signals: bool = False,
     drain: float = DRAIN_SECONDS,
+    token_interval: float = DEMO_TOKEN_INTERVAL,
+    first_token_latency: float = DEMO_FIRST_TOKEN_LATENCY,
 ) -> DemoReport:
     """Run the demo in the running event loop; see :func:`run_demo` for the arguments."""
     from prometheus_client import CollectorRegistry
 
-    from .instrumentation import StreamMonitor
+    from .instrumentation.monitor import StreamMonitor
     from .instrumentation.openai import responses_stream
-    from .simulate import Upstream
+    from .simulate import Upstream, resolve_profile
 
     if duration <= 0:
         raise ValueError(f"duration must be positive, got {duration!r}")
     if streams < 1:
         raise ValueError(f"streams must be at least 1, got {streams!r}")
+    profile = resolve_profile(faults)  # an unknown name fails here, before anything starts
     spec = spec if spec is not None else default_spec(DEFAULT_SERVICE)
     registry = registry if registry is not None else CollectorRegistry()
     out = out if out is not None else sys.stdout
@@ -650,9 +667,14 @@ async def run_demo_async(
             print(f"metrics: {metrics_url}", file=out)
             print("Prometheus scrape config (prometheus.yml):", file=out)
             print(scrape_config(address, spec), file=out, flush=True)
-        async with Upstream(profile=faults, seed=seed) as upstream:
+        async with Upstream(
+            profile=profile,
+            seed=seed,
+            token_interval=token_interval,
+            first_token_latency=first_token_latency,
+        ) as upstream:
             print(
-                f"upstream: {upstream.base_url} (faults {faults!r}, seed {seed}); "
+                f"upstream: {upstream.base_url} (faults {profile.name!r}, seed {seed}); "
                 f"{streams} concurrent streams for {duration:g}s; Ctrl-C stops early",
                 file=out,
                 flush=True,
@@ -696,13 +718,12 @@ async def run_demo_async(
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.close()
     return build_report(
         spec=spec,
         registry=registry,
         tally=tally,
-        faults=faults,
+        faults=profile.name,
         seed=seed,
         streams=streams,
         duration_s=time.monotonic() - started,
@@ -718,8 +739,9 @@ def run_demo(**kwargs: Any) -> DemoReport:
     Arguments (all keyword, all optional):
 
     - ``duration`` seconds of load (default 20) and ``streams`` concurrent streams (16);
-    - ``faults``: a fault profile of :mod:`steadystream.simulate` (default ``mixed``, every
-      failure class at realistic rates);
+    - ``faults``: a fault profile of :mod:`steadystream.simulate`, by name or as a
+      ``Profile`` (default ``mixed``: every server-side failure class at realistic rates);
+    - ``token_interval`` / ``first_token_latency``: the simulated model's pace (seconds);
     - ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:<port>`` (0 picks a free port; None
       serves nothing, for callers that expose ``registry`` themselves);
     - ``spec`` (default ``default_spec("chat-gateway")``), ``seed`` (reproducible faults and
@@ -749,7 +771,7 @@ def _injected(upstream: Any) -> dict[str, int]:
 
 
 def _serve_metrics(registry: Any, port: int) -> tuple[Any, str]:
-    from prometheus_client import start_http_server
+    from .exporters import start_metrics_server
 
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    return server, f"127.0.0.1:{server.server_port}"
+    server = start_metrics_server(port, "127.0.0.1", registry=registry)
+    return server, f"127.0.0.1:{server.port}"
