@@ -398,6 +398,7 @@ def test_parse_fault_reads_every_item() -> None:
     assert parse_fault("503").retry_after is None
     assert parse_fault("failed=7").terminal == "failed"
     assert parse_fault("keepalive").keepalive == 3
+    assert parse_fault("stall=1s, heartbeat=100ms").heartbeat == 0.1
     assert parse_fault("none").is_none
 
 
@@ -457,6 +458,7 @@ def test_mixed_profile_covers_every_fault_kind() -> None:
     assert any(p.drop_after is not None and p.drop_after > 4 for p in plans)
     assert any(p.delay for p in plans) and any(p.stall for p in plans)
     assert any(p.drip for p in plans) and any(p.keepalive for p in plans)
+    assert any(p.stall and p.heartbeat for p in plans)
     assert sum(p.is_none for p in plans) > 3000
 
 
@@ -543,3 +545,14 @@ def test_with_rates_scales_a_profile() -> None:
     assert [r for r, _ in doubled.mix] == pytest.approx([0.10, 0.04, 0.02])
     capped = PROFILES["flaky"].with_rates(100)
     assert sum(r for r, _ in capped.mix) == pytest.approx(1.0)
+
+
+def test_heartbeat_fills_a_stall_with_comments_only(upstream: Upstream) -> None:
+    """stall=60ms@6 with heartbeat=10ms: comments arrive between events 6 and 7, text intact."""
+    pieces = _raw_pieces(upstream, "stall=60ms@6, heartbeat=10ms")
+    frames = [f for f in b"".join(pieces).split(b"\n\n") if f]
+    comments = [i for i, f in enumerate(frames) if f == b": keep-alive"]
+    assert comments, "expected keep-alive comments during the stall"
+    assert comments == list(range(6, 6 + len(comments)))
+    events = list(_stream(upstream, "delay=30ms, heartbeat=5ms"))
+    assert _text(events) == expected_text("fault")

@@ -107,6 +107,8 @@ events sent on this connection.
 ``drip=DUR``             pause DUR before every write (a slow drip)
 ``keepalive[=N[@DUR]]``  send only N ``: keep-alive`` comments DUR apart (default 3 @ 100ms),
                          then end the body without a single event
+``heartbeat=DUR``        during a ``delay`` or ``stall``, send ``: keep-alive`` every DUR
+                         instead of silence (no content: an idle timer must not reset)
 ``none``                 no fault
 =======================  ==================================================================
 
@@ -125,9 +127,9 @@ the profile has a resume mix. Built in:
 
 - ``none``; ``flaky``: 5% mid-stream drops, 2% 429, 1% 503;
 - ``mixed``: about 25% of requests get a fault, spread over every class (429, 503, 500, drops
-  before and after content, slow first token, stalls, random and UTF-8 splits, drip,
-  keep-alive-only, ``error`` event, ``response.failed``, ``response.incomplete``); 3% of
-  resumes drop or 404;
+  before and after content, slow first token, stalls (silent or with heartbeats), random and
+  UTF-8 splits, drip, keep-alive-only, ``error`` event, ``response.failed``,
+  ``response.incomplete``); 3% of resumes drop or 404;
 - one fault on every request: ``rate-limit`` (429, Retry-After 1s), ``outage`` (503),
   ``server-errors`` (500), ``drops``, ``early-drops``, ``slow-first-token`` (4s),
   ``stall`` (10s), ``broken-chunks``, ``utf8-splits``, ``slow-drip``, ``keepalive-only``,

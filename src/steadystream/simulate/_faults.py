@@ -79,6 +79,8 @@ class FaultPlan:
     """Send only this many ``: keep-alive`` comments, then end the body without any event."""
     keepalive_every: float = DEFAULT_KEEPALIVE_EVERY
     """Seconds between keep-alive comments."""
+    heartbeat: float = 0.0
+    """During a ``delay`` or ``stall``, send a ``: keep-alive`` comment this often (0: silence)."""
     seed: int = 0
     """Seed for the random split offsets, derived from the request number."""
 
@@ -104,6 +106,7 @@ _ITEM_NAMES: Final = (
     "split",
     "drip",
     "keepalive",
+    "heartbeat",
 )
 
 
@@ -189,6 +192,8 @@ def parse_fault(text: str, *, rng: random.Random | None = None, seed: int = 0) -
                 values["split"] = size
         elif name == "drip":
             values["drip"] = _pick_duration(value, rng, item)
+        elif name == "heartbeat":
+            values["heartbeat"] = _pick_duration(value, rng, item)
         elif name == "keepalive":
             count, every_sep, every = value.partition("@")
             values["keepalive"] = (
@@ -279,7 +284,8 @@ PROFILES: Final[Mapping[str, Profile]] = {
             (0.04, "drop_after=6..24"),
             (0.01, "drop_after=1..3"),
             (0.02, "delay=500ms..4s"),
-            (0.02, "stall=1s..10s"),
+            (0.01, "stall=1s..10s"),
+            (0.01, "stall=1s..10s, heartbeat=500ms"),
             (0.03, "split=random"),
             (0.02, "split=utf8"),
             (0.02, "drip=10ms..40ms"),

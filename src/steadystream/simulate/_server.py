@@ -802,6 +802,23 @@ class Upstream:
         return True
 
     # ---------------------------------------------------------------------------- delivery
+    @staticmethod
+    async def _quiet(seconds: float, heartbeat: float, out: ResponseWriter) -> None:
+        """No events for ``seconds``; only ``: keep-alive`` comments every ``heartbeat`` if set.
+
+        Heartbeats keep proxies from closing the connection but carry no content, so a client's
+        idle timer must not count them as progress.
+        """
+        if not heartbeat:
+            await asyncio.sleep(seconds)
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(heartbeat, left))
+            if end - loop.time() > 0:
+                await out.chunk(proto.KEEPALIVE_FRAME)
+
     async def _deliver(
         self, gen: _Generation, starting_after: int, plan: FaultPlan, out: ResponseWriter
     ) -> None:
@@ -837,10 +854,10 @@ class Upstream:
                 return
             if plan.stall and sent == stall_at:
                 self._stats.fault(KIND_STALL)
-                await asyncio.sleep(plan.stall)
+                await self._quiet(plan.stall, plan.heartbeat, out)
             if plan.delay and event.is_delta and not delayed:
                 self._stats.fault(KIND_DELAY)
-                await asyncio.sleep(plan.delay)
+                await self._quiet(plan.delay, plan.heartbeat, out)
             if event.is_delta:
                 delayed = True
             pieces = [event.frame]
