@@ -21,6 +21,7 @@ import yaml
 
 import steadystream as ss
 from steadystream import conventions as c
+from steadystream.alerts import names, rule_groups
 from steadystream.dashboards import (
     dashboard_path,
     dashboard_url,
@@ -152,14 +153,32 @@ def test_every_query_parses_with_promtool(spec_factory: Any, tmp_path: Path) -> 
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
+def _sli_groups(spec: ss.Spec) -> list[dict[str, Any]]:
+    """The generated SLI recording groups the SLO overview reads."""
+    wanted = {names.slo_group(spec.service, slo.name) for slo in spec.slos}
+    return [g for g in rule_groups(spec) if g["name"] in wanted]
+
+
+def _with_sli_rules(spec: ss.Spec, rules: list[dict[str, Any]]) -> str:
+    """A rule file: the SLI groups, then a group recording the given dashboard queries."""
+    groups = [*_sli_groups(spec), {"name": "dashboard", "interval": "1m", "rules": rules}]
+    return yaml.safe_dump({"groups": groups}, sort_keys=False)
+
+
 def _panel(data: dict[str, Any], key: str, spec: ss.Spec) -> dict[str, Any]:
     ref = panel_index(spec)[key]
     return next(p for p in data["panels"] if p["id"] == ref.panel_id)
 
 
+def _slo_labels(key: str) -> str:
+    slo = "time-to-first-token" if key.startswith("slo-time-to-first-token") else "stream-errors"
+    return f'{{service="chat-gateway",slo="{slo}"}}'
+
+
 def test_slo_panel_math_evaluates_correctly_in_promtool(tmp_path: Path) -> None:
     """With 10% slow first tokens and 1% errors, promtool evaluates the SLO overview's queries
-    to SLI 90%, burn rate 2x, budget -100% for TTFT, and burn 1x, budget 0% for errors."""
+    (over the generated SLI recording rules) to SLI 90%, burn rate 2x, budget -100% for TTFT,
+    and burn 1x, budget 0% for errors."""
     spec = ss.default_spec("chat-gateway")
     data = _render(spec)[dashboard_path(spec.service, c.BOARD_SLO_OVERVIEW)]
     labels = '{service="chat-gateway",model="m",provider="p"}'
@@ -190,17 +209,16 @@ def test_slo_panel_math_evaluates_correctly_in_promtool(tmp_path: Path) -> None:
         target = next(t for t in _panel(data, key, spec)["targets"] if t["refId"] == ref_id)
         record = "dash:" + key.replace("-", "_")
         rules.append({"record": record, "expr": _concrete(target["expr"], spec.service)})
-        # round() drops the name and absorbs float noise (1 - 0.95 is 0.050000000000000044).
+        # round() drops the name and absorbs float noise; the recorded series keep the
+        # spec's matchers and the SLO name. (1 - 0.95 is 0.050000000000000044).
         samples.append(
             {
                 "expr": f"round({record}, 0.0001)",
                 "eval_time": "100m",
-                "exp_samples": [{"value": value}],
+                "exp_samples": [{"labels": _slo_labels(key), "value": value}],
             }
         )
-    (tmp_path / "slo.rules.yaml").write_text(
-        yaml.safe_dump({"groups": [{"name": "slo", "rules": rules}]}, sort_keys=False)
-    )
+    (tmp_path / "slo.rules.yaml").write_text(_with_sli_rules(spec, rules))
     test = {
         "rule_files": ["slo.rules.yaml"],
         "evaluation_interval": "1m",
@@ -217,9 +235,8 @@ def test_no_traffic_gives_no_sample_not_nan(tmp_path: Path) -> None:
     data = _render(spec)[dashboard_path(spec.service, c.BOARD_SLO_OVERVIEW)]
     target = _panel(data, "slo-stream-errors-burn", spec)["targets"][0]
     labels = '{service="chat-gateway",model="m",provider="p",outcome="ok"}'
-    rules = {"groups": [{"name": "g", "rules": [{"record": "dash:burn", "expr": ""}]}]}
-    rules["groups"][0]["rules"][0]["expr"] = _concrete(target["expr"], spec.service)
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(rules))
+    rules = [{"record": "dash:burn", "expr": _concrete(target["expr"], spec.service)}]
+    (tmp_path / "r.yaml").write_text(_with_sli_rules(spec, rules))
     test = {
         "rule_files": ["r.yaml"],
         "evaluation_interval": "1m",
@@ -239,6 +256,18 @@ def test_no_traffic_gives_no_sample_not_nan(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_recorded_series_on_dashboards_are_recorded_by_the_rules() -> None:
+    """Every steadystream:* series a dashboard reads is one the generated rules record."""
+    for spec in (ss.default_spec("chat-gateway"), _custom_spec()):
+        recorded = {r["record"] for g in rule_groups(spec) for r in g["rules"] if "record" in r}
+        used: set[str] = set()
+        for data in _render(spec).values():
+            for _, target in panel_targets(data):
+                used |= set(re.findall(r"steadystream:[A-Za-z0-9_:]+", target["expr"]))
+        assert used, "the SLO overview reads no recorded series"
+        assert used <= recorded, used - recorded
+
+
 # --------------------------------------------------------------------- content from the spec
 def test_stream_internals_has_a_panel_for_every_metric() -> None:
     """Every metric in conventions is queried on the stream internals board."""
@@ -254,6 +283,7 @@ def test_every_queried_metric_is_one_steadystream_emits() -> None:
     spec = ss.default_spec("chat-gateway")
     known = set(c.ALL_METRICS) | {f(m) for m in c.HISTOGRAMS for f in (c.bucket, c.count)}
     known |= {"ALERTS"}
+    known |= {r["record"] for g in rule_groups(spec) for r in g["rules"] if "record" in r}
     for data in _render(spec).values():
         for _, target in panel_targets(data):
             names = set(re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\{", target["expr"]))
@@ -284,7 +314,7 @@ def test_burn_rate_panel_draws_every_enabled_tier() -> None:
     default = ss.default_spec("x")
     data = _render(default)[dashboard_path("x", c.BOARD_SLO_OVERVIEW)]
     steps = _panel(data, "slo-time-to-first-token-burn", default)["fieldConfig"]["defaults"]
-    assert [s["value"] for s in steps["thresholds"]["steps"][1:]] == [0.933333, 2.8, 5.6, 13.44]
+    assert [s["value"] for s in steps["thresholds"]["steps"][1:]] == [0.9333, 2.8, 5.6, 13.44]
 
 
 def test_queries_carry_the_selector_and_the_service_variable() -> None:

@@ -22,6 +22,7 @@ import yaml
 
 import steadystream as ss
 from steadystream import conventions as c
+from steadystream.alerts import failure_class_signals, names, render_rules, slo_burn_signals
 from steadystream.dashboards import panel_index, render_dashboards
 from steadystream.generate import Source
 from steadystream.runbooks import INDEX, render_runbooks, runbook_paths, runbook_url
@@ -299,6 +300,66 @@ def test_slo_runbooks_list_likely_classes_most_likely_first() -> None:
     assert first_class("time-to-first-token") == c.FC_FIRST_TOKEN_TIMEOUT
     assert first_class("recovery-time") == c.FC_RESUME_FAILURE
     assert first_class("stream-errors") == c.FC_UPSTREAM_ERRORS
+
+
+def test_failure_class_runbooks_show_their_alerts_with_spec_overrides() -> None:
+    """Each runbook lists its class's alerts with the deployed threshold, severity and for:,
+    including spec overrides, and pastes the alerts' own expressions (PromQL written once)."""
+    spec = _custom_spec()
+    files = render_runbooks(spec, SOURCE)
+    signals = failure_class_signals(spec)
+    for fc, sigs in signals.items():
+        text = files[c.failure_class_runbook(fc)]
+        for sig in sigs:
+            assert f"| `{sig.alert}` |" in text, (fc, sig.alert)
+            assert f"```promql\n{sig.expr}\n```" in text, (fc, sig.alert)
+    slow = files[c.failure_class_runbook(c.FC_SLOW_CONSUMER)]
+    assert "> 5% | critical | 2m |" in slow  # threshold 0.05, severity and for overridden
+    default_slow = render_runbooks(_default_spec(), SOURCE)[
+        c.failure_class_runbook(c.FC_SLOW_CONSUMER)
+    ]
+    assert "> 1% | warning | 10m |" in default_slow
+    broken = files[c.failure_class_runbook(c.FC_BROKEN_CHUNKS)]
+    assert c.FC_BROKEN_CHUNKS not in signals
+    assert "Alerting for this class is disabled in the spec" in broken
+
+
+def test_slo_runbooks_show_each_enabled_tiers_alert_expression() -> None:
+    """SLO runbooks name the burn alert and paste each enabled tier's expression."""
+    spec = _custom_spec()
+    files = render_runbooks(spec, SOURCE)
+    for slo in spec.slos:
+        text = files[c.slo_runbook(slo.name)]
+        assert f"Alert `{names.ALERT_SLO_BURN}`" in text
+        burn = slo_burn_signals(spec)[slo.name]
+        assert len(burn) == 2  # the third tier is disabled
+        for sig in burn:
+            assert f"```promql\n{sig.expr}\n```" in text
+
+
+def test_every_alert_runbook_url_resolves_and_every_runbook_is_reached() -> None:
+    """Both directions: each alert's runbook_url is a generated runbook, and each generated
+    runbook (index aside) is the runbook_url of at least one alert."""
+    for spec in (
+        _default_spec(),
+        ss.load_spec(GOLDEN.parent / "dashboards" / "in-search-api.yaml"),
+    ):
+        runbooks = render_runbooks(spec, SOURCE)
+        urls = {runbook_url(spec, path): path for path in runbooks}
+        rules_text = next(
+            text
+            for path, text in render_rules(spec, SOURCE).items()
+            if path.endswith(".rules.yaml")
+        )
+        reached: set[str] = set()
+        for group in yaml.safe_load(rules_text)["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                url = rule["annotations"]["runbook_url"]
+                assert url in urls, f"{rule['alert']}: {url} is not a generated runbook"
+                reached.add(urls[url])
+        assert reached == set(runbooks) - {INDEX}, set(runbooks) - {INDEX} - reached
 
 
 def test_render_is_deterministic() -> None:

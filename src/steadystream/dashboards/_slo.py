@@ -3,17 +3,27 @@
 Each SLO gets a row: the SLI over the SLO period against the objective, the error budget left,
 the burn rate over each alerting window with every tier's threshold drawn (a line crossed is
 an alert about to fire), and the SLI over time. Firing alerts show as annotations.
+
+The panels read the series the generated recording rules write
+(:mod:`steadystream.alerts.names`), not the raw histograms: the board then shows exactly what
+the alerts evaluate, and a 28-day window costs one series lookup instead of a month of raw
+samples on every refresh.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import conventions as c
+from ..alerts import names as rec
 from ..spec import SLO, Spec, format_duration, format_percent
 from ._model import Board, Line, Panel, Query, Row
 from ._promql import Selector, ratio
 from ._render import alert_annotation
 
 _PAGE_SEVERITIES = ("critical", "page")
+#: Window of the "SLI over time" panel: the shortest the rules record.
+_TREND_WINDOW = 300.0
 
 
 def _events(sel: Selector, slo: SLO, window: str) -> tuple[str, str]:
@@ -50,30 +60,39 @@ def _what(slo: SLO) -> str:
     return f"at most {format_percent(slo.error_budget)} of {errs.total} in {errs.errors}"
 
 
+def _recorded(spec: Spec, slo: SLO) -> Callable[[str], str]:
+    """``name{<selector>,service="$service",slo="<slo>"}`` for a recorded SLO series: the
+    rules label every recorded series with the spec's matchers and the SLO's name."""
+    sel = Selector.grafana(spec)
+
+    def series(name: str) -> str:
+        return sel(name, model=False, **{rec.LABEL_SLO: slo.name})
+
+    return series
+
+
 def slo_windows(spec: Spec) -> tuple[float, ...]:
     """The long windows of the enabled tiers, shortest first, each once (seconds)."""
     return tuple(sorted({t.long for t in spec.alerting.tiers if t.enabled}))
 
 
 def _slo_row(spec: Spec, slo: SLO) -> Row:
-    sel = Selector.grafana(spec)
     period = format_duration(spec.period)
     budget = slo.error_budget
     runbook = (c.slo_runbook(slo.name),)
     tiers = [t for t in spec.alerting.tiers if t.enabled]
     burn_lines = tuple(
         Line(
-            round(t.factor(spec.period), 6),
+            # Rounded as the rules print it (alerts.tier_factor), so line and alert agree.
+            round(t.factor(spec.period), 4),
             "red" if t.severity in _PAGE_SEVERITIES else "orange",
             f"{t.severity} {format_duration(t.long)}/{format_duration(t.short)}",
         )
         for t in tiers
     )
+    recorded = _recorded(spec, slo)
     burn_queries = tuple(
-        Query(
-            f"({error_ratio(sel, slo, format_duration(w))}) / {budget:.10g}",
-            f"{format_duration(w)} window",
-        )
+        Query(recorded(rec.slo_burn_rate(w)), f"{format_duration(w)} window")
         for w in slo_windows(spec)
     )
     key = slo.name
@@ -89,7 +108,7 @@ def _slo_row(spec: Spec, slo: SLO) -> Row:
                     f"period; red below the objective of {format_percent(slo.objective)}."
                 ),
                 unit="percentunit",
-                queries=(Query(f"1 - ({error_ratio(sel, slo, period)})", "SLI"),),
+                queries=(Query(f"1 - {recorded(rec.slo_error_ratio(spec.period))}", "SLI"),),
                 lines=(Line(round(slo.objective, 9), "green", "objective"),),
                 base_color="red",
                 runbooks=runbook,
@@ -104,9 +123,7 @@ def _slo_row(spec: Spec, slo: SLO) -> Row:
                     "SLO is broken for the period; orange under a quarter left."
                 ),
                 unit="percentunit",
-                queries=(
-                    Query(f"1 - ({error_ratio(sel, slo, period)}) / {budget:.10g}", "remaining"),
-                ),
+                queries=(Query(recorded(rec.SLO_BUDGET_REMAINING), "remaining"),),
                 lines=(Line(0.0, "orange", "exhausted"), Line(0.25, "green", "a quarter left")),
                 base_color="red",
                 runbooks=runbook,
@@ -134,11 +151,11 @@ def _slo_row(spec: Spec, slo: SLO) -> Row:
                 title=f"{slo.name}: SLI over time",
                 kind="timeseries",
                 description=(
-                    "Share of good events per rate interval; dips below the objective line "
-                    "spend budget."
+                    f"Share of good events per {format_duration(_TREND_WINDOW)}; dips below the "
+                    "objective line spend budget."
                 ),
                 unit="percentunit",
-                queries=(Query(f"1 - ({error_ratio(sel, slo, '$__rate_interval')})", "SLI"),),
+                queries=(Query(f"1 - {recorded(rec.slo_error_ratio(_TREND_WINDOW))}", "SLI"),),
                 lines=(Line(round(slo.objective, 9), "green", "objective"),),
                 base_color="red",
                 runbooks=runbook,

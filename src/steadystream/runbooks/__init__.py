@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING
 
 from .. import conventions as c
 from ..spec import Spec
-from ._render import INDEX, environment, render_all
 from .links import runbook_url
 
 if TYPE_CHECKING:
     from ..generate import Source
 
 __all__ = ["INDEX", "render_runbooks", "runbook_paths", "runbook_url"]
+
+#: The index of all runbooks, relative to the output directory.
+INDEX = f"{c.RUNBOOKS_DIR}/README.md"
 
 
 def runbook_paths(spec: Spec) -> tuple[str, ...]:
@@ -47,5 +49,10 @@ def render_runbooks(spec: Spec, source: Source) -> dict[str, str]:
 
     Raises ``jinja2.UndefinedError`` if a template uses a value the context lacks.
     """
+    # Imported here, not at the top: the alert rules import runbook_url from this package, and
+    # the renderer imports the alerts (for their signals) and the dashboards (for panel links),
+    # so a module-level import would be circular.
+    from ._render import environment, render_all
+
     header = c.generated_header(source.name, source.sha256)
     return render_all(spec, header, environment())

@@ -187,7 +187,6 @@ def _queries(spec: Spec) -> dict[str, str]:
     """Ready-to-paste PromQL for the runbooks, with the service's concrete selector."""
     sel = Selector.concrete(spec)
     w = WINDOW
-    idle_ms = spec.stream.timeouts.stream_idle * 1000
 
     def by(metric: str, *labels: str, **extra: str) -> str:
         return sum_rate(sel, metric, labels, w, **extra)
@@ -231,7 +230,6 @@ def _queries(spec: Spec) -> dict[str, str]:
         "bytes_by_model": by(c.BYTES_TOTAL, c.LABEL_MODEL),
         "idle_by_model": by(c.TIMEOUT_IDLE_TOTAL, c.LABEL_MODEL),
         "gap_p99_by_model": q(c.CHUNK_GAP, 0.99, c.LABEL_MODEL),
-        "gap_near_idle": (f"{q(c.CHUNK_GAP, 0.99, c.LABEL_MODEL)} > {0.5 * idle_ms:g}"),
         "ttft_p95_by_model": q(c.FIRST_TOKEN_LATENCY, 0.95, c.LABEL_MODEL),
         "ttft_p99": q(c.FIRST_TOKEN_LATENCY, 0.99),
         "timeouts_by_phase": by(c.TIMEOUTS_TOTAL, c.LABEL_PHASE),
@@ -298,6 +296,8 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
 
 
 def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
+    from ..alerts import tier_factor
+
     out = []
     for tier in spec.alerting.tiers:
         factor = tier.factor(spec.period)
@@ -310,7 +310,7 @@ def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
                 "long": format_duration(tier.long),
                 "short": format_duration(tier.short),
                 "budget_share": format_percent(tier.budget),
-                "factor": f"{round(factor, 4):g}",
+                "factor": f"{tier_factor(tier, spec.period):g}",
                 "error_ratio": format_percent(round(factor * slo.error_budget, 8)),
                 "for": format_duration(tier.for_) if tier.for_ is not None else "0s",
                 "exhaust": _human(exhaust),
@@ -337,16 +337,33 @@ def _human(seconds: float) -> str:
     return f"{mins}m"
 
 
+def _signal(sig: Any, format_threshold: Any) -> dict[str, Any]:
+    """One alert signal (:class:`steadystream.alerts.Signal`) as the templates print it."""
+    return {
+        "alert": sig.alert,
+        "name": sig.name,
+        "summary": sig.summary,
+        "description": sig.description,
+        "op": sig.op,
+        "threshold": format_threshold(sig.threshold, sig.unit),
+        "severity": sig.severity,
+        "for": format_duration(sig.for_) if sig.for_ else "0s",
+        "expr": sig.expr,
+    }
+
+
 def base_context(spec: Spec, header: str) -> dict[str, Any]:
     """Values every template sees."""
+    from ..alerts import failure_class_signals, format_threshold, slo_burn_signals
+    from ..alerts import names as rec
     from ..simulate import PROFILE_FOR_FAILURE_CLASS, PROFILES
 
     refs = panel_index(spec)
     profiles: dict[str, list[dict[str, str]]] = {}
     for fc in c.FAILURE_CLASSES:
-        names = [PROFILE_FOR_FAILURE_CLASS[fc]] if fc in PROFILE_FOR_FAILURE_CLASS else []
-        names += [n for n in EXTRA_PROFILES.get(fc, ()) if n not in names]
-        profiles[fc] = [{"name": n, "description": PROFILES[n].description} for n in names]
+        chosen = [PROFILE_FOR_FAILURE_CLASS[fc]] if fc in PROFILE_FOR_FAILURE_CLASS else []
+        chosen += [p for p in EXTRA_PROFILES.get(fc, ()) if p not in chosen]
+        profiles[fc] = [{"name": p, "description": PROFILES[p].description} for p in chosen]
     sel = Selector.concrete(spec)
     return {
         "header": header,
@@ -379,6 +396,19 @@ def base_context(spec: Spec, header: str) -> dict[str, Any]:
         "latency_slos": [
             _slo_facts(spec, slo) for slo in spec.slos if slo.indicator.latency is not None
         ],
+        "alerts": {
+            fc: [_signal(sig, format_threshold) for sig in sigs]
+            for fc, sigs in failure_class_signals(spec).items()
+        },
+        "burn_alert": rec.ALERT_SLO_BURN,
+        "burn_signals": {
+            name: [_signal(sig, format_threshold) for sig in sigs]
+            for name, sigs in slo_burn_signals(spec).items()
+        },
+        "budget_remaining": {
+            slo.name: sel(rec.SLO_BUDGET_REMAINING, model=False, **{rec.LABEL_SLO: slo.name})
+            for slo in spec.slos
+        },
         "_refs": refs,
         "_tiers": {slo.name: _tiers(spec, slo) for slo in spec.slos},
     }
@@ -388,7 +418,12 @@ def class_context(base: dict[str, Any], failure_class: str) -> dict[str, Any]:
     """The context of one failure class's runbook."""
     this = next(cl for cl in base["classes"] if cl["id"] == failure_class)
     related = [s for s in base["slos"] if failure_class in s["classes"]]
-    return {**base, "fc": this, "related_slos": related}
+    return {
+        **base,
+        "fc": this,
+        "related_slos": related,
+        "fc_alerts": base["alerts"].get(failure_class, []),
+    }
 
 
 def slo_context(base: dict[str, Any], spec: Spec, slo: SLO) -> dict[str, Any]:
@@ -401,6 +436,8 @@ def slo_context(base: dict[str, Any], spec: Spec, slo: SLO) -> dict[str, Any]:
         **base,
         "slo": facts,
         "tiers": base["_tiers"][slo.name],
+        "slo_alerts": base["burn_signals"][slo.name],
+        "slo_budget_remaining": base["budget_remaining"][slo.name],
         "slo_panels": _panels(refs, keys),
         "check": [by_id[fc] for fc in facts["classes"]],
     }

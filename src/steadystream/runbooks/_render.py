@@ -8,9 +8,8 @@ import jinja2
 
 from .. import conventions as c
 from ..spec import Spec
+from . import INDEX
 from ._context import base_context, class_context, slo_context
-
-INDEX = f"{c.RUNBOOKS_DIR}/README.md"
 
 
 @lru_cache(maxsize=1)
