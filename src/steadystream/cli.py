@@ -28,6 +28,52 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- generate
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .generate import check_output, render_all, source_for, write_output
+
+    try:
+        spec = load_spec(args.spec)
+        raw = Path(args.spec).read_bytes()
+    except SpecError as exc:
+        _err(str(exc))
+        return 1
+    except OSError as exc:
+        _err(f"{args.spec}: cannot read: {exc.strerror}")
+        return 1
+    try:
+        files = render_all(spec, source_for(args.spec, args.out, raw))
+    except Exception as exc:  # a renderer's error: report it, write nothing
+        _err(f"{args.spec}: cannot generate: {type(exc).__name__}: {exc}")
+        return 1
+    if args.check:
+        result = check_output(args.out, files)
+        sys.stdout.write(result.diff)
+        for label, paths in (
+            ("would change", result.changed),
+            ("would be added", result.added),
+            ("would be removed", result.removed),
+        ):
+            for path in paths:
+                _err(f"{label}: {Path(args.out) / path}")
+        _err(result.summary(args.out))
+        return 1 if result.stale else 0
+    try:
+        write_output(args.out, files)
+    except (OSError, ValueError) as exc:
+        _err(f"{args.out}: nothing written: {exc}")
+        return 1
+    counts = {}
+    for path in files:
+        top = path.split("/", 1)[0]
+        counts[top] = counts.get(top, 0) + 1
+    detail = ", ".join(f"{top}: {k}" for top, k in sorted(counts.items()))
+    print(f"wrote {len(files)} files to {args.out} ({detail})")
+    return 0
+
+
 # --------------------------------------------------------------------------------- schema
 def _cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(json_schema_text())
@@ -202,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the spec's JSON Schema")
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "generate",
+        help="write DIR/alerts, DIR/dashboards and DIR/runbooks from a spec (--check: CI gate)",
+    )
+    p.add_argument("spec", help="path to the YAML SLO spec")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; print a unified diff and exit 1 when DIR is stale",
+    )
+    p.set_defaults(func=_cmd_generate)
 
     from .demo import DEFAULT_DURATION, DEFAULT_FAULTS, DEFAULT_STREAMS
 

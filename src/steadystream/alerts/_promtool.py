@@ -142,11 +142,16 @@ def _window_sum(per_minute: int, minute: int, window: float) -> int:
 def _pick_bad(budget: float, low: float, high: float, factor: float) -> tuple[int, int]:
     """(bad, total) per minute whose burn rate is above ``factor``, aiming between ``low``
     and ``high`` error ratios."""
-    for total in (1000, 10_000, 100_000):
+    totals = (1000, 10_000, 100_000)
+    for total in totals:
+        bad = min(total, max(1, round((low + high) / 2 * total)))
+        if (bad / total) / budget > factor and bad / total < high:
+            return bad, total
+    for total in totals:
         bad = min(total, max(1, round((low + high) / 2 * total)))
         if (bad / total) / budget > factor:
             return bad, total
-    return 100_000, 100_000
+    return totals[-1], totals[-1]
 
 
 @dataclass
