@@ -16,7 +16,9 @@ What it does on top of ``client.responses.create(..., stream=True)``:
   request, reused by every retry, so a retried create cannot start a second generation;
 * turns the client's own retries off on a copy (``client.with_options(max_retries=0)``), so the
   monitor's retries and budget are the only ones and the two never multiply; the copy also gets
-  the spec's connect/read timeouts (see :mod:`.timeouts`) unless you pass ``timeout=``;
+  the spec's connect timeout (see :mod:`.timeouts`) and a read timeout one and a half times the
+  longer of ``first_token`` and ``stream_idle`` as a backstop (the monitor's own timers fire
+  first and raise typed errors), unless you pass ``timeout=``;
 * after an interruption (dropped connection, idle timeout, 5xx, a stream cut before its
   terminal event) re-attaches with ``client.responses.retrieve(id, stream=True,
   starting_after=<last sequence_number>)``, within ``max_retries`` and the monitor's retry
@@ -73,7 +75,13 @@ def without_retries(client: Any, monitor: StreamMonitor, *, timeout: Any = None)
         current = getattr(client, "timeout", None)
         timeout_type = type(current) if hasattr(current, "connect") else None
         if timeout_type is not None:
-            timeout = timeout_type(**timeout_parts(monitor.spec))
+            parts = timeout_parts(monitor.spec)
+            # The client's read timeout is only a backstop: the monitor enforces first-token
+            # and idle budgets itself and raises typed errors with the checkpoint. Equal
+            # budgets would race, and the SDK's untyped APITimeoutError could win.
+            t = monitor.spec.stream.timeouts
+            parts["read"] = max(t.first_token, t.stream_idle) * 1.5 + 0.25
+            timeout = timeout_type(**parts)
     if timeout is not None:
         options["timeout"] = timeout
     return client.with_options(**options)
