@@ -316,7 +316,9 @@ def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
                 "exhaust": _human(exhaust),
                 "enabled": tier.enabled,
                 "urgency": (
-                    "page: act now, the budget is going fast"
+                    "none: this tier is disabled in the spec, so it never fires"
+                    if not tier.enabled
+                    else "page: act now, the budget is going fast"
                     if page
                     else "ticket: fix within working hours, before the budget runs out"
                 ),
