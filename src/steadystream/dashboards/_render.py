@@ -91,11 +91,26 @@ def _links(spec: Spec, panel: Panel) -> list[dict[str, Any]]:
     ]
 
 
+def _value(value: float, unit: str) -> str:
+    """A threshold as the panel's reader sees it: ``2500 ms``, ``20%``, ``13.44×``."""
+    if unit == "percentunit":
+        return f"{round(value * 100, 6):g}%"
+    if unit.startswith("suffix:"):
+        return f"{value:g}{unit.removeprefix('suffix:')}"
+    if unit in ("ms", "s"):
+        return f"{value:g} {unit}"
+    if unit == "reqps":
+        return f"{value:g}/s"
+    return f"{value:g}"
+
+
 def _description(panel: Panel) -> str:
+    # Grafana draws threshold lines but cannot label them; say in the description (shown on
+    # hover of the panel's info icon) what each line is.
     if not panel.lines:
         return panel.description
-    lines = "; ".join(f"{ln.label} = {ln.value:g}" for ln in panel.lines)
-    return f"{panel.description}\n\nLines: {lines} ({panel.unit})."
+    lines = "; ".join(f"{ln.label} = {_value(ln.value, panel.unit)}" for ln in panel.lines)
+    return f"{panel.description}\n\nThresholds: {lines}."
 
 
 def _build_panel(spec: Spec, panel: Panel, panel_id: int, grid: g.GridPos) -> dict[str, Any]:

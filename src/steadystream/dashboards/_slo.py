@@ -135,9 +135,9 @@ def _slo_row(spec: Spec, slo: SLO) -> Row:
                 kind="timeseries",
                 description=(
                     "How fast the error budget is spent: 1 = exactly on pace to use it all by "
-                    f"the end of the {period} period. Lines: each alert tier's threshold "
+                    f"the end of the {period} period. Each line is an alert tier's threshold "
                     "(budget share x period / long window); a tier fires when both its long "
-                    "and its short window are above its line."
+                    "and its short window burn above its line."
                 ),
                 unit="suffix:×",
                 queries=burn_queries,
