@@ -36,20 +36,31 @@ Starlette handler (see ``examples/relay_app.py``)::
 
 from __future__ import annotations
 
+import asyncio
 import collections
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import events as ev
 from .checkpoint import Checkpoint, ContentHasher
+from .errors import ClientTooSlow
+from .telemetry import report_telemetry_error
+
+if TYPE_CHECKING:
+    from .core import StreamCore
+    from .monitor import StreamMonitor
 
 __all__ = [
     "ITEM_OVERHEAD",
     "Offer",
+    "Relay",
     "RelayBuffer",
     "default_low_value",
     "default_sizeof",
+    "iterate",
+    "relay",
 ]
 
 Policy = Literal["pause", "drop", "terminate"]
@@ -323,3 +334,259 @@ def _with_text(item: Any, text: str) -> Any:
     from .resume import _with_attr
 
     return _with_attr(item, "delta", text)
+
+
+# ------------------------------------------------------------------------------- async shell
+
+
+class Relay:
+    """The consumer side of a relayed stream (what :func:`relay` returns): an async iterator.
+
+    Use ``async with`` (or call :meth:`aclose`) so that a consumer that leaves early stops the
+    reader and closes the upstream; the stream then ends as ``abandoned``. Attributes for
+    operators and tests: :attr:`buffered` and :attr:`peak` (bytes), :attr:`breaches`,
+    :attr:`dropped_items`, :attr:`checkpoint` (what the consumer has received).
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        buffer: RelayBuffer,
+        core_of: Callable[[], StreamCore | None],
+        fail_inner: Callable[[BaseException], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self._inner = inner
+        self._buf = buffer
+        self._core_of = core_of
+        self._fail_inner = fail_inner
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._stalled = asyncio.Event()
+        self._error: BaseException | None = None
+        self._terminated: ClientTooSlow | None = None
+        self._reader_done = False
+        self._finished = False
+        self._consumer_waiting = False
+
+    # -- what operators and tests read
+
+    @property
+    def buffered(self) -> int:
+        """Bytes in the buffer now."""
+        return self._buf.buffered
+
+    @property
+    def peak(self) -> int:
+        """The most bytes the buffer ever held (at most the cap plus one item)."""
+        return self._buf.peak
+
+    @property
+    def breaches(self) -> int:
+        """Times the consumer fell behind the cap."""
+        return self._buf.breaches
+
+    @property
+    def dropped_items(self) -> int:
+        """Low-value increments dropped (``drop`` policy)."""
+        return self._buf.dropped_items
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Exactly what the consumer has received."""
+        return self._buf.checkpoint()
+
+    async def wait_stalled(self) -> None:
+        """Return once the reader cannot go on: paused by the cap, or finished (for tests and
+        health checks; never needed to consume the stream)."""
+        if self._task is None:
+            self._start()
+        await self._stalled.wait()
+
+    # -- the reader task
+
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        buf = self._buf
+        try:
+            async for item in self._inner:
+                offer = buf.offer(item)
+                if offer.breach:
+                    self._record_breach(offer)
+                self._ready.set()
+                if self._consumer_waiting:
+                    # Let a waiting consumer run before reading on: when the upstream's bytes
+                    # are already in memory, the reader would otherwise never yield and any
+                    # consumer would look slow.
+                    await asyncio.sleep(0)
+                if offer.terminate:
+                    exc = ClientTooSlow(
+                        f"the consumer fell behind: more than {buf.cap} bytes buffered",
+                        checkpoint=buf.checkpoint(),
+                    )
+                    self._terminated = exc
+                    self._fail_inner(exc)
+                    break
+                while offer.pause and buf.buffered > buf.low_water:
+                    # Stop reading: the upstream's bytes wait in the socket buffers, and TCP
+                    # flow control slows the sender down.
+                    self._space.clear()
+                    self._stalled.set()
+                    await self._space.wait()
+                    self._stalled.clear()
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._reader_done = True
+            self._ready.set()
+            self._stalled.set()
+            await _aclose(self._inner)
+
+    def _record_breach(self, offer: Offer) -> None:
+        try:
+            core = self._core_of()
+            if core is not None:
+                core.record_client_slow(
+                    self._clock(), terminated=offer.terminate, dropped_bytes=offer.dropped_bytes
+                )
+        except Exception:
+            report_telemetry_error("StreamCore", "record_client_slow")
+
+    # -- the consumer side
+
+    def __aiter__(self) -> Relay:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._task is None:
+            self._start()
+        buf = self._buf
+        while True:
+            if len(buf):
+                item = buf.take()
+                if buf.buffered <= buf.low_water:
+                    self._space.set()
+                return item
+            if self._terminated is not None:
+                exc, self._terminated = self._terminated, None
+                self._finished = True
+                raise exc
+            if self._reader_done:
+                self._finished = True
+                if self._error is not None:
+                    err, self._error = self._error, None
+                    raise err
+                raise StopAsyncIteration
+            self._ready.clear()
+            self._consumer_waiting = True
+            try:
+                await self._ready.wait()
+            finally:
+                self._consumer_waiting = False
+
+    async def aclose(self) -> None:
+        """Stop early: the reader stops, the upstream is closed, the stream is ``abandoned``."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        elif task is None:
+            await _aclose(self._inner)
+        self._finished = True
+
+    async def __aenter__(self) -> Relay:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                task.cancel()
+
+
+async def _aclose(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if callable(close):
+        try:
+            await close()
+        except Exception:
+            report_telemetry_error(type(stream).__name__, "aclose")
+
+
+def relay(
+    monitor: StreamMonitor,
+    source: Any,
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    max_buffer: int | None = None,
+    on_overflow: Policy | None = None,
+    low_value: Callable[[Any, ev.Reading], bool] = default_low_value,
+    sizeof: Callable[[Any, ev.Reading], int] = default_sizeof,
+    **kwargs: Any,
+) -> Relay:
+    """Relay ``source`` to a (possibly slow) consumer through a bounded buffer (``monitor.relay``).
+
+    ``source``: an ``opener(checkpoint)`` (the stream is opened, retried and resumed as by
+    ``monitor.stream``), an async iterable (instrumented as by ``monitor.wrap``), or a stream
+    already returned by ``monitor.stream`` / ``responses_stream`` / ``monitor.wrap``.
+    ``max_buffer`` / ``on_overflow`` override ``spec.stream.flow_control``; ``low_value``
+    and ``sizeof`` replace :func:`default_low_value` and :func:`default_sizeof`. Other keyword
+    arguments go to ``monitor.stream`` or ``monitor.wrap``.
+    """
+    from .active import ActiveStream, stream_active
+    from .shell import AsyncStreamWrapper
+
+    flow = monitor.spec.stream.flow_control
+    buffer = RelayBuffer(
+        max_buffer if max_buffer is not None else flow.max_buffer,
+        on_overflow if on_overflow is not None else flow.on_overflow,
+        low_value=low_value,
+        sizeof=sizeof,
+    )
+    inner: Any
+    if isinstance(source, ActiveStream | AsyncStreamWrapper):
+        inner = source
+    elif callable(source) and not hasattr(source, "__aiter__"):
+        inner = stream_active(monitor, source, model=model, provider=provider, **kwargs)
+    elif hasattr(source, "__aiter__"):
+        inner = monitor.wrap(source, model, provider, **kwargs)
+    else:
+        raise TypeError(
+            f"relay() needs an opener or an async iterable, not {type(source).__name__}"
+        )
+
+    if isinstance(inner, ActiveStream):
+        run = inner._run
+
+        def core_of() -> StreamCore | None:
+            return run.core
+
+        def fail_inner(exc: BaseException) -> None:
+            run.finish(error=exc)
+
+    else:
+
+        def core_of() -> StreamCore | None:
+            return inner.core  # type: ignore[no-any-return]
+
+        def fail_inner(exc: BaseException) -> None:
+            inner.core.close(monitor.clock(), error=exc)
+
+    return Relay(inner, buffer, core_of, fail_inner, monitor.clock)
+
+
+async def iterate(relayed: Relay) -> AsyncIterator[Any]:
+    """``async for`` over a relay that always closes it (for frameworks that take a generator,
+    such as Starlette's ``StreamingResponse``)."""
+    async with relayed:
+        async for item in relayed:
+            yield item
