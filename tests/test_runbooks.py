@@ -128,7 +128,7 @@ def test_a_missing_context_value_fails_the_render_instead_of_leaving_a_blank() -
     """Dropping one value a template uses raises UndefinedError naming it."""
     spec = _default_spec()
     header = c.generated_header(SOURCE.name, SOURCE.sha256)
-    context = class_context(base_context(spec, header), c.FC_IDLE_STALL)
+    context = class_context(base_context(spec, header, SOURCE.name), c.FC_IDLE_STALL)
     template = environment().get_template(f"fc-{c.FC_IDLE_STALL}.md.j2")
     assert "8s" in template.render(context)  # the full context renders
     policy = dict(context["policy"])
@@ -280,8 +280,9 @@ def test_each_failure_class_says_how_to_reproduce_it() -> None:
         text = files[c.failure_class_runbook(fc)]
         reproduce = text.split("## Reproduce it\n", 1)[1].split("\n## ", 1)[0]
         profiles = re.findall(r"--faults ([\w-]+)", reproduce)
+        if fc != c.FC_SLOW_CONSUMER:  # the demo runs under the runbook's own spec
+            assert f"steadystream demo --spec {SOURCE.name} " in reproduce, fc
         if fc == c.FC_NO_TRAFFIC:
-            assert "steadystream demo" in reproduce
             continue
         assert profiles, fc
         for profile in profiles:

@@ -55,4 +55,4 @@ def render_runbooks(spec: Spec, source: Source) -> dict[str, str]:
     from ._render import environment, render_all
 
     header = c.generated_header(source.name, source.sha256)
-    return render_all(spec, header, environment())
+    return render_all(spec, header, source.name, environment())

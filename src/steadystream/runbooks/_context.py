@@ -354,8 +354,9 @@ def _signal(sig: Any, format_threshold: Any) -> dict[str, Any]:
     }
 
 
-def base_context(spec: Spec, header: str) -> dict[str, Any]:
-    """Values every template sees."""
+def base_context(spec: Spec, header: str, spec_path: str) -> dict[str, Any]:
+    """Values every template sees. ``spec_path`` is the spec as the user named it, for the
+    reproduction commands (``steadystream demo --spec <spec_path>``)."""
     from ..alerts import failure_class_signals, format_threshold, slo_burn_signals
     from ..alerts import names as rec
     from ..simulate import PROFILE_FOR_FAILURE_CLASS, PROFILES
@@ -369,6 +370,7 @@ def base_context(spec: Spec, header: str) -> dict[str, Any]:
     sel = Selector.concrete(spec)
     return {
         "header": header,
+        "spec_path": spec_path,
         "service": spec.service,
         "selector": sel.matchers(model=False),
         "policy": _policy(spec),

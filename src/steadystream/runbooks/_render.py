@@ -41,10 +41,12 @@ def _tidy(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_all(spec: Spec, header: str, env: jinja2.Environment | None = None) -> dict[str, str]:
+def render_all(
+    spec: Spec, header: str, spec_path: str, env: jinja2.Environment | None = None
+) -> dict[str, str]:
     """Every runbook of ``spec``: ``{relative path: Markdown}``."""
     env = env or environment()
-    base = base_context(spec, header)
+    base = base_context(spec, header, spec_path)
     files: dict[str, str] = {}
     for fc in c.FAILURE_CLASSES:
         template = env.get_template(f"fc-{fc}.md.j2")
