@@ -76,6 +76,8 @@ class Case:
     """One row of the matrix."""
 
     fault: str
+    #: A fault for the second request (the retry or resume), if any.
+    then: str | None = None
     retries: dict[str, int] = field(default_factory=dict)
     resumes: int = 0
     creates: int = 1
@@ -87,6 +89,7 @@ class Case:
     idle: str = "20s"
     timeouts: dict[str, int] = field(default_factory=dict)
     idempotent_replays: int = 0
+    resume_failures: int = 0
 
 
 # Events: 0 created, 1 in_progress, 2 output_item.added, 3 content_part.added, 4.. deltas.
@@ -122,6 +125,16 @@ CASES = {
     "bad-request": Case(
         "400", error=ss.UpstreamError, error_class=c.ERROR_CLASS_UPSTREAM_4XX, delivered=0
     ),
+    "resume-refused": Case(
+        "drop_after=9",
+        then="404",
+        retries={"network": 1},
+        retrieves=1,
+        error=ss.UpstreamError,
+        error_class=c.ERROR_CLASS_UPSTREAM_4XX,
+        delivered=5,
+        resume_failures=1,
+    ),
     "split-utf8": Case("split=utf8"),
     "split-random": Case("split=random"),
     "none": Case("none"),
@@ -140,7 +153,7 @@ class Harness:
         self.monitor = StreamMonitor(
             make_spec(case.idle), registry=self.registry, tracer_provider=provider
         )
-        self.script = FaultScript(case.fault)
+        self.script = FaultScript(case.fault, *([case.then] if case.then else []))
         self.before = up.stats
 
     def value(self, metric: str, **extra: str) -> float:
@@ -210,7 +223,7 @@ def check(h: Harness, case: Case, events: list[Any], error: BaseException | None
     for reason in c.RETRY_REASONS:
         assert h.value("stream_retry_total", reason=reason) == case.retries.get(reason, 0), reason
     assert h.value("stream_resume_success_total") == case.resumes
-    assert h.value("stream_resume_failure_total") == 0
+    assert h.value("stream_resume_failure_total") == case.resume_failures
     assert h.value("stream_retry_budget_exhausted_total") == 0
     for o in c.OUTCOMES:
         assert h.value("stream_requests_total", outcome=o) == (1 if o == outcome else 0), o
@@ -236,7 +249,7 @@ def check(h: Harness, case: Case, events: list[Any], error: BaseException | None
     assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in tries)
     names = [e.name for e in root.events]
     assert names.count(c.EVENT_RETRY) == attempts - 1
-    assert names.count(c.EVENT_RESUME) == case.resumes
+    assert names.count(c.EVENT_RESUME) == case.resumes + case.resume_failures
     assert names.count(c.EVENT_TIMEOUT) == sum(case.timeouts.values())
     assert names.count(c.EVENT_FIRST_TOKEN) == (1 if text else 0)
     assert root.attributes[c.ATTR_OUTCOME] == outcome
