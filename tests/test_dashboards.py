@@ -411,3 +411,25 @@ def test_linter_reports_each_rule(mutate: Any, rule: str) -> None:
     mutate(data)
     problems = lint_dashboard(data, required_matchers=['service="$service"'])
     assert any(p.startswith(rule + ":") for p in problems), problems
+
+
+def test_awkward_selector_values_are_escaped_and_still_parse(tmp_path: Path) -> None:
+    """Selector values with quotes and backslashes are escaped; a selector that pins `service`
+    is matched once; the result still lints clean and parses in promtool."""
+    spec = ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "edge",
+            "selector": {"job": 'we"ird\\job', "service": "edge-prod"},
+        }
+    )
+    exprs = _all_exprs(spec)
+    for data in _render(spec).values():
+        assert lint_for_spec(spec, data) == []
+        for _, target in panel_targets(data):
+            assert 'job="we\\"ird\\\\job"' in target["expr"]
+            assert target["expr"].count("service=") == target["expr"].count("job=")
+    rules = [{"record": name, "expr": _concrete(expr, spec.service)} for name, expr in exprs]
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]}))
+    result = _promtool("check", "rules", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -18,6 +18,7 @@ _QUANTILES = (0.5, 0.95, 0.99)
 
 
 def _rb(*classes: str) -> tuple[str, ...]:
+    """Runbook paths of ``classes``."""
     return tuple(c.failure_class_runbook(fc) for fc in classes)
 
 
@@ -38,11 +39,11 @@ def _quantile_queries(sel: Selector, metric: str, by: tuple[str, ...] = ()) -> t
 
 
 def _slo_runbooks(spec: Spec, metric: str) -> tuple[str, ...]:
+    """Runbooks of the latency SLOs measured on ``metric``."""
     return tuple(
         c.slo_runbook(slo.name)
         for slo in spec.slos
-        if (slo.indicator.latency is not None and slo.indicator.latency.metric == metric)
-        or (slo.indicator.errors is not None and metric in (slo.indicator.errors.errors,))
+        if slo.indicator.latency is not None and slo.indicator.latency.metric == metric
     )
 
 
