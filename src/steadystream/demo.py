@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import Counter as _Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -47,6 +47,7 @@ __all__ = [
     "MetricsView",
     "SLOResult",
     "histogram_quantile",
+    "resilient_stream",
     "run_demo",
     "run_demo_async",
     "scrape_config",
@@ -573,15 +574,27 @@ class _Progress:
 
 
 # ----------------------------------------------------------------------------- the driver
+#: ``stream_factory(monitor, client, prompt)``: one consumer stream of the demo.
+StreamFactory = Callable[[Any, Any, str], AsyncIterable[Any]]
+
+
+def resilient_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
+    """The demo's default consumer stream: ``responses_stream`` (retries, budget, resume)."""
+    from .instrumentation.openai import responses_stream
+
+    stream: AsyncIterable[Any] = responses_stream(monitor, client, model=DEMO_MODEL, input=prompt)
+    return stream
+
+
 async def _one_stream(
-    monitor: Any, client: Any, prompt: str, tally: ClientTally, responses_stream: Callable[..., Any]
+    monitor: Any, client: Any, prompt: str, tally: ClientTally, factory: StreamFactory
 ) -> None:
     from .instrumentation.errors import StreamError
 
     tally.started += 1
     last_type = None
     try:
-        async for event in responses_stream(monitor, client, model=DEMO_MODEL, input=prompt):
+        async for event in factory(monitor, client, prompt):
             last_type = getattr(event, "type", None)
             if last_type == "response.output_text.delta":
                 tally.content_bytes += len(event.delta.encode("utf-8"))
@@ -622,12 +635,12 @@ async def run_demo_async(
     drain: float = DRAIN_SECONDS,
     token_interval: float = DEMO_TOKEN_INTERVAL,
     first_token_latency: float = DEMO_FIRST_TOKEN_LATENCY,
+    stream_factory: StreamFactory = resilient_stream,
 ) -> DemoReport:
     """Run the demo in the running event loop; see :func:`run_demo` for the arguments."""
     from prometheus_client import CollectorRegistry
 
     from .instrumentation.monitor import StreamMonitor
-    from .instrumentation.openai import responses_stream
     from .simulate import Upstream, resolve_profile
 
     if duration <= 0:
@@ -684,9 +697,7 @@ async def run_demo_async(
 
             async def worker() -> None:
                 while accepting and not stop.is_set():
-                    await _one_stream(
-                        monitor, client, rng.choice(_PROMPTS), tally, responses_stream
-                    )
+                    await _one_stream(monitor, client, rng.choice(_PROMPTS), tally, stream_factory)
 
             with _Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
                 tasks = [asyncio.create_task(worker()) for _ in range(streams)]
@@ -742,6 +753,9 @@ def run_demo(**kwargs: Any) -> DemoReport:
     - ``faults``: a fault profile of :mod:`steadystream.simulate`, by name or as a
       ``Profile`` (default ``mixed``: every server-side failure class at realistic rates);
     - ``token_interval`` / ``first_token_latency``: the simulated model's pace (seconds);
+    - ``stream_factory(monitor, client, prompt)``: the consumer stream (default
+      :func:`resilient_stream`); tests plug in other consumers (a slow one, one expecting
+      JSON) and keep the same tally and report;
     - ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:<port>`` (0 picks a free port; None
       serves nothing, for callers that expose ``registry`` themselves);
     - ``spec`` (default ``default_spec("chat-gateway")``), ``seed`` (reproducible faults and
