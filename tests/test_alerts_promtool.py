@@ -1,0 +1,193 @@
+"""Generated rules checked by their real consumer: ``promtool check rules`` and
+``promtool test rules`` (Prometheus 2.42 from the Debian ``prometheus`` package).
+
+The generated test files fire every alert on synthetic series; the tests below also prove
+those generated tests can fail: rules without the low-traffic guard, or with the wrong ``le``
+label, make them red.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import steadystream as ss
+from steadystream.alerts import names, render_rules
+from steadystream.generate import Source
+from steadystream.spec import Spec
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "chat-gateway"
+GOLDEN = Path(__file__).parent / "golden" / "alerts"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is not on PATH: install the Debian 'prometheus' package "
+            "(`make tools` does) — these tests never skip"
+        )
+    return path
+
+
+def _run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def _write(spec: Spec, out: Path) -> tuple[Path, Path]:
+    files = render_rules(spec, Source("slo.yaml", "0" * 64))
+    for path, text in files.items():
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_text(text, encoding="utf-8")
+    alerts = out / "alerts"
+    return alerts / f"{spec.service}.rules.yaml", alerts / f"{spec.service}.rules.test.yaml"
+
+
+def _assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout + proc.stderr
+
+
+def _check_and_test(promtool: str, rules: Path, tests: Path) -> None:
+    _assert_ok(_run(promtool, "check", "rules", rules.name, cwd=rules.parent))
+    _assert_ok(_run(promtool, "test", "rules", tests.name, cwd=tests.parent))
+
+
+def test_default_spec_rules_pass_promtool(promtool: str, tmp_path: Path) -> None:
+    """The default spec's rules load and every generated alert test passes in promtool."""
+    rules, tests = _write(ss.default_spec("chat-gateway"), tmp_path)
+    _check_and_test(promtool, rules, tests)
+
+
+def test_committed_example_rules_pass_promtool(promtool: str) -> None:
+    """examples/chat-gateway/alerts (as committed) pass promtool check and test."""
+    alerts = EXAMPLE / "alerts"
+    _check_and_test(
+        promtool, alerts / "chat-gateway.rules.yaml", alerts / "chat-gateway.rules.test.yaml"
+    )
+
+
+def test_30d_spec_has_sre_workbook_factors_and_passes_promtool(
+    promtool: str, tmp_path: Path
+) -> None:
+    """A 30d period gives factors 14.4 / 6 / 1 (the 1d tier is disabled) and passes."""
+    spec = ss.load_spec(GOLDEN / "custom" / "slo.yaml")
+    rules, tests = _write(spec, tmp_path)
+    data = yaml.safe_load(rules.read_text())
+    burn = [r for g in data["groups"] for r in g["rules"] if r.get("alert") == names.ALERT_SLO_BURN]
+    assert sorted({r["expr"].rsplit(" > ", 1)[1] for r in burn}) == ["1", "14.4", "6"]
+    _check_and_test(promtool, rules, tests)
+
+
+def _only(tests: Path, keep: str) -> None:
+    """Keep only the test groups whose name contains ``keep``."""
+    data: dict[str, Any] = yaml.safe_load(tests.read_text())
+    data["tests"] = [t for t in data["tests"] if keep in t["name"]]
+    assert data["tests"], f"no generated test group named like {keep!r}"
+    tests.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_low_traffic_tests_fail_against_rules_without_the_guard(
+    promtool: str, tmp_path: Path
+) -> None:
+    """The generated low-traffic tests pass with min_events and fail on rules without it."""
+    guarded = Spec.model_validate({"version": 1, "service": "chat-gateway"})
+    unguarded = Spec.model_validate(
+        {"version": 1, "service": "chat-gateway", "alerting": {"min_events": 0}}
+    )
+    rules, tests = _write(guarded, tmp_path)
+    _only(tests, "low traffic")
+    _assert_ok(_run(promtool, "test", "rules", tests.name, cwd=tests.parent))
+
+    rules.write_text(render_rules(unguarded, Source("slo.yaml", "0" * 64))[f"alerts/{rules.name}"])
+    proc = _run(promtool, "test", "rules", tests.name, cwd=tests.parent)
+    assert proc.returncode != 0
+    assert "low traffic" in proc.stdout + proc.stderr
+    assert names.ALERT_SLO_BURN in proc.stdout + proc.stderr
+
+
+def test_generated_tests_catch_a_latency_sli_on_the_wrong_bucket(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Selecting le="2500" (not prometheus_client's "2500.0") makes the generated tests fail."""
+    rules, tests = _write(ss.default_spec("chat-gateway"), tmp_path)
+    _only(tests, "1h/5m")
+    _assert_ok(_run(promtool, "test", "rules", tests.name, cwd=tests.parent))
+    text = rules.read_text()
+    assert 'le="2500.0"' in text
+    rules.write_text(text.replace('le="2500.0"', 'le="2500"'))
+    proc = _run(promtool, "test", "rules", tests.name, cwd=tests.parent)
+    assert proc.returncode != 0
+    assert "time-to-first-token" in proc.stdout + proc.stderr
+
+
+def test_zero_traffic_records_no_data_never_nan(promtool: str, tmp_path: Path) -> None:
+    """Without traffic the ratios, burn rates and budget have no sample (never NaN), event
+    counts are 0, and an errors SLO with traffic but no error series is at 0, not missing."""
+    rules, _ = _write(ss.default_spec("chat-gateway"), tmp_path)
+    sel = 'service="chat-gateway",slo="{slo}"'
+    quiet = {
+        "series": 'stream_first_token_latency_ms_count{model="m",provider="p",'
+        'service="chat-gateway"}',
+        "values": "7x120",
+    }
+    quiet_bucket = {
+        "series": 'stream_first_token_latency_ms_bucket{le="2500.0",model="m",provider="p",'
+        'service="chat-gateway"}',
+        "values": "7x120",
+    }
+    busy_requests = {
+        "series": 'stream_requests_total{model="m",outcome="ok",provider="p",'
+        'service="chat-gateway"}',
+        "values": "0+10x120",
+    }
+    ttft = sel.format(slo="time-to-first-token")
+    errs = sel.format(slo="stream-errors")
+    checks = [
+        (f"steadystream:slo_error_ratio:1h{{{ttft}}}", []),
+        (f"steadystream:slo_error_ratio:28d{{{ttft}}}", []),
+        (f"steadystream:slo_burn_rate:5m{{{ttft}}}", []),
+        (f"steadystream:slo_error_budget_remaining{{{ttft}}}", []),
+        (
+            f"steadystream:slo_events_total:1h{{{ttft}}}",
+            [{"labels": f"steadystream:slo_events_total:1h{{{ttft}}}", "value": 0}],
+        ),
+        (
+            f"steadystream:slo_error_ratio:1h{{{errs}}}",
+            [{"labels": f"steadystream:slo_error_ratio:1h{{{errs}}}", "value": 0}],
+        ),
+        (
+            f"steadystream:slo_error_budget_remaining{{{errs}}}",
+            [{"labels": f"steadystream:slo_error_budget_remaining{{{errs}}}", "value": 1}],
+        ),
+        # NaN is the only value unequal to itself: no recorded burn rate may be NaN.
+        ("count(steadystream:slo_burn_rate:1h != steadystream:slo_burn_rate:1h)", []),
+    ]
+    test = {
+        "rule_files": [rules.name],
+        "evaluation_interval": "1m",
+        "group_eval_order": [g["name"] for g in yaml.safe_load(rules.read_text())["groups"]],
+        "tests": [
+            {
+                "name": "zero traffic",
+                "interval": "1m",
+                "input_series": [quiet, quiet_bucket, busy_requests],
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "2h", "exp_samples": samples}
+                    for expr, samples in checks
+                ],
+            }
+        ],
+    }
+    path = rules.parent / "zero.test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    _assert_ok(_run(promtool, "test", "rules", path.name, cwd=path.parent))
