@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -366,3 +367,28 @@ def test_every_alert_runbook_url_resolves_and_every_runbook_is_reached() -> None
 def test_render_is_deterministic() -> None:
     """Two renders of the same spec are identical."""
     assert render_runbooks(_default_spec(), SOURCE) == render_runbooks(_default_spec(), SOURCE)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "steadystream.runbooks",
+        "steadystream.runbooks.links",
+        "steadystream.dashboards",
+        "steadystream.dashboards.links",
+        "steadystream.alerts",
+        "steadystream.alerts.signals",
+    ],
+)
+def test_imports_in_any_order(module: str) -> None:
+    """Alerts, dashboards and runbooks import each other's links; any can be imported first."""
+    code = (
+        f"import {module}\n"
+        "from steadystream.runbooks import render_runbooks\n"
+        "from steadystream.dashboards import render_dashboards\n"
+        "from steadystream.alerts import failure_class_signals\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr

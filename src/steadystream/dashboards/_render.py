@@ -14,6 +14,7 @@ from typing import Any
 from grafanalib import core as g
 
 from .. import conventions as c
+from ..runbooks.links import runbook_url
 from ..spec import Spec
 from ._model import Board, Panel, PanelRef, Query, Row
 from ._promql import VAR_DATASOURCE, VAR_MODEL, VAR_SERVICE, Selector
@@ -77,10 +78,6 @@ def _targets(queries: tuple[Query, ...]) -> list[dict[str, Any]]:
 
 
 def _links(spec: Spec, panel: Panel) -> list[dict[str, Any]]:
-    # Imported here: runbooks import this package for panel links, so a module-level import
-    # of steadystream.runbooks would be circular.
-    from ..runbooks.links import runbook_url
-
     return [
         {
             "title": f"Runbook: {path.removeprefix(c.RUNBOOKS_DIR + '/').removesuffix('.md')}",
