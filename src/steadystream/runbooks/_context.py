@@ -8,7 +8,6 @@ value the spec does not hold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from .. import conventions as c
@@ -115,14 +114,6 @@ _TITLES: dict[str, str] = {
     c.FC_RESUME_FAILURE: "Resume failure",
     c.FC_NO_TRAFFIC: "No traffic",
 }
-
-
-@dataclass(frozen=True)
-class Link:
-    """A Markdown link target with its label."""
-
-    title: str
-    url: str
 
 
 def class_title(failure_class: str) -> str:
