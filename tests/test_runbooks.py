@@ -392,3 +392,28 @@ def test_imports_in_any_order(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def _cells(row: str) -> int:
+    """Columns of a Markdown table row (escaped pipes do not split cells)."""
+    return len(re.split(r"(?<!\\)\|", row.strip().strip("|")))
+
+
+@pytest.mark.parametrize(("name", "spec_factory"), SPECS)
+def test_markdown_tables_are_well_formed(name: str, spec_factory: Any) -> None:
+    """Every table row has as many cells as its header, so no value breaks a table."""
+    for path, text in render_runbooks(spec_factory(), SOURCE).items():
+        header: int | None = None
+        for line in text.splitlines():
+            if not line.startswith("|"):
+                header = None
+                continue
+            if header is None:
+                header = _cells(line)
+            assert _cells(line) == header, f"{path}: {line}"
+
+
+def test_table_cells_escape_pipes() -> None:
+    """The `cell` filter escapes a pipe and folds newlines, keeping a row one row."""
+    env = environment()
+    assert env.from_string("| {{ v|cell }} |").render(v="a|b\nc") == "| a\\|b c |"

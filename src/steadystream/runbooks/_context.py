@@ -51,6 +51,15 @@ LIKELY_CLASSES: dict[str, tuple[str, ...]] = {
         c.FC_FIRST_TOKEN_TIMEOUT,
         c.FC_IDLE_STALL,
     ),
+    # A latency SLO on a histogram steadystream does not emit: the general suspects.
+    "latency": (
+        c.FC_TIMEOUT_CASCADE,
+        c.FC_UPSTREAM_RATE_LIMIT,
+        c.FC_FIRST_TOKEN_TIMEOUT,
+        c.FC_RETRY_STORM,
+        c.FC_IDLE_STALL,
+        c.FC_UPSTREAM_ERRORS,
+    ),
     "errors": (
         c.FC_UPSTREAM_ERRORS,
         c.FC_RETRY_STORM,
@@ -282,7 +291,7 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
         "runbook": _rel(c.slo_runbook(slo.name)),
         "error_ratio_5m": error_ratio(sel, slo, WINDOW),
         "error_ratio_1h": error_ratio(sel, slo, "1h"),
-        "classes": LIKELY_CLASSES.get(kind_key, LIKELY_CLASSES["errors"]),
+        "classes": LIKELY_CLASSES.get(kind_key, LIKELY_CLASSES[slo.kind]),
     }
 
 

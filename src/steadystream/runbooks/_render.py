@@ -17,7 +17,7 @@ def environment() -> jinja2.Environment:
     """The template environment: templates loaded from the installed package, and
     ``StrictUndefined`` so a missing or misspelt value is an error, never a blank in a page
     someone reads during an incident. Markdown is not HTML, so nothing is escaped."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("steadystream.runbooks", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -25,6 +25,13 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["cell"] = table_cell
+    return env
+
+
+def table_cell(value: object) -> str:
+    """``value`` safe inside a Markdown table cell: a ``|`` would start a new column."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _tidy(text: str) -> str:
