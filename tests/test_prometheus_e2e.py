@@ -188,7 +188,7 @@ def test_every_dashboard_query_parses_and_has_data_where_the_workload_feeds_it(r
     assert boards
     # Recorded SLO series appear on the SLI groups' one-minute schedule.
     run.prom.wait_for_rule_evaluations(timeout=RULE_WAIT)
-    checked = 0
+    checked = with_data = 0
     empty: list[str] = []
     for rel, board in boards.items():
         for title, raw in _panel_exprs(board):
@@ -201,8 +201,12 @@ def test_every_dashboard_query_parses_and_has_data_where_the_workload_feeds_it(r
             )
             if fed and not result:
                 empty.append(f"{rel} / {title}: {expr}")
+            with_data += bool(result)
+    print(f"\n{checked} panel queries parsed, {with_data} returned data")
     assert checked >= 10
     assert not empty, "\n".join(empty)
+    # The mixed profile feeds nearly every panel; most must show data, not just parse.
+    assert with_data >= checked * 0.8, (with_data, checked)
 
 
 def test_stream_series_match_the_demo_report(run: Run) -> None:
