@@ -23,8 +23,10 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
+from steadystream.instrumentation.active import install
 from steadystream.instrumentation.monitor import StreamMonitor
-from steadystream.instrumentation.openai import responses_stream
+from steadystream.instrumentation.openai import responses_stream, without_retries
+from steadystream.instrumentation.retry import Backoff
 from steadystream.simulate import ROUTE_CREATE, ROUTE_RESUME, Upstream, deltas, expected_text
 
 MODEL = "gpt-4.1"
@@ -48,6 +50,18 @@ def make_spec(idle: str = "20s") -> ss.Spec:
             },
         }
     )
+
+
+class RecordingBackoff(Backoff):
+    """The real backoff, remembering the server-requested delay of each retry."""
+
+    def __init__(self) -> None:
+        super().__init__(base=0.01, cap=0.04, jitter=0.25)
+        object.__setattr__(self, "requested", [])
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        self.requested.append(retry_after)  # type: ignore[attr-defined]
+        return super().delay(attempt, retry_after)
 
 
 class FaultScript:
@@ -90,11 +104,15 @@ class Case:
     timeouts: dict[str, int] = field(default_factory=dict)
     idempotent_replays: int = 0
     resume_failures: int = 0
+    #: The server-requested delays the backoff was given (None: none requested).
+    retry_after: list[float | None] | None = None
 
 
 # Events: 0 created, 1 in_progress, 2 output_item.added, 3 content_part.added, 4.. deltas.
 CASES = {
-    "429-retry-after": Case("429, retry_after=20ms", retries={"429": 1}, creates=2),
+    "429-retry-after": Case(
+        "429, retry_after=20ms", retries={"429": 1}, creates=2, retry_after=[0.02]
+    ),
     "503": Case("503", retries={"5xx": 1}, creates=2),
     "500": Case("500", retries={"5xx": 1}, creates=2),
     "drop-after-headers": Case(
@@ -154,6 +172,8 @@ class Harness:
             make_spec(case.idle), registry=self.registry, tracer_provider=provider
         )
         self.script = FaultScript(case.fault, *([case.then] if case.then else []))
+        self.backoff = RecordingBackoff()
+        install(self.monitor, backoff=self.backoff)
         self.before = up.stats
 
     def value(self, metric: str, **extra: str) -> float:
@@ -218,6 +238,10 @@ def check(h: Harness, case: Case, events: list[Any], error: BaseException | None
         else:
             assert cp is None or cp.offset == 0
         outcome, error_class = c.OUTCOME_ERROR, case.error_class
+
+    # Retry-After was honoured (retry-after-ms, the precise header, wins).
+    expected_requested = case.retry_after or [None] * (attempts - 1)
+    assert h.backoff.requested == expected_requested  # type: ignore[attr-defined]
 
     # Metrics: exact values in a fresh registry.
     for reason in c.RETRY_REASONS:
@@ -286,3 +310,13 @@ async def test_fault_matrix_async(shared_upstream: Upstream, name: str) -> None:
     h = Harness(shared_upstream, case)
     events, error = await consume_async(h)
     check(h, case, events, error)
+
+
+def test_client_retries_are_turned_off_on_a_copy(shared_upstream: Upstream) -> None:
+    """The monitor owns retries: the copy has max_retries=0, the caller's client is untouched."""
+    client = openai.OpenAI(base_url=shared_upstream.base_url, api_key="test", max_retries=5)
+    monitor = StreamMonitor(make_spec(), registry=CollectorRegistry())
+    quiet = without_retries(client, monitor)
+    assert quiet.max_retries == 0 and client.max_retries == 5
+    assert quiet.timeout.connect == 2.0  # dial 1s + TLS 1s from the spec
+    assert quiet.timeout.read > 20.0  # a backstop beyond the monitor's own 20s budgets
