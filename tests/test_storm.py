@@ -110,3 +110,36 @@ async def test_retry_storm_is_bounded_and_service_recovers(upstream: Upstream) -
     assert value(registry, "stream_retry_total", reason=c.RETRY_REASON_5XX) == allowance
     assert value(registry, "stream_requests_total", outcome=c.OUTCOME_OK) == STREAMS
     await client.close()
+
+
+def test_sync_storm_from_many_threads_shares_one_budget(upstream: Upstream) -> None:
+    """Sync streams on 40 threads draw from the same budget; the total is still exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = 40
+    registry = CollectorRegistry()
+    monitor = make_monitor(registry)
+    client = openai.OpenAI(base_url=upstream.base_url, api_key="test")
+    upstream.profile = "outage"
+    before = upstream.stats
+
+    def one(i: int) -> BaseException | None:
+        try:
+            for _ in responses_stream(monitor, client, model=MODEL, input=f"sync storm {i}"):
+                pass
+        except ss.StreamError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(one, range(threads)))
+
+    allowance = math.floor(SHARE * threads + FLOOR_PER_SECOND * TTL + 1e-9)
+    assert all(isinstance(r, ss.StreamError) for r in results)
+    assert value(registry, "stream_retry_total", reason=c.RETRY_REASON_5XX) == allowance
+    sent = upstream.stats.requests_to(ROUTE_CREATE, 503) - before.requests_to(ROUTE_CREATE, 503)
+    assert sent == threads + allowance
+    exhausted = sum(isinstance(r, ss.RetryBudgetExhausted) for r in results)
+    assert value(registry, "stream_retry_budget_exhausted_total") == exhausted
+    assert value(registry, "stream_in_flight") == 0
+    client.close()
