@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import conventions as c
 from . import events as ev
 from .budget import RetryBudget
 from .errors import (
@@ -317,7 +318,7 @@ class _Run:
         if kind == ev.END:
             self.saw_end = True
         elif kind == ev.ERROR:
-            if reading.error_class == "response_incomplete":
+            if reading.error_class == c.ERROR_CLASS_RESPONSE_INCOMPLETE:
                 # A legitimate (if truncated) end: the consumer gets the event and its reason.
                 self.saw_end = True
                 return item
