@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["ActiveStream", "Resilience", "install", "resilience", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
+_TEXT_DELTA = "response.output_text.delta"
 
 
 @dataclass
@@ -306,14 +307,23 @@ class _Run:
 
     def on_item(self, item: Any) -> Any:
         """An item the shell is about to hand over: returns it, or raises an in-band failure."""
+        if self.resume_pending and self.resumer is not None and self.resumer.done:
+            self._resumed()
+        cls = type(item)
+        if cls is str:
+            return item
         if isinstance(item, bytes | bytearray | memoryview):
             self.saw_bytes = True
+            return item
+        # Fast path for text deltas, nearly every item of a stream: nothing to decide.
+        if (
+            self.saw_sequence
+            and (item.get("type") if cls is dict else getattr(item, "type", None)) == _TEXT_DELTA
+        ):
             return item
         reading = ev.classify(item)
         if reading.sequence_number is not None:
             self.saw_sequence = True
-        if self.resume_pending and self.resumer is not None and self.resumer.done:
-            self._resumed()
         kind = reading.kind
         if kind == ev.END:
             self.saw_end = True
