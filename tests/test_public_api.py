@@ -37,12 +37,15 @@ def test_all_is_explicit_and_importable() -> None:
 
 
 def test_stream_monitor_signature_matches_the_contract() -> None:
-    """StreamMonitor(spec, registry=None, tracer_provider=None, meter_provider=None)."""
+    """StreamMonitor(spec, registry=None, tracer_provider=None, meter_provider=None) with
+    wrap(stream, model, provider), stream(opener) and relay(source)."""
     params = inspect.signature(ss.StreamMonitor).parameters
     assert list(params)[:4] == ["spec", "registry", "tracer_provider", "meter_provider"]
     assert all(params[p].default is None for p in list(params)[1:4])
     wrap = inspect.signature(ss.StreamMonitor.wrap).parameters
     assert list(wrap)[:4] == ["self", "stream", "model", "provider"]
+    assert list(inspect.signature(ss.StreamMonitor.stream).parameters)[:2] == ["self", "opener"]
+    assert list(inspect.signature(ss.StreamMonitor.relay).parameters)[:2] == ["self", "source"]
 
 
 def test_checkpoint_is_frozen_with_the_contract_fields() -> None:

@@ -40,12 +40,13 @@ checkpoint and at the end.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
 from . import errors as e
-from .checkpoint import Checkpoint, ContentHasher
+from .checkpoint import Checkpoint
 from .events import CONTENT, END, ERROR, KEEPALIVE, STARTED, Reading, classify, classify_exception
 from .reassembly import FenceTracker, json_problem
 
@@ -56,6 +57,12 @@ if TYPE_CHECKING:
 __all__ = ["CorePolicy", "StreamCore"]
 
 _INF = float("inf")
+_TEXT_DELTA = "response.output_text.delta"
+_FENCE_RELEVANT = frozenset(" \n\r")
+# Bytes and gaps reach the sinks in batches: when this many gaps piled up, at least every
+# _FLUSH_EVERY seconds while content flows, and at the end (exact totals).
+_FLUSH_GAPS = 64
+_FLUSH_EVERY = 1.0
 
 _TIMEOUT_ERRORS: dict[str, type[e.StreamTimeout]] = {
     c.TIMEOUT_FIRST_TOKEN: e.FirstTokenTimeout,
@@ -97,9 +104,9 @@ class StreamCore:
         "_attempt_content",
         "_attempt_deadline_ft",
         "_attempt_live",
+        "_bytes",
         "_chunks",
         "_closed",
-        "_content_since_flush",
         "_deadline",
         "_deadline_phase",
         "_ended_by_upstream",
@@ -108,14 +115,18 @@ class StreamCore:
         "_expired",
         "_fence",
         "_first_token_t",
+        "_flush_at",
+        "_flushed_bytes",
         "_gaps",
-        "_hasher",
+        "_hash",
+        "_hash_update",
         "_idle_used",
         "_interrupted_at",
         "_json_parts",
         "_last_content_t",
         "_last_return_t",
         "_next_checkpoint",
+        "_next_mark",
         "_obs",
         "_open_measured",
         "_ph_consumer",
@@ -124,6 +135,7 @@ class StreamCore:
         "_ph_up",
         "_policy",
         "_responses_api",
+        "_special",
         "_t_attempt",
         "_t_open",
         "_t_wait",
@@ -146,11 +158,17 @@ class StreamCore:
         self._policy = policy
         self._obs = observer
         self._every = policy.checkpoint_every
-        self._hasher = ContentHasher()
+        # Running sha256 of the delivered content (its update bound once: per-chunk path).
+        self._hash = hashlib.sha256()
+        self._hash_update = self._hash.update
+        self._bytes = 0
+        self._flushed_bytes = 0
+        self._special = True
+        self._next_mark = policy.checkpoint_every
         self._fence = FenceTracker()
         self._json_parts: list[str] | None = [] if expect_json else None
         self._gaps: list[float] = []
-        self._content_since_flush = 0
+        self._flush_at = _INF
         self._chunks = 0
         self._next_checkpoint = self._every
         #: The last checkpoint (``None`` before the first content).
@@ -231,6 +249,7 @@ class StreamCore:
         self._account_wait(t)
         if error_class is not None and self._interrupted_at is None:
             self._interrupted_at = t
+            self._special = True
         self._obs.attempt_ended(self.attempt, t, error_class)
 
     # ------------------------------------------------------------------ items
@@ -268,7 +287,39 @@ class StreamCore:
     def on_item(self, item: Any, t: float) -> e.StreamTimeout | None:
         """An upstream item arrived at ``t``. Returns a timeout to raise when a deadline passed
         before it came (the item must then not be delivered)."""
-        return self.on_reading(classify(item), t)
+        # Fast path for the items that make up almost every stream (text deltas as str, SDK
+        # objects or dicts); everything else goes through classify() and on_reading().
+        if t > self._deadline or self._expired is not None:
+            return self.on_reading(classify(item), t)
+        cls = type(item)
+        if cls is str:
+            if not item:
+                return self.on_reading(_KEEPALIVE_READING, t)
+            text: Any = item
+            seq = None
+        elif cls is dict:
+            if item.get("type") != _TEXT_DELTA:
+                return self.on_reading(classify(item), t)
+            text = item.get("delta")
+            seq = item.get("sequence_number")
+        else:
+            if getattr(item, "type", None) != _TEXT_DELTA:
+                return self.on_reading(classify(item), t)
+            text = getattr(item, "delta", None)
+            seq = getattr(item, "sequence_number", None)
+        if type(text) is not str or not text:
+            return self.on_reading(classify(item), t)
+        if self._waiting:
+            self._waiting = False
+            if self._first_token_t is None:
+                self._ph_first += t - self._t_wait
+            else:
+                self._ph_up += t - self._t_wait
+        self._last_return_t = t
+        if seq is not None:
+            self.sequence_number = seq
+        self._content(text, t)
+        return None
 
     def on_reading(self, r: Reading, t: float) -> e.StreamTimeout | None:
         """Like :meth:`on_item` for an item the shell already read (SSE bytes, text)."""
@@ -307,43 +358,74 @@ class StreamCore:
         self.on_reading(_KEEPALIVE_READING, t)
 
     def _content(self, text: str, t: float) -> None:
-        try:
-            n = self._hasher.update_text(text)
-        except UnicodeEncodeError:  # pragma: no cover - surrogatepass accepts every str
-            n = 0
+        # The per-chunk path: keep it to plain attribute updates; rare work is behind
+        # _special (first content, recovery) and _next_mark (checkpoints, flushes).
+        data = text.encode("utf-8", "surrogatepass")
+        self._hash_update(data)
+        if self._special:
+            self._special_content(t)
+        else:
+            self._gaps.append((t - self._last_content_t) * 1000.0)
+        self._attempt_content = True
+        self._idle_used = 0.0
+        self._last_content_t = t
+        self._bytes += len(data)
+        self._chunks += 1
+        fence = self._fence
+        if text[-1] in _FENCE_RELEVANT or "`" in text or "~" in text or fence._head:
+            fence.feed(text)
+        else:
+            # Inlined FenceTracker.mid_line(): the text ends inside a line that cannot start
+            # a fence (a method call here would be a tenth of the per-chunk budget).
+            fence._at_line_start = False
+        if self._json_parts is not None:
+            self._json_parts.append(text)
+        if self._chunks >= self._next_mark:
+            self._mark(t)
+
+    def _special_content(self, t: float) -> None:
         if self._first_token_t is None:
             self._first_token_t = t
+            self._flush_at = t + _FLUSH_EVERY
             self._obs.first_token(t - self._t_open, t)
         else:
             self._gaps.append((t - self._last_content_t) * 1000.0)
         if self._interrupted_at is not None:
             self._obs.recovery((t - self._interrupted_at) * 1000.0)
             self._interrupted_at = None
-        self._attempt_content = True
-        self._idle_used = 0.0
-        self._last_content_t = t
-        self._content_since_flush += n
-        self._chunks += 1
-        self._fence.feed(text)
-        if self._json_parts is not None:
-            self._json_parts.append(text)
+        self._special = False
+
+    def _mark(self, t: float) -> None:
+        """Every few chunks: a checkpoint when due, and a flush of the batched measurements."""
         if self._chunks >= self._next_checkpoint:
             self._next_checkpoint += self._every
             self._take_checkpoint()
+        if len(self._gaps) >= _FLUSH_GAPS or t >= self._flush_at:
+            self._flush_at = t + _FLUSH_EVERY
+            self._flush()
+        self._next_mark = min(self._next_checkpoint, self._chunks + _FLUSH_GAPS)
+
+    def _snapshot(self) -> Checkpoint:
+        return Checkpoint(
+            self._bytes,
+            self._hash.copy().hexdigest(),
+            self._chunks,
+            self.sequence_number,
+            self.response_id,
+        )
 
     def _take_checkpoint(self) -> Checkpoint:
-        cp = self._hasher.snapshot(self._chunks, self.sequence_number, self.response_id)
+        cp = self._snapshot()
         self.checkpoint = cp
-        self._flush()
         self._obs.checkpoint(cp)
         return cp
 
     def _flush(self) -> None:
-        if self._content_since_flush or self._gaps:
+        n = self._bytes - self._flushed_bytes
+        if n or self._gaps:
             gaps = self._gaps
             self._gaps = []
-            n = self._content_since_flush
-            self._content_since_flush = 0
+            self._flushed_bytes = self._bytes
             self._obs.content(n, gaps)
 
     def current_checkpoint(self) -> Checkpoint:
@@ -361,7 +443,7 @@ class StreamCore:
     @property
     def content_bytes(self) -> int:
         """Content bytes delivered so far."""
-        return self._hasher.offset
+        return self._bytes
 
     @property
     def chunks(self) -> int:
@@ -393,7 +475,7 @@ class StreamCore:
         }[phase]
         cp = self.checkpoint if self.checkpoint is not None else None
         if self._chunks and (cp is None or cp.chunks != self._chunks):
-            cp = self._hasher.snapshot(self._chunks, self.sequence_number, self.response_id)
+            cp = self._snapshot()
             self.checkpoint = cp
         exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
         self._expired = exc
@@ -530,7 +612,7 @@ class StreamCore:
             error_class,
             phases,
             t,
-            {"bytes": self._hasher.offset, "chunks": self._chunks, "attempts": self.attempt},
+            {"bytes": self._bytes, "chunks": self._chunks, "attempts": self.attempt},
         )
         return outcome
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
@@ -102,10 +104,8 @@ def _observe_many(child: Any, values: Sequence[float]) -> None:
     if len(values) == 1:
         child.observe(values[0])
         return
-    counts: dict[int, int] = {}
-    for v in values:
-        i = bisect_left(bounds, v)
-        counts[i] = counts.get(i, 0) + 1
+    # Bucket index of each value (first bound >= value, as observe() does), counted in C.
+    counts = Counter(map(partial(bisect_left, bounds), values))
     for i, n in counts.items():
         buckets[i].inc(n)
     total.inc(sum(values))

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ..spec import Spec
+    from .active import ActiveStream
+    from .relay import Relay
 
 __all__ = ["StreamMonitor"]
 
@@ -205,6 +207,26 @@ class StreamMonitor:
             f"monitor.wrap() needs an iterable, an async iterable or an httpx response, "
             f"not {type(stream).__name__}"
         )
+
+    # ------------------------------------------------------------------ active mode, relay
+
+    def stream(self, opener: Callable[..., Any], **kw: Any) -> ActiveStream:
+        """Active mode: the monitor opens the stream, so it can retry, resume and enforce
+        every timeout. ``opener(checkpoint)`` returns an iterable / async iterable (or an
+        awaitable of one); ``checkpoint`` is ``None`` for the first attempt, else the last
+        :class:`~steadystream.Checkpoint`. Keyword arguments (``model``, ``provider``,
+        ``resumable``, ``expect_json``, ``idempotency_key``) are those of
+        :func:`steadystream.instrumentation.active.stream_active`."""
+        from .active import stream_active
+
+        return stream_active(self, opener, **kw)
+
+    def relay(self, source: Any, **kw: Any) -> Relay:
+        """Relay ``source`` to a possibly slow consumer through the spec's bounded buffer
+        (``flow_control``); see :func:`steadystream.instrumentation.relay.relay`."""
+        from .relay import relay
+
+        return relay(self, source, **kw)
 
     # ------------------------------------------------------------------ ingress
 

@@ -262,6 +262,16 @@ class FenceTracker:
         self._at_line_start = False
 
     @property
+    def pending(self) -> bool:
+        """True while the start of the current line is held back (it may become a fence)."""
+        return bool(self._head)
+
+    def mid_line(self) -> None:
+        """The caller saw text without fence characters that does not end in a space or a line
+        end: the tracker is now in the middle of a line (a fast path for :meth:`feed`)."""
+        self._at_line_start = False
+
+    @property
     def unclosed(self) -> bool:
         """True when a fence is open."""
         return bool(self.open_fence)

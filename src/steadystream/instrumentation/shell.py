@@ -103,10 +103,6 @@ class ByteReader:
         return readings, events, problems
 
 
-def _is_bytes(item: Any) -> bool:
-    return isinstance(item, (bytes, bytearray, memoryview))
-
-
 class _Shell:
     """What the sync and async shells share: item -> core events -> what to yield."""
 
@@ -152,21 +148,22 @@ class _Shell:
         """The last :class:`~steadystream.Checkpoint` (``None`` before any content)."""
         return self._core.checkpoint
 
-    def _wait(self) -> None:
-        try:
-            self._core.on_wait(self._clock())
-        except Exception:
-            report_telemetry_error("StreamCore", "on_wait")
-
     def _item(self, item: Any) -> Any:
         """An upstream item arrived: returns what to yield (or _SKIP); raises a timeout."""
         t = self._clock()
-        core = self._core
+        cls = type(item)
+        if not self._events_mode and cls is not bytes and cls is not bytearray:
+            # The per-chunk path: one core call; the item itself is handed on.
+            try:
+                exp = self._core.on_item(item, t)
+            except Exception:
+                report_telemetry_error("StreamCore", "on_item")
+                return item
+            if exp is not None:
+                raise exp
+            return item
         try:
-            if not _is_bytes(item) and not self._events_mode:
-                exp = core.on_item(item, t)
-            else:
-                exp = self._byte_item(item, t)
+            exp = self._byte_item(item, t)
         except Exception:
             report_telemetry_error("StreamCore", "on_item")
             exp = None
@@ -292,7 +289,10 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 return self._queue.popleft()  # type: ignore[return-value]
             if self._done:
                 raise StopIteration
-            self._wait()
+            try:
+                self._core.on_wait(self._clock())
+            except Exception:
+                report_telemetry_error("StreamCore", "on_wait")
             if not self._armed and self._watchdog is not None:
                 self._arm()
             try:
@@ -399,7 +399,10 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 return self._queue.popleft()  # type: ignore[return-value]
             if self._done:
                 raise StopAsyncIteration
-            self._wait()
+            try:
+                self._core.on_wait(self._clock())
+            except Exception:
+                report_telemetry_error("StreamCore", "on_wait")
             task = self._task = asyncio.current_task()
             if self._timer is None:
                 self._arm()
