@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.demo import DEMO_MODEL, run_demo_async
+from steadystream.demo import DEMO_MODEL, run_demo_async, slow_relay_stream
 from steadystream.exporters import start_metrics_server
 from steadystream.simulate import Profile
 from steadystream.testing import PrometheusServer, ScrapeTarget
@@ -57,6 +57,12 @@ class Injection:
 
 
 INJECTIONS = (
+    Injection(
+        c.FC_SLOW_CONSUMER,
+        "none",
+        "no upstream fault; consumers read 1 event / 100 ms through a 2 KiB relay buffer",
+        stream_factory=slow_relay_stream,
+    ),
     Injection(c.FC_UPSTREAM_RATE_LIMIT, "rate-limit", "profile rate-limit: every create 429"),
     Injection(c.FC_UPSTREAM_ERRORS, "outage", "profile outage: every create 503"),
     Injection(

@@ -94,6 +94,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(PROFILES))}"
         )
         return 2
+    if args.slow_consumers is not None and not 0 <= args.slow_consumers <= 1:
+        _err("steadystream demo: --slow-consumers must be a share from 0 to 1")
+        return 2
     if args.duration <= 0 or args.streams < 1:
         _err("steadystream demo: --duration must be positive and --streams at least 1")
         return 2
@@ -112,6 +115,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=out,
         handle_signals=True,
+        slow_consumers=args.slow_consumers,
     )
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -304,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as JSON on stdout (progress goes to stderr)",
+    )
+    p.add_argument(
+        "--slow-consumers",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of consumers that read slowly through a small relay buffer (the "
+        "slow-consumer class; default: 0.03 with the mixed profile, else 0)",
     )
     p.set_defaults(func=_cmd_demo)
 

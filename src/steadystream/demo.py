@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import Counter as _Tally
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -51,6 +51,7 @@ __all__ = [
     "run_demo",
     "run_demo_async",
     "scrape_config",
+    "slow_relay_stream",
 ]
 
 #: The demo's service name: the example spec's, so rules generated from
@@ -586,6 +587,34 @@ def resilient_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[An
     return stream
 
 
+#: Slow consumers (the slow-consumer failure class) read one event every 100 ms, like a client
+#: on a congested link, through a relay buffer of 2 KiB: the spec's cap is sized for real
+#: responses, and the simulated ones are a few KiB, so a smaller cap makes the policy visible.
+SLOW_CONSUMER_DELAY = 0.1
+SLOW_CONSUMER_BUFFER = 2048
+#: Share of slow consumers when ``slow_consumers`` is not given: some with the realistic
+#: ``mixed`` profile (every failure class, the client-side one included), none otherwise.
+MIXED_SLOW_CONSUMERS = 0.03
+
+
+def slow_relay_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
+    """A slow consumer: the resilient stream relayed through a bounded buffer
+    (:func:`steadystream.instrumentation.relay.relay`, policy from
+    ``spec.stream.flow_control.on_overflow``) and read at one event per
+    :data:`SLOW_CONSUMER_DELAY` seconds."""
+
+    async def consume() -> AsyncIterator[Any]:
+        from .instrumentation.relay import relay
+
+        source = resilient_stream(monitor, client, prompt)
+        async with relay(monitor, source, max_buffer=SLOW_CONSUMER_BUFFER) as relayed:
+            async for event in relayed:
+                yield event
+                await asyncio.sleep(SLOW_CONSUMER_DELAY)
+
+    return consume()
+
+
 async def _one_stream(
     monitor: Any, client: Any, prompt: str, tally: ClientTally, factory: StreamFactory
 ) -> None:
@@ -636,6 +665,7 @@ async def run_demo_async(
     token_interval: float = DEMO_TOKEN_INTERVAL,
     first_token_latency: float = DEMO_FIRST_TOKEN_LATENCY,
     stream_factory: StreamFactory = resilient_stream,
+    slow_consumers: float | None = None,
 ) -> DemoReport:
     """Run the demo in the running event loop; see :func:`run_demo` for the arguments."""
     from prometheus_client import CollectorRegistry
@@ -648,6 +678,10 @@ async def run_demo_async(
     if streams < 1:
         raise ValueError(f"streams must be at least 1, got {streams!r}")
     profile = resolve_profile(faults)  # an unknown name fails here, before anything starts
+    if slow_consumers is None:
+        slow_consumers = MIXED_SLOW_CONSUMERS if profile.name == DEFAULT_FAULTS else 0.0
+    if not 0.0 <= slow_consumers <= 1.0:
+        raise ValueError(f"slow_consumers must be a share from 0 to 1, got {slow_consumers!r}")
     spec = spec if spec is not None else default_spec(DEFAULT_SERVICE)
     registry = registry if registry is not None else CollectorRegistry()
     out = out if out is not None else sys.stdout
@@ -697,7 +731,9 @@ async def run_demo_async(
 
             async def worker() -> None:
                 while accepting and not stop.is_set():
-                    await _one_stream(monitor, client, rng.choice(_PROMPTS), tally, stream_factory)
+                    slow = slow_consumers > 0 and rng.random() < slow_consumers
+                    factory = slow_relay_stream if slow else stream_factory
+                    await _one_stream(monitor, client, rng.choice(_PROMPTS), tally, factory)
 
             with _Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
                 tasks = [asyncio.create_task(worker()) for _ in range(streams)]
@@ -756,6 +792,8 @@ def run_demo(**kwargs: Any) -> DemoReport:
     - ``stream_factory(monitor, client, prompt)``: the consumer stream (default
       :func:`resilient_stream`); tests plug in other consumers (a slow one, one expecting
       JSON) and keep the same tally and report;
+    - ``slow_consumers``: share of streams read by :func:`slow_relay_stream` instead (default:
+      3 % with the ``mixed`` profile, so every failure class shows, else none);
     - ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:<port>`` (0 picks a free port; None
       serves nothing, for callers that expose ``registry`` themselves);
     - ``spec`` (default ``default_spec("chat-gateway")``), ``seed`` (reproducible faults and
