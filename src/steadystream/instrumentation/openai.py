@@ -102,7 +102,8 @@ def responses_stream(
 
     ``kwargs`` go to ``client.responses.create`` (``instructions``, ``tools``,
     ``max_output_tokens``, ``extra_headers``, ...); ``stream`` and ``background`` are set here.
-    ``extra_headers`` are also sent on resumes; the ``Idempotency-Key`` only on creates.
+    ``extra_headers`` and the ``Idempotency-Key`` are sent on creates and resumes alike (a
+    GET is idempotent anyway; the key lets the upstream's logs tie a resume to its request).
     Returns the :class:`~.active.ActiveStream`: iterate it with ``for`` (``OpenAI``) or
     ``async for`` (``AsyncOpenAI``); it yields the SDK's event objects unchanged.
     """
@@ -119,11 +120,9 @@ def responses_stream(
 
     def opener(checkpoint: Checkpoint | None) -> Any:
         if checkpoint is not None and checkpoint.response_id is not None:
-            resume: dict[str, Any] = {"stream": True}
+            resume: dict[str, Any] = {"stream": True, "extra_headers": create_headers}
             if checkpoint.sequence_number is not None:
                 resume["starting_after"] = checkpoint.sequence_number
-            if extra_headers:
-                resume["extra_headers"] = dict(extra_headers)
             return responses.retrieve(checkpoint.response_id, **resume)
         return responses.create(
             model=model,
