@@ -6,6 +6,8 @@ import asyncio
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import steadystream as ss
 from steadystream.instrumentation.budget import RetryBudget
@@ -131,3 +133,32 @@ def test_docstring_example_runs() -> None:
 
     result = doctest.testmod(budget)
     assert result.attempted > 0 and result.failed == 0
+
+
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.just("deposit"),
+            st.just("withdraw"),
+            st.floats(min_value=0.0, max_value=30.0),
+        ),
+        max_size=300,
+    ),
+    ratio=st.floats(min_value=0.0, max_value=1.0),
+    floor=st.floats(min_value=0.0, max_value=5.0),
+)
+def test_never_grants_more_than_share_plus_floor(
+    ops: list[object], ratio: float, floor: float
+) -> None:
+    """For any interleaving, retries <= ratio x requests + floor x (ttl + elapsed)."""
+    clock = Clock()
+    budget = RetryBudget(ratio, floor, ttl=10.0, clock=clock)
+    for op in ops:
+        if op == "deposit":
+            budget.deposit()
+        elif op == "withdraw":
+            budget.try_withdraw()
+        else:
+            clock.now += float(op)  # type: ignore[arg-type]
+    stats = budget.stats()
+    assert stats.retries <= ratio * stats.requests + floor * (10.0 + clock.now) + 1e-6
