@@ -76,7 +76,7 @@ def largest_item(items: list[Any]) -> int:
 async def test_pause_stops_reading_and_resumes_without_loss(upstream: Upstream) -> None:
     """Pause: a stalled consumer stops the reader within cap + one item; nothing is lost."""
     monitor, registry, exporter = make_monitor("pause")
-    async with relay(monitor, source(monitor, upstream)) as relayed:
+    async with monitor.relay(source(monitor, upstream)) as relayed:
         first = await relayed.__anext__()
         await relayed.wait_stalled()  # the consumer stopped reading; the reader must stop too
         assert relayed.breaches == 1

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.active import stream_active
+from steadystream.instrumentation.active import ActiveStream, stream_active
 from steadystream.instrumentation.checkpoint import Checkpoint
 from steadystream.instrumentation.monitor import StreamMonitor
 
@@ -46,7 +46,7 @@ class Env:
         return self.registry.get_sample_value(metric, labels) or 0.0
 
     def stream(self, opener: Any, **kw: Any) -> Any:
-        return stream_active(self.monitor, opener, model="m", provider="p", **kw)
+        return self.monitor.stream(opener, model="m", provider="p", **kw)
 
 
 class ReplayingSource:
@@ -325,3 +325,13 @@ def test_sync_iteration_of_an_async_opener_is_refused() -> None:
     with pytest.raises(TypeError, match="async for"):
         list(env.stream(opener))
     assert env.value("stream_in_flight") == 0
+
+
+def test_monitor_stream_is_the_active_mode() -> None:
+    """monitor.stream(opener) is stream_active: same object type, same behaviour."""
+    env = Env()
+    via_monitor = env.monitor.stream(lambda cp: iter(CHUNKS), model="m", provider="p")
+    direct = stream_active(env.monitor, lambda cp: iter(CHUNKS), model="m", provider="p")
+    assert isinstance(via_monitor, ActiveStream) and isinstance(direct, ActiveStream)
+    assert "".join(via_monitor) == "".join(direct) == TEXT
+    assert env.value("stream_requests_total", outcome="ok") == 2
