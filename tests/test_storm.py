@@ -100,6 +100,8 @@ async def test_retry_storm_is_bounded_and_service_recovers(upstream: Upstream) -
     # Each stream that got no token failed fast after one request.
     assert len(exhausted) >= STREAMS - allowance
     assert value(registry, "stream_requests_total", outcome=c.OUTCOME_ERROR) == STREAMS
+    # The error class names the root cause; the refused retries have their own counter.
+    assert value(registry, "stream_errors_total", error_class=c.ERROR_CLASS_UPSTREAM_5XX) == STREAMS
     assert value(registry, "stream_in_flight") == 0
 
     upstream.profile = "none"
