@@ -209,3 +209,20 @@ def test_backoff_from_spec() -> None:
     backoff = Backoff.from_spec(spec.stream.retry, rng=lambda: 0.5)
     assert (backoff.base, backoff.cap, backoff.jitter) == (0.3, 5.0, 0.25)
     assert backoff.delay(0) == pytest.approx(0.3)
+
+
+def test_resilience_modules_import_no_http_or_llm_client() -> None:
+    """Duck typing all the way: the resilience modules load neither openai nor httpx(2)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from steadystream.instrumentation import active, budget, ingress, openai, relay\n"
+        "from steadystream.instrumentation import resume, retry\n"
+        "print(sorted(m for m in ('openai', 'httpx', 'httpx2') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
