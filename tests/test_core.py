@@ -280,3 +280,45 @@ def test_prefix_verifier_accepts_exact_replay_and_rejects_divergence() -> None:
     bad = PrefixVerifier(cp)
     with pytest.raises(ValueError, match="diverges"):
         bad.feed("hello WOrld")
+
+
+def test_chat_completions_chunks_are_read_by_shape() -> None:
+    """Chat chunks (SDK objects and dicts): delta content, refusals and tool-call arguments
+    are content; role-only and finish chunks are not."""
+    from openai.types.chat import ChatCompletionChunk
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "gpt-4.1",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    raw = [
+        chunk({"role": "assistant"}),
+        chunk({"content": "Hel"}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}),
+        chunk({"refusal": "no"}),
+        chunk({}, finish="stop"),
+    ]
+    for items in (raw, [ChatCompletionChunk.model_validate(r) for r in raw]):
+        core, rec = opened()
+        for i, item in enumerate(items):
+            feed(core, item, float(i), float(i) + 0.5)
+        core.close(10.0)
+        assert rec.named("first_token") == [(1.5, 1.5)]
+        assert core.content_bytes == len('Hel{"a"no')
+        assert core.response_id == "chatcmpl-1"
+        assert rec.named("ended")[0][0] == c.OUTCOME_OK
+
+
+def test_slow_streams_flush_measurements_at_least_every_second() -> None:
+    """Bytes and gaps reach the sinks while a slow stream runs, not only at its end."""
+    core, rec = opened(CorePolicy(checkpoint_every=1000))
+    for i in range(4):
+        feed(core, delta("ab"), 2.0 * i, 2.0 * i + 0.5)
+    assert sum(args[0] for args in rec.named("content")) >= 6
+    core.close(9.0)
+    assert sum(args[0] for args in rec.named("content")) == 8

@@ -273,3 +273,47 @@ def test_client_timeout_helpers_map_dial_and_tls_to_connect() -> None:
     assert (t.connect, t.read, t.write, t.pool) == pytest.approx((1.0, 5.0, 3.0, 0.7))
     o = ss.openai_client_options(s)["timeout"]
     assert (o.connect, o.read) == (1.0, 5.0)
+
+
+GLOBAL_METER_SCRIPT = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+import steadystream as ss
+
+def run():
+    m = ss.StreamMonitor(ss.default_spec("svc"), registry=CollectorRegistry(),
+                         tracer_provider=TracerProvider(), watchdog=False)
+    list(m.wrap(iter(["abc"]), model="m", provider="p"))
+    return [type(s).__name__ for s in m._sinks]
+
+print(run())
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+print(run())
+names = {m.name for rm in reader.get_metrics_data().resource_metrics
+         for sm in rm.scope_metrics for m in sm.metrics}
+print("stream_bytes_total" in names)
+"""
+
+
+def test_meter_provider_none_means_the_installed_global_one() -> None:
+    """meter_provider=None: no OpenTelemetry metrics until a global provider is installed,
+    then that provider gets them (a fresh interpreter, so the global is really unset)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", GLOBAL_METER_SCRIPT],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    assert out == [
+        "['PrometheusSink', 'TracingSink']",
+        "['PrometheusSink', 'OTelMetricsSink', 'TracingSink']",
+        "True",
+    ]

@@ -154,3 +154,52 @@ def test_fence_tracker_independent_of_splits(cuts: list[int], closed: bool) -> N
     for piece in split_at(text, cuts):
         tracker.feed(piece)
     assert tracker.unclosed is not closed
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=10),
+    st.sampled_from(["\n", "\r", "\r\n"]),
+    st.lists(st.integers(min_value=0, max_value=3000), max_size=25),
+)
+def test_wrapped_split_sse_bytes_measure_exact_content(
+    deltas: list[str], eol: str, cuts: list[int]
+) -> None:
+    """Through monitor.wrap: byte pieces come out unchanged, and the content measured (bytes,
+    checkpoint hash) is exactly the deltas, wherever frames and characters were cut."""
+    import hashlib
+
+    from opentelemetry.trace import NoOpTracerProvider
+    from prometheus_client import CollectorRegistry
+
+    import steadystream as ss
+
+    frames = [{"type": "response.created", "response": {"id": "r"}, "sequence_number": 0}]
+    frames += [
+        {"type": "response.output_text.delta", "delta": d, "sequence_number": i + 1}
+        for i, d in enumerate(deltas)
+    ]
+    frames.append({"type": "response.completed", "response": {"id": "r"}})
+    body = "".join(f"event: {f['type']}{eol}data: {json.dumps(f)}{eol}{eol}" for f in frames)
+    body = body.encode("utf-8", "surrogatepass")
+    pieces = [p for p in split_at(body, cuts) if p]
+    registry = CollectorRegistry()
+    monitor = ss.StreamMonitor(
+        ss.default_spec("svc"),
+        registry=registry,
+        tracer_provider=NoOpTracerProvider(),
+        watchdog=False,
+    )
+    wrapped = monitor.wrap(iter(pieces), model="m", provider="p")
+    out = list(wrapped)
+    assert len(out) == len(pieces) and all(a is b for a, b in zip(out, pieces, strict=True))
+    content = "".join(deltas).encode("utf-8", "surrogatepass")
+    cp = wrapped.checkpoint
+    assert (cp.offset, cp.sha256, cp.chunks) == (
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+        len(deltas),
+    )
+    labels = {"service": "svc", "model": "m", "provider": "p"}
+    assert registry.get_sample_value("stream_bytes_total", labels) == len(content)
+    assert registry.get_sample_value("stream_requests_total", {**labels, "outcome": "ok"}) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -260,7 +261,9 @@ def test_in_band_failures_count_as_errors(client: OpenAI, fault: str, error_clas
     assert tel.value("stream_error_rate") == 1.0
 
 
-def test_raising_telemetry_sink_does_not_break_the_stream(client: OpenAI) -> None:
+def test_raising_telemetry_sink_does_not_break_the_stream(
+    client: OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
     """A tracer that raises on every call: the stream is delivered and Prometheus still counts."""
 
     class BrokenTracerProvider(TracerProvider):
@@ -274,6 +277,7 @@ def test_raising_telemetry_sink_does_not_break_the_stream(client: OpenAI) -> Non
             assert raise_always is not None
             return Broken()
 
+    caplog.set_level(logging.DEBUG, logger="steadystream.telemetry")
     registry = CollectorRegistry()
     monitor = ss.StreamMonitor(
         make_spec(), registry=registry, tracer_provider=BrokenTracerProvider()
@@ -281,6 +285,8 @@ def test_raising_telemetry_sink_does_not_break_the_stream(client: OpenAI) -> Non
     out = list(monitor.wrap(create(client), model="gpt-4.1", provider="openai"))
     assert text_of(out) == expected_text("hi", seed=0)
     assert registry.get_sample_value("stream_requests_total", {**LABELS, "outcome": "ok"}) == 1
+    logged = [r for r in caplog.records if r.name == "steadystream.telemetry"]
+    assert logged and all("telemetry error" in r.getMessage() for r in logged)
 
 
 def test_keepalives_do_not_count_as_first_token(upstream: Any) -> None:
@@ -301,3 +307,35 @@ def test_keepalives_do_not_count_as_first_token(upstream: Any) -> None:
         list(tel.monitor.wrap(resp, model="gpt-4.1", provider="openai"))
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 1
     assert tel.value("stream_first_token_latency_ms_count") == 0
+
+
+def test_total_timeout_on_a_slow_drip(client: OpenAI) -> None:
+    """Content keeps coming, slowly: no idle timeout, but the total budget ends the stream."""
+    tel = Telemetry(make_spec(total="600ms", first_token="500ms", stream_idle="500ms"))
+    with pytest.raises(ss.TotalTimeout) as info:
+        list(tel.monitor.wrap(create(client, "drip=60ms"), model="gpt-4.1", provider="openai"))
+    assert info.value.retryable is False
+    assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_TOTAL) == 1
+    assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_TOTAL_TIMEOUT) == 1
+
+
+def test_watchdog_interrupts_a_stalled_httpx_response(upstream: Any) -> None:
+    """The watchdog also unblocks a plain httpx response read (socket shutdown)."""
+    tel = Telemetry()
+    body = {"model": "gpt-4.1", "input": "hi", "stream": True}
+    events: list[Any] = []
+    with (
+        httpx.Client() as hc,
+        hc.stream(
+            "POST", f"{upstream.base_url}/responses", json=body, headers={FAULT: "stall=30s@12"}
+        ) as resp,
+        pytest.raises(ss.IdleTimeout) as info,
+    ):
+        for sse in tel.monitor.wrap(resp, model="gpt-4.1", provider="openai"):
+            events.append(sse)
+    text = "".join(
+        e.json()["delta"] for e in events if e.event == "response.output_text.delta"
+    ).encode()
+    assert info.value.checkpoint is not None
+    assert info.value.checkpoint.offset == len(text) > 0
+    assert len(tel.stream_spans()) == 1

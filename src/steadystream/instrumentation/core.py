@@ -380,7 +380,7 @@ class StreamCore:
             fence._at_line_start = False
         if self._json_parts is not None:
             self._json_parts.append(text)
-        if self._chunks >= self._next_mark:
+        if self._chunks >= self._next_mark or t >= self._flush_at:
             self._mark(t)
 
     def _special_content(self, t: float) -> None:
