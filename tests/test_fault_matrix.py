@@ -125,7 +125,7 @@ CASES = {
         retries={"idle_timeout": 1},
         resumes=1,
         retrieves=1,
-        idle="400ms",
+        idle="1s",
         timeouts={"idle": 1},
     ),
     "error-event": Case(
