@@ -100,6 +100,34 @@ def test_runbook_links_resolve_both_ways(spec_path: Path | None) -> None:
     assert len(runbooks) == len(c.FAILURE_CLASSES) + len(spec.slos)
 
 
+@pytest.mark.parametrize("spec_path", [None, EXAMPLE_SPEC], ids=["default", "example"])
+def test_dashboard_links_open_an_existing_panel(spec_path: Path | None) -> None:
+    """Every alert's dashboard_url names a generated board's uid and one of its panel ids."""
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    spec = ss.default_spec("chat-gateway") if spec_path is None else ss.load_spec(spec_path)
+    files = render_all(spec, Source("slo.yaml", "0" * 64))
+    panels: dict[str, set[int]] = {}
+    for path, text in files.items():
+        if path.startswith(f"{c.DASHBOARDS_DIR}/"):
+            board = json.loads(text)
+            stack = list(board["panels"])
+            ids = set()
+            while stack:
+                panel = stack.pop()
+                ids.add(panel["id"])
+                stack.extend(panel.get("panels", []))
+            panels[board["uid"]] = ids
+    for alert in _alert_rules(files, spec.service):
+        url = urlsplit(alert["annotations"]["dashboard_url"])
+        uid = url.path.rsplit("/", 1)[1]
+        assert uid in panels, alert
+        assert int(parse_qs(url.query)["viewPanel"][0]) in panels[uid], alert
+        if spec.links.grafana:
+            assert alert["annotations"]["dashboard_url"].startswith(spec.links.grafana.rstrip("/"))
+
+
 def test_source_name_is_the_spec_path_relative_to_the_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -159,7 +159,8 @@ class _Def:
     # How the generated promtool tests drive this signal: a kind and its arguments
     # (see steadystream.alerts._promtool).
     scenario: tuple[Any, ...] = ()
-    board_hint: str = c.BOARD_STREAM_INTERNALS
+    # The stream-internals panel (a key of steadystream.dashboards.panel_index) that shows it.
+    panel: str = ""
 
 
 def _slow_consumer(q: _Q) -> list[_Def]:
@@ -178,6 +179,7 @@ def _slow_consumer(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("per_stream", c.ABORT_CLIENT_SLOW_TOTAL, {}),
+            panel="slow-aborts",
         )
     ]
 
@@ -198,6 +200,7 @@ def _idle_stall(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("per_stream", c.TIMEOUT_IDLE_TOTAL, {}),
+            panel="idle-timeouts",
         ),
         _Def(
             "chunk-gap-p99",
@@ -211,6 +214,7 @@ def _idle_stall(q: _Q) -> list[_Def]:
             "warning",
             900,
             scenario=("p99", c.CHUNK_GAP),
+            panel="chunk-gap",
         ),
     ]
 
@@ -230,6 +234,7 @@ def _first_token_timeout(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("per_stream", c.TIMEOUTS_TOTAL, {c.LABEL_PHASE: c.TIMEOUT_FIRST_TOKEN}),
+            panel="timeouts-by-phase",
         ),
         _Def(
             "first-token-p99",
@@ -243,6 +248,7 @@ def _first_token_timeout(q: _Q) -> list[_Def]:
             "warning",
             900,
             scenario=("p99", c.FIRST_TOKEN_LATENCY),
+            panel="ttft-quantiles",
         ),
     ]
 
@@ -269,6 +275,7 @@ def _timeout_cascade(q: _Q) -> list[_Def]:
             "critical",
             300,
             scenario=("cascade", cap),
+            panel="in-flight",
         )
     ]
 
@@ -288,6 +295,7 @@ def _retry_storm(q: _Q) -> list[_Def]:
             "critical",
             300,
             scenario=("per_stream", c.RETRY_TOTAL, {c.LABEL_REASON: c.RETRY_REASON_NETWORK}),
+            panel="retry-ratio",
         ),
         _Def(
             "retry-budget-exhausted",
@@ -301,6 +309,7 @@ def _retry_storm(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("rate", c.RETRY_BUDGET_EXHAUSTED_TOTAL, {}),
+            panel="retry-budget-exhausted",
         ),
     ]
 
@@ -319,6 +328,7 @@ def _upstream_rate_limit(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("rate", c.RETRY_TOTAL, {c.LABEL_REASON: c.RETRY_REASON_429}),
+            panel="rate-limits",
         ),
         _Def(
             "rate-limited-streams",
@@ -336,6 +346,7 @@ def _upstream_rate_limit(q: _Q) -> list[_Def]:
                 c.ERRORS_TOTAL,
                 {c.LABEL_ERROR_CLASS: c.ERROR_CLASS_RATE_LIMITED},
             ),
+            panel="rate-limits",
         ),
     ]
 
@@ -368,6 +379,7 @@ def _upstream_errors(q: _Q) -> list[_Def]:
                 c.ERRORS_TOTAL,
                 {c.LABEL_ERROR_CLASS: c.ERROR_CLASS_UPSTREAM_5XX},
             ),
+            panel="errors-by-class",
         ),
         _Def(
             "upstream-5xx-retries",
@@ -381,6 +393,7 @@ def _upstream_errors(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("per_stream", c.RETRY_TOTAL, {c.LABEL_REASON: c.RETRY_REASON_5XX}),
+            panel="retries-by-reason",
         ),
     ]
 
@@ -399,6 +412,7 @@ def _broken_chunks(q: _Q) -> list[_Def]:
             "warning",
             300,
             scenario=("rate", c.REASSEMBLY_ERRORS_TOTAL, {c.LABEL_KIND: c.REASSEMBLY_UTF8}),
+            panel="reassembly-errors",
         )
     ]
 
@@ -430,6 +444,7 @@ def _resume_failure(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("resume",),
+            panel="resumes",
         ),
         _Def(
             "recovery-p99",
@@ -443,6 +458,7 @@ def _resume_failure(q: _Q) -> list[_Def]:
             "warning",
             900,
             scenario=("p99", c.RECOVERY_LATENCY),
+            panel="recovery-latency",
         ),
     ]
 
@@ -461,6 +477,7 @@ def _no_traffic(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("stopped",),
+            panel="outcomes",
         ),
         _Def(
             "metrics-absent",
@@ -474,6 +491,7 @@ def _no_traffic(q: _Q) -> list[_Def]:
             "warning",
             600,
             scenario=("absent",),
+            panel="outcomes",
         ),
     ]
 
@@ -510,6 +528,7 @@ def fc_signals_with_scenarios(spec: Spec) -> list[tuple[Signal, tuple[Any, ...]]
     """Every enabled failure-class signal with its test scenario (for the promtool tests)."""
     q = _Q(spec)
     labels = tuple(sorted(matcher_labels(spec).items()))
+    panels = _panels(spec)
     out: list[tuple[Signal, tuple[Any, ...]]] = []
     for fc in c.FAILURE_CLASSES:
         override = spec.alerting.failure_classes.get(fc)  # type: ignore[call-overload]
@@ -530,14 +549,14 @@ def fc_signals_with_scenarios(spec: Spec) -> list[tuple[Signal, tuple[Any, ...]]
                 alert=d.alert,
                 expr=d.expr,
                 op=d.op,
-                threshold=clean(threshold, 6),
+                threshold=clean(threshold),
                 unit=d.unit,
                 description=d.what,
                 summary=d.summary,
                 severity=severity,
                 for_=for_,
                 runbook=runbook_url(spec, c.failure_class_runbook(fc)),
-                dashboard=dashboard_url(spec, d.board_hint),
+                dashboard=_panel_url(spec, panels, d.panel, c.BOARD_STREAM_INTERNALS),
                 labels=labels,
             )
             out.append((signal, d.scenario))
@@ -554,6 +573,7 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
     """
     out: dict[str, list[Signal]] = {}
     base = matcher_labels(spec)
+    panels = _panels(spec)
     for slo in spec.slos:
         sel = Sel({**base, n.LABEL_SLO: slo.name})
         signals = []
@@ -583,7 +603,9 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
                     severity=tier.severity,
                     for_=tier.for_,
                     runbook=runbook_url(spec, c.slo_runbook(slo.name)),
-                    dashboard=dashboard_url(spec, c.BOARD_SLO_OVERVIEW),
+                    dashboard=_panel_url(
+                        spec, panels, f"slo-{slo.name}-burn", c.BOARD_SLO_OVERVIEW
+                    ),
                     slo=slo.name,
                     labels=tuple(
                         sorted(
@@ -599,6 +621,22 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
             )
         out[slo.name] = signals
     return out
+
+
+def _panels(spec: Spec) -> dict[str, Any]:
+    # Imported here: the dashboards read this package's recorded-series names.
+    from ..dashboards import panel_index
+
+    return panel_index(spec)
+
+
+def _panel_url(spec: Spec, panels: dict[str, Any], key: str, board: str) -> str:
+    """A link to the dashboard panel ``key`` (``viewPanel=``), or to ``board`` when the
+    dashboards have no such panel."""
+    ref = panels.get(key)
+    if ref is None:
+        return dashboard_url(spec, board)
+    return dashboard_url(spec, ref.board, ref.panel_id)
 
 
 def _burn_description(spec: Spec, slo: SLO, tier: Tier, factor: float) -> str:
