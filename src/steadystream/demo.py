@@ -599,15 +599,12 @@ MIXED_SLOW_CONSUMERS = 0.03
 
 def slow_relay_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
     """A slow consumer: the resilient stream relayed through a bounded buffer
-    (:func:`steadystream.instrumentation.relay.relay`, policy from
-    ``spec.stream.flow_control.on_overflow``) and read at one event per
-    :data:`SLOW_CONSUMER_DELAY` seconds."""
+    (``monitor.relay``, policy from ``spec.stream.flow_control.on_overflow``) and read at one
+    event per :data:`SLOW_CONSUMER_DELAY` seconds."""
 
     async def consume() -> AsyncIterator[Any]:
-        from .instrumentation.relay import relay
-
         source = resilient_stream(monitor, client, prompt)
-        async with relay(monitor, source, max_buffer=SLOW_CONSUMER_BUFFER) as relayed:
+        async with monitor.relay(source, max_buffer=SLOW_CONSUMER_BUFFER) as relayed:
             async for event in relayed:
                 yield event
                 await asyncio.sleep(SLOW_CONSUMER_DELAY)
