@@ -120,8 +120,11 @@ CASES = {
     ),
     "drop-before-content": Case("drop_after=3", retries={"network": 1}, resumes=1, retrieves=1),
     "drop-after-content": Case("drop_after=9", retries={"network": 1}, resumes=1, retrieves=1),
+    # first_token (20s) > stream_idle (1s), as for reasoning models: the idle deadline after
+    # the first content is earlier than the first-token one, and must still fire. A stall
+    # the monitor missed would end in the client's read-timeout backstop (reason "network").
     "stall": Case(
-        "stall=5s@9",
+        "stall=60s@9",
         retries={"idle_timeout": 1},
         resumes=1,
         retrieves=1,
