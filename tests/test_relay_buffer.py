@@ -167,6 +167,18 @@ def test_deltas_of_different_parts_or_with_logprobs_do_not_merge() -> None:
     assert len(buf) == 2
 
 
+@pytest.mark.parametrize("policy", ["pause", "drop", "terminate"])
+def test_one_oversized_item_is_not_a_breach(policy: str) -> None:
+    """An item bigger than the cap passes through an empty buffer; the next one waits."""
+    buf = RelayBuffer(1024, policy)  # type: ignore[arg-type]
+    first = buf.offer("x" * 5000)
+    assert (first.pause, first.terminate, first.breach) == (False, False, False)
+    assert buf.buffered == 5000 and buf.breaches == 0
+    second = buf.offer("y")  # the consumer has not taken the big one yet
+    assert second.breach is True
+    assert second.terminate if policy == "terminate" else second.pause
+
+
 def test_invalid_configuration() -> None:
     """A zero cap or an unknown policy is refused."""
     with pytest.raises(ValueError):

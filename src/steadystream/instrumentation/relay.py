@@ -191,7 +191,9 @@ class RelayBuffer:
         if reading is None:
             reading = ev.classify(item)
         size = self._sizeof(item, reading)
-        if self.buffered + size <= self.cap:
+        if self.buffered + size <= self.cap or not self._queue:
+            # An item larger than the cap, offered to an empty buffer, is no sign of a slow
+            # consumer: it is the "one item" the bound allows above the cap.
             self._append(_Entry(item, reading, size))
             return _OK
         if self.policy == "terminate":
