@@ -11,6 +11,7 @@ rules' arithmetic in the same order on the same IEEE doubles, so annotation text
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -311,17 +312,35 @@ class _Drive:
     value: Callable[[int], float | None]  # None: the expression has no sample then
 
 
-def _fc_cases(spec: Spec) -> list[Case]:
-    cases: list[Case] = []
+@dataclass
+class _FcRun:
+    """One failure-class scenario before batching: what it reads, feeds and checks."""
+
+    label: str
+    reads: set[str]
+    series: Callable[[int], list[tuple[str, str]]]
+    checks: list[tuple[str, int, list[tuple[dict[str, str], dict[str, str]]]]]
+
+    def feeds(self) -> set[str]:
+        return {s.split("{", 1)[0] for s, _ in self.series(1)}
+
+
+_METRIC_IN_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+
+
+def _fc_runs(spec: Spec) -> list[_FcRun]:
+    runs: list[_FcRun] = []
     base = {**matcher_labels(spec), **SERIES_LABELS}
     min_events = spec.alerting.min_events
     requests = _series(c.REQUESTS_TOTAL, {**base, c.LABEL_OUTCOME: c.OUTCOME_OK})
     for signal, scenario in fc_signals_with_scenarios(spec):
+        reads = set(_METRIC_IN_SELECTOR.findall(signal.expr))
         drives = _drives(signal, scenario, base, requests, min_events)
         wait = ceil_minutes(signal.for_)
         desc = fc_description(signal)
         firing = drives.get("firing")
         last = 5 + wait + 1
+        what = f"{signal.alert} ({signal.failure_class}/{signal.name})"
         if firing is not None:
             first = next((t for t in range(0, 24 * 60) if _breached(signal, firing.value(t))), None)
             assert first is not None, f"scenario never breaches {signal.name}"
@@ -333,24 +352,48 @@ def _fc_cases(spec: Spec) -> list[Case]:
                 _labels(signal),
                 _annotations(signal, expected(desc, {"value": value})),
             )
-            case = Case(
-                f"{signal.alert} ({signal.failure_class}/{signal.name}): fires at {at}m",
-                firing.series(at),
-            )
+            checks: list[tuple[str, int, list[tuple[dict[str, str], dict[str, str]]]]] = []
             if wait:
-                case.checks.append((signal.alert, at - 1, []))
-            case.checks.append((signal.alert, at, [fire]))
-            cases.append(case)
+                checks.append((signal.alert, at - 1, []))
+            checks.append((signal.alert, at, [fire]))
+            runs.append(_FcRun(f"{what} fires at {at}m", reads, firing.series, checks))
         for key, drive in drives.items():
-            if key == "firing":
-                continue
-            cases.append(
-                Case(
-                    f"{signal.alert} ({signal.failure_class}/{signal.name}): {key}, never fires",
-                    drive.series(last),
-                    [(signal.alert, last, [])],
+            if key != "firing":
+                runs.append(
+                    _FcRun(f"{what} {key}: silent", reads, drive.series, [(signal.alert, last, [])])
                 )
+    return runs
+
+
+def _fc_cases(spec: Spec) -> list[Case]:
+    """Failure-class test groups. Scenarios share a group when neither feeds a metric the
+    other's alert reads (each alert then sees only its own series), which cuts the number of
+    fresh TSDBs promtool builds, and with it most of the suite's run time."""
+    batches: list[list[_FcRun]] = []
+    for run in _fc_runs(spec):
+        feeds = run.feeds()
+        for batch in batches:
+            if all(
+                not (feeds & (other.reads | other.feeds()) or run.reads & other.feeds())
+                for other in batch
+            ):
+                batch.append(run)
+                break
+        else:
+            batches.append([run])
+    cases = []
+    for batch in batches:
+        end = max(m for run in batch for _, m, _ in run.checks)
+        cases.append(
+            Case(
+                "; ".join(run.label for run in batch),
+                [s for run in batch for s in run.series(end)],
+                sorted(
+                    (check for run in batch for check in run.checks),
+                    key=lambda check: (check[1], check[0]),
+                ),
             )
+        )
     return cases
 
 
