@@ -14,16 +14,11 @@ fires on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import names
 from ._promql import matcher_labels
 from ._render import render_rules, rules_paths
 from ._rules import DEFAULT_WINDOWS, error_budget, inhibit_rules, rule_groups, windows
 from .signals import Signal, failure_class_signals, format_threshold, slo_burn_signals, tier_factor
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = [
     "DEFAULT_WINDOWS",

@@ -50,13 +50,21 @@ class Signal:
     """One alerting signal: ``expr`` (an instant PromQL query returning the current value)
     compared with ``threshold`` by ``op``.
 
-    >>> sig = failure_class_signals(spec)["retry-storm"][0]
-    >>> sig.condition
-    '(sum(increase(stream_retry_total{...}[5m])) / ...) > 0.2'
+    ::
+
+        storm = failure_class_signals(spec)["retry-storm"][0]
+        storm.expr       # 'sum(increase(stream_retry_total{service="chat-gateway"}[5m])) / (...)'
+        storm.condition  # '(<expr>) > 0.2': the alert rule's expr
+        value = prometheus_instant_query(storm.expr)
+        storm.breached(value)
 
     ``expr`` returns no series when there is nothing to judge (no traffic, a guard not met);
-    that is "no data", never a breach. ``unit`` says how to read the value; ``runbook`` is the
-    runbook's path (relative to the generated output) or URL (under ``links.runbooks``).
+    that is "no data", never a breach. ``unit`` says how to read the value (``ratio``,
+    ``per_second``, ``ms``, ``burn_rate``, ``bool``); ``runbook`` is the runbook's path
+    (relative to the generated output) or URL (under ``links.runbooks``); ``dashboard`` links
+    the panel that shows the signal. ``severity`` and ``for_`` (seconds, ``None`` for none) are
+    the alert's; ``labels`` are the alert's identifying labels besides ``severity`` and
+    ``failure_class`` (the spec's matchers, plus ``slo``/``long``/``short`` for burn signals).
     """
 
     failure_class: str
