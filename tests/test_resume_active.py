@@ -174,6 +174,29 @@ def test_max_retries_then_typed_error() -> None:
     assert env.value("stream_errors_total", error_class="network") == 1
 
 
+def test_connect_timeouts_count_as_dial_timeouts() -> None:
+    """A connect timeout inside the HTTP client is retried and counted under phase dial."""
+    import httpx2
+    import openai
+
+    env = Env()
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/responses")
+    calls = []
+
+    def opener(checkpoint: Checkpoint | None) -> Iterator[str]:
+        calls.append(checkpoint)
+        if len(calls) == 1:
+            try:
+                raise httpx2.ConnectTimeout("dial", request=request)
+            except httpx2.ConnectTimeout as exc:
+                raise openai.APITimeoutError(request) from exc
+        return iter(CHUNKS)
+
+    assert "".join(env.stream(opener)) == TEXT
+    assert env.value("stream_timeouts_total", phase="dial") == 1
+    assert env.value("stream_retry_total", reason="network") == 1
+
+
 def test_bugs_are_not_retried() -> None:
     """A programming error in the opener fails at once as error_class other."""
     env = Env()

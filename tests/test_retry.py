@@ -134,6 +134,20 @@ def test_http_client_errors_by_duck_typing(module: object) -> None:
     assert classify(bad_url).retry is False
 
 
+def test_sdk_timeout_caused_by_a_connect_timeout() -> None:
+    """openai's APITimeoutError raised from httpx2.ConnectTimeout is a connect timeout."""
+    try:
+        try:
+            raise httpx2.ConnectTimeout("dial", request=REQUEST)
+        except httpx2.ConnectTimeout as inner:
+            raise openai.APITimeoutError(REQUEST) from inner
+    except openai.APITimeoutError as exc:
+        verdict = classify(exc)
+    assert verdict.retry is True and verdict.reason == c.RETRY_REASON_NETWORK
+    assert verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT
+    assert classify(openai.APITimeoutError(REQUEST)).error_class == c.ERROR_CLASS_NETWORK
+
+
 def test_plain_os_errors() -> None:
     """Connection resets are network errors; a ValueError is a bug, not a retry."""
     assert classify(ConnectionResetError()).retry is True

@@ -410,6 +410,12 @@ class _Run:
             retry_after_cap=self.retry_spec.retry_after_cap,
             now=self.state.wall_clock(),
         )
+        if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT:
+            # The dial / TLS budget ran out inside the HTTP client (see .timeouts).
+            try:
+                core.record_timeout(c.TIMEOUT_DIAL, t)
+            except Exception:
+                report_telemetry_error("StreamCore", "record_timeout")
         if not verdict.retry or self.retries >= self.retry_spec.max_retries:
             raise self._final(exc, verdict) from exc
         delay = self.state.backoff.delay(self.retries, verdict.retry_after)

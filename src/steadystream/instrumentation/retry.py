@@ -60,6 +60,7 @@ __all__ = [
     "Verdict",
     "classify",
     "error_class_for_status",
+    "is_connect_timeout",
     "parse_retry_after",
     "parse_should_retry",
     "reason_for_status",
@@ -232,11 +233,25 @@ def _classify_kind(exc: BaseException, *, retry_after_cap: float, now: float | N
         )
 
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & _CONNECT_TIMEOUT_NAMES:
+    if names & _CONNECT_TIMEOUT_NAMES or is_connect_timeout(exc):
         return Verdict(True, c.RETRY_REASON_NETWORK, c.ERROR_CLASS_CONNECT_TIMEOUT, why="connect")
     if names & _NETWORK_NAMES or isinstance(exc, ConnectionError | TimeoutError | EOFError):
         return Verdict(True, c.RETRY_REASON_NETWORK, c.ERROR_CLASS_NETWORK, why="network")
     return Verdict(False, None, c.ERROR_CLASS_OTHER, why=f"not retryable: {type(exc).__name__}")
+
+
+def is_connect_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was raised from, a connect timeout (httpx's ``ConnectTimeout``
+    or ``PoolTimeout``; the openai SDK wraps them in ``APITimeoutError``). These are the spec's
+    ``dial`` / ``tls_handshake`` budgets running out inside the HTTP client."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:  # a cause chain is short; never loop forever
+        if {cls.__name__ for cls in type(current).__mro__} & _CONNECT_TIMEOUT_NAMES:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 def _classify_upstream(exc: UpstreamError, *, retry_after_cap: float) -> Verdict:
