@@ -11,6 +11,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from steadystream.demo import DemoReport, MetricsView, run_demo, scrape_job
 from steadystream.exporters import start_metrics_server
 from steadystream.generate import Source, render_all
 from steadystream.testing import PrometheusServer, ScrapeTarget
+from steadystream.triage import EXIT_ACTIVE, EXIT_HEALTHY
 
 pytestmark = pytest.mark.prometheus
 
@@ -251,3 +254,43 @@ def test_stream_series_match_the_demo_report(run: Run) -> None:
         for r in run.prom.query(f"sum by (reason) ({c.RETRY_TOTAL}{{{sel}}}) > 0")
     }
     assert retries == report.retries
+
+
+def _triage_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "steadystream", "triage", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_triage_cli_runs_every_signal_against_the_workload(run: Run) -> None:
+    """`triage --spec` evaluates every signal without a query error; JSON and text agree."""
+    run.prom.wait_for_rule_evaluations(timeout=RULE_WAIT)
+    result = _triage_cli("--prometheus", run.prom.url, "--spec", str(EXAMPLE), "--json")
+    data = json.loads(result.stdout)
+    assert result.returncode == data["exit_code"] in (EXIT_HEALTHY, EXIT_ACTIVE), result.stderr
+    assert data["has_data"] is True
+    assert data["service"] == run.spec.service
+    assert [f for f in data["findings"] if f["state"] == "error"] == []
+    groups = {f["group"] for f in data["findings"]}
+    assert groups == set(c.FAILURE_CLASSES) | {slo.name for slo in run.spec.slos}
+    # Failure-class signals read raw stream metrics the workload fed: most have a value.
+    valued = [
+        f for f in data["findings"] if f["kind"] == "failure_class" and f["value"] is not None
+    ]
+    assert len(valued) >= 10, valued
+    text = _triage_cli("--prometheus", run.prom.url, "--spec", str(EXAMPLE))
+    assert text.returncode == data["exit_code"]
+    assert data["headline"] in text.stdout
+    for ranked in data["ranked"]:
+        assert ranked["runbook"].startswith(run.spec.links.runbooks or "runbooks/")
+
+
+def test_triage_cli_discovers_the_only_service(run: Run) -> None:
+    """Without --spec or --service, triage finds the one service Prometheus has."""
+    result = _triage_cli("--prometheus", run.prom.url, "--json")
+    assert result.returncode in (EXIT_HEALTHY, EXIT_ACTIVE), result.stderr
+    assert json.loads(result.stdout)["service"] == run.spec.service
