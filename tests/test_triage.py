@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from rich.console import Console
 
 import steadystream as ss
 from steadystream import conventions as c
@@ -23,6 +25,7 @@ from steadystream.triage import (
     PrometheusUnreachable,
     TriageReport,
     checks_for,
+    render_rich,
     triage,
 )
 
@@ -151,3 +154,19 @@ def test_without_spec_or_service_discovers_nothing_and_says_so(
     result = _cli("--prometheus", empty_prometheus.url)
     assert result.returncode == EXIT_NO_DATA
     assert "no data" in result.stderr
+
+
+def test_rich_table_names_the_class_value_and_runbook() -> None:
+    """On a terminal the report is a table with the ranked class, its value and its runbook."""
+    findings = (
+        Finding(_check(c.FC_IDLE_STALL, "idle-timeouts", 0.01), "active", value=0.5),
+        Finding(_check(c.FC_NO_TRAFFIC, "metrics-absent", 0.0), "no_series"),
+    )
+    report = TriageReport("http://p", "svc", 0.0, True, findings)
+    console = Console(file=io.StringIO(), force_terminal=True, width=160, color_system=None)
+    render_rich(report, console)
+    out = console.file.getvalue()
+    assert "most likely: idle-stall; open runbooks/idle-stall.md" in out
+    assert "idle-timeouts" in out
+    assert "50.00x" in out
+    assert "metrics-absent" in out
