@@ -88,6 +88,14 @@ def test_30d_spec_has_sre_workbook_factors_and_passes_promtool(
     _check_and_test(promtool, rules, tests)
 
 
+def test_odd_spec_passes_promtool(promtool: str, tmp_path: Path) -> None:
+    """Quotes and backslashes in selector values, a foreign histogram, a 7d period, a 90s
+    ``for`` and min_events 3 still give rules and tests promtool accepts."""
+    rules, tests = _write(ss.load_spec(GOLDEN / "edge" / "slo.yaml"), tmp_path)
+    assert r'job="we\"ird\\job"' in rules.read_text()
+    _check_and_test(promtool, rules, tests)
+
+
 def _only(tests: Path, keep: str) -> None:
     """Keep only the test groups whose name contains ``keep``."""
     data: dict[str, Any] = yaml.safe_load(tests.read_text())
