@@ -78,10 +78,15 @@ def test_render_all_combines_rules_dashboards_and_runbooks() -> None:
     assert render_all(spec, Source("slo.yaml", "a" * 64)) == files
 
 
-@pytest.mark.parametrize("spec_path", [None, EXAMPLE_SPEC], ids=["default", "example"])
+@pytest.mark.parametrize(
+    "spec_path",
+    [None, EXAMPLE_SPEC, ROOT / "tests" / "golden" / "alerts" / "edge" / "slo.yaml"],
+    ids=["default", "example", "class-disabled"],
+)
 def test_runbook_links_resolve_both_ways(spec_path: Path | None) -> None:
-    """Every alert's runbook_url is a generated runbook, and every runbook (but the index)
-    is the runbook_url of at least one alert."""
+    """Every alert's runbook_url is a generated runbook, and every runbook (but the index,
+    and the runbook of a class whose alerts the spec disables) is the runbook_url of at least
+    one alert."""
     spec = ss.default_spec("chat-gateway") if spec_path is None else ss.load_spec(spec_path)
     files = render_all(spec, Source("slo.yaml", "0" * 64))
     base = spec.links.runbooks
@@ -96,7 +101,12 @@ def test_runbook_links_resolve_both_ways(spec_path: Path | None) -> None:
         assert path in files, f"{alert['alert']} links {url}, which is not generated"
         linked.add(path)
     runbooks = {p for p in files if p.startswith(f"{c.RUNBOOKS_DIR}/")} - {INDEX}
-    assert runbooks - linked == set(), "runbooks no alert links to"
+    disabled = {
+        c.failure_class_runbook(fc)
+        for fc, o in spec.alerting.failure_classes.items()
+        if not o.enabled
+    }
+    assert runbooks - linked == disabled, "runbooks no alert links to"
     assert len(runbooks) == len(c.FAILURE_CLASSES) + len(spec.slos)
 
 
