@@ -181,3 +181,32 @@ def sdk_events(n_deltas: int) -> list[Any]:
 def content_bytes(n_deltas: int) -> int:
     """UTF-8 bytes of the stream's content: what ``stream_bytes_total`` must count."""
     return sum(len(t.encode()) for t in delta_texts(n_deltas))
+
+
+def chat_chunks(n_content: int) -> list[Any]:
+    """One streamed Chat Completion as the SDK yields it: ``ChatCompletionChunk`` objects (a
+    role chunk, ``n_content`` content chunks with the same multi-byte text, a finish chunk and
+    a usage chunk)."""
+    from openai.types.chat import ChatCompletionChunk
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": MODEL,
+            "system_fingerprint": "fp_bench",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    payloads = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+    payloads += [chunk({"content": t}, None) for t in delta_texts(n_content)]
+    payloads.append(chunk({}, "stop"))
+    usage = dict(chunk({}, None), choices=[])
+    usage["usage"] = {
+        "prompt_tokens": 8,
+        "completion_tokens": n_content,
+        "total_tokens": 8 + n_content,
+    }
+    payloads.append(usage)
+    return [ChatCompletionChunk.model_validate(p) for p in payloads]
