@@ -226,6 +226,7 @@ class StreamCore:
         self._error_class = None
         self._t_attempt = t
         self._attempt_content = False
+        self._special = True
         self._attempt_deadline_ft = t + self._policy.first_token
         self._idle_used = 0.0
         self._waiting = False
@@ -305,8 +306,11 @@ class StreamCore:
         else:
             if getattr(item, "type", None) != _TEXT_DELTA:
                 return self.on_reading(classify(item), t)
-            text = getattr(item, "delta", None)
-            seq = getattr(item, "sequence_number", None)
+            try:  # plain attribute reads: SDK delta events always have both fields
+                text = item.delta
+                seq = item.sequence_number
+            except AttributeError:
+                return self.on_reading(classify(item), t)
         if type(text) is not str or not text:
             return self.on_reading(classify(item), t)
         if self._waiting:
@@ -366,7 +370,6 @@ class StreamCore:
             self._special_content(t)
         else:
             self._gaps.append((t - self._last_content_t) * 1000.0)
-        self._attempt_content = True
         self._idle_used = 0.0
         self._last_content_t = t
         self._bytes += len(data)
@@ -384,6 +387,8 @@ class StreamCore:
             self._mark(t)
 
     def _special_content(self, t: float) -> None:
+        # First content of the stream, of an attempt, or after an interruption.
+        self._attempt_content = True
         if self._first_token_t is None:
             self._first_token_t = t
             self._flush_at = t + _FLUSH_EVERY

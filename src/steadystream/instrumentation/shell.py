@@ -263,7 +263,7 @@ class _Shell:
 class SyncStreamWrapper(_Shell, Generic[T]):
     """A measured, time-limited view of a sync iterable (returned by ``monitor.wrap``)."""
 
-    __slots__ = ("_armed", "_it", "_watchdog")
+    __slots__ = ("_armed", "_it", "_plain", "_watchdog")
 
     def __init__(
         self,
@@ -279,6 +279,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         self._it: Iterator[Any] = iter(upstream.iter_bytes() if events_mode else upstream)
         self._watchdog = watchdog
         self._armed = False
+        self._plain = not events_mode
 
     def __iter__(self) -> SyncStreamWrapper[T]:
         return self
@@ -309,6 +310,18 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 if err is exc:
                     raise
                 raise err from exc
+            if self._plain and type(item) is not bytes and type(item) is not bytearray:
+                # The per-chunk path, inlined from _item(): one core call, the item handed on.
+                try:
+                    exp = self._core.on_item(item, self._clock())
+                except Exception:
+                    report_telemetry_error("StreamCore", "on_item")
+                    return item  # type: ignore[no-any-return]
+                if exp is None:
+                    return item  # type: ignore[no-any-return]
+                self._end(self._clock(), error=exp)
+                self._close_upstream()
+                raise exp
             try:
                 out = self._item(item)
             except BaseException as exc:  # a timeout decided by the core
