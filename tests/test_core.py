@@ -322,3 +322,15 @@ def test_slow_streams_flush_measurements_at_least_every_second() -> None:
     assert sum(args[0] for args in rec.named("content")) >= 6
     core.close(9.0)
     assert sum(args[0] for args in rec.named("content")) == 8
+
+
+def test_earliest_deadline_while_the_consumer_holds_an_item() -> None:
+    """The soonest possible next deadline: the remaining idle budget, or the fixed first-token
+    deadline, never past the total one."""
+    core, _ = opened()
+    feed(core, CREATED, 0.0, 0.5)
+    assert core.earliest_deadline(1.0) == 3.0  # first-token deadline, fixed
+    feed(core, delta("a"), 1.0, 2.0)
+    feed(core, "", 2.5, 4.5)  # keep-alive after 2 s of upstream wait: 6 s of idle left
+    assert core.earliest_deadline(10.0) == pytest.approx(16.0)
+    assert core.earliest_deadline(44.0) == 45.0  # capped by total

@@ -280,6 +280,15 @@ class StreamCore:
         :meth:`on_wait`; never earlier than a previously returned value."""
         return self._deadline
 
+    def earliest_deadline(self, now: float) -> float:
+        """While the consumer holds an item: the earliest the next wait's deadline can be, if
+        it began at ``now`` (for a timer that sleeps until a deadline may have passed)."""
+        if self._attempt_content:
+            d = now + (self._policy.idle - self._idle_used)
+        else:
+            d = self._attempt_deadline_ft
+        return min(d, self._total_deadline)
+
     @property
     def waiting(self) -> bool:
         """True between :meth:`on_wait` and the next item, error or close."""

@@ -255,9 +255,10 @@ class _Shell:
                 interrupt_upstream(self._upstream)
                 return None
             return deadline
-        # The consumer holds an item; the next deadline is not known until it asks again, and
-        # it will be no earlier than the current one. Look again a little later.
-        return max(deadline, now + 0.05)
+        # The consumer holds an item: the next deadline is not known until it asks again, but
+        # it cannot come before earliest_deadline(now). A budget already spent (the consumer
+        # held a lifecycle event past the first-token deadline) is re-checked every 50 ms.
+        return max(core.earliest_deadline(now), now + 0.05)
 
 
 class SyncStreamWrapper(_Shell, Generic[T]):
