@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -164,3 +165,20 @@ def test_run_demo_counts_agree_with_the_metrics() -> None:
     }
     assert view.total(c.BYTES_TOTAL) == report.content_bytes
     assert json.loads(json.dumps(report.to_dict()))["streams_finished"] == report.streams_finished
+
+
+def test_demo_cli_port_in_use_is_a_clear_error() -> None:
+    """A metrics port that is already taken exits 1 naming the port, without a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "steadystream", "demo", "--metrics-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"metrics port {port}" in result.stderr
+    assert "Traceback" not in result.stderr

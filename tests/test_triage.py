@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -20,6 +21,7 @@ from steadystream.triage import (
     EXIT_ACTIVE,
     EXIT_NO_DATA,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
     Check,
     Finding,
     PrometheusUnreachable,
@@ -170,3 +172,12 @@ def test_rich_table_names_the_class_value_and_runbook() -> None:
     assert "idle-timeouts" in out
     assert "50.00x" in out
     assert "metrics-absent" in out
+
+
+def test_invalid_spec_is_a_usage_error(tmp_path: Path) -> None:
+    """A spec that does not load exits 2 with its file:line:col message, before any query."""
+    bad = tmp_path / "slo.yaml"
+    bad.write_text("version: 1\nservice: svc\nperiod: soon\n", encoding="utf-8")
+    result = _cli("--prometheus", f"http://127.0.0.1:{_closed_port()}", "--spec", str(bad))
+    assert result.returncode == EXIT_USAGE
+    assert f"{bad}:3:" in result.stderr

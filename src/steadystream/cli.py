@@ -106,17 +106,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2
     out = sys.stderr if args.json else sys.stdout
-    report = run_demo(
-        duration=args.duration,
-        streams=args.streams,
-        faults=args.faults,
-        metrics_port=args.metrics_port,
-        spec=spec,
-        seed=args.seed,
-        out=out,
-        handle_signals=True,
-        slow_consumers=args.slow_consumers,
-    )
+    try:
+        report = run_demo(
+            duration=args.duration,
+            streams=args.streams,
+            faults=args.faults,
+            metrics_port=args.metrics_port,
+            spec=spec,
+            seed=args.seed,
+            out=out,
+            handle_signals=True,
+            slow_consumers=args.slow_consumers,
+        )
+    except OSError as exc:
+        # Typically the metrics port is taken or privileged: say which, without a traceback.
+        _err(f"steadystream demo: cannot start (metrics port {args.metrics_port}): {exc}")
+        return 1
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
     else:
