@@ -27,9 +27,13 @@ FAULT = c.HEADER_FAULT
 LABELS = {"service": "svc", "model": "gpt-4.1", "provider": "openai"}
 
 
+SHORT = {"first_token": "400ms", "stream_idle": "400ms"}
+
+
 def make_spec(**timeouts: str) -> ss.Spec:
-    """A spec with short timeouts, so faults cross them quickly."""
-    t = {"first_token": "400ms", "stream_idle": "400ms", "total": "20s", **timeouts}
+    """A spec with generous timeouts (a loaded CI machine never crosses them) unless a test
+    sets short ones for the fault it injects."""
+    t = {"first_token": "20s", "stream_idle": "20s", "total": "60s", **timeouts}
     return ss.Spec.model_validate(
         {"version": 1, "service": "svc", "stream": {"timeouts": t, "checkpoint": {"every": 4}}}
     )
@@ -170,7 +174,7 @@ def test_httpx_byte_chunks_pass_through_identical(upstream: Any) -> None:
 def test_idle_timeout_watchdog_interrupts_a_stalled_read(client: OpenAI) -> None:
     """A mid-stream stall longer than stream_idle: the watchdog cuts the blocked read and the
     consumer gets IdleTimeout carrying the checkpoint of exactly what it received."""
-    tel = Telemetry()
+    tel = Telemetry(make_spec(**SHORT))
     stream = create(client, "stall=30s@10")
     received: list[Any] = []
     with pytest.raises(ss.IdleTimeout) as info:
@@ -193,7 +197,7 @@ def test_idle_timeout_watchdog_interrupts_a_stalled_read(client: OpenAI) -> None
 
 def test_first_token_timeout_ignores_lifecycle_events(client: OpenAI) -> None:
     """Lifecycle events arrive at once but the first delta is late: FirstTokenTimeout."""
-    tel = Telemetry()
+    tel = Telemetry(make_spec(**SHORT))
     stream = create(client, "delay=30s")
     received: list[Any] = []
     with pytest.raises(ss.FirstTokenTimeout) as info:
@@ -311,9 +315,9 @@ def test_keepalives_do_not_count_as_first_token(upstream: Any) -> None:
 
 def test_total_timeout_on_a_slow_drip(client: OpenAI) -> None:
     """Content keeps coming, slowly: no idle timeout, but the total budget ends the stream."""
-    tel = Telemetry(make_spec(total="600ms", first_token="500ms", stream_idle="500ms"))
+    tel = Telemetry(make_spec(total="800ms", first_token="800ms", stream_idle="800ms"))
     with pytest.raises(ss.TotalTimeout) as info:
-        list(tel.monitor.wrap(create(client, "drip=60ms"), model="gpt-4.1", provider="openai"))
+        list(tel.monitor.wrap(create(client, "drip=100ms"), model="gpt-4.1", provider="openai"))
     assert info.value.retryable is False
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_TOTAL) == 1
     assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_TOTAL_TIMEOUT) == 1
@@ -321,7 +325,7 @@ def test_total_timeout_on_a_slow_drip(client: OpenAI) -> None:
 
 def test_watchdog_interrupts_a_stalled_httpx_response(upstream: Any) -> None:
     """The watchdog also unblocks a plain httpx response read (socket shutdown)."""
-    tel = Telemetry()
+    tel = Telemetry(make_spec(**SHORT))
     body = {"model": "gpt-4.1", "input": "hi", "stream": True}
     events: list[Any] = []
     with (

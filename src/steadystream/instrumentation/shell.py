@@ -370,6 +370,10 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 self.close()
 
 
+# Upstream closes scheduled by garbage-collected async wrappers (kept alive until done).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
 def _fire_timer(ref: weakref.ref[AsyncStreamWrapper[Any]]) -> None:
     wrapper = ref()
     if wrapper is not None:
@@ -527,11 +531,15 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         await self.aclose()
 
     def __del__(self) -> None:
-        # No awaiting here: record the abandonment; the upstream's own finaliser closes it.
-        if not self._done:
-            try:
-                self._end(self._clock(), abandoned=True)
-                if self._timer is not None:
-                    self._timer.cancel()
-            except Exception:
-                pass
+        # No awaiting here: record the abandonment now, and close the upstream in a task when
+        # collected on the loop's thread (elsewhere the upstream's own finaliser must do it).
+        if self._done:
+            return
+        with contextlib.suppress(Exception):
+            self._end(self._clock(), abandoned=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(self._close_upstream())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
