@@ -33,10 +33,15 @@ import time
 from collections import Counter as _Tally
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import conventions as c
 from .spec import SLO, Spec, default_spec, format_percent
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from .simulate import Profile
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -649,11 +654,11 @@ async def run_demo_async(
     *,
     duration: float = DEFAULT_DURATION,
     streams: int = DEFAULT_STREAMS,
-    faults: str | Any = DEFAULT_FAULTS,
+    faults: str | Profile = DEFAULT_FAULTS,
     metrics_port: int | None = 0,
     spec: Spec | None = None,
     seed: int = 0,
-    registry: Any = None,
+    registry: CollectorRegistry | None = None,
     out: TextIO | None = None,
     live: bool | None = None,
     stop: asyncio.Event | None = None,
@@ -664,8 +669,12 @@ async def run_demo_async(
     stream_factory: StreamFactory = resilient_stream,
     slow_consumers: float | None = None,
 ) -> DemoReport:
-    """Run the demo in the running event loop; see :func:`run_demo` for the arguments."""
-    from prometheus_client import CollectorRegistry
+    """Run the demo in the running event loop; see :func:`run_demo` for the arguments.
+
+    ``stop``: set it to end the run early (what Ctrl-C does with ``handle_signals``); ``drain``:
+    seconds running streams get to finish after the duration before they are cancelled.
+    """
+    from prometheus_client import CollectorRegistry as _Registry
 
     from .instrumentation.monitor import StreamMonitor
     from .simulate import Upstream, resolve_profile
@@ -680,7 +689,7 @@ async def run_demo_async(
     if not 0.0 <= slow_consumers <= 1.0:
         raise ValueError(f"slow_consumers must be a share from 0 to 1, got {slow_consumers!r}")
     spec = spec if spec is not None else default_spec(DEFAULT_SERVICE)
-    registry = registry if registry is not None else CollectorRegistry()
+    registry = registry if registry is not None else _Registry()
     out = out if out is not None else sys.stdout
     live = out.isatty() if live is None else live
     stop = stop if stop is not None else asyncio.Event()
@@ -777,7 +786,24 @@ async def run_demo_async(
     )
 
 
-def run_demo(**kwargs: Any) -> DemoReport:
+def run_demo(
+    *,
+    duration: float = DEFAULT_DURATION,
+    streams: int = DEFAULT_STREAMS,
+    faults: str | Profile = DEFAULT_FAULTS,
+    metrics_port: int | None = 0,
+    spec: Spec | None = None,
+    seed: int = 0,
+    registry: CollectorRegistry | None = None,
+    out: TextIO | None = None,
+    live: bool | None = None,
+    handle_signals: bool = False,
+    drain: float = DRAIN_SECONDS,
+    token_interval: float = DEMO_TOKEN_INTERVAL,
+    first_token_latency: float = DEMO_FIRST_TOKEN_LATENCY,
+    stream_factory: StreamFactory = resilient_stream,
+    slow_consumers: float | None = None,
+) -> DemoReport:
     """Run the demo and return its :class:`DemoReport`.
 
     Arguments (all keyword, all optional):
@@ -799,7 +825,25 @@ def run_demo(**kwargs: Any) -> DemoReport:
       when ``out`` is a TTY); ``handle_signals``: first Ctrl-C stops the run early and the
       report is still returned, marked ``interrupted``.
     """
-    return asyncio.run(run_demo_async(**kwargs))
+    return asyncio.run(
+        run_demo_async(
+            duration=duration,
+            streams=streams,
+            faults=faults,
+            metrics_port=metrics_port,
+            spec=spec,
+            seed=seed,
+            registry=registry,
+            out=out,
+            live=live,
+            handle_signals=handle_signals,
+            drain=drain,
+            token_interval=token_interval,
+            first_token_latency=first_token_latency,
+            stream_factory=stream_factory,
+            slow_consumers=slow_consumers,
+        )
+    )
 
 
 def _openai_client(base_url: str) -> Any:
