@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from openai import AsyncOpenAI
 from opentelemetry.sdk.trace import TracerProvider
@@ -95,12 +96,14 @@ async def test_async_events_pass_through_unchanged(client: AsyncOpenAI) -> None:
     assert len(tel.stream_spans()) == 1
 
 
-async def test_async_httpx_response_with_utf8_splits(aupstream: Any) -> None:
-    """An httpx.AsyncClient SSE response, cut inside every UTF-8 character, reassembles."""
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+async def test_async_httpx_response_with_utf8_splits(aupstream: Any, http: Any) -> None:
+    """An httpx / httpx2 AsyncClient SSE response, cut inside every UTF-8 character,
+    reassembles."""
     tel = Telemetry()
     body = {"model": "gpt-4.1", "input": "hi", "stream": True}
     async with (
-        httpx.AsyncClient() as hc,
+        http.AsyncClient() as hc,
         hc.stream(
             "POST", f"{aupstream.base_url}/responses", json=body, headers={FAULT: "split=utf8"}
         ) as resp,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from openai import OpenAI
 from opentelemetry.sdk.metrics import MeterProvider
@@ -134,12 +135,14 @@ def test_openai_events_pass_through_unchanged_with_exact_metrics(client: OpenAI)
     assert attrs[c.ATTR_BYTES] == len(expected)
 
 
-def test_httpx_sse_response_yields_parsed_events(upstream: Any) -> None:
-    """An httpx response is read as SSE and yielded as events; split frames still add up."""
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_httpx_sse_response_yields_parsed_events(upstream: Any, http: Any) -> None:
+    """An httpx / httpx2 response is read as SSE and yielded as events; split frames still
+    add up."""
     tel = Telemetry()
     body = {"model": "gpt-4.1", "input": "hi", "stream": True}
     with (
-        httpx.Client(timeout=ss.httpx_timeout(make_spec())) as hc,
+        http.Client() as hc,
         hc.stream(
             "POST", f"{upstream.base_url}/responses", json=body, headers={FAULT: "split=utf8"}
         ) as resp,
