@@ -15,7 +15,7 @@ from rich.console import Console
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.alerts.signals import failure_class_signals
+from steadystream.alerts import failure_class_signals
 from steadystream.testing import PrometheusServer
 from steadystream.triage import (
     EXIT_ACTIVE,

@@ -469,7 +469,7 @@ def checks_for(spec: Spec) -> list[Check]:
     The expressions, thresholds and descriptions come from the alert generator, so triage ranks
     exactly what the alerts fire on.
     """
-    from .alerts.signals import failure_class_signals, slo_burn_signals
+    from .alerts import failure_class_signals, slo_burn_signals
 
     checks = [
         Check.from_signal("failure_class", signal)
