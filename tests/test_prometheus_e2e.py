@@ -215,7 +215,7 @@ def test_every_dashboard_query_parses_and_has_data_where_the_workload_feeds_it(r
 def test_stream_series_match_the_demo_report(run: Run) -> None:
     """Prometheus's stream_* counts equal the demo's own count, per outcome and error class."""
     report, sel = run.report, run.sel
-    assert report.streams_finished > 50
+    assert report.streams_finished > 20
     assert run.value(f"sum({c.REQUESTS_TOTAL}{{{sel}}})") == report.streams_finished
     assert (
         run.value(f'sum({c.REQUESTS_TOTAL}{{{sel},outcome="{c.OUTCOME_OK}"}})') == report.streams_ok
