@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -182,3 +184,78 @@ def test_demo_cli_port_in_use_is_a_clear_error() -> None:
     assert result.returncode == 1
     assert f"metrics port {port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_cli_json_report_on_stdout() -> None:
+    """--json prints the report as JSON on stdout; progress goes to stderr."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "steadystream",
+            "demo",
+            "--duration",
+            "2",
+            "--streams",
+            "2",
+            "--faults",
+            "none",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["faults"] == "none"
+    assert data["streams_finished"] == data["streams_ok"] > 0
+    assert {s["name"]: s["verdict"] for s in data["slos"]}["stream-errors"] == "PASS"
+    assert "metrics: http://127.0.0.1:" in result.stderr
+
+
+def test_demo_cli_on_a_terminal_draws_the_live_table() -> None:
+    """On a TTY the progress is a live rich table with every SLO against its target."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "LINES": "50", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "steadystream",
+            "demo",
+            "--duration",
+            "2",
+            "--streams",
+            "2",
+            "--faults",
+            "none",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    assert proc.wait(timeout=30) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "steadystream demo: chat-gateway" in screen
+    assert "streams done" in screen
+    for slo in ss.default_spec("x").slos:
+        assert slo.name in screen
+    assert "steadystream demo report" in screen
