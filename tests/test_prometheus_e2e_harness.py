@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +100,14 @@ def test_wait_until_is_bounded() -> None:
     """wait_until stops by itself and says what it waited for."""
     with PrometheusServer() as prom, pytest.raises(PrometheusError, match="never_there_metric"):
         prom.wait_for_query("never_there_metric", timeout=1.0)
+
+
+def test_taken_fixed_port_fails_with_the_reason() -> None:
+    """A fixed port that is already taken makes start() fail with Prometheus's own reason."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = PrometheusServer(port=port, startup_timeout=20)
+        with pytest.raises(PrometheusError, match="address already in use"):
+            server.start()

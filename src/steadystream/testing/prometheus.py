@@ -227,7 +227,7 @@ class PrometheusServer:
             for attempt in range(5):
                 if not fixed_port:
                     self.port = _free_port(self.host)
-                if self._launch(binary, config_path, attempt):
+                if self._launch(binary, config_path, attempt, retry_port=not fixed_port):
                     return self
             raise PrometheusError(
                 f"no free port found for Prometheus on {self.host} after 5 attempts",
@@ -237,8 +237,9 @@ class PrometheusServer:
             self.stop()
             raise
 
-    def _launch(self, binary: str, config_path: Path, attempt: int) -> bool:
-        """Run the binary once; True when ready, False when its port was taken (retry)."""
+    def _launch(self, binary: str, config_path: Path, attempt: int, *, retry_port: bool) -> bool:
+        """Run the binary once; True when ready, False when the picked port was taken (so
+        another can be tried). A taken fixed port is an error."""
         assert self._dir is not None
         log_path = self._dir / f"prometheus-{attempt}.log"
         self._log_path = log_path
@@ -265,7 +266,7 @@ class PrometheusServer:
             if code is not None:
                 tail = self.log_tail()
                 self._discard_process()
-                if "address already in use" in tail and self.port != 0:
+                if "address already in use" in tail and retry_port:
                     return False
                 raise PrometheusError(
                     f"Prometheus exited with status {code} before it was ready", log_tail=tail
