@@ -207,6 +207,11 @@ def test_outcomes_error_abandoned_and_inband_failure() -> None:
     assert core.close(1.0) == c.OUTCOME_ERROR
     assert rec.named("ended")[0][1] == c.ERROR_CLASS_RESPONSE_FAILED
 
+    core, rec = opened()  # the consumer breaks out on an error event: still an error
+    feed(core, {"type": "error", "message": "overloaded"}, 0, 0.1)
+    assert core.close(1.0, abandoned=True) == c.OUTCOME_ERROR
+    assert rec.named("ended")[0][1] == c.ERROR_CLASS_UPSTREAM_EVENT
+
     core, rec = opened()
     feed(core, CREATED, 0, 0.1)
     feed(core, delta("a", 1), 0.1, 0.2)

@@ -589,9 +589,16 @@ class StreamCore:
                 error_class = self._error_class
             else:
                 error_class = classify_exception(error)
-        if error_class is None and not abandoned:
+        if error_class is None:
+            # An in-band failure decides the outcome even if the consumer then stopped early
+            # (breaking out on an ``error`` event is the usual way to handle one).
             error_class = self._error_class
-            if error_class is None and self._responses_api and not self._ended_by_upstream:
+            if (
+                error_class is None
+                and not abandoned
+                and self._responses_api
+                and not self._ended_by_upstream
+            ):
                 error_class = c.ERROR_CLASS_NETWORK
         if error_class is not None:
             outcome = c.OUTCOME_ERROR

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import conventions as c
 from .core import CorePolicy, StreamCore
@@ -47,9 +47,12 @@ if TYPE_CHECKING:
 
     from ..spec import Spec
     from .active import ActiveStream
+    from .reassembly import ServerSentEvent
     from .relay import Relay
 
 __all__ = ["StreamMonitor"]
+
+T = TypeVar("T")
 
 
 def _global_meter_provider() -> MeterProvider | None:
@@ -161,6 +164,39 @@ class StreamMonitor:
         return core
 
     # ------------------------------------------------------------------ passive mode
+
+    @overload
+    def wrap(
+        self,
+        stream: AsyncIterable[T],
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        expect_json: bool = False,
+        sse: bool | None = None,
+    ) -> AsyncStreamWrapper[T]: ...
+
+    @overload
+    def wrap(
+        self,
+        stream: Iterable[T],
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        expect_json: bool = False,
+        sse: bool | None = None,
+    ) -> SyncStreamWrapper[T]: ...
+
+    @overload
+    def wrap(
+        self,
+        stream: Any,
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        expect_json: bool = False,
+        sse: bool | None = None,
+    ) -> SyncStreamWrapper[ServerSentEvent] | AsyncStreamWrapper[ServerSentEvent]: ...
 
     def wrap(
         self,
