@@ -33,9 +33,10 @@ Extension points for the active mode (retries, resume, flow control, ingress):
 :attr:`checkpoint`. Recovery latency (interruption to the first content after it) is measured
 by the core itself: the first content after a failed attempt records it.
 
-Cost per content chunk: one classification, one UTF-8 encode and hash update, a few float
-operations, and a list append for the gap; bytes and gaps reach the sinks in batches at every
-checkpoint and at the end.
+Cost per content chunk: a few attribute reads of the item, one UTF-8 encode and hash update, a
+few float operations and a list append for the gap. Bytes and gaps reach the sinks in batches
+(every 64 chunks, at least once a second, and at the end); a periodic checkpoint only copies the
+hash state, and becomes a :class:`~.checkpoint.Checkpoint` when it is read.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class StreamCore:
         "_bytes",
         "_chunks",
         "_closed",
+        "_cp",
+        "_cp_state",
         "_deadline",
         "_deadline_phase",
         "_ended_by_upstream",
@@ -142,7 +145,6 @@ class StreamCore:
         "_total_deadline",
         "_waiting",
         "attempt",
-        "checkpoint",
         "outcome",
         "response_id",
         "sequence_number",
@@ -171,8 +173,10 @@ class StreamCore:
         self._flush_at = _INF
         self._chunks = 0
         self._next_checkpoint = self._every
-        #: The last checkpoint (``None`` before the first content).
-        self.checkpoint: Checkpoint | None = None
+        # The last checkpoint: taken every N chunks as raw state (a hash copy), turned into a
+        # Checkpoint only when someone reads it, so the per-chunk path never pays for it.
+        self._cp: Checkpoint | None = None
+        self._cp_state: tuple[int, Any, int, int | None, str | None] | None = None
         self.sequence_number: int | None = None
         self.response_id: str | None = None
         #: Number of the current attempt (0 before :meth:`begin_attempt`).
@@ -248,9 +252,11 @@ class StreamCore:
             return
         self._attempt_live = False
         self._account_wait(t)
-        if error_class is not None and self._interrupted_at is None:
-            self._interrupted_at = t
-            self._special = True
+        if error_class is not None:
+            self._checkpoint_event()
+            if self._interrupted_at is None:
+                self._interrupted_at = t
+                self._special = True
         self._obs.attempt_ended(self.attempt, t, error_class)
 
     # ------------------------------------------------------------------ items
@@ -413,7 +419,14 @@ class StreamCore:
         """Every few chunks: a checkpoint when due, and a flush of the batched measurements."""
         if self._chunks >= self._next_checkpoint:
             self._next_checkpoint += self._every
-            self._take_checkpoint()
+            self._cp_state = (
+                self._bytes,
+                self._hash.copy(),
+                self._chunks,
+                self.sequence_number,
+                self.response_id,
+            )
+            self._cp = None
         if len(self._gaps) >= _FLUSH_GAPS or t >= self._flush_at:
             self._flush_at = t + _FLUSH_EVERY
             self._flush()
@@ -428,11 +441,28 @@ class StreamCore:
             self.response_id,
         )
 
-    def _take_checkpoint(self) -> Checkpoint:
-        cp = self._snapshot()
-        self.checkpoint = cp
-        self._obs.checkpoint(cp)
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The last checkpoint: every ``checkpoint_every`` content chunks, and whenever one was
+        taken for an error or the end (``None`` before the first content)."""
+        cp = self._cp
+        if cp is None and self._cp_state is not None:
+            nbytes, h, chunks, seq, rid = self._cp_state
+            cp = self._cp = Checkpoint(nbytes, h.hexdigest(), chunks, seq, rid)
+            self._cp_state = None
         return cp
+
+    def _current(self) -> Checkpoint:
+        cp = self.checkpoint
+        if cp is None or cp.chunks != self._chunks or cp.sequence_number != self.sequence_number:
+            cp = self._cp = self._snapshot()
+            self._cp_state = None
+        return cp
+
+    def _checkpoint_event(self) -> None:
+        """Tell the sinks the checkpoint at a moment that matters (a failure, the end)."""
+        if self._chunks:
+            self._obs.checkpoint(self._current())
 
     def _flush(self) -> None:
         n = self._bytes - self._flushed_bytes
@@ -443,16 +473,9 @@ class StreamCore:
             self._obs.content(n, gaps)
 
     def current_checkpoint(self) -> Checkpoint:
-        """A checkpoint of everything delivered so far (taken now; also becomes
-        :attr:`checkpoint`)."""
-        cp = self.checkpoint
-        if (
-            cp is not None
-            and cp.chunks == self._chunks
-            and cp.sequence_number == self.sequence_number
-        ):
-            return cp
-        return self._take_checkpoint()
+        """A checkpoint of everything delivered so far (taken now if content arrived since the
+        last one; it also becomes :attr:`checkpoint`)."""
+        return self._current()
 
     @property
     def content_bytes(self) -> int:
@@ -487,12 +510,10 @@ class StreamCore:
             c.TIMEOUT_IDLE: self._policy.idle,
             c.TIMEOUT_TOTAL: self._policy.total,
         }[phase]
-        cp = self.checkpoint if self.checkpoint is not None else None
-        if self._chunks and (cp is None or cp.chunks != self._chunks):
-            cp = self._snapshot()
-            self.checkpoint = cp
+        cp = self._current() if self._chunks else None
         exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
         self._expired = exc
+        self._checkpoint_event()
         self._obs.timeout(phase, t)
         return exc
 
@@ -607,11 +628,11 @@ class StreamCore:
         else:
             outcome = c.OUTCOME_OK
         self.outcome = outcome
+        if self._chunks:
+            obs.checkpoint(self._current())
         if self._attempt_live:
             self._attempt_live = False
             obs.attempt_ended(self.attempt, t, error_class)
-        if self._chunks:
-            self._take_checkpoint()
         self._flush()
         if outcome == c.OUTCOME_OK:
             # Completeness checks only make sense on content the upstream said is whole.

@@ -190,7 +190,7 @@ class OTelMetricsSink:
 class _SpanStream:
     """Spans of one logical stream (a StreamObserver)."""
 
-    __slots__ = ("_attempt", "_attrs", "_checkpoint", "_ctx", "_ended", "_span", "_tracer")
+    __slots__ = ("_attempt", "_attrs", "_ctx", "_ended", "_span", "_tracer")
 
     def __init__(self, tracer: Any, ctx: Any, attrs: dict[str, Any]) -> None:
         self._tracer = tracer
@@ -198,7 +198,6 @@ class _SpanStream:
         self._attrs = attrs
         self._span: Span | None = None
         self._attempt: Span | None = None
-        self._checkpoint: Checkpoint | None = None
         self._ended = False
 
     def started(self, t: float) -> None:
@@ -224,7 +223,6 @@ class _SpanStream:
         if span is None:
             return
         if error_class is not None:
-            self._checkpoint_event()
             from opentelemetry.trace import Status, StatusCode
 
             span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
@@ -244,26 +242,17 @@ class _SpanStream:
         pass
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
-        # Remembered, not recorded: a checkpoint event is added where it matters (before a
-        # timeout, a failed attempt, a retry and at the end). One event per N chunks would cost
-        # an SDK call per checkpoint and overflow the span's event limit on long streams.
-        self._checkpoint = checkpoint
-
-    def _checkpoint_event(self) -> None:
-        cp, self._checkpoint = self._checkpoint, None
-        if cp is None:
-            return
-        attrs: dict[str, Any] = {"offset": cp.offset, "chunks": cp.chunks}
-        if cp.sequence_number is not None:
-            attrs["sequence_number"] = cp.sequence_number
+        # The core reports checkpoints where they matter (a timeout, a failed attempt, the
+        # end), not every N chunks: that would overflow the span's event limit on long streams.
+        attrs: dict[str, Any] = {"offset": checkpoint.offset, "chunks": checkpoint.chunks}
+        if checkpoint.sequence_number is not None:
+            attrs["sequence_number"] = checkpoint.sequence_number
         self._event(c.EVENT_CHECKPOINT, attrs)
 
     def timeout(self, phase: str, t: float) -> None:
-        self._checkpoint_event()
         self._event(c.EVENT_TIMEOUT, {c.LABEL_PHASE: phase})
 
     def retry(self, reason: str, attempt: int, t: float) -> None:
-        self._checkpoint_event()
         self._event(c.EVENT_RETRY, {c.LABEL_REASON: reason, c.ATTR_ATTEMPT: attempt})
 
     def resume(self, ok: bool, t: float, checkpoint: Checkpoint | None) -> None:
@@ -302,7 +291,6 @@ class _SpanStream:
             return
         self._ended = True
         span = self._span
-        self._checkpoint_event()
         if self._attempt is not None:  # defensive: the core ends attempts first
             self._attempt.end()
             self._attempt = None

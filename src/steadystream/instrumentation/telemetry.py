@@ -6,9 +6,10 @@ The core (:mod:`.core`) never talks to Prometheus or OpenTelemetry. It calls a
 (Prometheus, OpenTelemetry metrics, spans) behind a :class:`Fanout` that logs and swallows any
 exception a sink raises, so telemetry can never break the user's stream.
 
-Nothing here is called per chunk: the core batches bytes and chunk gaps and flushes them at
-every checkpoint and at the end (:meth:`StreamObserver.content`), so a sink's cost per chunk is
-amortised. Sinks must not keep a reference to the ``gaps_ms`` list they are handed.
+Nothing here is called per chunk: the core batches bytes and chunk gaps and hands them on every
+64 chunks, at least once a second while content flows, and at the end
+(:meth:`StreamObserver.content`), so a sink's cost per chunk is amortised. Sinks must not keep
+a reference to the ``gaps_ms`` list they are handed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class StreamObserver(Protocol):
         """A batch of content: bytes delivered and the chunk gaps (ms) since the last batch."""
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
-        """A checkpoint was taken."""
+        """The checkpoint at a moment that matters: a timeout, a failed attempt, the end.
+        (Periodic checkpoints are kept by the core, not reported: they are per-chunk work.)"""
 
     def timeout(self, phase: str, t: float) -> None:
         """A timeout fired (``phase``: ``first_token``, ``idle``, ``total``, ``dial``, ``tls``)."""
