@@ -44,7 +44,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--rounds", "2", "--streams", "1"],
     ),
     "scale": ("bench_scale.py", [], ["--streams", "100", "--lag-rounds", "1"]),
-    "generate": ("bench_generate.py", ["--rounds", "5"], ["--rounds", "2"]),
+    "generate": ("bench_generate.py", ["--rounds", "3"], ["--rounds", "2"]),
 }
 
 TARGETS = (
