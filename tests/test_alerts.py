@@ -447,3 +447,29 @@ def test_golden_render_rules(case: str) -> None:
         for p in sorted((GOLDEN / case / "alerts").glob("*"))
     }
     assert files == expected, "golden mismatch: review, then UPDATE_GOLDEN=1 to accept"
+
+
+@pytest.mark.parametrize(
+    ("max_buffer", "policy", "says", "never"),
+    [
+        (
+            "1MiB",
+            "terminate",
+            "streams cut with ClientTooSlow because the consumer fell behind the 1MiB buffer cap",
+            "1024KiB",
+        ),
+        ("1536KiB", "pause", "the reader paused the upstream", "cut"),
+        ("256KiB", "drop", "keep-alives and progress events shed", "cut"),
+    ],
+)
+def test_slow_consumer_description_names_the_cap_and_what_the_policy_does(
+    max_buffer: str, policy: str, says: str, never: str
+) -> None:
+    """The slow-consumer alert prints the buffer cap as the spec would (1MiB, not 1024KiB)
+    and says what a breach does under the configured overflow policy."""
+    spec = _spec(stream={"flow_control": {"max_buffer": max_buffer, "on_overflow": policy}})
+    alert = next(a for a in _alerts(spec) if a["alert"] == "StreamSlowConsumerAborts")
+    description = alert["annotations"]["description"]
+    assert says in description
+    assert never not in description
+    assert ss.spec.format_size(spec.stream.flow_control.max_buffer) in description

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from .. import conventions as c
 from ..dashboards.links import dashboard_url
 from ..runbooks.links import runbook_url
-from ..spec import SLO, Spec, Tier, format_duration, format_percent
+from ..spec import SLO, Spec, Tier, format_duration, format_percent, format_size
 from . import names as n
 from ._promql import Sel, clean, dur, matcher_labels, num
 
@@ -171,8 +171,20 @@ class _Def:
     panel: str = ""
 
 
+#: What a buffer-cap breach does under each overflow policy (see instrumentation.relay): the
+#: counter counts breaches under all three, but only ``terminate`` cuts the stream.
+_OVERFLOW_EFFECT = {
+    "terminate": "streams cut with ClientTooSlow",
+    "pause": "buffer-cap breaches per stream (the reader paused the upstream)",
+    "drop": "buffer-cap breaches per stream (keep-alives and progress events shed, then the "
+    "reader paused the upstream)",
+}
+
+
 def _slow_consumer(q: _Q) -> list[_Def]:
     fc = q.spec.stream.flow_control
+    effect = _OVERFLOW_EFFECT[fc.on_overflow]
+    what = f"the share of {effect}" if fc.on_overflow == "terminate" else effect
     return [
         _Def(
             "client-slow-aborts",
@@ -181,8 +193,8 @@ def _slow_consumer(q: _Q) -> list[_Def]:
             ">",
             0.01,
             "ratio",
-            f"the share of streams cut (or chunks dropped, on_overflow={fc.on_overflow}) because "
-            f"the consumer fell behind the {fc.max_buffer // 1024}KiB buffer cap",
+            f"{what} because the consumer fell behind the {format_size(fc.max_buffer)} buffer "
+            f"cap (on_overflow={fc.on_overflow})",
             "Consumers are too slow to keep up with their streams",
             "warning",
             600,
