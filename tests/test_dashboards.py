@@ -433,3 +433,38 @@ def test_awkward_selector_values_are_escaped_and_still_parse(tmp_path: Path) -> 
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]}))
     result = _promtool("check", "rules", "r.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _eq_matchers(expr: str) -> dict[str, str]:
+    """The equality matchers of a selector whose values need no escaping."""
+    inner = re.fullmatch(r"[A-Za-z_:][A-Za-z0-9_:]*\{(.*)\}", expr)
+    assert inner, expr
+    return dict(re.findall(r'(\w+)="([^"\\]*)"', inner.group(1)))
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [{"job": "chat-gateway"}, {"job": "chat-gateway", "service": "gw-prod", "env": "prod"}],
+)
+def test_alert_annotations_select_exactly_this_specs_alerts(selector: dict[str, str]) -> None:
+    """The firing-alerts annotation matches every generated alert's labels (with $service at
+    the variable's default) and carries every selector label, so another job's alerts for a
+    service of the same name stay off the board."""
+    spec = ss.Spec.model_validate({"version": 1, "service": "chat-gateway", "selector": selector})
+    alerts = [r for g in rule_groups(spec) for r in g["rules"] if "alert" in r]
+    assert alerts
+    for path, data in _render(spec).items():
+        service_var = next(v for v in data["templating"]["list"] if v["name"] == "service")
+        (annotation,) = data["annotations"]["list"]
+        wanted = _eq_matchers(
+            annotation["expr"].replace("$service", service_var["current"]["value"])
+        )
+        assert wanted.pop("alertstate") == "firing"
+        assert set(selector) <= set(wanted), path
+        for alert in alerts:
+            labels = alert["labels"]
+            assert {k: labels.get(k) for k in wanted} == wanted, (path, alert["alert"])
+        decoy = {**alerts[0]["labels"], "job": "another-job"}
+        assert {k: decoy.get(k) for k in wanted} != wanted
+    expected_service = selector.get("service", spec.service)
+    assert f"var-service={expected_service}&" in dashboard_url(spec, c.BOARD_SLO_OVERVIEW, 1)

@@ -201,7 +201,9 @@ def _templating(spec: Spec) -> dict[str, Any]:
         query=service_query,
         dataSource=DATASOURCE,
         label="Service",
-        default=spec.service,
+        # The selector may pin the service label to a scrape-side value; that is the one the
+        # series (and the alerts) carry.
+        default=spec.selector.get(c.LABEL_SERVICE, spec.service),
         refresh=2,
     ).to_json_data()
     model = g.Template(
@@ -223,12 +225,18 @@ def _templating(spec: Spec) -> dict[str, Any]:
 
 
 def alert_annotation(spec: Spec) -> dict[str, Any]:
-    # ALERTS carries the alert's labels, not the scrape's: rules put `service` on every alert,
-    # so that is what scopes the annotations (the job selector is gone after aggregation).
+    """Firing alerts of this spec as annotations.
+
+    ``ALERTS`` carries each alert's own labels, not the scrape's. The aggregations in the
+    rules drop the scrape labels, so every generated alert puts the spec's matchers back as
+    static labels (``selector`` plus ``service``, or the selector's own ``service``): matching
+    on all of them, as every panel does, shows this service's alerts and no other job's.
+    """
+    matchers = Selector.grafana(spec).matchers(model=False)
     return {
         "datasource": DATASOURCE,
         "enable": True,
-        "expr": f'ALERTS{{alertstate="firing",{c.LABEL_SERVICE}="${VAR_SERVICE}"}}',
+        "expr": f'ALERTS{{alertstate="firing",{matchers}}}',
         "iconColor": "red",
         "name": "Firing alerts",
         "step": "60s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
 from .. import conventions as c
 from ..spec import Spec
 from ._promql import VAR_SERVICE
@@ -37,7 +39,9 @@ def dashboard_url(spec: Spec, board: str, panel_id: int | None = None) -> str:
     if board not in c.BOARDS:
         raise ValueError(f"unknown board {board!r}; expected one of {', '.join(c.BOARDS)}")
     uid = c.dashboard_uid(spec.service, board)
-    query = f"var-{VAR_SERVICE}={spec.service}"
+    # The value the series carry: the selector may pin `service` to a scrape-side name.
+    service = spec.selector.get(c.LABEL_SERVICE, spec.service)
+    query = f"var-{VAR_SERVICE}={quote_plus(service)}"
     if panel_id is not None:
         query += f"&viewPanel={panel_id}"
     base = (spec.links.grafana or "").rstrip("/")
