@@ -209,3 +209,26 @@ async def test_async_error_event_is_counted(client: AsyncOpenAI) -> None:
     assert out[-1].type == "error"
     assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_UPSTREAM_EVENT) == 1
     assert tel.value("stream_requests_total", outcome=c.OUTCOME_ERROR) == 1
+
+
+async def test_async_stall_with_long_first_token_budget_is_an_idle_timeout(
+    client: AsyncOpenAI,
+) -> None:
+    """Reasoning-model budgets (first_token 20 s, stream_idle 400 ms): the loop timer, armed at
+    the first-token deadline, is brought forward to the idle deadline by the first content, so
+    a mid-stream stall ends as IdleTimeout well within the first-token budget."""
+    tel = Telemetry(make_spec(first_token="20s", stream_idle="400ms"))
+    stream = await create(client, "stall=60s@10")
+    received: list[Any] = []
+
+    async def consume() -> None:
+        async for event in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+            received.append(event)
+
+    with pytest.raises(ss.IdleTimeout):
+        # Bounded far below the 20 s first-token budget: only the idle deadline can end it.
+        await asyncio.wait_for(consume(), timeout=10.0)
+    assert text_of(received)
+    assert stream.response.is_closed
+    assert tel.value("stream_timeout_idle_total") == 1
+    assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 0

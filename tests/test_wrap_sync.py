@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -346,3 +347,82 @@ def test_watchdog_interrupts_a_stalled_httpx_response(upstream: Any) -> None:
     assert info.value.checkpoint is not None
     assert info.value.checkpoint.offset == len(text) > 0
     assert len(tel.stream_spans()) == 1
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StallAfterContent:
+    """One text delta, then a read that blocks until the upstream is closed (bounded: after
+    10 s it ends quietly, as an upstream that finally finishes would)."""
+
+    def __init__(self, on_block: Any) -> None:
+        self.closed = threading.Event()
+        self._on_block = on_block
+        self._sent = False
+
+    def __iter__(self) -> StallAfterContent:
+        return self
+
+    def __next__(self) -> Any:
+        if not self._sent:
+            self._sent = True
+            return {"type": "response.output_text.delta", "delta": "héllo", "sequence_number": 4}
+        self._on_block()
+        if self.closed.wait(10.0):
+            raise ConnectionError("closed by the watchdog")
+        raise StopIteration
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_watchdog_rearms_at_idle_deadline_when_first_token_budget_is_longer() -> None:
+    """first_token (30 s) > stream_idle (8 s): after the first content the watchdog looks at the
+    idle deadline, so a stall is cut at 8 s of silence, not at the first-token deadline."""
+    clock = FakeClock()
+    tel = Telemetry(make_spec(first_token="30s", stream_idle="8s"), clock=clock)
+    seen_due: list[float | None] = []
+    wrapper: Any = None
+
+    def stall() -> None:
+        # The reader is about to block: the watchdog must look at the idle deadline.
+        seen_due.append(tel.monitor._watchdog.due(wrapper))
+        clock.now += 9.0  # 9 s of silence after the content (fake time)
+        tel.monitor._watchdog.wake()
+
+    upstream = StallAfterContent(stall)
+    wrapper = tel.monitor.wrap(upstream, model="gpt-4.1", provider="openai")
+    received = []
+    clock.now += 1.0
+    with pytest.raises(ss.IdleTimeout) as info:
+        for item in wrapper:
+            received.append(item)
+    assert seen_due == [1001.0 + 8.0]
+    assert upstream.closed.is_set()
+    assert info.value.checkpoint is not None
+    assert info.value.checkpoint.offset == len("héllo".encode())
+    assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_IDLE) == 1
+    assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 0
+
+
+@pytest.mark.timeout(15)
+def test_openai_stall_with_long_first_token_budget_is_an_idle_timeout(client: OpenAI) -> None:
+    """Reasoning-model budgets (first_token 20 s, stream_idle 400 ms): a mid-stream stall of the
+    real SDK stream is cut by the watchdog at the idle budget, long before the first-token one."""
+    tel = Telemetry(make_spec(first_token="20s", stream_idle="400ms"))
+    stream = create(client, "stall=60s@10")
+    received: list[Any] = []
+    with pytest.raises(ss.IdleTimeout):
+        for event in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+            received.append(event)
+    assert text_of(received)
+    assert stream.response.is_closed
+    assert tel.value("stream_timeout_idle_total") == 1

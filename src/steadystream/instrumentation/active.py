@@ -70,7 +70,6 @@ __all__ = ["ActiveStream", "Resilience", "install", "resilience", "stream_active
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
 _TEXT_DELTA = "response.output_text.delta"
-_INF = float("inf")
 
 
 @dataclass
@@ -131,30 +130,9 @@ def install(
 
 
 class _SyncAttempt(SyncStreamWrapper[Any]):
-    """The sync shell for one attempt: ends the attempt, never the logical stream.
+    """The sync shell for one attempt: ends the attempt, never the logical stream."""
 
-    The base shell arms its watchdog once, at the first-token deadline, trusting deadlines never
-    to move earlier. With ``first_token`` longer than ``stream_idle`` (reasoning models), the
-    idle deadline after the first content comes *before* it, and a stall would go unnoticed
-    until then. So an attempt is looked at least once per idle budget: each look either fires
-    the timeout or re-arms at the exact current deadline.
-    """
-
-    __slots__ = ("_idle",)
-
-    def __init__(self, *args: Any, idle: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._idle = idle
-
-    def _arm(self) -> None:
-        deadline = min(self._core.next_deadline(), self._clock() + self._idle)
-        if deadline < _INF and self._watchdog is not None:
-            self._armed = True
-            self._watchdog.watch(self, deadline)
-
-    def _watchdog_check(self, now: float) -> float | None:
-        again = super()._watchdog_check(now)
-        return None if again is None else min(again, now + self._idle)
+    __slots__ = ()
 
     def _end(
         self, t: float, *, error: BaseException | None = None, abandoned: bool = False
@@ -163,21 +141,9 @@ class _SyncAttempt(SyncStreamWrapper[Any]):
 
 
 class _AsyncAttempt(AsyncStreamWrapper[Any]):
-    """The async shell for one attempt: ends the attempt, never the logical stream, and wakes
-    at least once per idle budget (see :class:`_SyncAttempt`)."""
+    """The async shell for one attempt: ends the attempt, never the logical stream."""
 
-    __slots__ = ("_idle",)
-
-    def __init__(self, *args: Any, idle: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._idle = idle
-
-    def _arm(self) -> None:
-        now = self._clock()
-        deadline = min(self._core.next_deadline(), now + self._idle)
-        if deadline < _INF:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, deadline - now), self._on_timer)
+    __slots__ = ()
 
     def _end(
         self, t: float, *, error: BaseException | None = None, abandoned: bool = False
@@ -542,7 +508,6 @@ def _run_sync(run: _Run) -> Iterator[Any]:
                 run.wrap_upstream(upstream),
                 monitor.clock,
                 watchdog=monitor._watchdog,
-                idle=monitor.policy.idle,
             )
             try:
                 for item in attempt:
@@ -592,9 +557,7 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
                 if not hasattr(upstream, "__iter__"):
                     raise TypeError(f"the opener returned {type(upstream).__name__}, not a stream")
                 upstream = _AsyncFromSync(upstream)
-            attempt = _AsyncAttempt(
-                run._core, run.wrap_upstream(upstream), monitor.clock, idle=monitor.policy.idle
-            )
+            attempt = _AsyncAttempt(run._core, run.wrap_upstream(upstream), monitor.clock)
             try:
                 async for item in attempt:
                     yield run.on_item(item)

@@ -17,10 +17,13 @@ Timeouts. Deadlines are absolute times on the same clock. ``first_token`` runs f
 of each attempt until its first content. ``stream_idle`` counts only time spent *waiting on the
 upstream* since the last content: keep-alives and lifecycle events do not reset it, and time the
 consumer spends holding a chunk does not use it up (that is the consumer's business, and the
-buffer cap's). ``total`` runs from :meth:`on_open` for the whole logical stream. Deadlines never
-move earlier, which lets the shells use one lazily re-armed timer per stream instead of arming a
-timer per chunk. A shell that sees a deadline pass calls :meth:`expire` (or gets the error from
-:meth:`on_item` / :meth:`check`) and raises it; the error carries the last checkpoint.
+buffer cap's). ``total`` runs from :meth:`on_open` for the whole logical stream. After an
+attempt's first content the deadline is the idle one, which comes *earlier* than the first-token
+deadline when ``first_token > stream_idle`` (reasoning models); otherwise deadlines only move
+later. The shells keep one lazily re-armed timer per stream and re-arm it whenever
+:meth:`next_deadline` comes before the time it is set for. A shell that sees a deadline pass
+calls :meth:`expire` (or gets the error from :meth:`on_item` / :meth:`check`) and raises it;
+the error carries the last checkpoint.
 
 Phases. Wall time is split into ``open`` (measured only when the monitor opened the stream),
 ``first_token_wait`` (upstream wait before the first content), ``upstream_wait`` (upstream wait
@@ -283,7 +286,8 @@ class StreamCore:
 
     def next_deadline(self) -> float:
         """When the current wait must end (``inf`` when nothing bounds it). Valid after
-        :meth:`on_wait`; never earlier than a previously returned value."""
+        :meth:`on_wait`. Earlier than a previously returned value only once per attempt: at
+        its first content, when the idle budget ends before the first-token one."""
         return self._deadline
 
     def earliest_deadline(self, now: float) -> float:

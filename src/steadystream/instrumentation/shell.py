@@ -253,18 +253,26 @@ class _Shell:
             if now >= deadline:
                 core.expire(now)
                 interrupt_upstream(self._upstream)
+                self._armed_at = _INF
                 return None
-            return deadline
-        # The consumer holds an item: the next deadline is not known until it asks again, but
-        # it cannot come before earliest_deadline(now). A budget already spent (the consumer
-        # held a lifecycle event past the first-token deadline) is re-checked every 50 ms.
-        return max(core.earliest_deadline(now), now + 0.05)
+            again = deadline
+        else:
+            # The consumer holds an item: the next deadline is not known until it asks again,
+            # but it cannot come before earliest_deadline(now) unless the attempt's first
+            # content moves it from first-token to idle (the reader re-arms then). A budget
+            # already spent (the consumer held a lifecycle event past the first-token
+            # deadline) is re-checked every 50 ms.
+            again = max(core.earliest_deadline(now), now + 0.05)
+        # Mirror the pending look, so the reading thread re-arms whenever its next deadline
+        # comes earlier (a race only ever makes this too late, causing a redundant watch()).
+        self._armed_at = again
+        return again
 
 
 class SyncStreamWrapper(_Shell, Generic[T]):
     """A measured, time-limited view of a sync iterable (returned by ``monitor.wrap``)."""
 
-    __slots__ = ("_armed", "_it", "_plain", "_watchdog")
+    __slots__ = ("_armed_at", "_it", "_plain", "_watchdog")
 
     def __init__(
         self,
@@ -279,7 +287,8 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
         self._it: Iterator[Any] = iter(upstream.iter_bytes() if events_mode else upstream)
         self._watchdog = watchdog
-        self._armed = False
+        # When the watchdog will look at this stream next (inf: not armed).
+        self._armed_at = _INF
         self._plain = not events_mode
 
     def __iter__(self) -> SyncStreamWrapper[T]:
@@ -295,7 +304,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 self._core.on_wait(self._clock())
             except Exception:
                 report_telemetry_error("StreamCore", "on_wait")
-            if not self._armed and self._watchdog is not None:
+            if self._watchdog is not None and self._core.next_deadline() < self._armed_at:
                 self._arm()
             try:
                 item = next(self._it)
@@ -333,9 +342,11 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 return out  # type: ignore[no-any-return]
 
     def _arm(self) -> None:
+        # Arm (or re-arm earlier: the first content of an attempt can bring the deadline
+        # forward from first-token to idle) at the current wait's deadline.
         deadline = self._core.next_deadline()
         if deadline < _INF and self._watchdog is not None:
-            self._armed = True
+            self._armed_at = deadline
             self._watchdog.watch(self, deadline)
 
     def _close_upstream(self) -> None:
@@ -389,7 +400,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
     and disarming a timer around every ``__anext__``).
     """
 
-    __slots__ = ("_ait", "_fired", "_task", "_timer")
+    __slots__ = ("_ait", "_fired", "_task", "_timer", "_timer_at")
 
     def __init__(
         self,
@@ -405,6 +416,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             upstream.aiter_bytes() if events_mode else upstream.__aiter__()
         )
         self._timer: asyncio.TimerHandle | None = None
+        # When the timer fires (inf: no timer).
+        self._timer_at = _INF
         self._task: asyncio.Task[Any] | None = None
         self._fired = False
 
@@ -422,7 +435,10 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             except Exception:
                 report_telemetry_error("StreamCore", "on_wait")
             task = self._task = asyncio.current_task()
-            if self._timer is None:
+            if self._core.next_deadline() < self._timer_at:
+                # No timer yet, or the deadline came forward (first content: first-token ->
+                # idle); a later deadline is handled by the timer re-arming itself.
+                self._cancel_timer()
                 self._arm()
             try:
                 item = await self._ait.__anext__()
@@ -474,9 +490,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             self._timer = loop.call_later(
                 max(0.0, deadline - self._clock()), _fire_timer, weakref.ref(self)
             )
+            self._timer_at = deadline
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_at = _INF
         if self._done:
             return
         core = self._core
@@ -496,6 +514,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timer_at = _INF
 
     async def _close_upstream(self) -> None:
         up = self._upstream

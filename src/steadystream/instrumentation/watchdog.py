@@ -9,9 +9,14 @@ once; otherwise it calls the upstream's ``close()``. The reading thread then see
 core and raises the timeout (with the checkpoint) instead of whatever the interrupted read
 produced. If an upstream offers neither, the timeout is raised when the blocked read returns.
 
-Both mechanisms are lazy, because the core's deadlines never move earlier: a stream is armed
-once and the timer re-arms itself at the new deadline when it wakes early, so the per-chunk
-cost is an attribute check rather than a timer per chunk.
+Both mechanisms are lazy: a stream has at most one pending look, and the timer re-arms itself
+at the new deadline when it wakes early, so the per-chunk cost is a float comparison rather than
+a timer per chunk. Deadlines usually move later (each content chunk pushes the idle deadline
+out), but not always: with ``first_token`` longer than ``stream_idle`` (reasoning models), the
+idle deadline after the first content comes *before* the first-token deadline the stream was
+armed at. The shells therefore compare the core's deadline with the time they are armed at
+before every wait and re-arm when it is earlier; :meth:`Watchdog.watch` replaces a later
+pending look with the earlier one (the later one is dropped when it comes up).
 """
 
 from __future__ import annotations
@@ -83,19 +88,36 @@ class Watchdog:
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, weakref.ref[Any]]] = []
+        # The one pending look per stream; heap entries that no longer match it are stale.
+        self._due: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
 
     def watch(self, stream: _Watched, at: float) -> None:
         """Look at ``stream`` at time ``at`` (the monitor's clock); it stays watched until its
-        ``_watchdog_check`` returns None."""
+        ``_watchdog_check`` returns None. A stream has one pending look: an earlier ``at``
+        replaces it, a later one is ignored (the pending look will say when to look again)."""
         with self._cond:
+            due = self._due.get(stream)
+            if due is not None and due <= at:
+                return
+            self._due[stream] = at
             heapq.heappush(self._heap, (at, next(self._seq), weakref.ref(stream)))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             elif self._heap[0][0] == at:
                 self._cond.notify()
+
+    def due(self, stream: _Watched) -> float | None:
+        """When ``stream`` will next be looked at (``None``: not watched)."""
+        with self._cond:
+            return self._due.get(stream)
+
+    def wake(self) -> None:
+        """Re-read the clock now (for an injected clock that jumped forward)."""
+        with self._cond:
+            self._cond.notify()
 
     def _run(self) -> None:
         while True:
@@ -111,16 +133,20 @@ class Watchdog:
                     delay = at - self._clock()
                     if delay <= 0:
                         _, _, ref = heapq.heappop(self._heap)
-                        break
+                        stream = ref()
+                        if stream is not None and self._due.get(stream) == at:
+                            del self._due[stream]
+                            break
+                        # Collected, or replaced by an earlier look (no strong reference kept
+                        # while waiting: an abandoned wrapper must stay collectable).
+                        stream = None
+                        continue
                     self._cond.wait(timeout=min(delay, 60.0))
-            stream = ref()
-            if stream is None:
-                continue
             try:
                 again = stream._watchdog_check(self._clock())
             except Exception:
                 log.exception("watchdog check failed; the stream is no longer watched")
                 again = None
             if again is not None and again < _INF:
-                with self._cond:
-                    heapq.heappush(self._heap, (again, next(self._seq), ref))
+                self.watch(stream, again)
+            del stream
