@@ -488,3 +488,34 @@ def test_cli_schema_prints_json() -> None:
     assert result.returncode == 0
     assert json.loads(result.stdout) == json_schema()
     assert result.stdout == run_cli("schema").stdout
+
+
+def test_tier_budget_must_be_above_zero() -> None:
+    """A 0% budget share (a burn-rate threshold of 0, so the first failed event would fire)
+    is an error at the tier's budget field."""
+    p = one(
+        MINIMAL
+        + "alerting:\n  tiers:\n    - {severity: critical, long: 1h, short: 5m, budget: 0%}\n"
+    )
+    assert (p.line, p.path) == (5, "alerting.tiers[0].budget")
+    assert "above 0%" in p.message
+
+
+def test_durations_are_whole_milliseconds() -> None:
+    """A duration below Prometheus's millisecond resolution is an error, not a silent
+    rounding in the generated rules."""
+    found = problems(MINIMAL + "stream:\n  timeouts:\n    dial: 0.5ms\n    first_token: 1.0005s\n")
+    assert [p.path for p in found] == ["stream.timeouts.dial", "stream.timeouts.first_token"]
+    assert all("whole number of milliseconds" in p.message for p in found)
+
+
+def test_cross_check_messages_print_durations_as_written() -> None:
+    """Timeout and backoff cross-checks print durations in the spec's units (2h, not 7200s)."""
+    found = problems(
+        MINIMAL
+        + "stream:\n  timeouts: {stream_idle: 2h}\n  retry: {base_backoff: 2m, max_backoff: 5s}\n"
+    )
+    assert [p.message for p in found] == [
+        "stream_idle (2h) must not exceed total (45s)",
+        "base_backoff (2m) must not exceed max_backoff (5s)",
+    ]

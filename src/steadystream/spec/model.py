@@ -28,6 +28,7 @@ from .units import (
     PERCENT_PATTERN,
     RATE_PATTERN,
     SIZE_PATTERN,
+    format_duration,
     parse_duration,
     parse_percent,
     parse_rate,
@@ -53,7 +54,29 @@ __all__ = [
     "semantic_problems",
 ]
 
+
+def _whole_ms(value: float) -> float:
+    # Prometheus durations, and every rule and panel generated from the spec, resolve to whole
+    # milliseconds; "0.5ms" or "1.0005s" would be silently rounded there.
+    if abs(value * 1000 - round(value * 1000)) > 1e-6 or value < 0.001:
+        raise ValueError(
+            f"duration {value:g}s is not a whole number of milliseconds (at least 1ms), "
+            "the resolution Prometheus works in"
+        )
+    return value
+
+
 Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    AfterValidator(_whole_ms),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["300ms", "2.5s", "28d"]}
+    ),
+]
+# Latency thresholds and bucket bounds: their whole-millisecond rule is the bucket check in
+# _bucket_problems, which says why.
+LatencyBound = Annotated[
     float,
     BeforeValidator(parse_duration),
     WithJsonSchema(
@@ -148,8 +171,8 @@ class LatencyIndicator(_Model):
     """Good events: observations of a latency histogram at or below ``threshold``."""
 
     metric: MetricName = Field(description="The histogram metric (in milliseconds).")
-    threshold: Duration = Field(description="The latency an event must meet to count as good.")
-    buckets: tuple[Duration, ...] | None = Field(
+    threshold: LatencyBound = Field(description="The latency an event must meet to count as good.")
+    buckets: tuple[LatencyBound, ...] | None = Field(
         default=None,
         description="Bucket bounds of a histogram steadystream does not emit itself; the "
         "threshold must be one of them. Not needed for steadystream's own histograms, whose "
@@ -223,6 +246,17 @@ class Tier(_Model):
         """Burn-rate factor: budget share x period / long window (14.4 for 2 % in 1 h of 30 d)."""
         return self.budget * period / self.long
 
+    @field_validator("budget")
+    @classmethod
+    def _some_budget(cls, value: float) -> float:
+        # A 0% share is a burn-rate threshold of 0: the first failed request would page.
+        if value <= 0:
+            raise ValueError(
+                "budget must be above 0% (0% makes every failed event fire the alert); "
+                "the SRE Workbook tiers spend 2%, 5% and 10%"
+            )
+        return value
+
     @model_validator(mode="after")
     def _windows(self) -> Tier:
         if self.short >= self.long:
@@ -284,7 +318,11 @@ class Timeouts(_Model):
     @model_validator(mode="after")
     def _within_total(self) -> Timeouts:
         problems = [
-            (name, f"{name} ({value:g}s) must not exceed total ({self.total:g}s)")
+            (
+                name,
+                f"{name} ({format_duration(value)}) must not exceed total "
+                f"({format_duration(self.total)})",
+            )
             for name, value in (
                 ("first_token", self.first_token),
                 ("stream_idle", self.stream_idle),
@@ -319,8 +357,8 @@ class Retry(_Model):
             problems.append(
                 (
                     "base_backoff",
-                    f"base_backoff ({self.base_backoff:g}s) must not exceed max_backoff "
-                    f"({self.max_backoff:g}s)",
+                    f"base_backoff ({format_duration(self.base_backoff)}) must not exceed "
+                    f"max_backoff ({format_duration(self.max_backoff)})",
                 )
             )
         if self.jitter >= 1:
