@@ -132,6 +132,8 @@ async def test_terminate_ends_with_resumable_client_too_slow(upstream: Upstream)
     assert cp.sha256 == hashlib.sha256(got.encode()).hexdigest()
     assert relayed.peak <= CAP
     assert relayed.buffered == 0  # the backlog was freed
+    # Bytes delivered to the consumer, not the freed backlog the reader had read.
+    assert value(registry, "stream_bytes_total") == cp.offset
     assert value(registry, "stream_abort_client_slow_total") == 1
     assert value(registry, "stream_errors_total", error_class=c.ERROR_CLASS_CLIENT_TOO_SLOW) == 1
     assert value(registry, "stream_requests_total", outcome=c.OUTCOME_ERROR) == 1
@@ -156,6 +158,25 @@ async def test_consumer_leaving_early_abandons(upstream: Upstream) -> None:
         await relayed.__anext__()
     assert value(registry, "stream_requests_total", outcome=c.OUTCOME_ABANDONED) == 1
     assert value(registry, "stream_in_flight") == 0
+
+
+async def test_bytes_count_what_a_consumer_leaving_early_took() -> None:
+    """stream_bytes_total counts content the consumer took, not what the reader buffered for a
+    consumer that left; the relay's checkpoint is exactly what it took."""
+    monitor, registry, _ = make_monitor("pause")
+
+    async def words() -> Any:
+        for word in ("alpha ", "beta ", "gamma ", "delta"):
+            yield word
+
+    async with relay(monitor, words(), model=MODEL, provider="openai") as relayed:
+        first = await relayed.__anext__()
+        await relayed.wait_stalled()  # the reader has read (and buffered) everything
+    assert first == "alpha "
+    assert relayed.checkpoint.offset == len(b"alpha ")
+    assert relayed.checkpoint.sha256 == hashlib.sha256(b"alpha ").hexdigest()
+    assert value(registry, "stream_bytes_total") == len(b"alpha ")
+    assert value(registry, "stream_requests_total", outcome=c.OUTCOME_OK) == 1
 
 
 async def test_relay_of_a_plain_async_iterable() -> None:

@@ -252,6 +252,8 @@ class _Run:
         self.saw_sequence = False
         self.saw_end = False
         self.closed = False
+        #: Called with the core as soon as it exists (relay mode moves byte counting).
+        self.on_core: Callable[[StreamCore], None] | None = None
 
     # -- lifecycle
 
@@ -268,6 +270,11 @@ class _Run:
             self.ticket.release()
             raise
         self.core = core
+        if self.on_core is not None:
+            try:
+                self.on_core(core)
+            except Exception:
+                report_telemetry_error("StreamCore", "on_core")
         self.t_open = self.clock()
         self.state.budget.deposit()
         return core

@@ -45,6 +45,7 @@ hash state, and becomes a :class:`~.checkpoint.Checkpoint` when it is read.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,7 @@ class StreamCore:
         "_bytes",
         "_chunks",
         "_closed",
+        "_count_bytes",
         "_cp",
         "_cp_state",
         "_deadline",
@@ -168,6 +170,8 @@ class StreamCore:
         self._hash_update = self._hash.update
         self._bytes = 0
         self._flushed_bytes = 0
+        # False in relay mode: the relay counts the bytes its consumer takes (see below).
+        self._count_bytes = True
         self._special = True
         self._next_mark = policy.checkpoint_every
         self._fence = FenceTracker()
@@ -474,7 +478,25 @@ class StreamCore:
             gaps = self._gaps
             self._gaps = []
             self._flushed_bytes = self._bytes
-            self._obs.content(n, gaps)
+            self._obs.content(n if self._count_bytes else 0, gaps)
+
+    def count_bytes_on_delivery(self) -> Callable[[int], None]:
+        """Relay mode: ``stream_bytes_total`` counts content bytes the *consumer* took, not the
+        bytes read from the upstream (a cut slow consumer never gets the backlog).
+
+        Bytes read so far are reported now (they reached whoever read them); later batches
+        carry gaps only. Returns the function the relay calls with delivered bytes; it keeps
+        reporting after :meth:`close`, since the consumer drains the buffer after the upstream
+        ended."""
+        self._flush()
+        self._count_bytes = False
+        obs = self._obs
+
+        def delivered(nbytes: int) -> None:
+            if nbytes:
+                obs.content(nbytes, ())
+
+        return delivered
 
     def current_checkpoint(self) -> Checkpoint:
         """A checkpoint of everything delivered so far (taken now if content arrived since the

@@ -22,7 +22,9 @@ goes past ``spec.stream.flow_control.max_buffer`` the configured policy applies:
 
 Each breach (an item that does not fit under the cap; it ends when the consumer has drained the
 buffer to half the cap) counts once in ``stream_abort_client_slow_total`` and adds a
-``backpressure`` span event. The reader checks the
+``backpressure`` span event. ``stream_bytes_total`` counts the content bytes the consumer took
+from the buffer (not those the reader read): a backlog freed by ``terminate``, or left behind by
+a consumer that went away, was never delivered. The reader checks the
 cap after every item, so the buffer never holds more than the cap plus one item.
 
 The policy lives in :class:`RelayBuffer`, which is pure (no event loop, no clock) and unit-tested
@@ -68,6 +70,8 @@ Policy = Literal["pause", "drop", "terminate"]
 #: Bytes counted per buffered event on top of its content: roughly the JSON framing of one
 #: Responses API delta on the wire. Keeps a flood of empty events from being "free".
 ITEM_OVERHEAD: Final = 128
+# Delivered bytes reach stream_bytes_total after this many items taken (and at the end).
+_REPORT_EVERY: Final = 64
 
 _PROGRESS_SUFFIXES: Final = (".in_progress", ".searching", ".interpreting", ".generating")
 _PROGRESS_TYPES: Final = frozenset({"response.queued", "response.in_progress"})
@@ -307,6 +311,11 @@ class RelayBuffer:
         """Exactly what the consumer has taken so far."""
         return self._hasher.snapshot(self._chunks, self._sequence_number, self._response_id)
 
+    @property
+    def delivered_bytes(self) -> int:
+        """Content bytes the consumer has taken so far (the checkpoint's offset)."""
+        return self._hasher.offset
+
 
 def _merge_key(item: Any) -> tuple[Any, ...] | None:
     """Identity of the text a delta belongs to; ``None`` when the item cannot be merged."""
@@ -372,6 +381,28 @@ class Relay:
         self._reader_done = False
         self._finished = False
         self._consumer_waiting = False
+        # Delivered content bytes go to stream_bytes_total through this (set by bind_core),
+        # in batches: every _REPORT_EVERY items taken, and whenever the consumer stops.
+        self._deliver: Callable[[int], None] | None = None
+        self._reported = 0
+        self._takes = 0
+
+    def bind_core(self, core: StreamCore) -> None:
+        """Count ``stream_bytes_total`` for ``core`` on delivery (called once the core exists)."""
+        self._deliver = core.count_bytes_on_delivery()
+
+    def _report_delivered(self) -> None:
+        deliver = self._deliver
+        if deliver is None:
+            return
+        n = self._buf.delivered_bytes - self._reported
+        self._takes = 0
+        if n:
+            self._reported += n
+            try:
+                deliver(n)
+            except Exception:
+                report_telemetry_error("StreamCore", "delivered")
 
     # -- what operators and tests read
 
@@ -472,13 +503,18 @@ class Relay:
                 item = buf.take()
                 if buf.buffered <= buf.low_water:
                     self._space.set()
+                self._takes += 1
+                if self._takes >= _REPORT_EVERY:
+                    self._report_delivered()
                 return item
             if self._terminated is not None:
                 exc, self._terminated = self._terminated, None
                 self._finished = True
+                self._report_delivered()
                 raise exc
             if self._reader_done:
                 self._finished = True
+                self._report_delivered()
                 if self._error is not None:
                     err, self._error = self._error, None
                     raise err
@@ -500,6 +536,7 @@ class Relay:
         elif task is None:
             await _aclose(self._inner)
         self._finished = True
+        self._report_delivered()
 
     async def __aenter__(self) -> Relay:
         return self
@@ -508,6 +545,8 @@ class Relay:
         await self.aclose()
 
     def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._report_delivered()
         task = self._task
         if task is not None and not task.done():
             with contextlib.suppress(Exception):
@@ -583,7 +622,16 @@ def relay(
         def fail_inner(exc: BaseException) -> None:
             inner.core.close(monitor.clock(), error=exc)
 
-    return Relay(inner, buffer, core_of, fail_inner, monitor.clock)
+    relayed = Relay(inner, buffer, core_of, fail_inner, monitor.clock)
+    # stream_bytes_total counts what the consumer takes: hand the count to the relay before
+    # the reader reads anything (an active stream's core only exists once it starts).
+    if isinstance(inner, ActiveStream) and inner._run.core is None:
+        inner._run.on_core = relayed.bind_core
+    else:
+        core = core_of()
+        if core is not None:
+            relayed.bind_core(core)
+    return relayed
 
 
 async def iterate(relayed: Relay) -> AsyncIterator[Any]:
