@@ -37,7 +37,15 @@ def make_monitor(registry: CollectorRegistry) -> StreamMonitor:
             "version": 1,
             "service": "storm",
             "stream": {
-                "timeouts": {"first_token": "30s", "stream_idle": "30s", "total": "120s"},
+                # Generous connect budgets: 200 connections at once on a loaded machine must not
+                # turn a counted 5xx retry into a connect timeout that never reaches the upstream.
+                "timeouts": {
+                    "dial": "20s",
+                    "tls_handshake": "10s",
+                    "first_token": "30s",
+                    "stream_idle": "30s",
+                    "total": "120s",
+                },
                 "retry": {
                     "max_retries": MAX_RETRIES,
                     "base_backoff": "5ms",
