@@ -473,3 +473,16 @@ def test_slow_consumer_description_names_the_cap_and_what_the_policy_does(
     assert says in description
     assert never not in description
     assert ss.spec.format_size(spec.stream.flow_control.max_buffer) in description
+
+
+def test_metrics_absent_description_names_the_missing_series_not_a_threshold() -> None:
+    """The absent-metrics alert says which series is missing under which matchers, with no
+    meaningless "alert above 0" clause; the cascade alert says its ratio is per instance."""
+    spec = ss.load_spec(GOLDEN / "minimal" / "slo.yaml")
+    alerts = {a["alert"]: a for a in _alerts(spec)}
+    absent = alerts["StreamMetricsAbsent"]["annotations"]["description"]
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(ss.alerts.matcher_labels(spec).items()))
+    assert f"no {c.REQUESTS_TOTAL} series matches {{{matchers}}}" in absent
+    assert "alert above" not in absent and "whether" not in absent
+    cascade = alerts["StreamTimeoutCascade"]["annotations"]["description"]
+    assert cascade.startswith("In-flight streams on the fullest instance as a share of")

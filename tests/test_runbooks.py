@@ -417,3 +417,20 @@ def test_table_cells_escape_pipes() -> None:
     """The `cell` filter escapes a pipe and folds newlines, keeping a row one row."""
     env = environment()
     assert env.from_string("| {{ v|cell }} |").render(v="a|b\nc") == "| a\\|b c |"
+
+
+def test_alert_tables_state_each_condition_as_the_rules_compare_it() -> None:
+    """A yes/no alert (absent metrics) is listed without a meaningless "> 0", and the SLO
+    table's error-ratio column is the printed burn factor times the budget (0.9333%, not
+    0.933333%), so the two columns agree with the rule digit for digit."""
+    spec = _default_spec()
+    files = render_runbooks(spec, SOURCE)
+    no_traffic = files[c.failure_class_runbook(c.FC_NO_TRAFFIC)]
+    row = next(
+        line for line in no_traffic.splitlines() if line.startswith("| `StreamMetricsAbsent`")
+    )
+    assert "> 0" not in row and f"no {c.REQUESTS_TOTAL} series matches" in row
+    assert "`StreamMetricsAbsent`:" in no_traffic
+    errors = files[c.slo_runbook("stream-errors")]
+    row = next(line for line in errors.splitlines() if line.startswith("| warning | 3d / 6h"))
+    assert "| 0.9333x | 0.9333% |" in row

@@ -191,7 +191,8 @@ def fc_description(signal: Signal) -> list[Piece]:
     word = "above" if signal.op == ">" else "below"
     limit = f"alert {word} {format_threshold(signal.threshold, signal.unit)}"
     if signal.unit == "bool":
-        return [lit(f"{_sentence(signal.summary)}: {signal.description} ({limit}).")]
+        # A yes/no signal has no value worth printing: say what is true, and what it means.
+        return [lit(f"{_sentence(signal.summary)} ({signal.description}).")]
     return [
         lit(f"{_sentence(signal.description)} is "),
         _VALUE[signal.unit],

@@ -289,8 +289,8 @@ def _timeout_cascade(q: _Q) -> list[_Def]:
             ">",
             0.8,
             "ratio",
-            f"in-flight streams as a share of the ingress cap ({cap}), while timeouts rise in "
-            "two or more phases at once",
+            f"in-flight streams on the fullest instance as a share of the ingress cap ({cap} "
+            "per process, with timeouts rising in two or more phases at once)",
             "Timeouts in several phases with streams piling up toward the ingress cap",
             "critical",
             300,
@@ -506,7 +506,7 @@ def _no_traffic(q: _Q) -> list[_Def]:
             ">",
             0,
             "bool",
-            f"whether {c.REQUESTS_TOTAL} is missing for this service",
+            f"no {c.REQUESTS_TOTAL} series matches {{{q.sel.matchers()}}}",
             "The stream metrics are missing: the instrumentation or the scrape is broken",
             "warning",
             600,

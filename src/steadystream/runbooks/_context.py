@@ -311,8 +311,12 @@ def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
                 "short": format_duration(tier.short),
                 "budget_share": format_percent(tier.budget),
                 "factor": f"{tier_factor(tier, spec.period):g}",
-                "error_ratio": format_percent(round(factor * slo.error_budget, 8)),
-                "for": format_duration(tier.for_) if tier.for_ is not None else "0s",
+                # The error ratio at the factor the rules print (0.9333x), so the two columns
+                # agree digit for digit (0.9333%, not 0.933333%).
+                "error_ratio": format_percent(
+                    round(tier_factor(tier, spec.period) * slo.error_budget, 8)
+                ),
+                "for": format_duration(tier.for_) if tier.for_ is not None else "none",
                 "exhaust": _human(exhaust),
                 "enabled": tier.enabled,
                 "urgency": (
@@ -348,8 +352,12 @@ def _signal(sig: Any, format_threshold: Any) -> dict[str, Any]:
         "description": sig.description,
         "op": sig.op,
         "threshold": format_threshold(sig.threshold, sig.unit),
+        # The comparison as a reader sees it; a yes/no signal (absent metrics) has none.
+        "when": ""
+        if sig.unit == "bool"
+        else f"{sig.op} {format_threshold(sig.threshold, sig.unit)}",
         "severity": sig.severity,
-        "for": format_duration(sig.for_) if sig.for_ else "0s",
+        "for": format_duration(sig.for_) if sig.for_ else "none",
         "expr": sig.expr,
     }
 
