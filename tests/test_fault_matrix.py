@@ -151,8 +151,8 @@ CASES = {
         then="404",
         retries={"network": 1},
         retrieves=1,
-        error=ss.UpstreamError,
-        error_class=c.ERROR_CLASS_UPSTREAM_4XX,
+        error=ss.ResumeFailed,
+        error_class=c.ERROR_CLASS_RESUME_FAILED,
         delivered=5,
         resume_failures=1,
     ),
@@ -240,6 +240,11 @@ def check(h: Harness, case: Case, events: list[Any], error: BaseException | None
             assert cp.chunks == case.delivered
         else:
             assert cp is None or cp.offset == 0
+        if case.error is ss.ResumeFailed and case.then == "404":
+            # The refusal itself stays visible as the cause.
+            cause = error.__cause__
+            assert isinstance(cause, ss.UpstreamError) and cause.status == 404
+            assert cause.error_class == c.ERROR_CLASS_UPSTREAM_4XX
         outcome, error_class = c.OUTCOME_ERROR, case.error_class
 
     # Retry-After was honoured (retry-after-ms, the precise header, wins).

@@ -22,7 +22,10 @@ What happens around the opener, for sync and async consumers alike:
 4. **Resume.** After content (or once the upstream numbered its events), the next attempt
    resumes. Its items pass through a :class:`~.resume.Resumer` *before* the core sees them, so
    a replayed prefix is skipped and verified, nothing is counted twice, and the consumer gets
-   every content byte exactly once, or :class:`~steadystream.ResumeFailed`.
+   every content byte exactly once, or :class:`~steadystream.ResumeFailed`. A resume the
+   upstream refuses (a 4xx such as 404: the response is gone) also ends in ``ResumeFailed``,
+   with the upstream's :class:`~steadystream.UpstreamError` as ``__cause__``. Every resume
+   that does not catch up counts once in ``stream_resume_failure_total``.
 5. **In-band failures.** An ``error`` event or ``response.failed`` ends the stream with
    ``UpstreamError`` (``error_class`` ``upstream_error_event`` / ``response_failed``); the event
    itself is not yielded. A Responses stream that ends without its terminal event was cut
@@ -389,6 +392,17 @@ class _Run:
                 core.record_timeout(c.TIMEOUT_DIAL, t)
             except Exception:
                 report_telemetry_error("StreamCore", "record_timeout")
+        if self.resume_pending and verdict.reason is None and verdict.status is not None:
+            # The upstream refused the resume itself (404: the background response expired or
+            # was never stored): the stream cannot continue. That is a resume failure, not a
+            # plain upstream error, whatever the status says.
+            self._resume_failed(t)
+            cause = self._final(exc, verdict)
+            cause.__cause__ = exc
+            raise ResumeFailed(
+                f"the upstream refused to resume the stream: {_describe(exc)}",
+                checkpoint=self._checkpoint(),
+            ) from cause
         if not verdict.retry or self.retries >= self.retry_spec.max_retries:
             raise self._final(exc, verdict) from exc
         delay = self.state.backoff.delay(self.retries, verdict.retry_after)
@@ -455,8 +469,11 @@ class _Run:
                 t = self.clock()
                 if error is not None:
                     self._resume_failed(t)
+                # A failed resume names the failure class, whatever the failed attempt said
+                # (a refused resume's attempt failed as upstream_4xx).
+                error_class = error.error_class if isinstance(error, ResumeFailed) else None
                 try:
-                    self.core.close(t, error=error, abandoned=abandoned)
+                    self.core.close(t, error=error, abandoned=abandoned, error_class=error_class)
                 except Exception:
                     report_telemetry_error("StreamCore", "close")
         finally:
