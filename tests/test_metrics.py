@@ -163,6 +163,40 @@ def test_model_label_is_capped() -> None:
     assert ok == {"a": 2, "b": 1, "c": None, "d": None, c.OTHER_MODEL: 2}
 
 
+def test_provider_label_is_capped() -> None:
+    """Past max_providers distinct providers, new names are labelled 'other' (metrics and the
+    ingress rejection counter alike), so arbitrary provider strings stay bounded."""
+    registry = CollectorRegistry()
+    m = ss.StreamMonitor(
+        spec(),
+        registry=registry,
+        tracer_provider=TracerProvider(),
+        clock=FakeClock(),
+        watchdog=False,
+        max_providers=2,
+    )
+    for provider in ("p", "q", "user-supplied-1", "user-supplied-2", "p"):
+        list(m.wrap(iter(["x"]), model="m", provider=provider))
+    m.record_rejected(c.REJECT_REASONS[0], model="m", provider="user-supplied-3")
+    ok = {
+        provider: registry.get_sample_value(
+            "stream_requests_total", {**BASE, "provider": provider, "outcome": "ok"}
+        )
+        for provider in ("p", "q", "user-supplied-1", "user-supplied-2", c.OTHER_MODEL)
+    }
+    assert ok == {"p": 2, "q": 1, "user-supplied-1": None, "user-supplied-2": None, "other": 2}
+    rejected = {"provider": c.OTHER_MODEL, "reason": c.REJECT_REASONS[0]}
+    assert registry.get_sample_value("stream_rejected_total", {**BASE, **rejected}) == 1
+    providers = {
+        s.labels["provider"]
+        for fam in registry.collect()
+        for s in fam.samples
+        if "provider" in s.labels
+    }
+    assert providers == {"p", "q", c.OTHER_MODEL}
+    assert ss.StreamMonitor(spec(), registry=CollectorRegistry()).provider_label("") == "unknown"
+
+
 def test_two_monitors_share_one_registry() -> None:
     """A second monitor on the same registry reuses the collectors and counts into them."""
     registry = CollectorRegistry()

@@ -23,6 +23,9 @@ Where telemetry goes:
 * ``clock``: a monotonic clock in seconds (``time.monotonic``); tests pass a fake one.
 * ``watchdog``: enforce deadlines on blocked sync reads with a watchdog thread (see
   :mod:`.watchdog`); ``False`` checks deadlines only when items arrive.
+* ``max_providers``: distinct ``provider`` label values before new ones become ``other``
+  (models are capped by ``spec.stream.max_models``), so an application that passes arbitrary
+  provider strings cannot explode the metrics' cardinality.
 """
 
 from __future__ import annotations
@@ -50,9 +53,36 @@ if TYPE_CHECKING:
     from .reassembly import ServerSentEvent
     from .relay import Relay
 
-__all__ = ["StreamMonitor"]
+__all__ = ["DEFAULT_MAX_PROVIDERS", "StreamMonitor"]
 
 T = TypeVar("T")
+
+#: Distinct ``provider`` label values per monitor (a service talks to a handful of providers).
+DEFAULT_MAX_PROVIDERS = 8
+
+
+class _LabelCap:
+    """The first ``cap`` distinct values of a label, then ``other``: bounded cardinality."""
+
+    __slots__ = ("_cap", "_lock", "_seen")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return c.UNKNOWN
+        if value in self._seen:
+            return value
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) >= self._cap:
+                return c.OTHER_MODEL
+            self._seen.add(value)
+            return value
 
 
 def _global_meter_provider() -> MeterProvider | None:
@@ -83,6 +113,7 @@ class StreamMonitor:
         *,
         clock: Callable[[], float] = time.monotonic,
         watchdog: bool = True,
+        max_providers: int = DEFAULT_MAX_PROVIDERS,
     ) -> None:
         if registry is None:
             from prometheus_client import REGISTRY
@@ -101,9 +132,8 @@ class StreamMonitor:
         self.policy = CorePolicy.from_spec(spec)
         #: Histogram bucket bounds (ms), spec thresholds included.
         self.buckets = histogram_buckets(spec)
-        self._max_models = spec.stream.max_models
-        self._models: set[str] = set()
-        self._models_lock = threading.Lock()
+        self._models = _LabelCap(spec.stream.max_models)
+        self._providers = _LabelCap(max_providers)
         sinks: list[TelemetrySink] = [
             PrometheusSink(registry, spec.service, self.buckets, clock),
         ]
@@ -122,17 +152,12 @@ class StreamMonitor:
     def model_label(self, model: str | None) -> str:
         """The ``model`` label for ``model``: itself for the first ``stream.max_models``
         distinct names, then ``other`` (so label cardinality stays bounded)."""
-        if not model:
-            return c.UNKNOWN
-        if model in self._models:
-            return model
-        with self._models_lock:
-            if model in self._models:
-                return model
-            if len(self._models) >= self._max_models:
-                return c.OTHER_MODEL
-            self._models.add(model)
-            return model
+        return self._models(model)
+
+    def provider_label(self, provider: str | None) -> str:
+        """The ``provider`` label for ``provider``: itself for the first ``max_providers``
+        distinct names, then ``other``."""
+        return self._providers(provider)
 
     # ------------------------------------------------------------------ the core
 
@@ -148,7 +173,7 @@ class StreamMonitor:
         every sink (Prometheus, OpenTelemetry metrics, spans). For shells and the active mode:
         call ``begin_attempt`` next, then feed it (see :mod:`.core`)."""
         label = self.model_label(model)
-        prov = provider or c.UNKNOWN
+        prov = self.provider_label(provider)
         observers = []
         for sink in self._sinks:
             try:
@@ -274,7 +299,7 @@ class StreamMonitor:
         ``stream_errors_total{error_class="rejected"}`` (a refused stream is a failed one for
         the error-rate SLO)."""
         label = self.model_label(model)
-        prov = provider or c.UNKNOWN
+        prov = self.provider_label(provider)
         for sink in self._sinks:
             try:
                 sink.rejected(reason, label, prov)
