@@ -279,6 +279,75 @@ async def test_first_token_timeout_is_retried() -> None:
     assert env.value("stream_timeouts_total", phase="first_token") == 1
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sync_open_failing_after_the_first_token_deadline_is_a_first_token_timeout() -> None:
+    """A sync opener that blocks past the first-token budget and then fails on the network
+    (the HTTP client's read-timeout backstop) is counted and retried as a first-token timeout;
+    a late open that fails with an HTTP status keeps its own class."""
+    import httpx2
+    import openai
+
+    clock = FakeClock()
+    spec = ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "gen",
+            "stream": {
+                "timeouts": {"first_token": "3s", "stream_idle": "8s", "total": "60s"},
+                "retry": {"max_retries": 2, "base_backoff": "1ms", "max_backoff": "2ms"},
+            },
+        }
+    )
+    registry = CollectorRegistry()
+    monitor = StreamMonitor(
+        spec, registry=registry, tracer_provider=TracerProvider(), clock=clock, watchdog=False
+    )
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/responses")
+    calls: list[Checkpoint | None] = []
+
+    def opener(checkpoint: Checkpoint | None) -> Iterator[str]:
+        calls.append(checkpoint)
+        if len(calls) == 1:
+            clock.now += 4.5  # blocked on response headers past the 3 s budget
+            raise openai.APITimeoutError(request)
+        return iter(CHUNKS)
+
+    out = "".join(monitor.stream(opener, model="m", provider="p"))
+    assert out == TEXT
+
+    def value(metric: str, **extra: str) -> float:
+        labels = {"service": "gen", "model": "m", "provider": "p", **extra}
+        return registry.get_sample_value(metric, labels) or 0.0
+
+    assert value("stream_retry_total", reason="first_token_timeout") == 1
+    assert value("stream_retry_total", reason="network") == 0
+    assert value("stream_timeouts_total", phase="first_token") == 1
+    assert value("stream_requests_total", outcome="ok") == 1
+
+    calls.clear()
+
+    def refused(checkpoint: Checkpoint | None) -> Iterator[str]:
+        calls.append(checkpoint)
+        clock.now += 4.5
+        raise openai.BadRequestError(
+            "bad", response=httpx2.Response(400, request=request), body=None
+        )
+
+    with pytest.raises(ss.UpstreamError) as info:
+        list(monitor.stream(refused, model="m", provider="p"))
+    assert info.value.status == 400 and len(calls) == 1
+    assert value("stream_timeouts_total", phase="first_token") == 1
+
+
 def test_ingress_rejects_at_once_and_counts() -> None:
     """Past max_concurrent a new stream is rejected with a retryable error and counted."""
     env = Env(ingress={"max_concurrent": 1, "rate": "1000/s"})

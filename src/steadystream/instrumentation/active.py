@@ -297,6 +297,14 @@ class _Run:
             self.resume_pending = True
         return (checkpoint,)
 
+    def opening(self) -> None:
+        """The opener is about to run: the attempt's first-token (or total) deadline already
+        covers it (see :func:`stream_active` on how far a sync open can be bounded)."""
+        try:
+            self._core.on_wait(self.clock())
+        except Exception:
+            report_telemetry_error("StreamCore", "on_wait")
+
     def call_opener(self, args: tuple[Any, ...]) -> Any:
         if self.pass_key:
             return self.opener(*args, idempotency_key=self.idempotency_key)
@@ -372,6 +380,14 @@ class _Run:
         the consumer gets (typed, with the exact checkpoint)."""
         core = self._core
         t = self.clock()
+        if core.waiting and ev.classify_exception(exc) == c.ERROR_CLASS_NETWORK:
+            # The opener failed on the network (typically the HTTP client's read timeout while
+            # waiting for response headers) after the attempt's deadline: that attempt ran out
+            # of its first-token budget, and is counted and retried as such.
+            expired = core.check(t)
+            if expired is not None:
+                expired.__cause__ = exc
+                exc = expired
         try:
             core.on_error(exc, t)
         except Exception:
@@ -519,6 +535,7 @@ def _run_sync(run: _Run) -> Iterator[Any]:
     try:
         while True:
             args = run.begin_attempt()
+            run.opening()
             try:
                 upstream = run.call_opener(args)
             except Exception as exc:
@@ -744,6 +761,15 @@ def stream_active(
     (default: a fresh random one).
 
     Nothing happens until iteration starts: then the stream is admitted, opened, and timed.
+
+    Opening and the first-token budget. The budget of an attempt starts before its opener
+    runs. An async opener's awaitable is cancelled at the deadline. A *sync* opener cannot be
+    interrupted: until it returns there is no stream whose socket the watchdog could shut, so
+    a blocked ``client.responses.create(...)`` is bounded only by the HTTP client's own
+    timeouts (``responses_stream`` sets a read timeout of 1.5 x the longer of ``first_token``
+    and ``stream_idle`` as that backstop). The budget still decides the outcome: an opener that
+    returns late meets an expired deadline and the attempt ends in ``FirstTokenTimeout``; one
+    that fails on the network after the deadline counts as a first-token timeout too.
     """
     run = _Run(
         monitor,
