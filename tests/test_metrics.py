@@ -301,12 +301,16 @@ def test_in_flight_counts_open_streams() -> None:
 
 
 def test_client_timeout_helpers_map_dial_and_tls_to_connect() -> None:
-    """httpx and openai client timeouts: connect = dial + TLS, read = idle."""
+    """httpx and openai client timeouts: connect = dial + TLS; read is a backstop past both the
+    first-token and the idle budget (1.5 x the longer, + 250 ms), so the wrapper's typed
+    timeouts fire first even when first_token > stream_idle."""
     s = spec(timeouts={"dial": "700ms", "tls_handshake": "300ms", "stream_idle": "5s"})
     t = ss.httpx_timeout(s)
-    assert (t.connect, t.read, t.write, t.pool) == pytest.approx((1.0, 5.0, 3.0, 0.7))
+    assert (t.connect, t.read, t.write, t.pool) == pytest.approx((1.0, 7.75, 3.0, 0.7))
     o = ss.openai_client_options(s)["timeout"]
-    assert (o.connect, o.read) == (1.0, 5.0)
+    assert (o.connect, o.read) == pytest.approx((1.0, 7.75))
+    reasoning = spec(timeouts={"first_token": "30s", "stream_idle": "8s"})
+    assert ss.httpx_timeout(reasoning).read == pytest.approx(45.25)
 
 
 GLOBAL_METER_SCRIPT = """

@@ -426,3 +426,19 @@ def test_openai_stall_with_long_first_token_budget_is_an_idle_timeout(client: Op
     assert text_of(received)
     assert stream.response.is_closed
     assert tel.value("stream_timeout_idle_total") == 1
+
+
+def test_client_from_openai_client_options_waits_out_the_first_token_budget(
+    upstream: Any,
+) -> None:
+    """A client built with ss.openai_client_options lets a slow first token (1 s, within the 5 s
+    budget) arrive even though stream_idle is 300 ms: its read timeout is a backstop past both
+    budgets, not the idle budget that would cut the wait for the first token."""
+    spec = make_spec(first_token="5s", stream_idle="300ms")
+    tel = Telemetry(spec)
+    options = ss.openai_client_options(spec)
+    with OpenAI(base_url=upstream.base_url, api_key="test", max_retries=0, **options) as cl:
+        stream = create(cl, "delay=1s")
+        received = list(tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"))
+    assert text_of(received) == expected_text("hi", seed=0)
+    assert tel.value("stream_requests_total", outcome="ok") == 1

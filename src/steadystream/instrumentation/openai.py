@@ -75,13 +75,9 @@ def without_retries(client: Any, monitor: StreamMonitor, *, timeout: Any = None)
         current = getattr(client, "timeout", None)
         timeout_type = type(current) if hasattr(current, "connect") else None
         if timeout_type is not None:
-            parts = timeout_parts(monitor.spec)
-            # The client's read timeout is only a backstop: the monitor enforces first-token
-            # and idle budgets itself and raises typed errors with the checkpoint. Equal
-            # budgets would race, and the SDK's untyped APITimeoutError could win.
-            t = monitor.spec.stream.timeouts
-            parts["read"] = max(t.first_token, t.stream_idle) * 1.5 + 0.25
-            timeout = timeout_type(**parts)
+            # The read timeout is only a backstop (timeouts.read_backstop): the monitor enforces
+            # first-token and idle budgets itself and raises typed errors with the checkpoint.
+            timeout = timeout_type(**timeout_parts(monitor.spec))
     if timeout is not None:
         options["timeout"] = timeout
     return client.with_options(**options)
