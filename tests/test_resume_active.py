@@ -348,6 +348,23 @@ def test_sync_open_failing_after_the_first_token_deadline_is_a_first_token_timeo
     assert value("stream_timeouts_total", phase="first_token") == 1
 
 
+def test_checkpoint_mid_stream_is_exactly_what_was_received() -> None:
+    """ActiveStream.checkpoint read inside the loop covers every chunk received so far, not
+    only up to the last periodic checkpoint (every 16 chunks by default)."""
+    env = Env()
+    stream = env.stream(lambda checkpoint: iter(CHUNKS))
+    got = ""
+    for item in stream:
+        got += item
+        cp = stream.checkpoint
+        assert cp is not None
+        assert (cp.offset, cp.sha256) == (
+            len(got.encode()),
+            hashlib.sha256(got.encode()).hexdigest(),
+        )
+    assert got == TEXT
+
+
 def test_ingress_rejects_at_once_and_counts() -> None:
     """Past max_concurrent a new stream is rejected with a retryable error and counted."""
     env = Env(ingress={"max_concurrent": 1, "rate": "1000/s"})

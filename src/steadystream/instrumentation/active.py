@@ -694,9 +694,12 @@ class ActiveStream:
 
     @property
     def checkpoint(self) -> Checkpoint | None:
-        """What the consumer has received so far (``None`` before any content)."""
+        """Exactly what the consumer has received so far (``None`` before any content): taken
+        now, not the last periodic checkpoint, so it is safe to resume from mid-stream."""
         core = self._run.core
-        return core.checkpoint if core is not None else None
+        if core is None or not core.chunks:
+            return core.checkpoint if core is not None else None
+        return core.current_checkpoint()
 
     @property
     def attempts(self) -> int:
