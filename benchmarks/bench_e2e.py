@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if v2.available:
         tables[0].notes.append(
             f"opentelemetry-instrumentation-openai-v2 {v2.version} wraps chat.completions and "
-            "embeddings only: on responses.create it records nothing (checked: no span)."
+            "embeddings only: on responses.create it records nothing (checked: no span), so "
+            "its row here is the noise floor of this run."
         )
     else:
         tables[0].notes.append(f"openai-v2 not measured: {v2.error}")
