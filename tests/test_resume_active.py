@@ -348,6 +348,47 @@ def test_sync_open_failing_after_the_first_token_deadline_is_a_first_token_timeo
     assert value("stream_timeouts_total", phase="first_token") == 1
 
 
+def test_failed_open_counts_as_open_phase_not_first_token_wait() -> None:
+    """Time spent in an opener that fails (a refused or reset connection) is the network's
+    ``open`` phase, like a successful open; first_token_wait is headers to first content."""
+    clock = FakeClock()
+    registry = CollectorRegistry()
+    spec = ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "gen",
+            "stream": {"retry": {"max_retries": 2, "base_backoff": "1ms", "max_backoff": "2ms"}},
+        }
+    )
+    monitor = StreamMonitor(
+        spec, registry=registry, tracer_provider=TracerProvider(), clock=clock, watchdog=False
+    )
+    calls = 0
+
+    def opener(checkpoint: Checkpoint | None) -> Iterator[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            clock.now += 2.0
+            raise ConnectionRefusedError("refused")
+        clock.now += 0.5
+
+        def body() -> Iterator[str]:
+            clock.now += 1.0
+            yield "hello"
+
+        return body()
+
+    assert list(monitor.stream(opener, model="m", provider="p")) == ["hello"]
+
+    def phase(name: str) -> float | None:
+        labels = {"service": "gen", "model": "m", "provider": "p", "phase": name}
+        return registry.get_sample_value("stream_phase_duration_ms_sum", labels)
+
+    assert phase("open") == pytest.approx(2500.0)
+    assert phase("first_token_wait") == pytest.approx(1000.0)
+
+
 def test_checkpoint_mid_stream_is_exactly_what_was_received() -> None:
     """ActiveStream.checkpoint read inside the loop covers every chunk received so far, not
     only up to the last periodic checkpoint (every 16 chunks by default)."""

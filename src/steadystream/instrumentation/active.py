@@ -301,9 +301,9 @@ class _Run:
         """The opener is about to run: the attempt's first-token (or total) deadline already
         covers it (see :func:`stream_active` on how far a sync open can be bounded)."""
         try:
-            self._core.on_wait(self.clock())
+            self._core.opening(self.clock())
         except Exception:
-            report_telemetry_error("StreamCore", "on_wait")
+            report_telemetry_error("StreamCore", "opening")
 
     def call_opener(self, args: tuple[Any, ...]) -> Any:
         if self.pass_key:
@@ -587,6 +587,7 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
     try:
         while True:
             args = run.begin_attempt()
+            run.opening()
             try:
                 upstream = run.call_opener(args)
                 if inspect.isawaitable(upstream):
@@ -636,7 +637,7 @@ async def _open_within_deadline(run: _Run, awaitable: Any) -> Any:
     """Await the opener within the attempt's first-token (or total) deadline."""
     core = run._core
     clock = run.clock
-    core.on_wait(clock())
+    core.opening(clock())
     remaining = core.next_deadline() - clock()
     try:
         return await asyncio.wait_for(awaitable, timeout=max(0.0, remaining))

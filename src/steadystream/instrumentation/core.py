@@ -137,6 +137,7 @@ class StreamCore:
         "_next_mark",
         "_obs",
         "_open_measured",
+        "_opening",
         "_ph_consumer",
         "_ph_first",
         "_ph_open",
@@ -197,6 +198,7 @@ class StreamCore:
         self._attempt_live = False
         self._attempt_deadline_ft = _INF
         self._open_measured = False
+        self._opening = False
         self._first_token_t: float | None = None
         self._last_content_t = 0.0
         self._last_return_t: float | None = None
@@ -245,9 +247,18 @@ class StreamCore:
         self._obs.attempt_started(self.attempt, t)
         return self.attempt
 
+    def opening(self, t: float) -> None:
+        """The monitor is about to open the attempt's upstream: like :meth:`on_wait` (the
+        attempt's first-token or total deadline bounds the open), but the time counts as the
+        ``open`` phase also when the open fails (a refused connection is the network's time,
+        not the model's)."""
+        self.on_wait(t)
+        self._opening = True
+
     def attempt_opened(self, t: float) -> None:
         """The monitor opened the upstream (response headers in): time since
         :meth:`begin_attempt` counts as the ``open`` phase."""
+        self._opening = False
         self._ph_open += t - self._t_attempt
         self._open_measured = True
         self._last_return_t = t
@@ -685,6 +696,13 @@ class StreamCore:
         return outcome
 
     def _account_wait(self, t: float) -> None:
+        if self._opening:
+            # The open failed (or was abandoned) before attempt_opened().
+            self._opening = False
+            self._waiting = False
+            self._ph_open += t - self._t_attempt
+            self._open_measured = True
+            return
         if self._waiting:
             w = t - self._t_wait
             self._waiting = False
