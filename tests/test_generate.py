@@ -262,18 +262,27 @@ def test_invalid_spec_prints_located_errors_and_writes_nothing(
     assert not out.exists()
 
 
-def test_render_failure_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A spec the renderers reject (a backquote cannot go into an annotation query) fails
-    with a message and leaves the output directory exactly as it was."""
+def test_render_failure_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renderer that fails after the others have run (the last one, runbooks, raising)
+    fails with a message and leaves the output directory exactly as it was."""
+    import steadystream.runbooks
+
     spec = tmp_path / "slo.yaml"
     spec.write_text(SPEC_TEXT)
     out = tmp_path / "out"
     assert _generate(str(spec), "--out", str(out)) == 0
     before = _snapshot(out)
-    spec.write_text(SPEC_TEXT.replace("{job: chat-gateway}", '{job: "chat`gateway"}'))
+    spec.write_text(SPEC_TEXT.replace("{job: chat-gateway}", "{job: chat-gateway-2}"))
+
+    def fail(*_: object) -> dict[str, str]:
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr(steadystream.runbooks, "render_runbooks", fail)
     capsys.readouterr()
     assert _generate(str(spec), "--out", str(out)) == 1
-    assert "cannot generate" in capsys.readouterr().err
+    assert "cannot generate: RuntimeError: template exploded" in capsys.readouterr().err
     assert _snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "slo.yaml"]
 

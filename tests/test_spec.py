@@ -206,7 +206,7 @@ def test_objective_range(value: str, needle: str) -> None:
         ("stream:\n  ingress: {rate: 50}\n", "stream.ingress.rate", "50/s"),
         ("stream:\n  retry: {max_retries: 99}\n", "stream.retry.max_retries", "10"),
         ("stream:\n  checkpoint: {every: 0}\n", "stream.checkpoint.every", "1"),
-        ("selector: {'bad-label': x}\n", "selector", "label name"),
+        ("selector: {'bad-label': x}\n", "selector.bad-label", "label name"),
         ("version: 2\n", "version", "1"),
     ],
 )
@@ -519,3 +519,11 @@ def test_cross_check_messages_print_durations_as_written() -> None:
         "stream_idle (2h) must not exceed total (45s)",
         "base_backoff (2m) must not exceed max_backoff (5s)",
     ]
+
+
+def test_selector_values_that_break_alert_templates_are_located_errors() -> None:
+    """Selector values with '{{', '}}' or a backquote (which would break the generated alert
+    templates) are reported at their own key, with the other selector problems."""
+    found = problems(MINIMAL + 'selector:\n  job: "a`b"\n  env: "{{ x }}"\n  ok: fine\n')
+    assert [(p.line, p.path) for p in found] == [(4, "selector.job"), (5, "selector.env")]
+    assert "'`'" in found[0].message and "'{{' and '}}'" in found[1].message

@@ -463,9 +463,23 @@ class Spec(_Model):
     @field_validator("selector")
     @classmethod
     def _selector_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
+        problems = []
+        for key, val in value.items():
             if not _LABEL_RE.match(key) or key.startswith("__"):
-                raise ValueError(f"invalid Prometheus label name {key!r}")
+                problems.append((key, f"invalid Prometheus label name {key!r}"))
+            # Alert labels and annotations are Go templates, and annotation queries are
+            # backquoted: these would break the generated rules rather than match anything.
+            bad = [t for t in ("{{", "}}", "`") if t in val]
+            if bad:
+                problems.append(
+                    (
+                        key,
+                        f"label value {val!r} contains {' and '.join(repr(t) for t in bad)}, "
+                        "which cannot go into Prometheus alert templates; match with a "
+                        "value without them",
+                    )
+                )
+        _field_problems(problems)
         return value
 
     @model_validator(mode="after")
