@@ -315,9 +315,12 @@ def test_utf8_split_really_cuts_inside_characters(upstream: Upstream) -> None:
 
 
 def test_unsplit_stream_writes_whole_frames(upstream: Upstream) -> None:
-    """Without a split fault, every piece the client reads decodes as UTF-8 on its own."""
-    for piece in _raw_pieces(upstream, "none"):
-        piece.decode("utf-8")
+    """Without a split fault, every piece the client reads decodes as UTF-8 on its own, the
+    multi-byte text included."""
+    pieces = _raw_pieces(upstream, "none")
+    decoded = [piece.decode("utf-8") for piece in pieces]
+    assert "".join(decoded).count("event: ") == 32 + 8
+    assert any(len(text.encode("utf-8")) > len(text) for text in decoded), "no multi-byte text"
 
 
 def test_wire_format_is_event_and_data_lines(upstream: Upstream) -> None:
