@@ -527,3 +527,22 @@ def test_selector_values_that_break_alert_templates_are_located_errors() -> None
     found = problems(MINIMAL + 'selector:\n  job: "a`b"\n  env: "{{ x }}"\n  ok: fine\n')
     assert [(p.line, p.path) for p in found] == [(4, "selector.job"), (5, "selector.env")]
     assert "'`'" in found[0].message and "'{{' and '}}'" in found[1].message
+
+
+def test_duplicate_slo_name_is_reported_even_when_the_first_slo_is_invalid() -> None:
+    """A repeated SLO name is reported alongside the first SLO's own error, and pydantic's
+    messages read like ours (lower case)."""
+    found = problems(
+        MINIMAL
+        + "slos:\n"
+        + "  - {name: ttft, objective: 95, indicator: {errors: {}}}\n"
+        + "  - {name: ttft, objective: 99%, indicator: {errors: {}}}\n"
+        + "alerting:\n  failure_classes:\n    retry-storm: {threshold: -1}\n"
+    )
+    assert [p.path for p in found] == [
+        "slos[0].objective",
+        "slos[1].name",
+        "alerting.failure_classes.retry-storm.threshold",
+    ]
+    assert "duplicate SLO name 'ttft' (first used by slos[0])" in found[1].message
+    assert found[2].message == "input should be greater than or equal to 0"

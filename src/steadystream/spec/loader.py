@@ -103,8 +103,9 @@ def _message(err: dict[str, Any]) -> str:
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    return msg
+            return msg[len(prefix) :]
+    # Pydantic's own messages ("Input should be ...") start in capitals; ours do not.
+    return msg[:1].lower() + msg[1:]
 
 
 def _valid(model: type[Any], value: object) -> Any | None:
@@ -132,7 +133,24 @@ def _partial_cross_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         return []
     slos = [(i, s) for i, raw in enumerate(raw_slos) if (s := _valid(SLO, raw)) is not None]
     tiers = [(j, t) for j, raw in enumerate(raw_tiers) if (t := _valid(Tier, raw)) is not None]
-    return cross_problems(period, slos, tiers)
+    problems = cross_problems(period, slos, tiers)
+    # An SLO that failed on another field still claims its name: a later valid SLO with the
+    # same name is a duplicate now, not only after the first one is fixed.
+    valid = {i for i, _ in slos}
+    first: dict[str, int] = {}
+    for i, raw in enumerate(raw_slos):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first and (first[name] not in valid or i not in valid):
+            problems.append(
+                (
+                    ("slos", i, "name"),
+                    f"duplicate SLO name {name!r} (first used by slos[{first[name]}])",
+                )
+            )
+        first.setdefault(name, i)
+    return problems
 
 
 def _split(message: str) -> list[tuple[str | None, str]]:
