@@ -434,3 +434,19 @@ def test_alert_tables_state_each_condition_as_the_rules_compare_it() -> None:
     errors = files[c.slo_runbook("stream-errors")]
     row = next(line for line in errors.splitlines() if line.startswith("| warning | 3d / 6h"))
     assert "| 0.9333x | 0.9333% |" in row
+
+
+def test_slo_runbooks_define_a_good_event_in_a_sentence() -> None:
+    """Each SLO runbook says what one good event is: a histogram observation within the
+    threshold, or an event of the total counter that the errors counter did not count."""
+    files = render_runbooks(_default_spec(), SOURCE)
+    text = " ".join(files[c.slo_runbook("time-to-first-token")].split())
+    assert (
+        f"a good event is an observation of {c.FIRST_TOKEN_LATENCY} at or below 2500ms "
+        '(bucket le="2500.0")' in text
+    )
+    text = " ".join(files[c.slo_runbook("stream-errors")].split())
+    assert (
+        f"a good event is an event counted in {c.REQUESTS_TOTAL} but not in {c.ERRORS_TOTAL}."
+        in text
+    )

@@ -271,13 +271,13 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
     sel = Selector.concrete(spec)
     if lat is not None:
         indicator = (
-            f"{lat.metric} at or below {format_duration(lat.threshold)} "
+            f"an observation of {lat.metric} at or below {format_duration(lat.threshold)} "
             f'(bucket le="{c.le_label(lat.threshold_ms)}")'
         )
         kind_key = lat.metric
     else:
         assert errs is not None
-        indicator = f"streams not counted in {errs.errors}, out of {errs.total}"
+        indicator = f"an event counted in {errs.total} but not in {errs.errors}"
         kind_key = "errors"
     return {
         "name": slo.name,
