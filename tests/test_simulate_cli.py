@@ -84,3 +84,12 @@ def test_simulate_rejects_bad_duration(capsys: pytest.CaptureFixture[str]) -> No
     """A --token-interval without a unit exits 2 with the duration hint."""
     assert main(["simulate", "--token-interval", "20"]) == 2
     assert "invalid duration '20'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_simulate_rejects_an_impossible_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --port outside 0-65535 is a usage error (exit 2) naming the port, not a traceback."""
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--port", port])
+    assert info.value.code == 2
+    assert f"invalid port {port.lstrip('+')}" in capsys.readouterr().err.replace("'", "")
