@@ -143,6 +143,21 @@ class _Q:
             return expr
         return f"{expr} and on() ({self.requests()} >= {floor})"
 
+    def quantile_threshold(self, histogram: str, wanted_ms: float) -> float:
+        """``wanted_ms``, or less when the histogram cannot show it.
+
+        ``histogram_quantile`` never returns more than the highest finite bucket bound (a
+        quantile in the ``+Inf`` bucket reads as that bound), so a p99 alert at or above it
+        could never fire. Past it, the alert moves to the largest bound below the top one:
+        it fires earlier than asked, which beats never.
+        """
+        from ..instrumentation.metrics import histogram_buckets
+
+        bounds = histogram_buckets(self.spec)[histogram]
+        if wanted_ms < bounds[-1]:
+            return wanted_ms
+        return bounds[-2]
+
     def p99(self, histogram: str) -> str:
         return (
             f"histogram_quantile({num(P99)}, sum by (le) "
@@ -227,7 +242,7 @@ def _idle_stall(q: _Q) -> list[_Def]:
             "StreamChunkGapNearIdleTimeout",
             q.p99(c.CHUNK_GAP),
             ">",
-            idle_ms / 2,
+            q.quantile_threshold(c.CHUNK_GAP, idle_ms / 2),
             "ms",
             f"the p99 gap between content chunks (idle timeout: {num(idle_ms)} ms)",
             "Gaps between chunks approach the idle timeout",
@@ -261,7 +276,7 @@ def _first_token_timeout(q: _Q) -> list[_Def]:
             "StreamFirstTokenLatencyNearTimeout",
             q.p99(c.FIRST_TOKEN_LATENCY),
             ">",
-            ft * 1000 * 0.8,
+            q.quantile_threshold(c.FIRST_TOKEN_LATENCY, ft * 1000 * 0.8),
             "ms",
             f"the p99 time to first token (first-token timeout: {num(ft * 1000)} ms)",
             "Time to first token approaches the first-token timeout",
@@ -471,7 +486,7 @@ def _resume_failure(q: _Q) -> list[_Def]:
             "StreamRecoverySlow",
             q.p99(c.RECOVERY_LATENCY),
             ">",
-            recovery_ms,
+            q.quantile_threshold(c.RECOVERY_LATENCY, recovery_ms),
             "ms",
             "the p99 recovery time after an interruption",
             "Resumed streams take too long to deliver content again",
