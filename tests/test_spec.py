@@ -546,3 +546,16 @@ def test_duplicate_slo_name_is_reported_even_when_the_first_slo_is_invalid() -> 
     ]
     assert "duplicate SLO name 'ttft' (first used by slos[0])" in found[1].message
     assert found[2].message == "input should be greater than or equal to 0"
+
+
+def test_links_must_be_absolute_urls_alert_templates_accept() -> None:
+    """links.runbooks and links.grafana must be absolute http(s) URLs without template
+    braces; each problem is reported at its own field."""
+    found = problems(
+        MINIMAL + "links:\n  runbooks: runbooks.example.com/x\n  grafana: 'https://g/{{x}}'\n"
+    )
+    assert [(p.line, p.path) for p in found] == [(4, "links.runbooks"), (5, "links.grafana")]
+    assert "absolute http(s) URL" in found[0].message
+    assert "alert templates reject" in found[1].message
+    ok = parse_spec(MINIMAL + "links: {runbooks: 'https://wiki.example.com/rb/'}\n", "s.yaml")
+    assert ok.links.runbooks == "https://wiki.example.com/rb/"

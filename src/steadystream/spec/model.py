@@ -412,6 +412,23 @@ class Links(_Model):
     )
     grafana: str | None = Field(default=None, description="Base URL of Grafana.")
 
+    @field_validator("runbooks", "grafana")
+    @classmethod
+    def _base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Both end up in alert annotations (Go templates) and in Markdown and Grafana links.
+        if value is None:
+            return value
+        if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError(
+                f"{info.field_name} must be an absolute http(s) URL without spaces, "
+                f"e.g. https://example.com/{info.field_name}; got {value!r}"
+            )
+        if "{{" in value or "}}" in value or "`" in value:
+            raise ValueError(
+                f"{value!r} contains '{{{{', '}}}}' or '`', which alert templates reject"
+            )
+        return value
+
 
 DEFAULT_SLOS: tuple[dict[str, Any], ...] = (
     {
