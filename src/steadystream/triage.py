@@ -222,26 +222,19 @@ class TriageReport:
     evaluated_at: float
     has_data: bool
     findings: tuple[Finding, ...]
-    #: ``(symptom, cause)`` pairs established at evaluation time from extra evidence (see
-    #: :func:`triage`), on top of the static :data:`EXPLAINED_BY`.
-    observed_causes: tuple[tuple[str, str], ...] = ()
 
     @property
     def ranked_classes(self) -> tuple[Ranked, ...]:
         """Active failure classes, most likely cause first: the first runbook to open.
 
         Classes not explained by another active class come first, by score; then the
-        symptoms (see :data:`EXPLAINED_BY` and :attr:`observed_causes`), by score.
+        symptoms (see :data:`EXPLAINED_BY`), by score.
         """
         groups = _group(f for f in self.findings if f.check.kind == "failure_class")
         active = set(groups)
         ranked = []
         for name, findings in groups.items():
-            candidates = (
-                *EXPLAINED_BY.get(name, ()),
-                *(cause for symptom, cause in self.observed_causes if symptom == name),
-            )
-            causes = tuple(dict.fromkeys(x for x in candidates if x in active))
+            causes = tuple(x for x in EXPLAINED_BY.get(name, ()) if x in active)
             ranked.append(_ranked("failure_class", name, findings, causes))
         return tuple(sorted(ranked, key=lambda r: (bool(r.explained_by), -r.score, r.name)))
 
@@ -309,7 +302,6 @@ class TriageReport:
             "headline": self.headline,
             "ranked": [r.to_dict() for r in self.ranked_classes],
             "burning": [r.to_dict() for r in self.burning],
-            "observed_causes": [list(pair) for pair in self.observed_causes],
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -511,12 +503,6 @@ def triage(
     try:
         has_data = bool(coverage) and coverage[0][1] > 0
         findings = [_evaluate(client, check, at) for check in checks]
-        active = {f.check.group for f in findings if f.state == "active"}
-        observed = []
-        if {c.FC_UPSTREAM_ERRORS, c.FC_RESUME_FAILURE} <= active and _refused_resumes(
-            client, spec, at
-        ):
-            observed.append((c.FC_UPSTREAM_ERRORS, c.FC_RESUME_FAILURE))
     finally:
         if own:
             client.close()
@@ -526,40 +512,7 @@ def triage(
         evaluated_at=at,
         has_data=has_data,
         findings=_rank(findings),
-        observed_causes=tuple(observed),
     )
-
-
-def _refused_resumes(client: httpx.Client, spec: Spec, at: float) -> bool:
-    """Are the upstream errors of the last 5 m only resumes the upstream refused?
-
-    A resume the upstream refuses (404: the background response expired or was never stored)
-    ends the stream as an upstream 4xx error, so both upstream-errors and resume-failure fire.
-    When every upstream error is a 4xx and there are no more of them than failed resumes, the
-    errors are the resumes' consequence and the resume-failure runbook is the one to open; any
-    5xx, error event or failed response keeps upstream-errors a cause of its own.
-    """
-    base = ",".join(
-        f'{k}="{_escape(v)}"'
-        for k, v in sorted({**spec.selector, c.LABEL_SERVICE: spec.service}.items())
-    )
-    others = "|".join(
-        (c.ERROR_CLASS_UPSTREAM_5XX, c.ERROR_CLASS_UPSTREAM_EVENT, c.ERROR_CLASS_RESPONSE_FAILED)
-    )
-
-    def value(expr: str) -> float:
-        try:
-            rows = _query(client, expr, at)
-        except _QueryError:
-            return math.nan
-        return rows[0][1] if rows else 0.0
-
-    four = value(
-        f'sum(increase({c.ERRORS_TOTAL}{{{base},{c.LABEL_ERROR_CLASS}="{c.ERROR_CLASS_UPSTREAM_4XX}"}}[5m]))'
-    )
-    rest = value(f'sum(increase({c.ERRORS_TOTAL}{{{base},{c.LABEL_ERROR_CLASS}=~"{others}"}}[5m]))')
-    refused = value(f"sum(increase({c.RESUME_FAILURE_TOTAL}{{{base}}}[5m]))")
-    return four > 0 and rest == 0 and four <= refused
 
 
 def _evaluate(client: httpx.Client, check: Check, at: float) -> Finding:
