@@ -504,3 +504,12 @@ def test_quantile_alerts_stay_below_the_top_bucket_so_they_can_fire() -> None:
     assert default["chunk-gap-p99"].threshold == 4000
     assert default["first-token-p99"].threshold == 2400
     assert default["recovery-p99"].threshold == 8000
+
+
+def test_burn_description_says_the_short_window_is_above_the_threshold() -> None:
+    """The burn alert's description states both windows' condition as the rule checks it:
+    the value over the long window, and the short window above the same factor."""
+    alert = next(a for a in _alerts(_spec()) if a["labels"].get("long") == "1h")
+    text = alert["annotations"]["description"]
+    assert "x as fast as sustainable over 1h, and above 13.44x over 5m too" in text
+    assert "(alert above 13.44x, which spends 2% of the budget in 1h)" in text

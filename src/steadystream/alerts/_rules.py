@@ -232,9 +232,9 @@ def burn_description(
         lit(f"SLO {slo.name} ({slo_what(slo)}) is burning its {dur(spec.period)} error budget "),
         _VALUE["burn_rate"],
         lit(
-            f" as fast as sustainable over {dur(long_)}, and as fast over {dur(short)} "
-            f"(alert above {num(signal.threshold)}x: {share} of the budget in {dur(long_)}). "
-            "Budget left: "
+            f" as fast as sustainable over {dur(long_)}, and above {num(signal.threshold)}x "
+            f"over {dur(short)} too (alert above {num(signal.threshold)}x, which spends {share} "
+            f"of the budget in {dur(long_)}). Budget left: "
         ),
         left,
         lit("; "),
