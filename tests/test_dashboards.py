@@ -403,6 +403,14 @@ def _first_panel(data: dict[str, Any]) -> dict[str, Any]:
         (lambda d: d["templating"].update(list=[]), "template-datasource-rule"),
         (lambda d: d.pop("schemaVersion"), "dashboard-model"),
         (lambda d: d.update(uid="x" * 41), "dashboard-model"),
+        (
+            lambda d: d["annotations"]["list"][0].update(expr='ALERTS{alertstate="firing"}'),
+            "target-selector-rule",
+        ),
+        (
+            lambda d: d["annotations"]["list"][0].update(datasource="Prometheus"),
+            "panel-datasource-rule",
+        ),
     ],
 )
 def test_linter_reports_each_rule(mutate: Any, rule: str) -> None:

@@ -24,8 +24,8 @@ Rules (named as in dashboard-linter where one exists):
     Counters and histogram series (``_total``, ``_bucket``, ``_count``, ``_sum``) are only read
     through a range function, never as raw cumulative values.
 ``target-selector-rule``
-    Every series selector carries each of ``required_matchers`` (the spec's selector and the
-    ``$service`` variable).
+    Every series selector, in targets and annotation queries alike, carries each of
+    ``required_matchers`` (the spec's selector and the ``$service`` variable).
 ``panel-units-rule`` / ``panel-title-description-rule``
     Every panel sets a known unit, a title and a description.
 ``panel-links-rule``
@@ -289,4 +289,16 @@ def lint_dashboard(
             if not expr.strip():
                 problems.append(f"dashboard-model: {where} has an empty expr")
             problems += _lint_expr(where, expr, slo_windows=windows, required_matchers=required)
+    # Annotation queries scope what is drawn over every panel: another service's alerts there
+    # mislead as much as another service's series in a panel.
+    annotations = data.get("annotations")
+    for annotation in annotations.get("list", []) if isinstance(annotations, dict) else []:
+        if not isinstance(annotation, dict) or not annotation.get("expr"):
+            continue
+        where = f"annotation {annotation.get('name')!r}"
+        if not _ds_ok(annotation.get("datasource")):
+            problems.append(f"panel-datasource-rule: {where} does not use ${{datasource}}")
+        problems += _lint_expr(
+            where, annotation["expr"], slo_windows=windows, required_matchers=required
+        )
     return problems
