@@ -315,6 +315,7 @@ def test_disabled_unreachable_tier_is_fine() -> None:
         + "slos:\n  - {name: e, objective: 90%, indicator: {errors: {}}}\n"
         + "alerting:\n  tiers:\n    - {severity: critical, long: 1h, short: 5m, budget: 2%, "
         + "enabled: false}\n"
+        + "    - {severity: warning, long: 1d, short: 2h, budget: 10%}\n"
     )
     assert spec.alerting.tiers[0].enabled is False
 
@@ -559,3 +560,15 @@ def test_links_must_be_absolute_urls_alert_templates_accept() -> None:
     assert "alert templates reject" in found[1].message
     ok = parse_spec(MINIMAL + "links: {runbooks: 'https://wiki.example.com/rb/'}\n", "s.yaml")
     assert ok.links.runbooks == "https://wiki.example.com/rb/"
+
+
+@pytest.mark.parametrize(
+    "tiers",
+    ["[]", "[{severity: warning, long: 1h, short: 5m, budget: 2%, enabled: false}]"],
+)
+def test_at_least_one_burn_rate_tier_must_be_enabled(tiers: str) -> None:
+    """No enabled tier would leave every SLO without an alert (and its runbook unreachable):
+    an error at alerting.tiers."""
+    p = one(MINIMAL + f"alerting:\n  tiers: {tiers}\n")
+    assert (p.line, p.path) == (4, "alerting.tiers")
+    assert "at least one burn-rate tier must be enabled" in p.message

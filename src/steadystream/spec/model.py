@@ -307,6 +307,22 @@ class Alerting(_Model):
         FailureClassAlert,
     ] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _some_tier(self) -> Alerting:
+        # Every SLO has a runbook, a burn panel and budget rules; with no tier enabled nothing
+        # would ever page or ticket on them, and their runbooks would be reached by no alert.
+        if not any(t.enabled for t in self.tiers):
+            _field_problems(
+                [
+                    (
+                        "tiers",
+                        "at least one burn-rate tier must be enabled, or no SLO ever alerts; "
+                        "leave 'tiers' out for the four SRE Workbook defaults",
+                    )
+                ]
+            )
+        return self
+
 
 class Timeouts(_Model):
     dial: Duration = Field(default="1s", description="TCP connect.")  # type: ignore[assignment]
