@@ -572,3 +572,17 @@ def test_at_least_one_burn_rate_tier_must_be_enabled(tiers: str) -> None:
     p = one(MINIMAL + f"alerting:\n  tiers: {tiers}\n")
     assert (p.line, p.path) == (4, "alerting.tiers")
     assert "at least one burn-rate tier must be enabled" in p.message
+
+
+def test_enabled_tiers_need_distinct_windows() -> None:
+    """Two enabled tiers on the same long/short windows (however written) are an error at the
+    second one; a disabled duplicate is fine."""
+    p = one(
+        MINIMAL
+        + "alerting:\n  tiers:\n"
+        + "    - {severity: critical, long: 1h, short: 5m, budget: 2%}\n"
+        + "    - {severity: info, long: 60m, short: 300s, budget: 1%, enabled: false}\n"
+        + "    - {severity: warning, long: 60m, short: 300s, budget: 1%}\n"
+    )
+    assert (p.line, p.path) == (7, "alerting.tiers[2].long")
+    assert "tiers[0] already alerts on the windows 1h/5m" in p.message

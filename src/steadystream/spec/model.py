@@ -592,12 +592,25 @@ def cross_problems(
                 )
             )
 
+    windows: dict[tuple[float, float], int] = {}
     for j, tier in tiers:
         loc: Loc = ("alerting", "tiers", j)
         if tier.long > period:
             problems.append(((*loc, "long"), "long window must not exceed the SLO period"))
         if not tier.enabled:
             continue
+        # Two enabled tiers on the same windows are one alert twice: the lower threshold
+        # always fires with the higher, and with one severity their ALERTS series collide.
+        first = windows.setdefault((tier.long, tier.short), j)
+        if first != j:
+            problems.append(
+                (
+                    (*loc, "long"),
+                    f"tiers[{first}] already alerts on the windows "
+                    f"{format_duration(tier.long)}/{format_duration(tier.short)}; give each "
+                    "enabled tier its own long and short window",
+                )
+            )
         factor = tier.factor(period)
         for _, slo in slos:
             if factor * slo.error_budget > 1:
