@@ -450,3 +450,21 @@ def test_slo_runbooks_define_a_good_event_in_a_sentence() -> None:
         f"a good event is an event counted in {c.REQUESTS_TOTAL} but not in {c.ERRORS_TOTAL}."
         in text
     )
+
+
+def test_failure_class_runbooks_name_the_labels_the_alerts_really_carry() -> None:
+    """With a selector that pins `service` to a scrape-side value, the runbooks name that
+    value (what the alerts carry), not the spec's service name."""
+    spec = ss.Spec.model_validate(
+        {"version": 1, "service": "chat-gateway", "selector": {"job": "gw", "service": "gw-prod"}}
+    )
+    text = " ".join(
+        render_runbooks(spec, SOURCE)[c.failure_class_runbook(c.FC_RETRY_STORM)].split()
+    )
+    labels = {k: v for k, v in ss.alerts.matcher_labels(spec).items()}
+    assert labels == {"job": "gw", "service": "gw-prod"}
+    assert (
+        'Alerts for this class carry the labels `failure_class="retry-storm"` and '
+        '`job="gw",service="gw-prod"`.' in text
+    )
+    assert 'service="chat-gateway"' not in text
