@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from steadystream import conventions as c
 from steadystream.demo import (
     ClientTally,
     MetricsView,
+    _Progress,
     build_report,
     histogram_quantile,
     scrape_config,
@@ -76,12 +78,24 @@ def test_slo_results_use_the_threshold_bucket(registry: CollectorRegistry) -> No
     ttft = results["time-to-first-token"]
     assert (ttft.events, ttft.bad, ttft.good_ratio, ttft.passed) == (100, 10, 0.9, False)
     assert ttft.quantile_ms == pytest.approx(2500 + 500 * (95 - 90) / 10)
-    assert ttft.target_text == "p95 <= 2.5s"
     errors = results["stream-errors"]
     assert (errors.events, errors.bad, errors.passed) == (100, 3, False)
-    assert errors.measured_text == "errors 3.00%"
     recovery = results["recovery-time"]
     assert (recovery.good_ratio, recovery.passed, recovery.verdict) == (None, None, "NO DATA")
+
+
+def test_slo_texts_put_measured_and_target_in_the_same_terms(registry: CollectorRegistry) -> None:
+    """Measured and target read in the same unit (share within the threshold, share failed)."""
+    spec = ss.default_spec(SERVICE)
+    results = {r.name: r for r in slo_results(spec, MetricsView(registry, SERVICE))}
+    ttft, errors = results["time-to-first-token"], results["stream-errors"]
+    assert ttft.measured_text == "90.00% within 2.5s (p95 2.75s)"
+    assert ttft.target_text == "95% within 2.5s"
+    assert ttft.counts_text == "100 measured, 10 over 2.5s"
+    assert errors.measured_text == "3.00% failed"
+    assert errors.target_text == "at most 1% failed"
+    assert errors.counts_text == "100 streams, 3 failed"
+    assert results["recovery-time"].measured_text == "no events"
 
 
 def test_report_counts_failure_classes_and_serialises(registry: CollectorRegistry) -> None:
@@ -105,8 +119,62 @@ def test_report_counts_failure_classes_and_serialises(registry: CollectorRegistr
     data = json.loads(json.dumps(report.to_dict()))
     assert [s["verdict"] for s in data["slos"]] == ["FAIL", "NO DATA", "FAIL"]
     text = report.render_text()
-    assert "FAIL     time-to-first-token" in text
+    assert (
+        "FAIL     time-to-first-token  90.00% within 2.5s (p95 2.75s); "
+        "target 95% within 2.5s (100 measured, 10 over 2.5s)"
+    ) in text
     assert "upstream-rate-limit" in text
+    assert "not seen in this run: broken-chunks, first-token-timeout," in text
+
+
+def test_progress_has_no_empty_line_at_start() -> None:
+    """Plain progress starts after its interval, not with an all-'no events' line at 0 s."""
+    out = io.StringIO()
+    progress = _Progress(
+        ss.default_spec(SERVICE), CollectorRegistry(), ClientTally(), out, live=False, duration=10
+    )
+    progress.tick()
+    assert out.getvalue() == ""
+
+
+def test_progress_line_gives_each_slo_against_its_target(registry: CollectorRegistry) -> None:
+    """A plain progress line shows streams, each SLO vs its target with a verdict, the drain."""
+    tally = ClientTally(started=104, ok=97, failed=3)
+    out = io.StringIO()
+    progress = _Progress(
+        ss.default_spec(SERVICE), registry, tally, out, live=False, duration=10, plain_every=0
+    )
+    progress.finishing(8)
+    line = progress.line()
+    assert "] 100 streams done (3 failed), 4 in flight, finishing, up to 8s more | " in line
+    assert (
+        "| time-to-first-token 90.00% within 2.5s (p95 2.75s) vs target 95% within 2.5s: FAIL |"
+        in line
+    )
+    assert "| recovery-time no events vs target 99% within 8s: NO DATA |" in line
+    assert "| stream-errors 3.00% failed vs target at most 1% failed: FAIL |" in line
+    assert line.endswith("| retries 7, resumes 0")
+    progress.tick()
+    assert out.getvalue().startswith("[") and "vs target" in out.getvalue()
+
+
+def test_live_table_fits_an_80_column_terminal(registry: CollectorRegistry) -> None:
+    """On an 80-column terminal the live table shows every SLO name and value uncut."""
+    from rich.console import Console
+
+    spec = ss.default_spec(SERVICE)
+    tally = ClientTally(started=100, ok=97, failed=3)
+    progress = _Progress(spec, registry, tally, io.StringIO(), live=False, duration=10)
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(progress._table())
+    screen = console.file.getvalue()
+    assert "…" not in screen
+    assert max(len(line) for line in screen.splitlines()) <= 80
+    rows = {line.split()[0]: line for line in screen.splitlines() if line.strip()}
+    assert "90.00% within 2.5s" in rows["time-to-first-token"]
+    assert "FAIL (p95 2.75s)" in rows["time-to-first-token"]
+    assert "at most 1%" in rows["stream-errors"]
+    assert "recovery-time" in rows
 
 
 def test_scrape_config_matches_the_spec_selector() -> None:

@@ -191,20 +191,49 @@ class SLOResult:
 
     @property
     def target_text(self) -> str:
-        """The target in words: ``p95 <= 2.5s`` or ``errors <= 1%``."""
+        """The objective in the words of the spec: ``95% within 2.5s`` or ``at most 1% failed``."""
         if self.kind == "latency" and self.threshold_ms is not None:
-            return f"p{_pct_label(self.objective)} <= {_secs(self.threshold_ms)}"
-        return f"errors <= {format_percent(1 - self.objective)}"
+            return f"{format_percent(self.objective)} within {_secs(self.threshold_ms)}"
+        return f"at most {format_percent(1 - self.objective)} failed"
+
+    @property
+    def target_share_text(self) -> str:
+        """The target as a share to set beside :attr:`share_text`: ``95%`` or ``at most 1%``."""
+        if self.kind == "latency" and self.threshold_ms is not None:
+            return format_percent(self.objective)
+        return f"at most {format_percent(1 - self.objective)}"
 
     @property
     def measured_text(self) -> str:
-        """The measured value in the target's terms, or ``no data``."""
+        """The measured value in the target's own terms, so the two compare at a glance:
+        ``97.07% within 2.5s (p95 0.95s)`` or ``5.13% failed``; ``no events`` without data."""
+        quantile = self.quantile_text
+        return self.share_text + (f" ({quantile})" if quantile else "")
+
+    @property
+    def share_text(self) -> str:
+        """The share the verdict is computed from: ``97.07% within 2.5s`` or ``5.13% failed``."""
         if self.good_ratio is None:
-            return "no data"
-        if self.kind == "latency":
-            q = "n/a" if self.quantile_ms is None else f"{self.quantile_ms / 1000:.2f}s"
-            return f"p{_pct_label(self.objective)} {q} ({self.good_ratio:.2%} within)"
-        return f"errors {1 - self.good_ratio:.2%}"
+            return "no events"
+        if self.kind == "latency" and self.threshold_ms is not None:
+            return f"{self.good_ratio:.2%} within {_secs(self.threshold_ms)}"
+        return f"{1 - self.good_ratio:.2%} failed"
+
+    @property
+    def quantile_text(self) -> str:
+        """The latency at the objective's quantile, ``p95 0.95s`` ('' for an error SLO or
+        without data): interpolated like ``histogram_quantile``, for reading only."""
+        if self.kind != "latency" or self.quantile_ms is None:
+            return ""
+        return f"p{_pct_label(self.objective)} {self.quantile_ms / 1000:.2f}s"
+
+    @property
+    def counts_text(self) -> str:
+        """The SLI counts behind the share: ``273 measured, 8 over 2.5s`` or ``273 streams,
+        14 failed``."""
+        if self.kind == "latency" and self.threshold_ms is not None:
+            return f"{int(self.events)} measured, {int(self.bad)} over {_secs(self.threshold_ms)}"
+        return f"{int(self.events)} streams, {int(self.bad)} failed"
 
     @property
     def verdict(self) -> str:
@@ -386,15 +415,18 @@ class DemoReport:
         width = max((len(s.name) for s in self.slos), default=0)
         for s in self.slos:
             lines.append(
-                f"  {s.verdict:<7}  {s.name:<{width}}  measured {s.measured_text}; "
-                f"target {s.target_text} ({int(s.events)} events, {int(s.bad)} bad)"
+                f"  {s.verdict:<7}  {s.name:<{width}}  {s.measured_text}; "
+                f"target {s.target_text} ({s.counts_text})"
             )
-        lines += ["", "failure classes seen (from the metrics):"]
+        lines += ["", "failure classes seen (events in the metrics that reveal each):"]
         seen = {k: v for k, v in self.failure_classes.items() if v}
         if not seen:
             lines.append("  none")
         for name, value in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {name:<22} {int(value)}")
+        unseen = sorted(k for k, v in self.failure_classes.items() if not v)
+        if unseen:
+            lines.append(f"  not seen in this run: {', '.join(unseen)}")
         retries = ", ".join(f"{k}={int(v)}" for k, v in self.retries.items()) or "none"
         lines.append(
             f"retries: {retries}; resumes: {int(self.resumes_ok)} ok, "
@@ -476,7 +508,12 @@ def scrape_job(spec: Spec) -> tuple[str, dict[str, str]]:
 
 # ----------------------------------------------------------------------------- live progress
 class _Progress:
-    """Live progress: a rich table redrawn in place on a TTY, plain periodic lines otherwise."""
+    """Live progress: a rich table redrawn in place on a TTY, plain periodic lines otherwise.
+
+    The plain lines start after ``plain_every`` seconds (a line at 0 s would only say that
+    nothing has finished yet). Once the duration is over, :meth:`finishing` marks the drain,
+    so a run that goes on past ``--duration`` says why.
+    """
 
     def __init__(
         self,
@@ -496,8 +533,9 @@ class _Progress:
         self.duration = duration
         self.plain_every = plain_every
         self.started = time.monotonic()
+        self.drain: float | None = None
         self._live: Any = None
-        self._last_plain = 0.0
+        self._last_plain = self.started
         if live:
             from rich.console import Console
             from rich.live import Live
@@ -519,29 +557,47 @@ class _Progress:
             self._live.update(self._table())
             self._live.__exit__(None, None, None)
 
+    def finishing(self, drain: float) -> None:
+        """The duration is over: no new streams; running ones get up to ``drain`` seconds."""
+        self.drain = drain
+
     def _measure(self) -> tuple[float, tuple[SLOResult, ...], MetricsView]:
         view = MetricsView(self.registry, self.spec.service)
         return time.monotonic() - self.started, slo_results(self.spec, view), view
 
+    def _phase(self) -> str:
+        if self.drain is None:
+            return ""
+        return f"finishing, up to {self.drain:g}s more"
+
     def _table(self) -> Any:
+        from rich import box
         from rich.table import Table
 
         elapsed, slos, view = self._measure()
         t = self.tally
+        phase = self._phase()
         table = Table(
             title=f"steadystream demo: {self.spec.service} "
-            f"({min(elapsed, self.duration):.0f}s / {self.duration:.0f}s)",
+            f"({min(elapsed, self.duration):.0f}s / {self.duration:.0f}s"
+            + (f", {phase}" if phase else "")
+            + ")",
             title_justify="left",
+            box=box.SIMPLE_HEAD,
         )
-        table.add_column("measure")
-        table.add_column("now", justify="right")
-        table.add_column("target", justify="right")
-        table.add_column("", justify="left")
+        # Sized to fit an 80-column terminal: names never truncated, details wrap.
+        table.add_column("measure", no_wrap=True)
+        table.add_column("now", justify="right", no_wrap=True)
+        table.add_column("target", justify="right", no_wrap=True)
+        table.add_column("", overflow="fold")
         table.add_row("streams done", str(t.finished), "", f"{t.failed} failed")
         table.add_row("in flight", str(t.in_flight), "", "")
         for s in slos:
             style = {"PASS": "green", "FAIL": "red"}.get(s.verdict, "yellow")
-            table.add_row(s.name, s.measured_text, s.target_text, f"[{style}]{s.verdict}[/]")
+            detail = f"[{style}]{s.verdict}[/]" + (
+                f" ({s.quantile_text})" if s.quantile_text else ""
+            )
+            table.add_row(s.name, s.share_text, s.target_share_text, detail)
         retries = view.by_label(c.RETRY_TOTAL, c.LABEL_REASON)
         table.add_row(
             "retries",
@@ -558,23 +614,28 @@ class _Progress:
         return table
 
     def line(self) -> str:
-        """One plain progress line (what a CI log shows every few seconds)."""
+        """One plain progress line (what a CI log shows every few seconds): the streams, each
+        SLO measured against its target with the verdict so far, retries and resumes."""
         elapsed, slos, view = self._measure()
         t = self.tally
+        phase = self._phase()
         parts = [
-            f"[{elapsed:5.1f}s] done {t.finished} ({t.failed} failed), in flight {t.in_flight}",
-            *(f"{s.name} {s.measured_text} (target {s.target_text})" for s in slos),
-            f"retries {int(view.total(c.RETRY_TOTAL))}",
+            f"[{elapsed:5.1f}s] {t.finished} streams done ({t.failed} failed), "
+            f"{t.in_flight} in flight" + (f", {phase}" if phase else ""),
+            *(f"{s.name} {s.measured_text} vs target {s.target_text}: {s.verdict}" for s in slos),
+            f"retries {int(view.total(c.RETRY_TOTAL))}, "
             f"resumes {int(view.total(c.RESUME_SUCCESS_TOTAL))}",
         ]
-        return "; ".join(parts)
+        return " | ".join(parts)
 
-    def tick(self) -> None:
+    def tick(self, *, force: bool = False) -> None:
+        """Redraw the table, or print a plain line when ``plain_every`` has passed (or now,
+        with ``force``: the end of the load phase always gets a line, however short the run)."""
         if self._live is not None:
             self._live.update(self._table())
             return
         now = time.monotonic()
-        if now - self._last_plain >= self.plain_every:
+        if force or now - self._last_plain >= self.plain_every:
             self._last_plain = now
             print(self.line(), file=self.out, flush=True)
 
@@ -743,7 +804,8 @@ async def run_demo_async(
 
             with _Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
                 tasks = [asyncio.create_task(worker()) for _ in range(streams)]
-                deadline = started + duration
+                # --duration is seconds of load, counted from when the streams start.
+                deadline = progress.started + duration
                 while not stop.is_set() and time.monotonic() < deadline:
                     progress.tick()
                     with contextlib.suppress(TimeoutError):
@@ -753,6 +815,9 @@ async def run_demo_async(
                 accepting = False
                 # On time: let running streams finish (bounded); on Ctrl-C: stop them now.
                 grace = 0.0 if interrupted else drain
+                if grace > 0 and tally.in_flight:
+                    progress.finishing(grace)
+                progress.tick(force=not interrupted)
                 drain_end = time.monotonic() + grace
                 pending = {t for t in tasks if not t.done()}
                 while pending and time.monotonic() < drain_end and not interrupted:
