@@ -146,7 +146,7 @@ def test_progress_line_gives_each_slo_against_its_target(registry: CollectorRegi
     )
     progress.finishing(8)
     line = progress.line()
-    assert "] 100 streams done (3 failed), 4 in flight, finishing, up to 8s more | " in line
+    assert "] 100 streams done (3 failed), 4 in flight, finishing, at most " in line
     assert (
         "| time-to-first-token 90.00% within 2.5s (p95 2.75s) vs target 95% within 2.5s: FAIL |"
         in line

@@ -533,7 +533,7 @@ class _Progress:
         self.duration = duration
         self.plain_every = plain_every
         self.started = time.monotonic()
-        self.drain: float | None = None
+        self.drain_end: float | None = None
         self._live: Any = None
         self._last_plain = self.started
         if live:
@@ -559,16 +559,16 @@ class _Progress:
 
     def finishing(self, drain: float) -> None:
         """The duration is over: no new streams; running ones get up to ``drain`` seconds."""
-        self.drain = drain
+        self.drain_end = time.monotonic() + drain
 
     def _measure(self) -> tuple[float, tuple[SLOResult, ...], MetricsView]:
         view = MetricsView(self.registry, self.spec.service)
         return time.monotonic() - self.started, slo_results(self.spec, view), view
 
     def _phase(self) -> str:
-        if self.drain is None:
+        if self.drain_end is None:
             return ""
-        return f"finishing, up to {self.drain:g}s more"
+        return f"finishing, at most {max(self.drain_end - time.monotonic(), 0):.0f}s more"
 
     def _table(self) -> Any:
         from rich import box
