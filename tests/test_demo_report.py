@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 import steadystream as ss
@@ -183,6 +184,15 @@ def test_scrape_config_matches_the_spec_selector() -> None:
         {"version": 1, "service": "svc", "selector": {"job": "gw", "env": "prod"}}
     )
     text = scrape_config("127.0.0.1:9464", spec)
-    assert "job_name: gw" in text
-    assert "targets: ['127.0.0.1:9464']" in text
-    assert "env: 'prod'" in text
+    (job,) = yaml.safe_load(text)["scrape_configs"]
+    assert job["job_name"] == "gw"
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:9464"], "labels": {"env": "prod"}}]
+
+
+def test_scrape_config_is_valid_yaml_for_any_selector_value() -> None:
+    """A job name with a colon and label values with quotes or backslashes paste as written."""
+    selector = {"job": "gw: edge", "env": 'a\\b "q" it\'s', "region": "123"}
+    spec = ss.Spec.model_validate({"version": 1, "service": "svc", "selector": selector})
+    (job,) = yaml.safe_load(scrape_config("127.0.0.1:9464", spec))["scrape_configs"]
+    assert job["job_name"] == "gw: edge"
+    assert job["static_configs"][0]["labels"] == {"env": 'a\\b "q" it\'s', "region": "123"}

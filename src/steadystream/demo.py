@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import random
 import signal
@@ -482,15 +483,19 @@ def build_report(
 def scrape_config(address: str, spec: Spec, *, scrape_interval: str = "5s") -> str:
     """A ready-to-paste ``prometheus.yml`` fragment that scrapes the demo at ``address``."""
     job, labels = scrape_job(spec)
+    # Values are quoted as JSON strings, which YAML reads as the same strings whatever they
+    # hold (a colon in a job name, quotes or backslashes in a selector value).
     text = (
         "scrape_configs:\n"
-        f"  - job_name: {job}\n"
+        f"  - job_name: {json.dumps(job)}\n"
         f"    scrape_interval: {scrape_interval}\n"
         "    static_configs:\n"
-        f"      - targets: ['{address}']\n"
+        f"      - targets: [{json.dumps(address)}]\n"
     )
     if labels:
-        text += "        labels:\n" + "".join(f"          {k}: {v!r}\n" for k, v in labels.items())
+        text += "        labels:\n" + "".join(
+            f"          {k}: {json.dumps(v)}\n" for k, v in labels.items()
+        )
     return text
 
 
