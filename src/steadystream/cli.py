@@ -49,7 +49,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         _err(f"{args.spec}: cannot generate: {type(exc).__name__}: {exc}")
         return 1
     if args.check:
-        result = check_output(args.out, files)
+        try:
+            result = check_output(args.out, files)
+        except OSError as exc:
+            _err(f"{args.out}: cannot check: {exc}")
+            return 1
         sys.stdout.write(result.diff)
         for label, paths in (
             ("would change", result.changed),

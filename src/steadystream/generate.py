@@ -169,6 +169,8 @@ def check_output(out_dir: str | os.PathLike[str], files: Mapping[str, str]) -> C
     """
     _check_paths(files)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a directory")
     existing = _existing(out)
     added, changed, removed = [], [], []
     chunks: list[str] = []
