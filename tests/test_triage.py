@@ -181,3 +181,35 @@ def test_invalid_spec_is_a_usage_error(tmp_path: Path) -> None:
     result = _cli("--prometheus", f"http://127.0.0.1:{_closed_port()}", "--spec", str(bad))
     assert result.returncode == EXIT_USAGE
     assert f"{bad}:3:" in result.stderr
+
+
+def test_rich_output_keeps_runbooks_and_queries_whole_on_a_narrow_terminal() -> None:
+    """At 80 columns every active class's runbook URL and query print whole and literal."""
+    url = "https://runbooks.example.com/chat-gateway/platform/upstream-rate-limit.md"
+    expr = 'sum(rate(stream_retry_total{reason="429",service="chat-gateway"}[5m]))'
+    limit = Check(
+        kind="failure_class",
+        group=c.FC_UPSTREAM_RATE_LIMIT,
+        name="rate-limit-retries",
+        expr=expr,
+        threshold=0.1,
+        op=">",
+        description="retries after an upstream 429 per second",
+        runbook=url,
+    )
+    findings = (
+        Finding(limit, "active", value=0.5, labels={"model": "[gpt-4.1]"}),
+        Finding(_check(c.FC_RETRY_STORM, "retry-budget-exhausted", 0.0), "active", value=2.0),
+    )
+    report = TriageReport("http://p", "svc", 0.0, True, findings)
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None)
+    render_rich(report, console)
+    out = console.file.getvalue()
+    assert f"  runbook: {url}\n" in out
+    assert f"  runbook: {c.failure_class_runbook(c.FC_RETRY_STORM)}\n" in out
+    assert f"  query: {expr}\n" in out
+    assert "worst series: model=[gpt-4.1]" in out
+    assert (
+        "upstream-rate-limit" in out and "retry-storm (a consequence of upstream-rate-limit)" in out
+    )
+    assert "…" not in out

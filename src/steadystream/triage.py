@@ -544,48 +544,64 @@ def _rank(findings: Iterable[Finding]) -> tuple[Finding, ...]:
 
 
 def render_rich(report: TriageReport, console: Any = None) -> None:
-    """Print ``report`` with rich (what ``triage`` shows on a TTY)."""
+    """Print ``report`` with rich (what ``triage`` shows on a TTY).
+
+    The runbook of each active class is printed whole on its own line, never in a table
+    cell a narrow terminal would cut: it is what on-call opens next. Everything that comes from
+    the spec or from Prometheus is escaped, so a ``[5m]`` in a query is printed, not parsed.
+    """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     style = {EXIT_ACTIVE: "red", EXIT_UNREACHABLE: "magenta", EXIT_NO_DATA: "yellow"}.get(
         report.exit_code, "green"
     )
-    console.print(f"[bold]steadystream triage[/]: service {report.service} at {report.prometheus}")
-    console.print(f"[{style}]{report.headline}[/]")
+    console.print(
+        f"[bold]steadystream triage[/]: service {escape(report.service)} "
+        f"at {escape(report.prometheus)}",
+        soft_wrap=True,
+    )
+    console.print(f"[{style}]{escape(report.headline)}[/]", soft_wrap=True)
     for title, items in (("failure class", report.ranked_classes), ("SLO", report.burning)):
         if not items:
             continue
         table = Table(title=f"active: {title}, most likely first", title_justify="left")
-        for col in ("#", title, "signal", "value", "threshold", "x", "runbook"):
-            table.add_column(col, justify="right" if col in ("#", "value", "x") else "left")
+        for col in ("#", title, "signal", "value", "threshold", "x"):
+            table.add_column(
+                col,
+                justify="right" if col in ("#", "value", "x") else "left",
+                no_wrap=col in (title, "signal"),
+            )
         for i, r in enumerate(items, 1):
             for j, f in enumerate(r.evidence):
                 table.add_row(
                     str(i) if j == 0 else "",
-                    (r.name + (" (consequence)" if r.explained_by else "")) if j == 0 else "",
+                    (r.name + ("\n(consequence)" if r.explained_by else "")) if j == 0 else "",
                     f.check.name,
                     _num(f.value),
                     f"{f.check.op} {_num(f.check.threshold)}",
                     _ratio(f.score),
-                    r.runbook if j == 0 else "",
                 )
         console.print(table)
     for r in (*report.ranked_classes, *report.burning):
-        console.print(f"[bold]{r.name}[/]")
+        why = f" (a consequence of {', '.join(r.explained_by)})" if r.explained_by else ""
+        console.print(f"[bold]{escape(r.name)}[/]{escape(why)}", soft_wrap=True)
+        console.print(f"  runbook: [bold]{escape(r.runbook)}[/]", soft_wrap=True)
         for f in r.evidence:
-            console.print(f"  {f.check.name}: {f.check.description}")
+            console.print(f"  {escape(f.check.name)}: {escape(f.check.description)}")
             if f.labels:
                 console.print(
-                    "  worst series: " + ", ".join(f"{k}={v}" for k, v in f.labels.items())
+                    "  worst series: " + escape(", ".join(f"{k}={v}" for k, v in f.labels.items())),
+                    soft_wrap=True,
                 )
-            console.print(f"  query: [cyan]{f.check.expr}[/]", soft_wrap=True, markup=True)
+            console.print(f"  query: [cyan]{escape(f.check.expr)}[/]", soft_wrap=True)
     quiet = [f for f in report.findings if f.state != "active"]
     if quiet:
         table = Table(title="not active", title_justify="left")
         for col in ("group", "signal", "state"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col != "state")
         for f in quiet:
-            table.add_row(f.check.group, f.check.name, _state_text(f))
+            table.add_row(escape(f.check.group), escape(f.check.name), escape(_state_text(f)))
         console.print(table)
