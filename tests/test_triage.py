@@ -213,3 +213,20 @@ def test_rich_output_keeps_runbooks_and_queries_whole_on_a_narrow_terminal() -> 
         "upstream-rate-limit" in out and "retry-storm (a consequence of upstream-rate-limit)" in out
     )
     assert "…" not in out
+
+
+def test_yes_no_signal_without_series_reads_as_no() -> None:
+    """metrics-absent without a series means the metrics exist: 'no', not 'nothing to judge'."""
+    absent = Check(
+        kind="failure_class",
+        group=c.FC_NO_TRAFFIC,
+        name="metrics-absent",
+        expr="absent(stream_requests_total)",
+        threshold=0.0,
+        op=">",
+        description="no stream_requests_total series",
+        runbook=c.failure_class_runbook(c.FC_NO_TRAFFIC),
+        unit="bool",
+    )
+    text = TriageReport("http://p", "svc", 0.0, True, (Finding(absent, "no_series"),)).render_text()
+    assert "no-traffic/metrics-absent: no (the condition is false: nothing to alert on)" in text

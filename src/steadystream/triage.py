@@ -342,6 +342,9 @@ def _state_text(f: Finding) -> str:
     if f.state == "ok":
         return f"ok ({_num(f.value)}; alerts when {f.check.op} {_num(f.check.threshold)})"
     if f.state == "no_series":
+        if f.check.unit == "bool":
+            # A yes/no signal (absent(...)) returns a series only when the answer is yes.
+            return "no (the condition is false: nothing to alert on)"
         if f.check.kind == "slo_burn":
             return "not burning (short window below the factor, or too few events to judge)"
         return "no series (nothing to judge: no such events, or below the traffic guard)"
