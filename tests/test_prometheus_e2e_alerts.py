@@ -1,4 +1,5 @@
-"""A fault makes its failure-class alert go pending or firing in a real Prometheus.
+"""A fault makes its failure-class alert go pending or firing in a real Prometheus, and triage
+reports both the failure class and the SLO whose error budget it burns.
 
 The spec is written here with a short alert configuration (`for: 1s`, a low traffic floor), its
 rules are generated with `render_all` and loaded into a real Prometheus (1 s scrape and
@@ -51,7 +52,7 @@ def _matching(alerts: list[dict[str, Any]], failure_class: str) -> list[dict[str
 
 
 async def test_rate_limit_fault_fires_its_alert_with_the_runbook(tmp_path: Path) -> None:
-    """100 % 429s make the upstream-rate-limit alert pending/firing with its runbook_url."""
+    """100 % 429s fire the upstream-rate-limit alert with its runbook_url; triage sees the burn."""
     spec_path = tmp_path / "slo.yaml"
     spec_path.write_text(SPEC, encoding="utf-8")
     spec = ss.load_spec(spec_path)
@@ -77,7 +78,7 @@ async def test_rate_limit_fault_fires_its_alert_with_the_runbook(tmp_path: Path)
         await asyncio.to_thread(prom.wait_for_targets_up)
         demo = asyncio.create_task(
             run_demo_async(
-                duration=90,
+                duration=300,
                 streams=8,
                 faults="rate-limit",
                 spec=spec,
@@ -98,6 +99,14 @@ async def test_rate_limit_fault_fires_its_alert_with_the_runbook(tmp_path: Path)
                 matching = _matching(await asyncio.to_thread(prom.alerts), c.FC_UPSTREAM_RATE_LIMIT)
             assert matching, f"no upstream-rate-limit alert; active: {prom.alerts()}"
             triaged = await asyncio.to_thread(triage, spec, prom.url)
+            # Every stream fails, so the stream-errors budget burns 100x; triage reads the burn
+            # from the recorded SLI series, which the SLI groups write once a minute.
+            deadline = time.monotonic() + 150
+            burning = await asyncio.to_thread(triage, spec, prom.url)
+            while time.monotonic() < deadline and not burning.burning:
+                assert not demo.done()
+                await asyncio.sleep(2)
+                burning = await asyncio.to_thread(triage, spec, prom.url)
         finally:
             stop.set()
             report = await demo
@@ -112,3 +121,10 @@ async def test_rate_limit_fault_fires_its_alert_with_the_runbook(tmp_path: Path)
     assert report.retries.get(c.RETRY_REASON_429, 0) > 0
     assert triaged.ranked_classes[0].name == c.FC_UPSTREAM_RATE_LIMIT
     assert triaged.ranked_classes[0].runbook == expected_runbook
+    # The SLO burn half of triage: the burning SLO, its tier's factor and its runbook.
+    assert [r.name for r in burning.burning] == ["stream-errors"], burning.to_dict()["findings"]
+    (evidence,) = burning.burning[0].evidence
+    assert evidence.check.name == "stream-errors-2m-1m"
+    assert evidence.value is not None and evidence.value > evidence.check.threshold
+    assert burning.burning[0].runbook == runbook_url(spec, c.slo_runbook("stream-errors"))
+    assert burning.exit_code == 1
