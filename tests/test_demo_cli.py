@@ -124,6 +124,10 @@ def test_demo_cli_ctrl_c_stops_cleanly_and_still_reports() -> None:
     output = "".join(seen)
     assert code == 0, output
     assert "(interrupted)" in output
+    report = output.split("steadystream demo report:", 1)[1]
+    assert "abandoned" in report
+    for slo in ss.default_spec("x").slos:
+        assert f"  {slo.name}  " in report
     assert "Traceback" not in output
 
 
