@@ -230,3 +230,18 @@ def test_yes_no_signal_without_series_reads_as_no() -> None:
     )
     text = TriageReport("http://p", "svc", 0.0, True, (Finding(absent, "no_series"),)).render_text()
     assert "no-traffic/metrics-absent: no (the condition is false: nothing to alert on)" in text
+
+
+def test_a_rejected_query_does_not_hide_the_active_class() -> None:
+    """With one query rejected, the headline still names the active class and its runbook."""
+    findings = (
+        Finding(_check(c.FC_IDLE_STALL, "idle-timeouts", 0.01), "active", value=0.5),
+        Finding(_check(c.FC_BROKEN_CHUNKS, "reassembly-errors", 0.0), "error", error="bad_data"),
+    )
+    report = TriageReport("http://p", "svc", 0.0, True, findings)
+    assert report.exit_code == EXIT_UNREACHABLE
+    assert report.headline == (
+        "most likely: idle-stall; open runbooks/idle-stall.md "
+        "(incomplete: Prometheus rejected 1 query, see below)"
+    )
+    assert "broken-chunks/reassembly-errors: ERROR: bad_data" in report.render_text()

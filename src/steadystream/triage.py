@@ -263,9 +263,21 @@ class TriageReport:
 
     @property
     def headline(self) -> str:
-        """One sentence an on-call engineer reads first."""
+        """One sentence an on-call engineer reads first.
+
+        A rejected query does not hide what the other queries found: with an active class the
+        headline still names it and its runbook, and adds that the picture is incomplete.
+        """
         if self.errors:
-            return f"Prometheus rejected {len(self.errors)} quer(ies); see the errors below."
+            n = len(self.errors)
+            rejected = f"Prometheus rejected {n} quer{'y' if n == 1 else 'ies'}"
+            if self.ranked_classes:
+                top = self.ranked_classes[0]
+                return (
+                    f"most likely: {top.name}; open {top.runbook} "
+                    f"(incomplete: {rejected}, see below)"
+                )
+            return f"{rejected}; see the errors below."
         if not self.has_data:
             # absent() fires for a service Prometheus has never seen, so "no-traffic" would
             # be active here too; say what is actually known instead.
