@@ -338,13 +338,27 @@ class StreamCore:
             text = item.get("delta")
             seq = item.get("sequence_number")
         else:
-            if getattr(item, "type", None) != _TEXT_DELTA:
-                return self.on_reading(classify(item), t)
-            try:  # plain attribute reads: SDK delta events always have both fields
-                text = item.delta
-                seq = item.sequence_number
-            except AttributeError:
-                return self.on_reading(classify(item), t)
+            # SDK events are pydantic models with their fields in the instance __dict__:
+            # reading it, not getattr, keeps an item without ``type`` (a Chat Completions
+            # chunk) off pydantic's __getattr__, which raises and costs ~8 us.
+            fields = getattr(item, "__dict__", None)
+            typ = fields.get("type") if fields is not None else getattr(item, "type", None)
+            if typ == _TEXT_DELTA:
+                try:  # plain attribute reads: SDK delta events always have both fields
+                    text = item.delta
+                    seq = item.sequence_number
+                except AttributeError:
+                    return self.on_reading(classify(item), t)
+            else:
+                # A Chat Completions chunk in its everyday shape has a fast path too; its id
+                # is the response id, which the general path records when it changes.
+                text = _chat_content(fields) if typ is None and fields is not None else None
+                if text is None:
+                    return self.on_reading(classify(item), t)
+                rid = fields.get("id")
+                if rid is not None and rid != self.response_id:
+                    return self.on_reading(classify(item), t)
+                seq = None
         if type(text) is not str or not text:
             return self.on_reading(classify(item), t)
         if self._waiting:
@@ -711,6 +725,30 @@ class StreamCore:
             else:
                 self._ph_up += w
             self._idle_used += w
+
+
+def _chat_content(fields: dict[str, Any]) -> str | None:
+    """The text of a Chat Completions chunk in its everyday shape (one choice whose delta
+    carries only ``content``), read from the pydantic objects' ``__dict__``; ``None`` sends the
+    chunk down the general path (:func:`~.events.classify`), which reads every shape (refusals,
+    reasoning, tool-call arguments, several choices, dicts)."""
+    choices = fields.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = getattr(choices[0], "__dict__", None)
+    delta = choice.get("delta") if choice is not None else None
+    d = getattr(delta, "__dict__", None)
+    if d is None:
+        return None
+    text = d.get("content")
+    if type(text) is not str or not text:
+        return None
+    if d.get("refusal") or d.get("tool_calls") or d.get("reasoning_content"):
+        return None
+    extra = getattr(delta, "__pydantic_extra__", None)
+    if extra and extra.get("reasoning_content"):
+        return None
+    return text
 
 
 class _NullObserver:
