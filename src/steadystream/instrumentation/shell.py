@@ -400,7 +400,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
     and disarming a timer around every ``__anext__``).
     """
 
-    __slots__ = ("_ait", "_fired", "_task", "_timer", "_timer_at")
+    __slots__ = ("_ait", "_fired", "_plain", "_task", "_timer", "_timer_at")
 
     def __init__(
         self,
@@ -420,6 +420,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         self._timer_at = _INF
         self._task: asyncio.Task[Any] | None = None
         self._fired = False
+        # Items are objects handed on as they are (not bytes parsed into events).
+        self._plain = not events_mode
 
     def __aiter__(self) -> AsyncStreamWrapper[T]:
         return self
@@ -472,6 +474,20 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                     raise
                 raise err from exc
             self._task = None
+            if self._plain and type(item) is not bytes and type(item) is not bytearray:
+                # The per-chunk path, inlined from _item() as in the sync shell: one core
+                # call, the item handed on.
+                try:
+                    exp = self._core.on_item(item, self._clock())
+                except Exception:
+                    report_telemetry_error("StreamCore", "on_item")
+                    return item  # type: ignore[no-any-return]
+                if exp is None:
+                    return item  # type: ignore[no-any-return]
+                self._end(self._clock(), error=exp)
+                self._cancel_timer()
+                await self._close_upstream()
+                raise exp
             try:
                 out = self._item(item)
             except BaseException as exc:
