@@ -16,7 +16,7 @@ because a target was missed.
 
 Usage::
 
-    python benchmarks/run.py                 # everything (about 5 minutes on 2 cores)
+    python benchmarks/run.py                 # everything (about 8 minutes on 2 cores)
     python benchmarks/run.py --only chunk,generate
     python benchmarks/run.py --quick         # fewer rounds and streams: a smoke run
 """
