@@ -593,6 +593,9 @@ class StreamCore:
 
     def record_retry(self, reason: str, t: float) -> None:
         """A retry for ``reason`` (conventions.RETRY_REASONS) will start the next attempt."""
+        # The failed attempt no longer decides the stream's outcome: the retry either recovers
+        # it, or ends the stream with its own error (or abandoned, if the consumer stops first).
+        self._error_class = None
         self._obs.retry(reason, self.attempt + 1, t)
 
     def record_resume(self, ok: bool, t: float) -> None:
