@@ -285,9 +285,12 @@ class BurnAlert:
 def burn_alerts(spec: Spec) -> list[BurnAlert]:
     """Every burn-rate alert, SLOs in spec order, tiers in spec order."""
     enabled = [t for t in spec.alerting.tiers if t.enabled]
+    # Once for all SLOs: each call builds every SLO's signals (and the dashboards' panel
+    # index), so calling it per SLO made generation quadratic in the number of SLOs.
+    signals = slo_burn_signals(spec)
     out = []
     for slo in spec.slos:
-        for tier, signal in zip(enabled, slo_burn_signals(spec)[slo.name], strict=True):
+        for tier, signal in zip(enabled, signals[slo.name], strict=True):
             out.append(
                 BurnAlert(
                     slo,
