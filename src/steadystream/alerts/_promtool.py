@@ -279,14 +279,19 @@ def _burn_cases(spec: Spec) -> list[Case]:
     cases = []
     for scenario, runs in _burn_runs(spec).items():
         batches: list[list[_SloRun]] = []
+        # The series names each batch already uses, kept alongside it: recomputing them from
+        # every run of every batch for each new run made this quadratic in the SLOs.
+        batch_names: list[set[str]] = []
         for run in runs:
             names = {s for s, _ in run.series(1)}
-            for batch in batches:
-                if not names & {s for other in batch for s, _ in other.series(1)}:
+            for batch, used in zip(batches, batch_names, strict=True):
+                if not names & used:
                     batch.append(run)
+                    used |= names
                     break
             else:
                 batches.append([run])
+                batch_names.append(names)
         for batch in batches:
             minutes = sorted({m for run in batch for m in run.minutes})
             end = minutes[-1]
