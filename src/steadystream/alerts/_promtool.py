@@ -558,15 +558,18 @@ def _drives(
     return out
 
 
-def rule_tests(spec: Spec, rules_file: str) -> dict[str, Any]:
+def rule_tests(
+    spec: Spec, rules_file: str, groups: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The promtool test file (as data) for the rules in ``rules_file`` (a path relative to
-    the test file)."""
+    the test file). ``groups`` are the spec's :func:`rule_groups` when the caller has them
+    already (they are only read), else they are built."""
     cases = _burn_cases(spec) + _fc_cases(spec)
     return {
         "rule_files": [rules_file],
         "evaluation_interval": f"{STEP_MINUTES}m",
         # Without an order promtool evaluates groups in random order, and an alert evaluated
         # before its SLI group would see the previous minute: SLIs first, as in the file.
-        "group_eval_order": [g["name"] for g in rule_groups(spec)],
+        "group_eval_order": [g["name"] for g in (rule_groups(spec) if groups is None else groups)],
         "tests": [case.to_yaml() for case in cases],
     }

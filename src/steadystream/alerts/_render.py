@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import conventions as c
+from ..generate import render_scope
 from ..spec import Spec
 from ._promtool import rule_tests
 from ._rules import inhibit_rules, rule_groups
@@ -31,9 +32,11 @@ def render_rules(spec: Spec, source: Source) -> dict[str, str]:
     """
     header = c.generated_header(source.name, source.sha256)
     rules, inhibit, tests = rules_paths(spec.service)
-    return {
-        rules: dump({"groups": rule_groups(spec)}, header),
-        inhibit: dump({"inhibit_rules": inhibit_rules(spec)}, header),
-        # promtool resolves rule_files relative to the test file: both live in alerts/.
-        tests: dump(rule_tests(spec, rules.rsplit("/", 1)[1]), header),
-    }
+    with render_scope():  # the signals and panel index, computed once for all three files
+        groups = rule_groups(spec)
+        return {
+            rules: dump({"groups": groups}, header),
+            inhibit: dump({"inhibit_rules": inhibit_rules(spec)}, header),
+            # promtool resolves rule_files relative to the test file: both live in alerts/.
+            tests: dump(rule_tests(spec, rules.rsplit("/", 1)[1], groups), header),
+        }

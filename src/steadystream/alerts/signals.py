@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from .. import conventions as c
 from ..dashboards.links import dashboard_url
+from ..generate import per_render
 from ..runbooks.links import runbook_url
 from ..spec import SLO, Spec, Tier, format_duration, format_percent, format_size
 from . import names as n
@@ -559,6 +560,7 @@ def failure_class_signals(spec: Spec) -> dict[str, list[Signal]]:
     return out
 
 
+@per_render(copy=list)
 def fc_signals_with_scenarios(spec: Spec) -> list[tuple[Signal, tuple[Any, ...]]]:
     """Every enabled failure-class signal with its test scenario (for the promtool tests)."""
     q = _Q(spec)
@@ -598,6 +600,7 @@ def fc_signals_with_scenarios(spec: Spec) -> list[tuple[Signal, tuple[Any, ...]]
     return out
 
 
+@per_render(copy=lambda signals: {name: list(s) for name, s in signals.items()})
 def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
     """One signal per SLO and enabled burn-rate tier, keyed by SLO name (spec order), tiers in
     spec order.

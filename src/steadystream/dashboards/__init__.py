@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import conventions as c
+from ..generate import per_render, render_scope
 from ..spec import Spec, format_duration
 from ._internals import stream_internals
 from ._model import Board, PanelRef
@@ -55,9 +56,14 @@ def boards(spec: Spec) -> tuple[Board, ...]:
     return tuple(builders[name](spec) for name in c.BOARDS)
 
 
+@per_render(copy=dict)
 def panel_index(spec: Spec) -> dict[str, PanelRef]:
     """Every panel of every board by its stable key (``"retries-by-reason"``,
-    ``"slo-time-to-first-token-burn"``), with its board uid, panel id and URL."""
+    ``"slo-time-to-first-token-burn"``), with its board uid, panel id and URL.
+
+    Builds both boards, so within a :func:`steadystream.generate.render_scope` (every
+    ``render_*`` opens one) it is computed once per spec: alert links and runbooks ask for it
+    many times."""
     index: dict[str, PanelRef] = {}
     for board in boards(spec):
         for key, ref in panel_refs(spec, board).items():
@@ -81,7 +87,8 @@ def render_dashboards(spec: Spec, source: Source) -> dict[str, str]:
     """``{"dashboards/<service>-<board>.json": JSON text}`` for every board in
     :data:`steadystream.conventions.BOARDS`. Pure: reads nothing, writes nothing."""
     header = c.generated_header(source.name, source.sha256)
-    return {
-        dashboard_path(spec.service, board.name): dumps(render_board(spec, board, header))
-        for board in boards(spec)
-    }
+    with render_scope():
+        return {
+            dashboard_path(spec.service, board.name): dumps(render_board(spec, board, header))
+            for board in boards(spec)
+        }
