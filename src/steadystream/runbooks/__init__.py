@@ -52,7 +52,9 @@ def render_runbooks(spec: Spec, source: Source) -> dict[str, str]:
     # Imported here, not at the top: the alert rules import runbook_url from this package, and
     # the renderer imports the alerts (for their signals) and the dashboards (for panel links),
     # so a module-level import would be circular.
+    from ..generate import render_scope
     from ._render import environment, render_all
 
     header = c.generated_header(source.name, source.sha256)
-    return render_all(spec, header, source.name, environment())
+    with render_scope():  # the panel index and alert signals, computed once for all runbooks
+        return render_all(spec, header, source.name, environment())
