@@ -15,6 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from steadystream.simulate._protocol import (
+    ResponseMeta,
+    message_item,
+    output_text,
+    response_object,
+    usage,
+)
+
 # A fixed vocabulary: ASCII words, Cyrillic (2 bytes), CJK (3 bytes), emoji (4 bytes), a ZWJ
 # sequence and a combining accent. Deterministic, no random module, no hashing per event.
 VOCAB = (
@@ -49,57 +57,28 @@ def delta_texts(n: int) -> list[str]:
     return [VOCAB[(i * 7) % v] + (VOCAB[(i * 3) % v] if i % 3 == 0 else "") for i in range(n)]
 
 
+# The response objects come from the simulator's protocol module, so the benchmark stream has
+# exactly the shape the simulator (and the real API) sends.
+_META = ResponseMeta(
+    id=RESPONSE_ID,
+    item_id=ITEM_ID,
+    model=MODEL,
+    created_at=1_700_000_000,
+    background=False,
+    max_output_tokens=None,
+    input_tokens=8,
+    metadata={},
+)
+
+
 def _response(status: str, text: str | None, output_tokens: int = 0) -> dict[str, Any]:
-    output: list[dict[str, Any]] = []
-    if text is not None:
-        output.append(
-            {
-                "id": ITEM_ID,
-                "type": "message",
-                "status": "completed",
-                "role": "assistant",
-                "content": [
-                    {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
-                ],
-            }
-        )
-    return {
-        "id": RESPONSE_ID,
-        "object": "response",
-        "created_at": 1_700_000_000,
-        "status": status,
-        "background": False,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": None,
-        "max_output_tokens": None,
-        "model": MODEL,
-        "output": output,
-        "parallel_tool_calls": True,
-        "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
-        "store": True,
-        "temperature": 1.0,
-        "text": {"format": {"type": "text"}},
-        "tool_choice": "auto",
-        "tools": [],
-        "top_p": 1.0,
-        "truncation": "disabled",
-        "usage": (
-            None
-            if output_tokens == 0
-            else {
-                "input_tokens": 8,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": 8 + output_tokens,
-            }
-        ),
-        "user": None,
-        "metadata": {},
-    }
+    output = [] if text is None else [message_item(_META, "completed", text)]
+    return response_object(
+        _META,
+        status=status,
+        output=output,
+        usage_=None if output_tokens == 0 else usage(_META, output_tokens),
+    )
 
 
 def raw_events(n_deltas: int) -> list[dict[str, Any]]:
@@ -107,15 +86,9 @@ def raw_events(n_deltas: int) -> list[dict[str, Any]]:
     4 closing events (``n_deltas + 8`` events, ``sequence_number`` 0, 1, 2, ...)."""
     texts = delta_texts(n_deltas)
     full = "".join(texts)
-    part_empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-    part_full = {"type": "output_text", "annotations": [], "logprobs": [], "text": full}
-    item_progress = {
-        "id": ITEM_ID,
-        "type": "message",
-        "status": "in_progress",
-        "role": "assistant",
-        "content": [],
-    }
+    part_empty = output_text("")
+    part_full = output_text(full)
+    item_progress = message_item(_META, "in_progress", None)
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": _response("in_progress", None)},
         {"type": "response.in_progress", "response": _response("in_progress", None)},
@@ -139,7 +112,7 @@ def raw_events(n_deltas: int) -> list[dict[str, Any]]:
                 "logprobs": [],
             }
         )
-    done_item = dict(item_progress, status="completed", content=[part_full])
+    done_item = message_item(_META, "completed", full)
     events += [
         {
             "type": "response.output_text.done",
