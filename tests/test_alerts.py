@@ -492,10 +492,8 @@ def test_quantile_alerts_stay_below_the_top_bucket_so_they_can_fire() -> None:
     """histogram_quantile never reads above the highest finite bucket, so a p99 threshold
     past it (half of a 45s stream_idle is 22.5 s, above the 15 s top gap bucket) moves to the
     largest bound below the top; thresholds the buckets can show stay as they are."""
-    from steadystream.instrumentation.metrics import histogram_buckets
-
     long = _spec(stream={"timeouts": {"stream_idle": "45s", "first_token": "90s", "total": "2m"}})
-    buckets = histogram_buckets(long)
+    buckets = long.histogram_buckets()
     signals = {s.name: s for group in failure_class_signals(long).values() for s in group}
     gap, ttft = signals["chunk-gap-p99"], signals["first-token-p99"]
     assert gap.threshold == buckets[c.CHUNK_GAP][-2] < buckets[c.CHUNK_GAP][-1]

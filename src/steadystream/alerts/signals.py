@@ -152,9 +152,7 @@ class _Q:
         could never fire. Past it, the alert moves to the largest bound below the top one:
         it fires earlier than asked, which beats never.
         """
-        from ..instrumentation.metrics import histogram_buckets
-
-        bounds = histogram_buckets(self.spec)[histogram]
+        bounds = self.spec.histogram_buckets()[histogram]
         if wanted_ms < bounds[-1]:
             return wanted_ms
         return bounds[-2]

@@ -28,10 +28,9 @@ from .telemetry import ErrorRateWindow
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ..spec import Spec
     from .checkpoint import Checkpoint
 
-__all__ = ["PrometheusSink", "PrometheusStream", "histogram_buckets", "labelnames"]
+__all__ = ["PrometheusSink", "PrometheusStream", "labelnames"]
 
 # Extra label of each labelled metric (the base labels are service, model, provider).
 _EXTRA_LABEL: dict[str, str] = {
@@ -60,22 +59,6 @@ def labelnames(metric: str) -> tuple[str, ...]:
     """The label names of ``metric``: service, model, provider, plus its extra label."""
     extra = _EXTRA_LABEL.get(metric)
     return (*c.BASE_LABELS, extra) if extra else c.BASE_LABELS
-
-
-def histogram_buckets(spec: Spec) -> dict[str, tuple[float, ...]]:
-    """Bucket bounds (ms) of each histogram: the conventions defaults plus every latency
-    threshold the spec sets on it, so an SLO on ``le="2500"`` always has its bucket."""
-    defaults = {
-        c.FIRST_TOKEN_LATENCY: c.LATENCY_BUCKETS_MS,
-        c.RECOVERY_LATENCY: c.LATENCY_BUCKETS_MS,
-        c.CHUNK_GAP: c.GAP_BUCKETS_MS,
-        c.PHASE_DURATION: tuple(sorted(set(c.GAP_BUCKETS_MS) | set(c.LATENCY_BUCKETS_MS))),
-    }
-    out = {}
-    for metric in c.HISTOGRAMS:
-        bounds = set(defaults[metric]) | set(spec.latency_thresholds_ms(metric))
-        out[metric] = tuple(sorted(float(b) for b in bounds))
-    return out
 
 
 def _is_multiprocess() -> bool:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import conventions as c
 from .core import CorePolicy, StreamCore
-from .metrics import PrometheusSink, histogram_buckets
+from .metrics import PrometheusSink
 from .shell import AsyncStreamWrapper, SyncStreamWrapper
 from .telemetry import Fanout, TelemetrySink, report_telemetry_error
 from .watchdog import Watchdog
@@ -131,7 +131,7 @@ class StreamMonitor:
         #: Timeouts and checkpoint interval the core enforces.
         self.policy = CorePolicy.from_spec(spec)
         #: Histogram bucket bounds (ms), spec thresholds included.
-        self.buckets = histogram_buckets(spec)
+        self.buckets = spec.histogram_buckets()
         self._models = _LabelCap(spec.stream.max_models)
         self._providers = _LabelCap(max_providers)
         sinks: list[TelemetrySink] = [

@@ -545,6 +545,25 @@ class Spec(_Model):
             )
         )
 
+    def histogram_buckets(self) -> dict[str, tuple[float, ...]]:
+        """Bucket bounds (ms) of each stream histogram: the conventions defaults plus every
+        latency threshold the spec sets on it, so an SLO on ``le="2500"`` always has its bucket.
+
+        The instrumentation builds its histograms from this, and the alert generator reads it
+        to know the highest bound a quantile can show, so the two always agree.
+        """
+        defaults = {
+            c.FIRST_TOKEN_LATENCY: c.LATENCY_BUCKETS_MS,
+            c.RECOVERY_LATENCY: c.LATENCY_BUCKETS_MS,
+            c.CHUNK_GAP: c.GAP_BUCKETS_MS,
+            c.PHASE_DURATION: tuple(sorted(set(c.GAP_BUCKETS_MS) | set(c.LATENCY_BUCKETS_MS))),
+        }
+        out = {}
+        for metric in c.HISTOGRAMS:
+            bounds = set(defaults[metric]) | set(self.latency_thresholds_ms(metric))
+            out[metric] = tuple(sorted(float(b) for b in bounds))
+        return out
+
 
 Loc = tuple[str | int, ...]
 
