@@ -328,14 +328,17 @@ def test_queries_carry_the_selector_and_the_service_variable() -> None:
 
 
 def test_panel_links_go_to_runbooks() -> None:
-    """Panels link to runbooks: relative paths by default, under links.runbooks when set."""
+    """Panels link to the runbooks of the classes they diagnose: relative paths by default,
+    under links.runbooks when set."""
     spec = ss.default_spec("chat-gateway")
     data = _render(spec)[dashboard_path(spec.service, c.BOARD_STREAM_INTERNALS)]
     retries = _panel(data, "retries-by-reason", spec)
-    assert {link["url"] for link in retries["links"]} == {
+    assert [link["url"] for link in retries["links"]] == [
+        c.failure_class_runbook(c.FC_IDLE_STALL),
         c.failure_class_runbook(c.FC_RETRY_STORM),
         c.failure_class_runbook(c.FC_UPSTREAM_RATE_LIMIT),
-    }
+        c.failure_class_runbook(c.FC_UPSTREAM_ERRORS),
+    ]
     custom = _custom_spec()
     data = _render(custom)[dashboard_path(custom.service, c.BOARD_STREAM_INTERNALS)]
     urls = {link["url"] for link in _panel(data, "retries-by-reason", custom)["links"]}

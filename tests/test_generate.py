@@ -267,7 +267,7 @@ def test_render_failure_writes_nothing(
 ) -> None:
     """A renderer that fails after the others have run (the last one, runbooks, raising)
     fails with a message and leaves the output directory exactly as it was."""
-    import steadystream.runbooks
+    import steadystream.generate
 
     spec = tmp_path / "slo.yaml"
     spec.write_text(SPEC_TEXT)
@@ -279,7 +279,7 @@ def test_render_failure_writes_nothing(
     def fail(*_: object) -> dict[str, str]:
         raise RuntimeError("template exploded")
 
-    monkeypatch.setattr(steadystream.runbooks, "render_runbooks", fail)
+    monkeypatch.setattr(steadystream.generate, "render_runbooks", fail)
     capsys.readouterr()
     assert _generate(str(spec), "--out", str(out)) == 1
     assert "cannot generate: RuntimeError: template exploded" in capsys.readouterr().err

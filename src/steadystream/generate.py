@@ -19,19 +19,21 @@ hand-written file that sits in ``DIR/alerts`` is carried over untouched, and any
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import difflib
-import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
 
 from . import conventions as c
-from .spec import Spec, spec_digest
+from .alerts import render_rules
+from .catalog.memo import render_scope
+from .catalog.source import Source
+from .dashboards import render_dashboards
+from .runbooks import render_runbooks
+from .spec import Spec
 
 __all__ = [
     "GENERATED_MARKER",
@@ -51,25 +53,6 @@ OWNED_DIRS: tuple[str, ...] = (c.ALERTS_DIR, c.DASHBOARDS_DIR, c.RUNBOOKS_DIR)
 GENERATED_MARKER = c.generated_header("\0", "\0").split("\0", 1)[0]
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a spec came from, as named in every generated file's header.
-
-    ``name`` is how the header names the spec; ``sha256`` is the hex digest of the spec file's
-    bytes (:func:`steadystream.spec.spec_digest`), so a header proves which version of the
-    spec a file was generated from. The CLI names the spec by its path relative to the output
-    directory (:func:`source_for`), which does not depend on where the command runs.
-    """
-
-    name: str
-    sha256: str
-
-    @classmethod
-    def from_bytes(cls, name: str, data: bytes) -> Source:
-        """The source for a spec file called ``name`` whose content is ``data``."""
-        return cls(name=name, sha256=spec_digest(data))
-
-
 def source_for(
     spec_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], data: bytes
 ) -> Source:
@@ -87,10 +70,6 @@ def source_for(
 def render_all(spec: Spec, source: Source) -> dict[str, str]:
     """Every file for ``spec``: rules, dashboards and runbooks, ``{relative path: text}``,
     sorted by path. Pure; raises if any renderer fails or two renderers claim one path."""
-    from .alerts import render_rules
-    from .dashboards import render_dashboards
-    from .runbooks import render_runbooks
-
     files: dict[str, str] = {}
     with render_scope():
         for render in (render_rules, render_dashboards, render_runbooks):
@@ -99,58 +78,6 @@ def render_all(spec: Spec, source: Source) -> dict[str, str]:
                     raise ValueError(f"two renderers generate {path!r}")
                 files[path] = text
     return dict(sorted(files.items()))
-
-
-# ---------------------------------------------------------------------- per-render memo
-# The renderers share derived views of the spec (the dashboards' panel index, the alert
-# signals): the rules, the promtool tests and the runbooks each need them, several times.
-# Computing them once per render keeps generation linear in the SLOs. The memo lives only
-# while a render_scope() is open (no global cache that grows or outlives a spec), and is
-# keyed on the spec's identity: the spec model is frozen but holds lists, so it is not
-# hashable, and within one render it is one object. Each entry keeps its spec alive, so
-# an id is never reused for another spec while the scope is open.
-_MEMO: contextvars.ContextVar[dict[tuple[Any, int], tuple[Spec, Any]] | None] = (
-    contextvars.ContextVar("steadystream_render_memo", default=None)
-)
-_T = TypeVar("_T")
-
-
-@contextlib.contextmanager
-def render_scope() -> Iterator[None]:
-    """Within this block, functions decorated with :func:`per_render` compute their result
-    once per spec object. Nested scopes share the outermost memo."""
-    if _MEMO.get() is not None:
-        yield
-        return
-    token = _MEMO.set({})
-    try:
-        yield
-    finally:
-        _MEMO.reset(token)
-
-
-def per_render(
-    copy: Callable[[_T], _T],
-) -> Callable[[Callable[[Spec], _T]], Callable[[Spec], _T]]:
-    """Memoise a function of the spec alone inside a :func:`render_scope` (outside one it
-    runs every time). ``copy`` makes what each caller gets from the stored result (e.g.
-    ``dict``), so a caller that changes its result does not change the next caller's."""
-
-    def decorate(fn: Callable[[Spec], _T]) -> Callable[[Spec], _T]:
-        @functools.wraps(fn)
-        def wrapper(spec: Spec) -> _T:
-            memo = _MEMO.get()
-            if memo is None:
-                return fn(spec)
-            key = (wrapper, id(spec))
-            hit = memo.get(key)
-            if hit is None or hit[0] is not spec:
-                hit = memo[key] = (spec, fn(spec))
-            return copy(hit[1])
-
-        return wrapper
-
-    return decorate
 
 
 # ------------------------------------------------------------------------------------ helpers

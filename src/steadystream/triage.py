@@ -3,10 +3,10 @@
 For the on-call engineer who has just been paged. :func:`triage` asks a Prometheus (HTTP API,
 instant queries) for the signal behind every failure class and every SLO's burn rate, exactly
 the expressions and thresholds the generated alerts use (from
-:func:`steadystream.alerts.failure_class_signals` and :func:`steadystream.alerts.slo_burn_signals`,
-so triage and the alerts can never disagree), and ranks the failure classes active now: causes
-before their symptoms (:data:`EXPLAINED_BY`: a retry storm during a rate limit is the rate
-limit's consequence), then by how far past its threshold the worst signal is. Each ranked class
+:mod:`steadystream.catalog.alerting`, so triage and the alerts can never disagree), and ranks
+the failure classes active now: causes before their symptoms (each class's ``explained_by`` in
+the failure-class registry: a retry storm during a rate limit is the rate limit's
+consequence), then by how far past its threshold the worst signal is. Each ranked class
 carries its evidence (the query, the value, the threshold and the labels of the worst series)
 and the runbook to open, as a path or as a URL under ``links.runbooks``.
 
@@ -35,6 +35,10 @@ from typing import Any, Literal
 import httpx
 
 from . import conventions as c
+from .catalog.alerting import failure_class_signals, slo_burn_signals
+from .catalog.classes import explained_by as _explained_by
+from .catalog.classes import failure_class
+from .catalog.promql import matcher
 from .spec import Spec
 
 __all__ = [
@@ -43,7 +47,6 @@ __all__ = [
     "EXIT_NO_DATA",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
-    "EXPLAINED_BY",
     "Check",
     "Finding",
     "PrometheusUnreachable",
@@ -97,7 +100,7 @@ class Check:
 
     @classmethod
     def from_signal(cls, kind: Kind, signal: Any) -> Check:
-        """A check from a :class:`steadystream.alerts.signals.Signal`."""
+        """A check from a :class:`steadystream.catalog.signal.Signal`."""
         return cls(
             kind=kind,
             group=signal.slo if kind == "slo_burn" and signal.slo else signal.failure_class,
@@ -165,24 +168,6 @@ class Finding:
         }
 
 
-#: A symptom class ranks after an active class that causes it, whatever the ratios say: the
-#: runbook to open first is the cause's. Retries are what a rate limit, an upstream outage, a
-#: failing resume or a timeout turns into, so a retry storm alongside any of them is their
-#: consequence; first-token and idle timeouts piling up are what a timeout cascade is made of.
-EXPLAINED_BY: Mapping[str, tuple[str, ...]] = {
-    c.FC_RETRY_STORM: (
-        c.FC_UPSTREAM_RATE_LIMIT,
-        c.FC_UPSTREAM_ERRORS,
-        c.FC_RESUME_FAILURE,
-        c.FC_IDLE_STALL,
-        c.FC_FIRST_TOKEN_TIMEOUT,
-        c.FC_TIMEOUT_CASCADE,
-    ),
-    c.FC_FIRST_TOKEN_TIMEOUT: (c.FC_TIMEOUT_CASCADE,),
-    c.FC_IDLE_STALL: (c.FC_TIMEOUT_CASCADE,),
-}
-
-
 @dataclass(frozen=True)
 class Ranked:
     """One active failure class (or burning SLO) with its evidence, worst signal first.
@@ -228,13 +213,14 @@ class TriageReport:
         """Active failure classes, most likely cause first: the first runbook to open.
 
         Classes not explained by another active class come first, by score; then the
-        symptoms (see :data:`EXPLAINED_BY`), by score.
+        symptoms (a class another active class explains, as its registry record says), by
+        score: a retry storm during a rate limit is the rate limit's consequence.
         """
         groups = _group(f for f in self.findings if f.check.kind == "failure_class")
         active = set(groups)
         ranked = []
         for name, findings in groups.items():
-            causes = tuple(x for x in EXPLAINED_BY.get(name, ()) if x in active)
+            causes = tuple(x for x in _explained_by(name) if x in active)
             ranked.append(_ranked("failure_class", name, findings, causes))
         return tuple(sorted(ranked, key=lambda r: (bool(r.explained_by), -r.score, r.name)))
 
@@ -301,7 +287,7 @@ class TriageReport:
         for f in self.findings:
             if f.check.group == c.FC_NO_TRAFFIC:
                 return f.check.runbook
-        return c.failure_class_runbook(c.FC_NO_TRAFFIC)
+        return failure_class(c.FC_NO_TRAFFIC).runbook
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``; ``ranked`` lists the active failure classes in order."""
@@ -437,15 +423,11 @@ def _query(client: httpx.Client, expr: str, at: float) -> list[tuple[dict[str, s
 
 
 def _selector(spec_selector: Mapping[str, str], service: str | None) -> str:
-    matchers = [f'{k}="{_escape(v)}"' for k, v in sorted(spec_selector.items())]
+    matchers = [matcher(k, v) for k, v in sorted(spec_selector.items())]
     if service is not None:
-        matchers.append(f'{c.LABEL_SERVICE}="{_escape(service)}"')
-    matchers.append('__name__=~"stream_.+"')
+        matchers.append(matcher(c.LABEL_SERVICE, service))
+    matchers.append(matcher("__name__", "=~stream_.+"))
     return "{" + ",".join(matchers) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def discover_services(
@@ -476,8 +458,6 @@ def checks_for(spec: Spec) -> list[Check]:
     The expressions, thresholds and descriptions come from the alert generator, so triage ranks
     exactly what the alerts fire on.
     """
-    from .alerts import failure_class_signals, slo_burn_signals
-
     checks = [
         Check.from_signal("failure_class", signal)
         for signals in failure_class_signals(spec).values()

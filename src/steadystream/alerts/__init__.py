@@ -14,11 +14,12 @@ fires on.
 
 from __future__ import annotations
 
-from . import names
-from ._promql import matcher_labels
+from ..catalog import names
+from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.promql import matcher_labels
+from ..catalog.signal import Signal, format_threshold, tier_factor
 from ._render import render_rules, rules_paths
 from ._rules import DEFAULT_WINDOWS, error_budget, inhibit_rules, rule_groups, windows
-from .signals import Signal, failure_class_signals, format_threshold, slo_burn_signals, tier_factor
 
 __all__ = [
     "DEFAULT_WINDOWS",

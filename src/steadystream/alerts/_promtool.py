@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import conventions as c
+from ..catalog import names as n
+from ..catalog.alerting import fc_signals_with_scenarios
+from ..catalog.promql import dur, matcher_labels, quote
+from ..catalog.signal import Signal
 from ..spec import SLO, Spec
-from . import names as n
-from ._promql import SAMPLES_PER_5M, dur, matcher_labels, quote
 from ._rules import (
+    SAMPLES_PER_5M,
     BurnAlert,
     burn_alerts,
     error_budget,
@@ -28,7 +31,12 @@ from ._rules import (
     fc_description,
     rule_groups,
 )
-from .signals import Signal, ceil_minutes, fc_signals_with_scenarios
+
+
+def ceil_minutes(seconds: float | None) -> int:
+    """Whole evaluation minutes an alert's ``for`` lasts (the 1 m SLI interval)."""
+    return 0 if not seconds else math.ceil(seconds / 60)
+
 
 #: Synthetic series carry these on top of the spec's matchers, as the instrumentation does.
 SERIES_LABELS = {c.LABEL_MODEL: "gpt-4.1", c.LABEL_PROVIDER: "openai"}

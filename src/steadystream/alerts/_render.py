@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .. import conventions as c
-from ..generate import render_scope
+from ..catalog.memo import render_scope
+from ..catalog.source import Source
 from ..spec import Spec
 from ._promtool import rule_tests
 from ._rules import inhibit_rules, rule_groups
 from ._yaml import dump
-
-if TYPE_CHECKING:
-    from ..generate import Source
 
 
 def rules_paths(service: str) -> tuple[str, str, str]:

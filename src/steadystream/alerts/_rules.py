@@ -18,21 +18,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import conventions as c
+from ..catalog import names as n
+from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.promql import Sel, clean, dur, matcher_labels, num, quote
+from ..catalog.signal import Signal, format_threshold
+from ..catalog.slo import slo_what
 from ..spec import SLO, Spec, format_percent
-from . import names as n
-from ._promql import (
-    FIVE_MINUTES,
-    SAMPLES_PER_5M,
-    SLI_INTERVAL_SECONDS,
-    Sel,
-    clean,
-    dur,
-    matcher_labels,
-    num,
-    quote,
-    raw_template_string,
-)
-from .signals import Signal, failure_class_signals, slo_burn_signals, slo_what
+
+#: Samples per 5 m of a series recorded every minute: ``sum_over_time`` of 5 m increases
+#: divided by this is an event count (each event sits in five consecutive 5 m increases).
+SLI_INTERVAL_SECONDS = 60
+FIVE_MINUTES = 300.0
+SAMPLES_PER_5M = int(FIVE_MINUTES // SLI_INTERVAL_SECONDS)
+
+
+def raw_template_string(promql: str) -> str:
+    """``promql`` as a Go template raw string (backquoted) for ``query`` in annotations."""
+    if "`" in promql:
+        raise ValueError(f"cannot embed a backquote in an annotation query: {promql!r}")
+    return f"`{promql}`"
+
 
 #: Windows every SLO records, on top of each enabled tier's windows and the period.
 DEFAULT_WINDOWS: tuple[float, ...] = (300, 1800, 3600, 7200, 21600, 86400, 259200)
@@ -186,8 +191,6 @@ def _sentence(text: str) -> str:
 
 def fc_description(signal: Signal) -> list[Piece]:
     """``The share of ... is 4.2% (alert above 1%).``"""
-    from .signals import format_threshold
-
     word = "above" if signal.op == ">" else "below"
     limit = f"alert {word} {format_threshold(signal.threshold, signal.unit)}"
     if signal.unit == "bool":

@@ -21,21 +21,19 @@ rules on any dashboard JSON.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .. import conventions as c
-from ..generate import per_render, render_scope
+from ..catalog.links import dashboard_path, dashboard_title, dashboard_url
+from ..catalog.memo import render_scope
+from ..catalog.panels import PanelRef, panel_index
+from ..catalog.promql import Selector
+from ..catalog.slo import slo_windows
+from ..catalog.source import Source
 from ..spec import Spec, format_duration
 from ._internals import stream_internals
-from ._model import Board, PanelRef
-from ._promql import Selector
-from ._render import dumps, panel_refs, render_board
-from ._slo import slo_overview, slo_windows
-from .links import dashboard_path, dashboard_title, dashboard_url
+from ._model import Board
+from ._render import dumps, render_board
+from ._slo import slo_overview
 from .lint import lint_dashboard
-
-if TYPE_CHECKING:
-    from ..generate import Source
 
 __all__ = [
     "PanelRef",
@@ -54,23 +52,6 @@ def boards(spec: Spec) -> tuple[Board, ...]:
     """The boards of ``spec`` in :data:`steadystream.conventions.BOARDS` order."""
     builders = {c.BOARD_SLO_OVERVIEW: slo_overview, c.BOARD_STREAM_INTERNALS: stream_internals}
     return tuple(builders[name](spec) for name in c.BOARDS)
-
-
-@per_render(copy=dict)
-def panel_index(spec: Spec) -> dict[str, PanelRef]:
-    """Every panel of every board by its stable key (``"retries-by-reason"``,
-    ``"slo-time-to-first-token-burn"``), with its board uid, panel id and URL.
-
-    Builds both boards, so within a :func:`steadystream.generate.render_scope` (every
-    ``render_*`` opens one) it is computed once per spec: alert links and runbooks ask for it
-    many times."""
-    index: dict[str, PanelRef] = {}
-    for board in boards(spec):
-        for key, ref in panel_refs(spec, board).items():
-            if key in index:
-                raise ValueError(f"panel key {key!r} is used on two boards")
-            index[key] = ref
-    return index
 
 
 def lint_for_spec(spec: Spec, data: dict[str, object]) -> list[str]:

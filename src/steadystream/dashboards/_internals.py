@@ -9,17 +9,12 @@ the graph, and links to the runbook of the failure class it diagnoses.
 from __future__ import annotations
 
 from .. import conventions as c
+from ..catalog.promql import Selector, quantile, ratio, sum_rate
 from ..spec import Spec, format_duration, format_percent, format_size
-from ._model import Board, Line, Panel, Query, Row
-from ._promql import Selector, quantile, ratio, sum_rate
+from ._model import Board, Line, Panel, Query, assemble
 from ._render import alert_annotation
 
 _QUANTILES = (0.5, 0.95, 0.99)
-
-
-def _rb(*classes: str) -> tuple[str, ...]:
-    """Runbook paths of ``classes``."""
-    return tuple(c.failure_class_runbook(fc) for fc in classes)
 
 
 def _slo_lines(spec: Spec, metric: str) -> tuple[Line, ...]:
@@ -55,381 +50,322 @@ def stream_internals(spec: Spec) -> Board:
     first_token_ms = t.first_token * 1000
     idle_ms = t.stream_idle * 1000
 
-    latency = Row(
-        "Latency: first token, chunk gaps, recovery, where the time goes",
-        (
-            Panel(
-                key="ttft-heatmap",
-                title="Time to first token (distribution)",
-                kind="heatmap",
-                description=(
-                    f"{c.DESCRIPTIONS[c.FIRST_TOKEN_LATENCY]} Each column is one rate interval; "
-                    "a second band forming above the main one is a slow model or a queue, a "
-                    f"band at {format_duration(t.first_token)} is streams hitting the "
-                    "first_token timeout."
-                ),
-                unit="ms",
-                queries=(
-                    Query(
-                        f"sum by (le) (increase({sel(c.bucket(c.FIRST_TOKEN_LATENCY))}"
-                        "[$__rate_interval]))",
-                        "{{le}}",
-                        heatmap=True,
-                    ),
-                ),
-                runbooks=_rb(c.FC_FIRST_TOKEN_TIMEOUT) + _slo_runbooks(spec, c.FIRST_TOKEN_LATENCY),
+    latency = (
+        Panel(
+            key="ttft-heatmap",
+            kind="heatmap",
+            description=(
+                f"{c.DESCRIPTIONS[c.FIRST_TOKEN_LATENCY]} Each column is one rate interval; "
+                "a second band forming above the main one is a slow model or a queue, a "
+                f"band at {format_duration(t.first_token)} is streams hitting the "
+                "first_token timeout."
             ),
-            Panel(
-                key="ttft-quantiles",
-                title="Time to first token p50 / p95 / p99",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.FIRST_TOKEN_LATENCY]} Orange: the latency SLO threshold; "
-                    f"red: the first_token timeout ({format_duration(t.first_token)}), where the "
-                    "wrapper gives up on the attempt and retries."
+            unit="ms",
+            queries=(
+                Query(
+                    f"sum by (le) (increase({sel(c.bucket(c.FIRST_TOKEN_LATENCY))}"
+                    "[$__rate_interval]))",
+                    "{{le}}",
+                    heatmap=True,
                 ),
-                unit="ms",
-                queries=_quantile_queries(sel, c.FIRST_TOKEN_LATENCY),
-                lines=(
-                    *_slo_lines(spec, c.FIRST_TOKEN_LATENCY),
-                    Line(first_token_ms, "red", "first_token timeout"),
-                ),
-                runbooks=_rb(c.FC_FIRST_TOKEN_TIMEOUT, c.FC_UPSTREAM_RATE_LIMIT)
-                + _slo_runbooks(spec, c.FIRST_TOKEN_LATENCY),
-                min=0,
             ),
-            Panel(
-                key="chunk-gap",
-                title="Gap between chunks p50 / p95 / p99",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.CHUNK_GAP]} Red: the stream_idle timeout "
-                    f"({format_duration(t.stream_idle)}). A p99 creeping toward it precedes "
-                    "idle timeouts; a p50 rise with a flat p99 is a slower model, not a stall."
-                ),
-                unit="ms",
-                queries=_quantile_queries(sel, c.CHUNK_GAP),
-                lines=(*_slo_lines(spec, c.CHUNK_GAP), Line(idle_ms, "red", "stream_idle timeout")),
-                runbooks=_rb(c.FC_IDLE_STALL),
-                min=0,
+            runbooks=_slo_runbooks(spec, c.FIRST_TOKEN_LATENCY),
+        ),
+        Panel(
+            key="ttft-quantiles",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.FIRST_TOKEN_LATENCY]} Orange: the latency SLO threshold; "
+                f"red: the first_token timeout ({format_duration(t.first_token)}), where the "
+                "wrapper gives up on the attempt and retries."
             ),
-            Panel(
-                key="recovery-latency",
-                title="Recovery after interruption p50 / p95 / p99",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.RECOVERY_LATENCY]} Orange: the recovery SLO threshold. "
-                    "Recovery includes backoff, so it rises with retry backoff and Retry-After."
-                ),
-                unit="ms",
-                queries=_quantile_queries(sel, c.RECOVERY_LATENCY),
-                lines=_slo_lines(spec, c.RECOVERY_LATENCY),
-                runbooks=_rb(c.FC_RESUME_FAILURE) + _slo_runbooks(spec, c.RECOVERY_LATENCY),
-                min=0,
+            unit="ms",
+            queries=_quantile_queries(sel, c.FIRST_TOKEN_LATENCY),
+            lines=(
+                *_slo_lines(spec, c.FIRST_TOKEN_LATENCY),
+                Line(first_token_ms, "red", "first_token timeout"),
             ),
-            Panel(
-                key="phase-durations",
-                title="Where the time goes: p95 by phase (network vs model vs app)",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.PHASE_DURATION]} open = network (dial, TLS, headers); "
-                    "first_token_wait and upstream_wait = the model; consumer = your app "
-                    "reading the stream. The phase that grew is the team to call."
-                ),
-                unit="ms",
-                queries=(
-                    Query(quantile(sel, c.PHASE_DURATION, 0.95, (c.LABEL_PHASE,)), "{{phase}}"),
-                ),
-                runbooks=_rb(c.FC_TIMEOUT_CASCADE, c.FC_SLOW_CONSUMER),
-                min=0,
-                width=24,
+            runbooks=_slo_runbooks(spec, c.FIRST_TOKEN_LATENCY),
+            min=0,
+        ),
+        Panel(
+            key="chunk-gap",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.CHUNK_GAP]} Red: the stream_idle timeout "
+                f"({format_duration(t.stream_idle)}). A p99 creeping toward it precedes "
+                "idle timeouts; a p50 rise with a flat p99 is a slower model, not a stall."
             ),
+            unit="ms",
+            queries=_quantile_queries(sel, c.CHUNK_GAP),
+            lines=(*_slo_lines(spec, c.CHUNK_GAP), Line(idle_ms, "red", "stream_idle timeout")),
+            min=0,
+        ),
+        Panel(
+            key="recovery-latency",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.RECOVERY_LATENCY]} Orange: the recovery SLO threshold. "
+                "Recovery includes backoff, so it rises with retry backoff and Retry-After."
+            ),
+            unit="ms",
+            queries=_quantile_queries(sel, c.RECOVERY_LATENCY),
+            lines=_slo_lines(spec, c.RECOVERY_LATENCY),
+            runbooks=_slo_runbooks(spec, c.RECOVERY_LATENCY),
+            min=0,
+        ),
+        Panel(
+            key="phase-durations",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.PHASE_DURATION]} open = network (dial, TLS, headers); "
+                "first_token_wait and upstream_wait = the model; consumer = your app "
+                "reading the stream. The phase that grew is the team to call."
+            ),
+            unit="ms",
+            queries=(Query(quantile(sel, c.PHASE_DURATION, 0.95, (c.LABEL_PHASE,)), "{{phase}}"),),
+            min=0,
+            width=24,
         ),
     )
 
-    traffic = Row(
-        "Traffic and load",
-        (
-            Panel(
-                key="outcomes",
-                title="Streams finished by outcome",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.REQUESTS_TOTAL]} A drop to zero with no errors is "
-                    "the no-traffic class: the service, its scrape or its callers are gone."
-                ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.REQUESTS_TOTAL, (c.LABEL_OUTCOME,)), "{{outcome}}"),
-                ),
-                runbooks=_rb(c.FC_NO_TRAFFIC),
-                min=0,
-                stack=True,
+    traffic = (
+        Panel(
+            key="outcomes",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.REQUESTS_TOTAL]} A drop to zero with no errors is "
+                "the no-traffic class: the service, its scrape or its callers are gone."
             ),
-            Panel(
-                key="bytes",
-                title="Content bytes delivered per second",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.BYTES_TOTAL]} Falls with stalls and slow consumers "
-                    "even while the stream count holds."
-                ),
-                unit="binBps",
-                queries=(Query(sum_rate(sel, c.BYTES_TOTAL, (c.LABEL_MODEL,)), "{{model}}"),),
-                runbooks=_rb(c.FC_SLOW_CONSUMER, c.FC_IDLE_STALL),
-                min=0,
-                stack=True,
+            unit="reqps",
+            queries=(Query(sum_rate(sel, c.REQUESTS_TOTAL, (c.LABEL_OUTCOME,)), "{{outcome}}"),),
+            min=0,
+            stack=True,
+        ),
+        Panel(
+            key="bytes",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.BYTES_TOTAL]} Falls with stalls and slow consumers "
+                "even while the stream count holds."
             ),
-            Panel(
-                key="in-flight",
-                title="Streams in flight per instance",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.IN_FLIGHT]} Red: the ingress cap "
-                    f"(max_concurrent {spec.stream.ingress.max_concurrent} per process). At "
-                    "the cap new streams are rejected; rising with flat traffic means streams "
-                    "last longer (a stall or a cascade)."
-                ),
-                unit="short",
-                queries=(Query(f"sum by (instance) ({sel(c.IN_FLIGHT)})", "{{instance}}"),),
-                lines=(Line(float(spec.stream.ingress.max_concurrent), "red", "max_concurrent"),),
-                runbooks=_rb(c.FC_TIMEOUT_CASCADE),
-                min=0,
+            unit="binBps",
+            queries=(Query(sum_rate(sel, c.BYTES_TOTAL, (c.LABEL_MODEL,)), "{{model}}"),),
+            min=0,
+            stack=True,
+        ),
+        Panel(
+            key="in-flight",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.IN_FLIGHT]} Red: the ingress cap "
+                f"(max_concurrent {spec.stream.ingress.max_concurrent} per process). At "
+                "the cap new streams are rejected; rising with flat traffic means streams "
+                "last longer (a stall or a cascade)."
             ),
-            Panel(
-                key="rejections",
-                title="Ingress rejections by reason",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.REJECTED_TOTAL]} concurrency: the "
-                    f"{spec.stream.ingress.max_concurrent}-stream cap; rate: the "
-                    f"{spec.stream.ingress.rate:g}/s token bucket."
-                ),
-                unit="reqps",
-                queries=(
-                    Query(
-                        f"sum by (reason) (rate({sel(c.REJECTED_TOTAL, model=False)}"
-                        "[$__rate_interval]))",
-                        "{{reason}}",
-                    ),
-                ),
-                runbooks=_rb(c.FC_TIMEOUT_CASCADE),
-                min=0,
-                stack=True,
+            unit="short",
+            queries=(Query(f"sum by (instance) ({sel(c.IN_FLIGHT)})", "{{instance}}"),),
+            lines=(Line(float(spec.stream.ingress.max_concurrent), "red", "max_concurrent"),),
+            min=0,
+        ),
+        Panel(
+            key="rejections",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.REJECTED_TOTAL]} concurrency: the "
+                f"{spec.stream.ingress.max_concurrent}-stream cap; rate: the "
+                f"{spec.stream.ingress.rate:g}/s token bucket."
             ),
+            unit="reqps",
+            queries=(
+                Query(
+                    f"sum by (reason) (rate({sel(c.REJECTED_TOTAL, model=False)}"
+                    "[$__rate_interval]))",
+                    "{{reason}}",
+                ),
+            ),
+            min=0,
+            stack=True,
         ),
     )
 
     error_slos = [s for s in spec.slos if s.indicator.errors is not None]
-    failures = Row(
-        "Failures",
-        (
-            Panel(
-                key="error-ratio",
-                title="Stream error ratio",
-                kind="timeseries",
-                description=(
-                    f"Errored streams / finished streams, from the counters; and "
-                    f"{c.ERROR_RATE}, each process's own 5-minute view. Orange: the error "
-                    "budget of the error SLO (the ratio it may average over the period)."
-                ),
-                unit="percentunit",
-                queries=(
-                    Query(
-                        ratio(sum_rate(sel, c.ERRORS_TOTAL), sum_rate(sel, c.REQUESTS_TOTAL)),
-                        "error ratio",
-                    ),
-                    Query(f"max by (instance) ({sel(c.ERROR_RATE)})", "{{instance}} (local)"),
-                ),
-                lines=tuple(
-                    Line(round(s.error_budget, 9), "orange", f"SLO {s.name} budget")
-                    for s in error_slos
-                ),
-                runbooks=_rb(c.FC_UPSTREAM_ERRORS, c.FC_RETRY_STORM)
-                + tuple(c.slo_runbook(s.name) for s in error_slos),
-                min=0,
+    failures = (
+        Panel(
+            key="error-ratio",
+            kind="timeseries",
+            description=(
+                f"Errored streams / finished streams, from the counters; and "
+                f"{c.ERROR_RATE}, each process's own 5-minute view. Orange: the error "
+                "budget of the error SLO (the ratio it may average over the period)."
             ),
-            Panel(
-                key="errors-by-class",
-                title="Errors by class",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.ERRORS_TOTAL]} The class names the failure: "
-                    "rate_limited -> upstream-rate-limit, upstream_5xx -> upstream-errors, "
-                    "client_too_slow -> slow-consumer, *_timeout -> the timeout runbooks."
+            unit="percentunit",
+            queries=(
+                Query(
+                    ratio(sum_rate(sel, c.ERRORS_TOTAL), sum_rate(sel, c.REQUESTS_TOTAL)),
+                    "error ratio",
                 ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.ERRORS_TOTAL, (c.LABEL_ERROR_CLASS,)), "{{error_class}}"),
-                ),
-                runbooks=_rb(c.FC_UPSTREAM_ERRORS),
-                min=0,
-                stack=True,
+                Query(f"max by (instance) ({sel(c.ERROR_RATE)})", "{{instance}} (local)"),
             ),
-            Panel(
-                key="timeouts-by-phase",
-                title="Timeouts by phase",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.TIMEOUTS_TOTAL]} Budgets: dial "
-                    f"{format_duration(t.dial)}, tls {format_duration(t.tls_handshake)}, "
-                    f"first_token {format_duration(t.first_token)}, idle "
-                    f"{format_duration(t.stream_idle)}, total {format_duration(t.total)}. "
-                    "Several phases rising together is a timeout cascade."
-                ),
-                unit="reqps",
-                queries=(Query(sum_rate(sel, c.TIMEOUTS_TOTAL, (c.LABEL_PHASE,)), "{{phase}}"),),
-                runbooks=_rb(c.FC_TIMEOUT_CASCADE, c.FC_FIRST_TOKEN_TIMEOUT),
-                min=0,
-                stack=True,
+            lines=tuple(
+                Line(round(s.error_budget, 9), "orange", f"SLO {s.name} budget") for s in error_slos
             ),
-            Panel(
-                key="idle-timeouts",
-                title="Idle timeouts",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.TIMEOUT_IDLE_TOTAL]} Budget: "
-                    f"{format_duration(t.stream_idle)} without content."
-                ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.TIMEOUT_IDLE_TOTAL, (c.LABEL_MODEL,)), "{{model}}"),
-                ),
-                runbooks=_rb(c.FC_IDLE_STALL),
-                min=0,
+            runbooks=tuple(c.slo_runbook(s.name) for s in error_slos),
+            min=0,
+        ),
+        Panel(
+            key="errors-by-class",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.ERRORS_TOTAL]} The class names the failure: "
+                "rate_limited -> upstream-rate-limit, upstream_5xx -> upstream-errors, "
+                "client_too_slow -> slow-consumer, *_timeout -> the timeout runbooks."
             ),
-            Panel(
-                key="slow-aborts",
-                title="Slow-client aborts",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.ABORT_CLIENT_SLOW_TOTAL]} Buffer cap: "
-                    f"{format_size(spec.stream.flow_control.max_buffer)} per stream, "
-                    f"on_overflow={spec.stream.flow_control.on_overflow}."
-                ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.ABORT_CLIENT_SLOW_TOTAL, (c.LABEL_MODEL,)), "{{model}}"),
-                ),
-                runbooks=_rb(c.FC_SLOW_CONSUMER),
-                min=0,
+            unit="reqps",
+            queries=(
+                Query(sum_rate(sel, c.ERRORS_TOTAL, (c.LABEL_ERROR_CLASS,)), "{{error_class}}"),
             ),
-            Panel(
-                key="reassembly-errors",
-                title="Reassembly errors by kind",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.REASSEMBLY_ERRORS_TOTAL]} utf8: a multi-byte "
-                    "character split badly; sse: malformed event framing; json: an event "
-                    "payload that does not parse; fence: an unclosed code fence at the end."
-                ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.REASSEMBLY_ERRORS_TOTAL, (c.LABEL_KIND,)), "{{kind}}"),
-                ),
-                runbooks=_rb(c.FC_BROKEN_CHUNKS),
-                min=0,
-                stack=True,
+            min=0,
+            stack=True,
+        ),
+        Panel(
+            key="timeouts-by-phase",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.TIMEOUTS_TOTAL]} Budgets: dial "
+                f"{format_duration(t.dial)}, tls {format_duration(t.tls_handshake)}, "
+                f"first_token {format_duration(t.first_token)}, idle "
+                f"{format_duration(t.stream_idle)}, total {format_duration(t.total)}. "
+                "Several phases rising together is a timeout cascade."
             ),
+            unit="reqps",
+            queries=(Query(sum_rate(sel, c.TIMEOUTS_TOTAL, (c.LABEL_PHASE,)), "{{phase}}"),),
+            min=0,
+            stack=True,
+        ),
+        Panel(
+            key="idle-timeouts",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.TIMEOUT_IDLE_TOTAL]} Budget: "
+                f"{format_duration(t.stream_idle)} without content."
+            ),
+            unit="reqps",
+            queries=(Query(sum_rate(sel, c.TIMEOUT_IDLE_TOTAL, (c.LABEL_MODEL,)), "{{model}}"),),
+            min=0,
+        ),
+        Panel(
+            key="slow-aborts",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.ABORT_CLIENT_SLOW_TOTAL]} Buffer cap: "
+                f"{format_size(spec.stream.flow_control.max_buffer)} per stream, "
+                f"on_overflow={spec.stream.flow_control.on_overflow}."
+            ),
+            unit="reqps",
+            queries=(
+                Query(sum_rate(sel, c.ABORT_CLIENT_SLOW_TOTAL, (c.LABEL_MODEL,)), "{{model}}"),
+            ),
+            min=0,
+        ),
+        Panel(
+            key="reassembly-errors",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.REASSEMBLY_ERRORS_TOTAL]} utf8: a multi-byte "
+                "character split badly; sse: malformed event framing; json: an event "
+                "payload that does not parse; fence: an unclosed code fence at the end."
+            ),
+            unit="reqps",
+            queries=(Query(sum_rate(sel, c.REASSEMBLY_ERRORS_TOTAL, (c.LABEL_KIND,)), "{{kind}}"),),
+            min=0,
+            stack=True,
         ),
     )
 
-    recovery = Row(
-        "Retries and resumes",
-        (
-            Panel(
-                key="retries-by-reason",
-                title="Retries by reason",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.RETRY_TOTAL]} Policy: up to {retry.max_retries} "
-                    f"retries from {format_duration(retry.base_backoff)} backoff (max "
-                    f"{format_duration(retry.max_backoff)}, jitter "
-                    f"{format_percent(retry.jitter)}). A 429 band is upstream-rate-limit."
-                ),
-                unit="reqps",
-                queries=(Query(sum_rate(sel, c.RETRY_TOTAL, (c.LABEL_REASON,)), "{{reason}}"),),
-                runbooks=_rb(c.FC_RETRY_STORM, c.FC_UPSTREAM_RATE_LIMIT),
-                min=0,
-                stack=True,
+    recovery = (
+        Panel(
+            key="retries-by-reason",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.RETRY_TOTAL]} Policy: up to {retry.max_retries} "
+                f"retries from {format_duration(retry.base_backoff)} backoff (max "
+                f"{format_duration(retry.max_backoff)}, jitter "
+                f"{format_percent(retry.jitter)}). A 429 band is upstream-rate-limit."
             ),
-            Panel(
-                key="rate-limits",
-                title="Rate limiting: 429 retries and rate-limited streams",
-                kind="timeseries",
-                description=(
-                    "Retries after a 429 and streams that failed as rate_limited once retries "
-                    "ran out. Retry-After is honoured up to "
-                    f"{format_duration(retry.retry_after_cap)}; a longer one fails the attempt. "
-                    "A steady 429 rate is a quota; a spike "
-                    "is a burst or a noisy neighbour on the same key."
-                ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.RETRY_TOTAL, reason=c.RETRY_REASON_429), "429 retries"),
-                    Query(
-                        sum_rate(sel, c.ERRORS_TOTAL, error_class=c.ERROR_CLASS_RATE_LIMITED),
-                        "rate_limited errors",
-                    ),
-                ),
-                runbooks=_rb(c.FC_UPSTREAM_RATE_LIMIT),
-                min=0,
+            unit="reqps",
+            queries=(Query(sum_rate(sel, c.RETRY_TOTAL, (c.LABEL_REASON,)), "{{reason}}"),),
+            min=0,
+            stack=True,
+        ),
+        Panel(
+            key="rate-limits",
+            kind="timeseries",
+            description=(
+                "Retries after a 429 and streams that failed as rate_limited once retries "
+                "ran out. Retry-After is honoured up to "
+                f"{format_duration(retry.retry_after_cap)}; a longer one fails the attempt. "
+                "A steady 429 rate is a quota; a spike "
+                "is a burst or a noisy neighbour on the same key."
             ),
-            Panel(
-                key="retry-ratio",
-                title="Retries per stream vs the retry budget",
-                kind="timeseries",
-                description=(
-                    "Retries / finished streams. Red: the retry budget "
-                    f"({format_percent(retry.budget)} of requests, plus "
-                    f"{retry.min_per_second:g}/s); above it the wrapper refuses retries, "
-                    "which is what keeps a retry storm from amplifying an outage."
+            unit="reqps",
+            queries=(
+                Query(sum_rate(sel, c.RETRY_TOTAL, reason=c.RETRY_REASON_429), "429 retries"),
+                Query(
+                    sum_rate(sel, c.ERRORS_TOTAL, error_class=c.ERROR_CLASS_RATE_LIMITED),
+                    "rate_limited errors",
                 ),
-                unit="percentunit",
-                queries=(
-                    Query(
-                        ratio(sum_rate(sel, c.RETRY_TOTAL), sum_rate(sel, c.REQUESTS_TOTAL)),
-                        "retries per stream",
-                    ),
-                ),
-                lines=(Line(round(retry.budget, 9), "red", "retry budget"),),
-                runbooks=_rb(c.FC_RETRY_STORM),
-                min=0,
             ),
-            Panel(
-                key="retry-budget-exhausted",
-                title="Retries refused: budget exhausted",
-                kind="timeseries",
-                description=c.DESCRIPTIONS[c.RETRY_BUDGET_EXHAUSTED_TOTAL]
-                + " Non-zero means the budget is doing its job; sustained means the upstream "
-                "is failing more than retries can hide.",
-                unit="reqps",
-                queries=(Query(sum_rate(sel, c.RETRY_BUDGET_EXHAUSTED_TOTAL), "refused"),),
-                runbooks=_rb(c.FC_RETRY_STORM),
-                min=0,
+            min=0,
+        ),
+        Panel(
+            key="retry-ratio",
+            kind="timeseries",
+            description=(
+                "Retries / finished streams. Red: the retry budget "
+                f"({format_percent(retry.budget)} of requests, plus "
+                f"{retry.min_per_second:g}/s); above it the wrapper refuses retries, "
+                "which is what keeps a retry storm from amplifying an outage."
             ),
-            Panel(
-                key="resumes",
-                title="Resumes: success and failure",
-                kind="timeseries",
-                description=(
-                    f"{c.DESCRIPTIONS[c.RESUME_SUCCESS_TOTAL]} "
-                    f"{c.DESCRIPTIONS[c.RESUME_FAILURE_TOTAL]}"
-                    f" Checkpoints are taken every {spec.stream.checkpoint.every} chunks."
+            unit="percentunit",
+            queries=(
+                Query(
+                    ratio(sum_rate(sel, c.RETRY_TOTAL), sum_rate(sel, c.REQUESTS_TOTAL)),
+                    "retries per stream",
                 ),
-                unit="reqps",
-                queries=(
-                    Query(sum_rate(sel, c.RESUME_SUCCESS_TOTAL), "resumed"),
-                    Query(sum_rate(sel, c.RESUME_FAILURE_TOTAL), "resume failed"),
-                ),
-                runbooks=_rb(c.FC_RESUME_FAILURE),
-                min=0,
             ),
+            lines=(Line(round(retry.budget, 9), "red", "retry budget"),),
+            min=0,
+        ),
+        Panel(
+            key="retry-budget-exhausted",
+            kind="timeseries",
+            description=c.DESCRIPTIONS[c.RETRY_BUDGET_EXHAUSTED_TOTAL]
+            + " Non-zero means the budget is doing its job; sustained means the upstream "
+            "is failing more than retries can hide.",
+            unit="reqps",
+            queries=(Query(sum_rate(sel, c.RETRY_BUDGET_EXHAUSTED_TOTAL), "refused"),),
+            min=0,
+        ),
+        Panel(
+            key="resumes",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.RESUME_SUCCESS_TOTAL]} "
+                f"{c.DESCRIPTIONS[c.RESUME_FAILURE_TOTAL]}"
+                f" Checkpoints are taken every {spec.stream.checkpoint.every} chunks."
+            ),
+            unit="reqps",
+            queries=(
+                Query(sum_rate(sel, c.RESUME_SUCCESS_TOTAL), "resumed"),
+                Query(sum_rate(sel, c.RESUME_FAILURE_TOTAL), "resume failed"),
+            ),
+            min=0,
         ),
     )
     return Board(
         name=c.BOARD_STREAM_INTERNALS,
         title="stream internals",
-        rows=(latency, traffic, failures, recovery),
+        rows=assemble(spec, c.BOARD_STREAM_INTERNALS, (*latency, *traffic, *failures, *recovery)),
         annotations=(alert_annotation(spec),),
     )

@@ -14,11 +14,10 @@ from typing import Any
 from grafanalib import core as g
 
 from .. import conventions as c
-from ..runbooks.links import runbook_url
+from ..catalog.links import dashboard_title, dashboard_url, runbook_url
+from ..catalog.promql import VAR_DATASOURCE, VAR_MODEL, VAR_SERVICE, Selector
 from ..spec import Spec
-from ._model import Board, Panel, PanelRef, Query, Row
-from ._promql import VAR_DATASOURCE, VAR_MODEL, VAR_SERVICE, Selector
-from .links import dashboard_title, dashboard_url
+from ._model import Board, Panel, Query, Row
 
 #: Grafana 10/11 dashboard schema. Grafana migrates older versions on import, and those
 #: migrations rewrite panels (graph -> timeseries, string datasources -> refs); declaring the
@@ -39,7 +38,6 @@ __all__ = [
     "alert_annotation",
     "dumps",
     "layout",
-    "panel_refs",
     "render_board",
 ]
 
@@ -283,24 +281,6 @@ def layout(board: Board) -> list[_Placed]:
         y += line_height
         placed.append(_Placed(row, row_id, row_y, tuple(members)))
     return placed
-
-
-def panel_refs(spec: Spec, board: Board) -> dict[str, PanelRef]:
-    """Every panel of ``board`` by key, with its id and URL (for runbook links)."""
-    uid = c.dashboard_uid(spec.service, board.name)
-    refs: dict[str, PanelRef] = {}
-    for placed in layout(board):
-        for panel, panel_id, _ in placed.panels:
-            if panel.key in refs:
-                raise ValueError(f"duplicate panel key {panel.key!r} on board {board.name!r}")
-            refs[panel.key] = PanelRef(
-                board=board.name,
-                uid=uid,
-                panel_id=panel_id,
-                title=panel.title,
-                url=dashboard_url(spec, board.name, panel_id),
-            )
-    return refs
 
 
 def render_board(spec: Spec, board: Board, header: str) -> dict[str, Any]:

@@ -16,26 +16,22 @@ rendered with ``StrictUndefined``: a value missing from the context is an error,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .. import conventions as c
+from ..catalog.classes import failure_classes
+from ..catalog.links import runbook_url
+from ..catalog.memo import render_scope
+from ..catalog.source import Source
 from ..spec import Spec
-from .links import runbook_url
-
-if TYPE_CHECKING:
-    from ..generate import Source
+from ._render import INDEX, render_all
 
 __all__ = ["INDEX", "render_runbooks", "runbook_paths", "runbook_url"]
-
-#: The index of all runbooks, relative to the output directory.
-INDEX = f"{c.RUNBOOKS_DIR}/README.md"
 
 
 def runbook_paths(spec: Spec) -> tuple[str, ...]:
     """Every runbook path ``render_runbooks`` produces for ``spec`` (relative, sorted)."""
     return tuple(
         sorted(
-            [c.failure_class_runbook(fc) for fc in c.FAILURE_CLASSES]
+            [fc.runbook for fc in failure_classes()]
             + [c.slo_runbook(slo.name) for slo in spec.slos]
             + [INDEX]
         )
@@ -44,17 +40,11 @@ def runbook_paths(spec: Spec) -> tuple[str, ...]:
 
 def render_runbooks(spec: Spec, source: Source) -> dict[str, str]:
     """``{"runbooks/<name>.md": Markdown}`` for every failure class in
-    :data:`steadystream.conventions.FAILURE_CLASSES`, every SLO of ``spec``, and the index
+    :func:`steadystream.catalog.classes.failure_classes`, every SLO of ``spec``, and the index
     ``runbooks/README.md``. Pure: reads nothing but the packaged templates, writes nothing.
 
     Raises ``jinja2.UndefinedError`` if a template uses a value the context lacks.
     """
-    # Imported here, not at the top: the alert rules import runbook_url from this package, and
-    # the renderer imports the alerts (for their signals) and the dashboards (for panel links),
-    # so a module-level import would be circular.
-    from ..generate import render_scope
-    from ._render import environment, render_all
-
     header = c.generated_header(source.name, source.sha256)
     with render_scope():  # the panel index and alert signals, computed once for all runbooks
-        return render_all(spec, header, source.name, environment())
+        return render_all(spec, header, source.name)

@@ -11,123 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from .. import conventions as c
-from ..dashboards import PanelRef, dashboard_title, panel_index
-from ..dashboards._promql import Selector, quantile, ratio, sum_rate
-from ..dashboards._slo import error_ratio
+from ..catalog import names as rec
+from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.classes import failure_classes, likely_classes
+from ..catalog.faults import FAULT_PROFILES
+from ..catalog.links import dashboard_title, runbook_url
+from ..catalog.panels import PanelRef, panel_index, slo_panel_keys
+from ..catalog.promql import Selector, quantile, ratio, sum_rate
+from ..catalog.signal import Signal, format_threshold, tier_factor
+from ..catalog.slo import error_ratio
 from ..spec import SLO, Spec, format_duration, format_percent, format_size
-from .links import runbook_url
 
 #: Window of every ready-to-paste query: long enough to smooth one scrape, short enough to
 #: show the incident you are in.
 WINDOW = "5m"
-
-#: Failure classes most likely behind a burning SLO, most likely first, by what the SLI
-#: measures. The first entries are the classes that move that SLI directly; the tail lists
-#: the amplifiers (retries, cascades) that turn a small problem into a budget burn.
-LIKELY_CLASSES: dict[str, tuple[str, ...]] = {
-    c.FIRST_TOKEN_LATENCY: (
-        c.FC_FIRST_TOKEN_TIMEOUT,
-        c.FC_UPSTREAM_RATE_LIMIT,
-        c.FC_TIMEOUT_CASCADE,
-        c.FC_RETRY_STORM,
-        c.FC_UPSTREAM_ERRORS,
-    ),
-    c.RECOVERY_LATENCY: (
-        c.FC_RESUME_FAILURE,
-        c.FC_IDLE_STALL,
-        c.FC_UPSTREAM_RATE_LIMIT,
-        c.FC_RETRY_STORM,
-        c.FC_TIMEOUT_CASCADE,
-    ),
-    c.CHUNK_GAP: (
-        c.FC_IDLE_STALL,
-        c.FC_SLOW_CONSUMER,
-        c.FC_TIMEOUT_CASCADE,
-        c.FC_UPSTREAM_ERRORS,
-    ),
-    c.PHASE_DURATION: (
-        c.FC_TIMEOUT_CASCADE,
-        c.FC_SLOW_CONSUMER,
-        c.FC_FIRST_TOKEN_TIMEOUT,
-        c.FC_IDLE_STALL,
-    ),
-    # A latency SLO on a histogram steadystream does not emit: the general suspects.
-    "latency": (
-        c.FC_TIMEOUT_CASCADE,
-        c.FC_UPSTREAM_RATE_LIMIT,
-        c.FC_FIRST_TOKEN_TIMEOUT,
-        c.FC_RETRY_STORM,
-        c.FC_IDLE_STALL,
-        c.FC_UPSTREAM_ERRORS,
-    ),
-    "errors": (
-        c.FC_UPSTREAM_ERRORS,
-        c.FC_RETRY_STORM,
-        c.FC_UPSTREAM_RATE_LIMIT,
-        c.FC_TIMEOUT_CASCADE,
-        c.FC_IDLE_STALL,
-        c.FC_FIRST_TOKEN_TIMEOUT,
-        c.FC_RESUME_FAILURE,
-        c.FC_SLOW_CONSUMER,
-        c.FC_BROKEN_CHUNKS,
-    ),
-}
-
-#: Why each class can burn an SLO, in one line, for the SLO runbooks' checklist.
-CLASS_SIGNS: dict[str, str] = {
-    c.FC_SLOW_CONSUMER: "slow-client aborts rising; the consumer phase dominates stream time",
-    c.FC_IDLE_STALL: "idle timeouts rising; chunk-gap p99 close to the stream_idle budget",
-    c.FC_FIRST_TOKEN_TIMEOUT: "first_token timeouts and first_token_timeout retries rising",
-    c.FC_TIMEOUT_CASCADE: "timeouts in several phases at once, in-flight near the cap",
-    c.FC_RETRY_STORM: "retries per stream above the retry budget; budget-exhausted refusals",
-    c.FC_UPSTREAM_RATE_LIMIT: "429 retries and rate_limited errors",
-    c.FC_UPSTREAM_ERRORS: "upstream_5xx, error events, response.failed in errors by class",
-    c.FC_BROKEN_CHUNKS: "reassembly errors (utf8, sse, json, fence) rising",
-    c.FC_RESUME_FAILURE: "resume failures rising; recovery p99 above its threshold",
-    c.FC_NO_TRAFFIC: "no finished streams at all, or the metrics are absent",
-}
-
-#: Dashboard panels (keys from :func:`steadystream.dashboards.panel_index`) each class's
-#: runbook points to, the most telling first.
-CLASS_PANELS: dict[str, tuple[str, ...]] = {
-    c.FC_SLOW_CONSUMER: ("slow-aborts", "phase-durations", "bytes", "errors-by-class"),
-    c.FC_IDLE_STALL: ("chunk-gap", "idle-timeouts", "retries-by-reason", "resumes"),
-    c.FC_FIRST_TOKEN_TIMEOUT: ("ttft-quantiles", "ttft-heatmap", "timeouts-by-phase"),
-    c.FC_TIMEOUT_CASCADE: ("timeouts-by-phase", "in-flight", "rejections", "phase-durations"),
-    c.FC_RETRY_STORM: ("retry-ratio", "retries-by-reason", "retry-budget-exhausted"),
-    c.FC_UPSTREAM_RATE_LIMIT: ("rate-limits", "retries-by-reason", "ttft-quantiles"),
-    c.FC_UPSTREAM_ERRORS: ("errors-by-class", "error-ratio", "retries-by-reason"),
-    c.FC_BROKEN_CHUNKS: ("reassembly-errors", "errors-by-class"),
-    c.FC_RESUME_FAILURE: ("resumes", "recovery-latency", "errors-by-class"),
-    c.FC_NO_TRAFFIC: ("outcomes", "rejections", "in-flight"),
-}
-
-#: Profiles of ``steadystream simulate --faults`` besides the main one that also exercise a
-#: class (the main one comes from :data:`steadystream.simulate.PROFILE_FOR_FAILURE_CLASS`).
-EXTRA_PROFILES: dict[str, tuple[str, ...]] = {
-    c.FC_IDLE_STALL: ("keepalive-only",),
-    c.FC_UPSTREAM_ERRORS: ("server-errors", "error-event", "failed", "incomplete"),
-    c.FC_BROKEN_CHUNKS: ("utf8-splits",),
-    c.FC_RETRY_STORM: ("flaky",),
-}
-
-_TITLES: dict[str, str] = {
-    c.FC_SLOW_CONSUMER: "Slow consumer",
-    c.FC_IDLE_STALL: "Idle stall",
-    c.FC_FIRST_TOKEN_TIMEOUT: "First-token timeout",
-    c.FC_TIMEOUT_CASCADE: "Timeout cascade",
-    c.FC_RETRY_STORM: "Retry storm",
-    c.FC_UPSTREAM_RATE_LIMIT: "Upstream rate limit",
-    c.FC_UPSTREAM_ERRORS: "Upstream errors",
-    c.FC_BROKEN_CHUNKS: "Broken chunks",
-    c.FC_RESUME_FAILURE: "Resume failure",
-    c.FC_NO_TRAFFIC: "No traffic",
-}
-
-
-def class_title(failure_class: str) -> str:
-    """``"Retry storm"`` for ``"retry-storm"``."""
-    return _TITLES[failure_class]
 
 
 def _rel(path: str) -> str:
@@ -274,11 +171,9 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
             f"an observation of {lat.metric} at or below {format_duration(lat.threshold)} "
             f'(bucket le="{c.le_label(lat.threshold_ms)}")'
         )
-        kind_key = lat.metric
     else:
         assert errs is not None
         indicator = f"an event counted in {errs.total} but not in {errs.errors}"
-        kind_key = "errors"
     return {
         "name": slo.name,
         "description": slo.description,
@@ -291,13 +186,11 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
         "runbook": _rel(c.slo_runbook(slo.name)),
         "error_ratio_5m": error_ratio(sel, slo, WINDOW),
         "error_ratio_1h": error_ratio(sel, slo, "1h"),
-        "classes": LIKELY_CLASSES.get(kind_key, LIKELY_CLASSES[slo.kind]),
+        "classes": likely_classes(slo.kind, lat.metric if lat is not None else None),
     }
 
 
 def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
-    from ..alerts import tier_factor
-
     out = []
     for tier in spec.alerting.tiers:
         factor = tier.factor(spec.period)
@@ -343,8 +236,8 @@ def _human(seconds: float) -> str:
     return f"{mins}m"
 
 
-def _signal(sig: Any, format_threshold: Any) -> dict[str, Any]:
-    """One alert signal (:class:`steadystream.alerts.Signal`) as the templates print it."""
+def _signal(sig: Signal) -> dict[str, Any]:
+    """One alert signal as the templates print it."""
     return {
         "alert": sig.alert,
         "name": sig.name,
@@ -365,16 +258,12 @@ def _signal(sig: Any, format_threshold: Any) -> dict[str, Any]:
 def base_context(spec: Spec, header: str, spec_path: str) -> dict[str, Any]:
     """Values every template sees. ``spec_path`` is the spec as the user named it, for the
     reproduction commands (``steadystream demo --spec <spec_path>``)."""
-    from ..alerts import failure_class_signals, format_threshold, slo_burn_signals
-    from ..alerts import names as rec
-    from ..simulate import PROFILE_FOR_FAILURE_CLASS, PROFILES
-
     refs = panel_index(spec)
-    profiles: dict[str, list[dict[str, str]]] = {}
-    for fc in c.FAILURE_CLASSES:
-        chosen = [PROFILE_FOR_FAILURE_CLASS[fc]] if fc in PROFILE_FOR_FAILURE_CLASS else []
-        chosen += [p for p in EXTRA_PROFILES.get(fc, ()) if p not in chosen]
-        profiles[fc] = [{"name": p, "description": PROFILES[p].description} for p in chosen]
+    classes = failure_classes()
+    profiles = {
+        fc.id: [{"name": p, "description": FAULT_PROFILES[p]} for p in fc.profiles]
+        for fc in classes
+    }
     sel = Selector.concrete(spec)
     return {
         "header": header,
@@ -395,27 +284,25 @@ def base_context(spec: Spec, header: str, spec_path: str) -> dict[str, Any]:
         "grafana_base": spec.links.grafana,
         "classes": [
             {
-                "id": fc,
-                "title": class_title(fc),
-                "runbook": _rel(c.failure_class_runbook(fc)),
-                "url": runbook_url(spec, c.failure_class_runbook(fc)),
-                "signs": CLASS_SIGNS[fc],
-                "panels": _panels(refs, CLASS_PANELS[fc]),
+                "id": fc.id,
+                "title": fc.title,
+                "runbook": _rel(fc.runbook),
+                "url": runbook_url(spec, fc.runbook),
+                "signs": fc.signs,
+                "panels": _panels(refs, fc.panels),
             }
-            for fc in c.FAILURE_CLASSES
+            for fc in classes
         ],
         "slos": [_slo_facts(spec, slo) for slo in spec.slos],
         "latency_slos": [
             _slo_facts(spec, slo) for slo in spec.slos if slo.indicator.latency is not None
         ],
         "alerts": {
-            fc: [_signal(sig, format_threshold) for sig in sigs]
-            for fc, sigs in failure_class_signals(spec).items()
+            fc: [_signal(sig) for sig in sigs] for fc, sigs in failure_class_signals(spec).items()
         },
         "burn_alert": rec.ALERT_SLO_BURN,
         "burn_signals": {
-            name: [_signal(sig, format_threshold) for sig in sigs]
-            for name, sigs in slo_burn_signals(spec).items()
+            name: [_signal(sig) for sig in sigs] for name, sigs in slo_burn_signals(spec).items()
         },
         "budget_remaining": {
             slo.name: sel(rec.SLO_BUDGET_REMAINING, model=False, **{rec.LABEL_SLO: slo.name})
@@ -442,7 +329,8 @@ def slo_context(base: dict[str, Any], spec: Spec, slo: SLO) -> dict[str, Any]:
     """The context of one SLO's error-budget-burn runbook."""
     facts = next(s for s in base["slos"] if s["name"] == slo.name)
     refs: dict[str, PanelRef] = base["_refs"]
-    keys = (f"slo-{slo.name}-burn", f"slo-{slo.name}-budget", f"slo-{slo.name}-sli")
+    sli, budget, burn, _ = slo_panel_keys(slo.name)
+    keys = (burn, budget, sli)
     by_id = {cl["id"]: cl for cl in base["classes"]}
     return {
         **base,

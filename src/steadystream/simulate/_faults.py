@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .. import conventions as conv
+from ..catalog.classes import failure_classes
+from ..catalog.faults import FAULT_PROFILES
 from ..spec.units import parse_duration
 
 SplitMode = int | Literal["utf8", "random"]
@@ -257,8 +258,9 @@ class Profile:
         )
 
 
-def _p(name: str, description: str, *mix: tuple[float, str], resume: tuple = ()) -> Profile:
-    return Profile(name, description, tuple(mix), tuple(resume))
+def _p(name: str, *mix: tuple[float, str], resume: tuple = ()) -> Profile:
+    # What the profile does, in words, lives in the catalog: the runbooks print it.
+    return Profile(name, FAULT_PROFILES[name], tuple(mix), tuple(resume))
 
 
 # Durations in the single-fault profiles are chosen to cross the default runtime policy
@@ -267,17 +269,15 @@ def _p(name: str, description: str, *mix: tuple[float, str], resume: tuple = ())
 PROFILES: Final[Mapping[str, Profile]] = {
     p.name: p
     for p in (
-        _p("none", "no faults: every request streams the full response"),
+        _p("none"),
         _p(
             "flaky",
-            "5% mid-stream drops, 2% 429 (Retry-After 1s), 1% 503",
             (0.05, "drop_after=6..24"),
             (0.02, "429, retry_after=1s"),
             (0.01, "503"),
         ),
         _p(
             "mixed",
-            "a realistic mix of every failure class (about 25% of requests), for the demo",
             (0.03, "429, retry_after=500ms"),
             (0.02, "503"),
             (0.01, "500"),
@@ -295,31 +295,28 @@ PROFILES: Final[Mapping[str, Profile]] = {
             (0.005, "incomplete"),
             resume=((0.02, "drop_after=2..10"), (0.01, "404")),
         ),
-        _p("rate-limit", "every request: 429 with Retry-After 1s", (1.0, "429, retry_after=1s")),
-        _p("outage", "every request: 503", (1.0, "503")),
-        _p("server-errors", "every request: 500", (1.0, "500")),
-        _p("drops", "every stream: connection dropped mid-stream", (1.0, "drop_after=6..24")),
+        _p("rate-limit", (1.0, "429, retry_after=1s")),
+        _p("outage", (1.0, "503")),
+        _p("server-errors", (1.0, "500")),
+        _p("drops", (1.0, "drop_after=6..24")),
         _p(
             "early-drops",
-            "every stream: connection dropped before the first content",
             (1.0, "drop_after=0..3"),
         ),
-        _p("slow-first-token", "every stream: 4s before the first token", (1.0, "delay=4s")),
-        _p("stall", "every stream: 10s of silence in the middle", (1.0, "stall=10s")),
-        _p("broken-chunks", "every stream: frames cut at random offsets", (1.0, "split=random")),
-        _p("utf8-splits", "every stream: cut inside every UTF-8 character", (1.0, "split=utf8")),
-        _p("slow-drip", "every stream: 50ms before every write", (1.0, "drip=50ms")),
+        _p("slow-first-token", (1.0, "delay=4s")),
+        _p("stall", (1.0, "stall=10s")),
+        _p("broken-chunks", (1.0, "split=random")),
+        _p("utf8-splits", (1.0, "split=utf8")),
+        _p("slow-drip", (1.0, "drip=50ms")),
         _p(
             "keepalive-only",
-            "every stream: keep-alive comments for 10s, then an empty end",
             (1.0, "keepalive=50@200ms"),
         ),
-        _p("error-event", "every stream: an error event mid-stream", (1.0, "error_event")),
-        _p("failed", "every stream: response.failed mid-stream", (1.0, "failed")),
-        _p("incomplete", "every stream: response.incomplete mid-stream", (1.0, "incomplete")),
+        _p("error-event", (1.0, "error_event")),
+        _p("failed", (1.0, "failed")),
+        _p("incomplete", (1.0, "incomplete")),
         _p(
             "resume-failure",
-            "streams drop mid-way and every resume is refused with 404",
             (1.0, "drop_after=6..24"),
             resume=((1.0, "404"),),
         ),
@@ -327,15 +324,14 @@ PROFILES: Final[Mapping[str, Profile]] = {
 }
 """The built-in profiles by name (``--faults NAME``, ``Upstream(profile=NAME)``)."""
 
+if set(PROFILES) != set(FAULT_PROFILES):
+    raise ImportError(
+        "the simulator's profiles and steadystream.catalog.faults.FAULT_PROFILES disagree: "
+        f"{sorted(set(PROFILES) ^ set(FAULT_PROFILES))}"
+    )
+
 PROFILE_FOR_FAILURE_CLASS: Final[Mapping[str, str]] = {
-    conv.FC_IDLE_STALL: "stall",
-    conv.FC_FIRST_TOKEN_TIMEOUT: "slow-first-token",
-    conv.FC_TIMEOUT_CASCADE: "slow-first-token",
-    conv.FC_RETRY_STORM: "outage",
-    conv.FC_UPSTREAM_RATE_LIMIT: "rate-limit",
-    conv.FC_UPSTREAM_ERRORS: "outage",
-    conv.FC_BROKEN_CHUNKS: "broken-chunks",
-    conv.FC_RESUME_FAILURE: "resume-failure",
+    fc.id: fc.profiles[0] for fc in failure_classes() if fc.profiles
 }
 """The profile that makes each server-side failure class happen. ``slow-consumer`` is the
 client's own doing and ``no-traffic`` is the absence of requests, so neither has one."""

@@ -292,18 +292,7 @@ class Alerting(_Model):
         "long window, so one failed request cannot page.",
     )
     failure_classes: dict[
-        Literal[
-            "slow-consumer",
-            "idle-stall",
-            "first-token-timeout",
-            "timeout-cascade",
-            "retry-storm",
-            "upstream-rate-limit",
-            "upstream-errors",
-            "broken-chunks",
-            "resume-failure",
-            "no-traffic",
-        ],
+        Literal[c.FAILURE_CLASSES],  # type: ignore[valid-type]
         FailureClassAlert,
     ] = Field(default_factory=dict)
 

@@ -1,4 +1,5 @@
-"""Names, paths and URLs of the generated dashboards."""
+"""Where generated things live and how one links to another: dashboard paths, titles and URLs
+(down to one panel), and runbook URLs. Alerts, dashboards and runbooks all link through here."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from urllib.parse import quote_plus
 
 from .. import conventions as c
 from ..spec import Spec
-from ._promql import VAR_SERVICE
+from .promql import VAR_SERVICE
 
-__all__ = ["dashboard_path", "dashboard_title", "dashboard_url"]
+__all__ = ["dashboard_path", "dashboard_title", "dashboard_url", "runbook_url"]
 
 _TITLES = {
     c.BOARD_SLO_OVERVIEW: "SLO overview",
@@ -46,3 +47,21 @@ def dashboard_url(spec: Spec, board: str, panel_id: int | None = None) -> str:
         query += f"&viewPanel={panel_id}"
     base = (spec.links.grafana or "").rstrip("/")
     return f"{base}/d/{uid}?{query}"
+
+
+def runbook_url(spec: Spec, path: str) -> str:
+    """The URL of the generated runbook at ``path`` (relative to the output directory, as
+    :func:`steadystream.conventions.failure_class_runbook` returns it).
+
+    With ``links.runbooks`` in the spec, that base names the published runbooks directory:
+    ``https://wiki.example.com/runbooks`` + ``runbooks/retry-storm.md`` ->
+    ``https://wiki.example.com/runbooks/retry-storm.md``. Without it the path stays relative to
+    the output directory, which is where it resolves in the repository that commits it.
+    """
+    prefix = f"{c.RUNBOOKS_DIR}/"
+    if not path.startswith(prefix):
+        raise ValueError(f"runbook path {path!r} is not under {prefix!r}")
+    base = spec.links.runbooks
+    if base is None:
+        return path
+    return f"{base.rstrip('/')}/{path[len(prefix) :]}"

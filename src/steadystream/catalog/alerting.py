@@ -1,0 +1,167 @@
+"""Every alert signal of a spec: the failure classes' and the SLOs' burn-rate signals.
+
+The rule generator turns each :class:`~steadystream.catalog.signal.Signal` into an alert,
+``triage`` evaluates the same signals as instant queries, and the runbooks print them, so the
+three can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import conventions as c
+from ..spec import SLO, Spec, Tier, format_percent
+from . import names as n
+from .classes import failure_classes
+from .links import dashboard_url, runbook_url
+from .memo import per_render
+from .panels import PanelRef, panel_index
+from .promql import Sel, clean, dur, matcher_labels, num
+from .signal import Queries, Signal, tier_factor
+
+__all__ = ["failure_class_signals", "fc_signals_with_scenarios", "slo_burn_signals"]
+
+
+def failure_class_signals(spec: Spec) -> dict[str, list[Signal]]:
+    """The signals of every *enabled* failure class, keyed by class id (in
+    :func:`~steadystream.catalog.classes.failure_classes` order), each class's primary signal first.
+
+    A class disabled with ``alerting.failure_classes.<class>.enabled: false`` is left out: it
+    has no alert, and triage does not report it.
+    """
+    out: dict[str, list[Signal]] = {}
+    for signal, _ in fc_signals_with_scenarios(spec):
+        out.setdefault(signal.failure_class, []).append(signal)
+    return out
+
+
+@per_render(copy=list)
+def fc_signals_with_scenarios(spec: Spec) -> list[tuple[Signal, tuple[Any, ...]]]:
+    """Every enabled failure-class signal with its test scenario (for the promtool tests)."""
+    q = Queries(spec)
+    labels = tuple(sorted(matcher_labels(spec).items()))
+    panels = panel_index(spec)
+    out: list[tuple[Signal, tuple[Any, ...]]] = []
+    for record in failure_classes():
+        fc = record.id
+        override = spec.alerting.failure_classes.get(fc)  # type: ignore[call-overload]
+        if override is not None and not override.enabled:
+            continue
+        for i, d in enumerate(record.signals(q)):
+            threshold = d.threshold
+            if i == 0 and override is not None and override.threshold is not None:
+                threshold = override.threshold
+            severity = d.severity
+            for_ = d.for_
+            if override is not None:
+                severity = override.severity or severity
+                for_ = override.for_ if override.for_ is not None else for_
+            signal = Signal(
+                failure_class=fc,
+                name=d.name,
+                alert=d.alert,
+                expr=d.expr,
+                op=d.op,
+                threshold=clean(threshold),
+                unit=d.unit,
+                description=d.what,
+                summary=d.summary,
+                severity=severity,
+                for_=for_,
+                runbook=runbook_url(spec, record.runbook),
+                dashboard=_panel_url(spec, panels, d.panel, c.BOARD_STREAM_INTERNALS),
+                labels=labels,
+            )
+            out.append((signal, d.scenario))
+    return out
+
+
+@per_render(copy=lambda signals: {name: list(s) for name, s in signals.items()})
+def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
+    """One signal per SLO and enabled burn-rate tier, keyed by SLO name (spec order), tiers in
+    spec order.
+
+    ``expr`` is the long-window burn rate, guarded by the short window (which must burn as
+    fast) and the low-traffic floor (``alerting.min_events`` events in the long window); it
+    reads the recorded series of the generated SLI rules, so those must be loaded.
+    """
+    out: dict[str, list[Signal]] = {}
+    base = matcher_labels(spec)
+    panels = panel_index(spec)
+    for slo in spec.slos:
+        sel = Sel({**base, n.LABEL_SLO: slo.name})
+        signals = []
+        for tier in spec.alerting.tiers:
+            if not tier.enabled:
+                continue
+            factor = tier_factor(tier, spec.period)
+            long_, short = dur(tier.long), dur(tier.short)
+            expr = (
+                f"{sel(n.slo_burn_rate(tier.long))}"
+                f" and ({sel(n.slo_burn_rate(tier.short))} > {num(factor)})"
+            )
+            if spec.alerting.min_events > 0:
+                expr += f" and ({sel(n.slo_events(tier.long))} >= {spec.alerting.min_events})"
+            signals.append(
+                Signal(
+                    failure_class=n.BURN_FAILURE_CLASS,
+                    name=f"{slo.name}-{long_}-{short}",
+                    alert=n.ALERT_SLO_BURN,
+                    expr=expr,
+                    op=">",
+                    threshold=factor,
+                    unit="burn_rate",
+                    description=_burn_description(spec, slo, tier, factor),
+                    summary=f"{slo.name}: error budget burning over {num(factor)}x as fast "
+                    f"as sustainable over {long_} and {short}",
+                    severity=tier.severity,
+                    for_=tier.for_,
+                    runbook=runbook_url(spec, c.slo_runbook(slo.name)),
+                    dashboard=_panel_url(
+                        spec, panels, f"slo-{slo.name}-burn", c.BOARD_SLO_OVERVIEW
+                    ),
+                    slo=slo.name,
+                    labels=tuple(
+                        sorted(
+                            {
+                                **base,
+                                n.LABEL_SLO: slo.name,
+                                n.LABEL_LONG: long_,
+                                n.LABEL_SHORT: short,
+                            }.items()
+                        )
+                    ),
+                )
+            )
+        out[slo.name] = signals
+    return out
+
+
+def _panel_url(spec: Spec, panels: dict[str, PanelRef], key: str, board: str) -> str:
+    """A link to the dashboard panel ``key`` (``viewPanel=``), or to ``board`` when the
+    dashboards have no such panel."""
+    ref = panels.get(key)
+    if ref is None:
+        return dashboard_url(spec, board)
+    return dashboard_url(spec, ref.board, ref.panel_id)
+
+
+def _burn_description(spec: Spec, slo: SLO, tier: Tier, factor: float) -> str:
+    return (
+        f"the {slo.name} error budget burn rate over {dur(tier.long)} (1 = the whole "
+        f"{dur(spec.period)} budget spent in exactly {dur(spec.period)}; {num(factor)} spends "
+        f"{format_percent(tier.budget)} of it in {dur(tier.long)})"
+    )
+
+
+def slo_what(slo: SLO) -> str:
+    """``95% of streams with stream_first_token_latency_ms <= 2500 ms``."""
+    lat = slo.indicator.latency
+    if lat is not None:
+        return (
+            f"{format_percent(slo.objective)} of {lat.metric} observations within "
+            f"{num(lat.threshold_ms)} ms"
+        )
+    errs = slo.indicator.errors
+    assert errs is not None
+    return f"{format_percent(slo.objective)} of {errs.total} without {errs.errors}"
