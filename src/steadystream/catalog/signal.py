@@ -117,14 +117,17 @@ class Queries:
         return f"sum(rate({self.sel(metric, **extra)}[{window}]))"
 
     def requests(self) -> str:
-        return self.inc(c.REQUESTS_TOTAL)
+        """Admitted streams finished over 5 m. A stream rejected at ingress never reached the
+        upstream: counting it would dilute every failure ratio exactly when load shedding
+        starts, which is when an outage is being reported."""
+        return self.inc(c.REQUESTS_TOTAL, outcome=f"!={c.OUTCOME_REJECTED}")
 
     def per_stream(self, metric: str, **extra: str) -> str:
-        """``metric`` events per finished stream over 5 m; no series without traffic."""
+        """``metric`` events per admitted stream over 5 m; no series without traffic."""
         return f"{self.inc(metric, **extra)} / ({self.requests()} > 0)"
 
     def traffic_guard(self, expr: str) -> str:
-        """``expr`` only while there were ``min_events`` streams in 5 m: one failed stream
+        """``expr`` only while ``min_events`` streams were admitted in 5 m: one failed stream
         out of two is 50 %, and must not alert."""
         floor = self.spec.alerting.min_events
         if floor <= 0:
