@@ -5,7 +5,7 @@ for, so the two can never disagree: the alert's ``expr`` is ``(signal.expr) <op>
 and triage runs ``signal.expr`` as an instant query and compares the same way.
 
 Failure-class signals are built from the raw stream metrics (:mod:`steadystream.conventions`);
-SLO burn signals read the recorded series the SLI rules write (:mod:`steadystream.alerts.names`).
+SLO burn signals read the recorded series the SLI rules write (:mod:`steadystream.catalog.names`).
 Guards (minimum traffic, "several phases at once") are part of ``expr`` (``... and on() (...)``)
 so a guarded-out signal returns no series at all instead of a misleading value.
 
