@@ -26,7 +26,7 @@ from steadystream import conventions as c
 from steadystream.instrumentation.active import install
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream, without_retries
-from steadystream.instrumentation.retry import Backoff
+from steadystream.instrumentation.policy.retry import Backoff
 from steadystream.simulate import ROUTE_CREATE, ROUTE_RESUME, Upstream, deltas, expected_text
 
 MODEL = "gpt-4.1"

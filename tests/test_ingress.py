@@ -9,7 +9,7 @@ import pytest
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.ingress import IngressGuard
+from steadystream.instrumentation.policy.ingress import IngressGuard
 
 
 class Clock:
@@ -149,7 +149,7 @@ def test_docstring_example_runs() -> None:
     """The example in IngressGuard's docstring is true."""
     import doctest
 
-    from steadystream.instrumentation import ingress
+    from steadystream.instrumentation.policy import ingress
 
     result = doctest.testmod(ingress, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

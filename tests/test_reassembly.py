@@ -8,15 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steadystream import conventions as c
-from steadystream.instrumentation.events import CONTENT, END, KEEPALIVE, classify_json_text
-from steadystream.instrumentation.reassembly import (
+from steadystream.instrumentation.core.reassembly import (
     FenceTracker,
     ServerSentEvent,
     SSEParser,
     Utf8Decoder,
     looks_like_sse,
 )
-from steadystream.instrumentation.shell import ByteReader
+from steadystream.instrumentation.core.shell import ByteReader
+from steadystream.instrumentation.providers.registry import (
+    CONTENT,
+    END,
+    KEEPALIVE,
+    classify_json_text,
+)
 
 
 def split_at(data: bytes | str, cuts: list[int]) -> list:

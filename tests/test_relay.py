@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation import events as ev
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream
-from steadystream.instrumentation.relay import ITEM_OVERHEAD, relay
+from steadystream.instrumentation.policy.relay import ITEM_OVERHEAD, relay
+from steadystream.instrumentation.providers import registry as ev
 from steadystream.simulate import HEADER_TOKENS, Upstream, expected_text
 
 MODEL = "gpt-4.1"

@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.responses import ResponseTextDeltaEvent
 
-from steadystream.instrumentation import events as ev
-from steadystream.instrumentation.checkpoint import ContentHasher
-from steadystream.instrumentation.relay import (
+from steadystream.instrumentation.core.checkpoint import ContentHasher
+from steadystream.instrumentation.policy.relay import (
     ITEM_OVERHEAD,
     RelayBuffer,
     default_low_value,
     default_sizeof,
 )
+from steadystream.instrumentation.providers import registry as ev
 
 
 def delta(text: str, seq: int, item_id: str = "msg_1") -> ResponseTextDeltaEvent:

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from openai.types.responses import ResponseCreatedEvent, ResponseTextDeltaEvent
 
 import steadystream as ss
-from steadystream.instrumentation import events as ev
-from steadystream.instrumentation.checkpoint import Checkpoint, ContentHasher
-from steadystream.instrumentation.reassembly import ServerSentEvent
-from steadystream.instrumentation.resume import SKIP, Resumer, replace_text
+from steadystream.instrumentation.core.checkpoint import Checkpoint, ContentHasher
+from steadystream.instrumentation.core.reassembly import ServerSentEvent
+from steadystream.instrumentation.policy.resume import SKIP, Resumer, replace_text
+from steadystream.instrumentation.providers import registry as ev
 
 
 def checkpoint_of(text: str, *, seq: int | None = None) -> Checkpoint:

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 import steadystream as ss
 from steadystream import conventions as c
 from steadystream.instrumentation.active import install
-from steadystream.instrumentation.budget import RetryBudget
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream
+from steadystream.instrumentation.policy.budget import RetryBudget
 from steadystream.simulate import ROUTE_CREATE, Upstream, expected_text
 
 STREAMS = 200

@@ -49,8 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
-from . import events as ev
-from .budget import RetryBudget
+from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
 from .errors import (
     IngressRejected,
     ResumeFailed,
@@ -58,15 +57,16 @@ from .errors import (
     StreamError,
     UpstreamError,
 )
-from .ingress import IngressGuard, IngressTicket
-from .resume import SKIP, Resumer
-from .retry import Backoff, Verdict, classify
-from .shell import AsyncStreamWrapper, SyncStreamWrapper
-from .telemetry import report_telemetry_error
+from .policy.budget import RetryBudget
+from .policy.ingress import IngressGuard, IngressTicket
+from .policy.resume import SKIP, Resumer
+from .policy.retry import Backoff, Verdict, classify
+from .providers import registry as ev
+from .sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .core import StreamCore
+    from .core.checkpoint import Checkpoint
+    from .core.machine import StreamCore
     from .monitor import StreamMonitor
 
 __all__ = ["ActiveStream", "Resilience", "install", "resilience", "stream_active"]

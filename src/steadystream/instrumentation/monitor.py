@@ -36,11 +36,11 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import conventions as c
-from .core import CorePolicy, StreamCore
-from .metrics import PrometheusSink
-from .shell import AsyncStreamWrapper, SyncStreamWrapper
-from .telemetry import Fanout, TelemetrySink, report_telemetry_error
-from .watchdog import Watchdog
+from .core.machine import CorePolicy, StreamCore
+from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
+from .core.watchdog import Watchdog
+from .sinks.prometheus import PrometheusSink
+from .sinks.telemetry import Fanout, TelemetrySink, report_telemetry_error
 
 if TYPE_CHECKING:
     import httpx
@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 
     from ..spec import Spec
     from .active import ActiveStream
-    from .reassembly import ServerSentEvent
-    from .relay import Relay
+    from .core.reassembly import ServerSentEvent
+    from .policy.relay import Relay
 
 __all__ = ["DEFAULT_MAX_PROVIDERS", "StreamMonitor"]
 
@@ -138,10 +138,10 @@ class StreamMonitor:
             PrometheusSink(registry, spec.service, self.buckets, clock),
         ]
         if meter_provider is not None:
-            from .otel import OTelMetricsSink
+            from .sinks.otel import OTelMetricsSink
 
             sinks.append(OTelMetricsSink(meter_provider, spec.service, self.buckets, clock))
-        from .otel import TracingSink
+        from .sinks.otel import TracingSink
 
         sinks.append(TracingSink(tracer_provider, spec.service))
         self._sinks = tuple(sinks)
@@ -285,7 +285,7 @@ class StreamMonitor:
     def relay(self, source: Any, **kw: Any) -> Relay:
         """Relay ``source`` to a possibly slow consumer through the spec's bounded buffer
         (``flow_control``); see :func:`steadystream.instrumentation.relay.relay`."""
-        from .relay import relay
+        from .policy.relay import relay
 
         return relay(self, source, **kw)
 
@@ -310,13 +310,13 @@ class StreamMonitor:
 
     def httpx_timeout(self) -> httpx.Timeout:
         """An ``httpx.Timeout`` from the spec (see :mod:`.timeouts`)."""
-        from .timeouts import httpx_timeout
+        from .policy.timeouts import httpx_timeout
 
         return httpx_timeout(self.spec)
 
     def openai_client_options(self) -> dict[str, Any]:
         """``OpenAI(**monitor.openai_client_options())``: the spec's connect/read timeouts."""
-        from .timeouts import openai_client_options
+        from .policy.timeouts import openai_client_options
 
         return openai_client_options(self.spec)
 

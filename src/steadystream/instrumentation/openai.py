@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
 from .active import ActiveStream, stream_active
-from .timeouts import timeout_parts
+from .policy.timeouts import timeout_parts
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+    from .core.checkpoint import Checkpoint
     from .monitor import StreamMonitor
 
 __all__ = ["is_async_client", "responses_stream", "without_retries"]

@@ -31,15 +31,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import conventions as c
-from .events import CONTENT, KEEPALIVE, Reading, classify_json_text
-from .reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
-from .telemetry import report_telemetry_error
-from .watchdog import interrupt_upstream
+from ... import conventions as c
+from ..core.reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
+from ..core.watchdog import interrupt_upstream
+from ..providers.registry import CONTENT, KEEPALIVE, Reading, classify_json_text
+from ..sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
-    from .core import StreamCore
-    from .watchdog import Watchdog
+    from ..core.machine import StreamCore
+    from ..core.watchdog import Watchdog
 
 __all__ = ["AsyncStreamWrapper", "ByteReader", "SyncStreamWrapper"]
 

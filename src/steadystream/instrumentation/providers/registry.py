@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import conventions as c
+from ... import conventions as c
 
 __all__ = [
     "CONTENT",
@@ -253,7 +253,7 @@ def classify_exception(exc: BaseException) -> str:
     rate-limited / 5xx / 4xx; connect timeouts and transport failures are recognised by class
     name, so no client library is imported.
     """
-    from .errors import StreamError
+    from ..errors import StreamError
 
     if isinstance(exc, StreamError):
         status = getattr(exc, "status", None)

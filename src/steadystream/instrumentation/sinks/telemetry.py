@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 __all__ = ["ErrorRateWindow", "Fanout", "StreamObserver", "TelemetrySink"]
 

@@ -45,14 +45,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import events as ev
-from .checkpoint import Checkpoint, ContentHasher
-from .errors import ClientTooSlow
-from .telemetry import report_telemetry_error
+from ..core.checkpoint import Checkpoint, ContentHasher
+from ..errors import ClientTooSlow
+from ..providers import registry as ev
+from ..sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
-    from .core import StreamCore
-    from .monitor import StreamMonitor
+    from ..core.machine import StreamCore
+    from ..monitor import StreamMonitor
 
 __all__ = [
     "ITEM_OVERHEAD",
@@ -342,7 +342,7 @@ def _with_text(item: Any, text: str) -> Any:
         return text
     if isinstance(item, dict):
         return {**item, "delta": text}
-    from .resume import _with_attr
+    from ..policy.resume import _with_attr
 
     return _with_attr(item, "delta", text)
 
@@ -583,8 +583,8 @@ def relay(
     and ``sizeof`` replace :func:`default_low_value` and :func:`default_sizeof`. Other keyword
     arguments go to ``monitor.stream`` or ``monitor.wrap``.
     """
-    from .active import ActiveStream, stream_active
-    from .shell import AsyncStreamWrapper
+    from ..active import ActiveStream, stream_active
+    from ..core.shell import AsyncStreamWrapper
 
     flow = monitor.spec.stream.flow_control
     buffer = RelayBuffer(

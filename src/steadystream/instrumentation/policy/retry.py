@@ -41,8 +41,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as c
-from .errors import (
+from ... import conventions as c
+from ..errors import (
     FirstTokenTimeout,
     IdleTimeout,
     IngressRejected,
@@ -52,7 +52,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ..spec.model import Retry
+    from ...spec.model import Retry
 
 __all__ = [
     "RETRYABLE_STATUSES",

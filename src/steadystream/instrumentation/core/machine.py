@@ -49,15 +49,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as c
-from . import errors as e
-from .checkpoint import Checkpoint
-from .events import CONTENT, END, ERROR, KEEPALIVE, STARTED, Reading, classify, classify_exception
-from .reassembly import FenceTracker, json_problem
+from ... import conventions as c
+from .. import errors as e
+from ..core.checkpoint import Checkpoint
+from ..core.reassembly import FenceTracker, json_problem
+from ..providers.registry import (
+    CONTENT,
+    END,
+    ERROR,
+    KEEPALIVE,
+    STARTED,
+    Reading,
+    classify,
+    classify_exception,
+)
 
 if TYPE_CHECKING:
-    from ..spec import Spec
-    from .telemetry import StreamObserver
+    from ...spec import Spec
+    from ..sinks.telemetry import StreamObserver
 
 __all__ = ["CorePolicy", "StreamCore"]
 

@@ -38,9 +38,9 @@ import dataclasses
 import json
 from typing import Any, Final
 
-from . import events as ev
-from .checkpoint import Checkpoint, ContentHasher, PrefixVerifier
-from .errors import ResumeFailed
+from ..core.checkpoint import Checkpoint, ContentHasher, PrefixVerifier
+from ..errors import ResumeFailed
+from ..providers import registry as ev
 
 __all__ = ["SKIP", "Resumer", "replace_text"]
 
