@@ -31,21 +31,18 @@ What happens around the opener, for sync and async consumers alike:
    itself is not yielded. A Responses stream that ends without its terminal event was cut
    short, and is resumed like a dropped connection.
 
-The retry budget and ingress guard are per monitor and created on first use from the spec;
-:func:`install` replaces them (e.g. with injected clocks in tests).
+The retry budget, backoff and ingress guard belong to the monitor (``StreamMonitor(...,
+budget=, ingress=, backoff=)``, built from the spec when not given), so every stream of a
+monitor shares them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import random
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
@@ -57,10 +54,8 @@ from .errors import (
     StreamError,
     UpstreamError,
 )
-from .policy.budget import RetryBudget
-from .policy.ingress import IngressGuard, IngressTicket
 from .policy.resume import SKIP, Resumer
-from .policy.retry import Backoff, Verdict, classify
+from .policy.retry import Verdict, classify
 from .providers import registry as ev
 from .sinks.telemetry import report_telemetry_error
 
@@ -68,90 +63,15 @@ if TYPE_CHECKING:
     from .core.checkpoint import Checkpoint
     from .core.machine import StreamCore
     from .monitor import StreamMonitor
+    from .policy.ingress import IngressTicket
 
-__all__ = ["ActiveStream", "Resilience", "install", "resilience", "stream_active"]
+__all__ = ["ActiveStream", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
 _TEXT_DELTA = "response.output_text.delta"
 
 
-@dataclass
-class Resilience:
-    """The per-monitor shared state of active streams: retry budget, backoff, ingress guard."""
-
-    budget: RetryBudget
-    backoff: Backoff
-    ingress: IngressGuard
-    #: Wall clock for HTTP-date ``retry-after`` values.
-    wall_clock: Callable[[], float] = field(default=time.time)
-
-
-_STATE: weakref.WeakKeyDictionary[Any, Resilience] = weakref.WeakKeyDictionary()
-_STATE_LOCK = threading.Lock()
-
-
-def resilience(monitor: StreamMonitor) -> Resilience:
-    """The monitor's :class:`Resilience`, created from its spec on first use."""
-    state = _STATE.get(monitor)
-    if state is None:
-        with _STATE_LOCK:
-            state = _STATE.get(monitor)
-            if state is None:
-                stream = monitor.spec.stream
-                state = Resilience(
-                    budget=RetryBudget.from_spec(stream.retry, clock=monitor.clock),
-                    backoff=Backoff.from_spec(stream.retry, rng=random.Random().random),
-                    ingress=IngressGuard.from_spec(stream.ingress, clock=monitor.clock),
-                )
-                _STATE[monitor] = state
-    return state
-
-
-def install(
-    monitor: StreamMonitor,
-    *,
-    budget: RetryBudget | None = None,
-    backoff: Backoff | None = None,
-    ingress: IngressGuard | None = None,
-    wall_clock: Callable[[], float] | None = None,
-) -> Resilience:
-    """Replace parts of the monitor's shared resilience state (before streams start)."""
-    state = resilience(monitor)
-    with _STATE_LOCK:
-        if budget is not None:
-            state.budget = budget
-        if backoff is not None:
-            state.backoff = backoff
-        if ingress is not None:
-            state.ingress = ingress
-        if wall_clock is not None:
-            state.wall_clock = wall_clock
-    return state
-
-
 # ---------------------------------------------------------------------------------- attempts
-
-
-class _SyncAttempt(SyncStreamWrapper[Any]):
-    """The sync shell for one attempt: ends the attempt, never the logical stream."""
-
-    __slots__ = ()
-
-    def _end(
-        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
-    ) -> None:
-        self._done = True
-
-
-class _AsyncAttempt(AsyncStreamWrapper[Any]):
-    """The async shell for one attempt: ends the attempt, never the logical stream."""
-
-    __slots__ = ()
-
-    def _end(
-        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
-    ) -> None:
-        self._done = True
 
 
 class _Replay:
@@ -242,7 +162,6 @@ class _Run:
         self.expect_json = expect_json
         self.idempotency_key = idempotency_key
         self.pass_key = _accepts_key(opener)
-        self.state = resilience(monitor)
         self.clock = monitor.clock
         self.retry_spec = monitor.spec.stream.retry
         self.core: StreamCore | None = None
@@ -263,7 +182,7 @@ class _Run:
     def start(self) -> StreamCore:
         """Admit the stream (ingress), open its core, deposit into the retry budget."""
         try:
-            self.ticket = self.state.ingress.acquire()
+            self.ticket = self.monitor.ingress.acquire()
         except IngressRejected as exc:
             self.monitor.record_rejected(exc.reason, self.model, self.provider)
             raise
@@ -279,7 +198,7 @@ class _Run:
             except Exception:
                 report_telemetry_error("StreamCore", "on_core")
         self.t_open = self.clock()
-        self.state.budget.deposit()
+        self.monitor.budget.deposit()
         return core
 
     def begin_attempt(self) -> tuple[Any, ...]:
@@ -400,7 +319,7 @@ class _Run:
             delivered=core.content_bytes > 0,
             resumable=self.resumable and not self.saw_bytes,
             retry_after_cap=self.retry_spec.retry_after_cap,
-            now=self.state.wall_clock(),
+            now=self.monitor.wall_clock(),
         )
         if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT:
             # The dial / TLS budget ran out inside the HTTP client (see .timeouts).
@@ -421,10 +340,10 @@ class _Run:
             ) from cause
         if not verdict.retry or self.retries >= self.retry_spec.max_retries:
             raise self._final(exc, verdict) from exc
-        delay = self.state.backoff.delay(self.retries, verdict.retry_after)
+        delay = self.monitor.backoff.delay(self.retries, verdict.retry_after)
         if self.clock() + delay >= self.t_open + self.monitor.policy.total:
             raise self._final(exc, verdict) from exc
-        if not self.state.budget.try_withdraw():
+        if not self.monitor.budget.try_withdraw():
             try:
                 core.record_budget_exhausted(t)
             except Exception:
@@ -531,7 +450,7 @@ def _error_message(item: Any) -> str:
 def _run_sync(run: _Run) -> Iterator[Any]:
     monitor = run.monitor
     run.start()
-    attempt: _SyncAttempt | None = None
+    attempt: SyncStreamWrapper[Any] | None = None
     try:
         while True:
             args = run.begin_attempt()
@@ -544,11 +463,12 @@ def _run_sync(run: _Run) -> Iterator[Any]:
             if inspect.isawaitable(upstream) or hasattr(upstream, "__aiter__"):
                 _discard(upstream)
                 raise TypeError("the opener returned an async stream; iterate with 'async for'")
-            attempt = _SyncAttempt(
+            attempt = SyncStreamWrapper(
                 run._core,
                 run.wrap_upstream(upstream),
                 monitor.clock,
-                watchdog=monitor._watchdog,
+                watchdog=monitor.watchdog,
+                attempt_only=True,
             )
             try:
                 for item in attempt:
@@ -583,7 +503,7 @@ def _run_sync(run: _Run) -> Iterator[Any]:
 async def _run_async(run: _Run) -> AsyncIterator[Any]:
     monitor = run.monitor
     run.start()
-    attempt: _AsyncAttempt | None = None
+    attempt: AsyncStreamWrapper[Any] | None = None
     try:
         while True:
             args = run.begin_attempt()
@@ -599,7 +519,9 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
                 if not hasattr(upstream, "__iter__"):
                     raise TypeError(f"the opener returned {type(upstream).__name__}, not a stream")
                 upstream = _AsyncFromSync(upstream)
-            attempt = _AsyncAttempt(run._core, run.wrap_upstream(upstream), monitor.clock)
+            attempt = AsyncStreamWrapper(
+                run._core, run.wrap_upstream(upstream), monitor.clock, attempt_only=True
+            )
             try:
                 async for item in attempt:
                     yield run.on_item(item)
@@ -701,6 +623,24 @@ class ActiveStream:
         if core is None or not core.chunks:
             return core.checkpoint if core is not None else None
         return core.current_checkpoint()
+
+    @property
+    def core(self) -> StreamCore | None:
+        """The logical stream's core once iteration has started (``None`` before)."""
+        return self._run.core
+
+    def on_core(self, callback: Callable[[StreamCore], None]) -> None:
+        """Call ``callback(core)`` as soon as the core exists (at once if it already does);
+        relay mode uses it to count bytes on delivery. One callback per stream."""
+        if self._run.core is not None:
+            callback(self._run.core)
+        else:
+            self._run.on_core = callback
+
+    def fail(self, exc: BaseException) -> None:
+        """End the logical stream now with ``exc`` (relay mode: the consumer fell behind);
+        a no-op once it has ended."""
+        self._run.finish(error=exc)
 
     @property
     def attempts(self) -> int:

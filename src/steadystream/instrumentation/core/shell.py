@@ -108,6 +108,7 @@ class _Shell:
 
     __slots__ = (
         "__weakref__",
+        "_attempt_only",
         "_bytes",
         "_clock",
         "_core",
@@ -126,8 +127,12 @@ class _Shell:
         *,
         events_mode: bool,
         sse: bool | None,
+        attempt_only: bool,
     ) -> None:
         self._core = core
+        # Active mode reads each attempt through its own shell: ending it ends the attempt,
+        # and the logical stream (the core) is ended by the active run.
+        self._attempt_only = attempt_only
         self._upstream = upstream
         self._clock = clock
         self._done = False
@@ -238,12 +243,14 @@ class _Shell:
         if self._done:
             return
         self._done = True
+        if self._attempt_only:
+            return
         try:
             self._core.close(t, error=error, abandoned=abandoned)
         except Exception:
             report_telemetry_error("StreamCore", "close")
 
-    def _watchdog_check(self, now: float) -> float | None:
+    def watchdog_check(self, now: float) -> float | None:
         """Watchdog callback (another thread): expire and interrupt, or say when to look again."""
         if self._done:
             return None
@@ -283,8 +290,11 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         watchdog: Watchdog | None,
         events_mode: bool = False,
         sse: bool | None = None,
+        attempt_only: bool = False,
     ) -> None:
-        super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
+        super().__init__(
+            core, upstream, clock, events_mode=events_mode, sse=sse, attempt_only=attempt_only
+        )
         self._it: Iterator[Any] = iter(upstream.iter_bytes() if events_mode else upstream)
         self._watchdog = watchdog
         # When the watchdog will look at this stream next (inf: not armed).
@@ -410,8 +420,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         *,
         events_mode: bool = False,
         sse: bool | None = None,
+        attempt_only: bool = False,
     ) -> None:
-        super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
+        super().__init__(
+            core, upstream, clock, events_mode=events_mode, sse=sse, attempt_only=attempt_only
+        )
         self._ait: AsyncIterator[Any] = (
             upstream.aiter_bytes() if events_mode else upstream.__aiter__()
         )

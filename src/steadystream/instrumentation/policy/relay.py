@@ -606,13 +606,13 @@ def relay(
         )
 
     if isinstance(inner, ActiveStream):
-        run = inner._run
+        active = inner
 
         def core_of() -> StreamCore | None:
-            return run.core
+            return active.core
 
         def fail_inner(exc: BaseException) -> None:
-            run.finish(error=exc)
+            active.fail(exc)
 
     else:
 
@@ -625,8 +625,8 @@ def relay(
     relayed = Relay(inner, buffer, core_of, fail_inner, monitor.clock)
     # stream_bytes_total counts what the consumer takes: hand the count to the relay before
     # the reader reads anything (an active stream's core only exists once it starts).
-    if isinstance(inner, ActiveStream) and inner._run.core is None:
-        inner._run.on_core = relayed.bind_core
+    if isinstance(inner, ActiveStream):
+        inner.on_core(relayed.bind_core)
     else:
         core = core_of()
         if core is not None:
