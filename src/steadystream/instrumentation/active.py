@@ -9,27 +9,30 @@ send as the ``Idempotency-Key`` header.
 
 What happens around the opener, for sync and async consumers alike:
 
-1. **Ingress.** The stream is admitted by the monitor's :class:`~.ingress.IngressGuard`
+1. **Ingress.** The stream is admitted by the monitor's :class:`~.policy.ingress.IngressGuard`
    (``spec.stream.ingress``) or rejected at once with :class:`~steadystream.IngressRejected`.
 2. **Attempts.** Each attempt is read through the same shells as ``monitor.wrap``, so the
    first-token, idle and total timeouts, the phases, checkpoints and spans (one per logical
    stream, a child span per attempt) are the core's.
-3. **Retries.** A failed attempt is classified (:mod:`.retry`). It is retried only when the
+3. **Retries.** A failed attempt is classified (:mod:`.policy.retry`). It is retried only when the
    failure is transient, ``max_retries`` is not used up, the total budget leaves room for the
-   backoff, and the monitor's shared :class:`~.budget.RetryBudget` grants a token. Otherwise
+   backoff, and the monitor's shared :class:`~.policy.budget.RetryBudget` grants a token. Otherwise
    the consumer gets a typed error carrying the checkpoint: :class:`~steadystream.UpstreamError`,
    a timeout, or :class:`~steadystream.RetryBudgetExhausted` when the budget refused.
 4. **Resume.** After content (or once the upstream numbered its events), the next attempt
-   resumes. Its items pass through a :class:`~.resume.Resumer` *before* the core sees them, so
-   a replayed prefix is skipped and verified, nothing is counted twice, and the consumer gets
-   every content byte exactly once, or :class:`~steadystream.ResumeFailed`. A resume the
-   upstream refuses (a 4xx such as 404: the response is gone) also ends in ``ResumeFailed``,
-   with the upstream's :class:`~steadystream.UpstreamError` as ``__cause__``. Every resume
-   that does not catch up counts once in ``stream_resume_failure_total``.
-5. **In-band failures.** An ``error`` event or ``response.failed`` ends the stream with
-   ``UpstreamError`` (``error_class`` ``upstream_error_event`` / ``response_failed``); the event
-   itself is not yielded. A Responses stream that ends without its terminal event was cut
-   short, and is resumed like a dropped connection.
+   resumes. Its items pass through a :class:`~.policy.resume.Resumer` *before* the core sees
+   them, so a replayed prefix is skipped and verified, nothing is counted twice, and the
+   consumer gets every content byte exactly once, or :class:`~steadystream.ResumeFailed`. A
+   resume the upstream refuses (a 4xx such as 404: the response is gone) also ends in
+   ``ResumeFailed``, with the upstream's :class:`~steadystream.UpstreamError` as
+   ``__cause__``. Every resume that does not catch up counts once in
+   ``stream_resume_failure_total``.
+5. **In-band failures.** An item the provider layer (:mod:`.providers`) reads as an in-band
+   error ends the stream with ``UpstreamError`` carrying its ``error_class`` (e.g.
+   ``upstream_error_event``, ``response_failed``); the item itself is not yielded. An
+   incomplete response is a legitimate, truncated end and is yielded. A stream that announced
+   its start and ends without its terminal item was cut short, and is resumed like a dropped
+   connection.
 
 The retry budget, backoff and ingress guard belong to the monitor (``StreamMonitor(...,
 budget=, ingress=, backoff=)``, built from the spec when not given), so every stream of a
@@ -56,7 +59,9 @@ from .errors import (
 )
 from .policy.resume import SKIP, Resumer
 from .policy.retry import Verdict, classify
-from .providers import registry as ev
+from .providers import registry as wire
+from .providers.base import END, ERROR
+from .providers.failures import error_class as failure_class
 from .sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
@@ -68,7 +73,6 @@ if TYPE_CHECKING:
 __all__ = ["ActiveStream", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
-_TEXT_DELTA = "response.output_text.delta"
 
 
 # ---------------------------------------------------------------------------------- attempts
@@ -173,6 +177,8 @@ class _Run:
         self.saw_bytes = False
         self.saw_sequence = False
         self.saw_end = False
+        # Content chunks the core had counted when the last item was handed over.
+        self.chunks_seen = 0
         self.closed = False
         #: Called with the core as soon as it exists (relay mode moves byte counting).
         self.on_core: Callable[[StreamCore], None] | None = None
@@ -252,27 +258,30 @@ class _Run:
         if isinstance(item, bytes | bytearray | memoryview):
             self.saw_bytes = True
             return item
-        # Fast path for text deltas, nearly every item of a stream: nothing to decide.
-        if (
-            self.saw_sequence
-            and (item.get("type") if cls is dict else getattr(item, "type", None)) == _TEXT_DELTA
-        ):
+        core = self._core
+        # Nearly every item is content, and the shell has just fed it to the core: when the
+        # core counted a chunk, there is nothing to decide.
+        chunks = core.chunks
+        if chunks != self.chunks_seen:
+            self.chunks_seen = chunks
+            if not self.saw_sequence and core.sequence_number is not None:
+                self.saw_sequence = True
             return item
-        reading = ev.classify(item)
+        reading = wire.read_item(item)
         if reading.sequence_number is not None:
             self.saw_sequence = True
         kind = reading.kind
-        if kind == ev.END:
+        if kind == END:
             self.saw_end = True
-        elif kind == ev.ERROR:
+        elif kind == ERROR:
             if reading.error_class == c.ERROR_CLASS_RESPONSE_INCOMPLETE:
                 # A legitimate (if truncated) end: the consumer gets the event and its reason.
                 self.saw_end = True
                 return item
             raise UpstreamError(
-                _error_message(item),
+                wire.describe_error(item),
                 error_class=reading.error_class,
-                checkpoint=self._core.current_checkpoint(),
+                checkpoint=core.current_checkpoint(),
                 retryable=False,
             )
         return item
@@ -299,7 +308,7 @@ class _Run:
         the consumer gets (typed, with the exact checkpoint)."""
         core = self._core
         t = self.clock()
-        if core.waiting and ev.classify_exception(exc) == c.ERROR_CLASS_NETWORK:
+        if core.waiting and failure_class(exc) == c.ERROR_CLASS_NETWORK:
             # The opener failed on the network (typically the HTTP client's read timeout while
             # waiting for response headers) after the attempt's deadline: that attempt ran out
             # of its first-token budget, and is counted and retried as such.
@@ -419,29 +428,6 @@ class _Run:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _error_message(item: Any) -> str:
-    """A short message for an in-band failure event (code and message, no content)."""
-    get = item.get if isinstance(item, dict) else lambda k: getattr(item, k, None)
-    typ = get("type") or "error"
-    code, message = get("code"), get("message")
-    response = get("response")
-    if response is not None and code is None:
-        err = (
-            response.get("error")
-            if isinstance(response, dict)
-            else getattr(response, "error", None)
-        )
-        if err is not None:
-            code = err.get("code") if isinstance(err, dict) else getattr(err, "code", None)
-            message = err.get("message") if isinstance(err, dict) else getattr(err, "message", None)
-    parts = [str(typ)]
-    if code:
-        parts.append(f"[{code}]")
-    if message:
-        parts.append(str(message))
-    return " ".join(parts)
 
 
 # ---------------------------------------------------------------------------------- drivers

@@ -28,7 +28,7 @@ Where telemetry goes:
 * ``clock``: a monotonic clock in seconds (``time.monotonic``); tests pass a fake one.
   ``wall_clock``: Unix time (``time.time``), for HTTP-date ``retry-after`` values.
 * ``watchdog``: enforce deadlines on blocked sync reads with a watchdog thread (see
-  :mod:`.watchdog`); ``False`` checks deadlines only when items arrive.
+  :mod:`.core.watchdog`); ``False`` checks deadlines only when items arrive.
 * ``max_providers``: distinct ``provider`` label values before new ones become ``other``
   (models are capped by ``spec.stream.max_models``), so an application that passes arbitrary
   provider strings cannot explode the metrics' cardinality.
@@ -266,7 +266,7 @@ class StreamMonitor:
         ``stream``: an openai ``Stream`` / ``AsyncStream`` (Responses events or Chat
         Completions chunks), any iterable of such objects, dicts, ``str`` or ``bytes``, or an
         httpx / httpx2 ``Response`` with an SSE body (yielded as parsed
-        :class:`~.reassembly.ServerSentEvent` objects). ``model`` / ``provider``: label
+        :class:`~.core.reassembly.ServerSentEvent` objects). ``model`` / ``provider``: label
         values (the model is capped, see :meth:`model_label`). ``expect_json``: check that the
         content is one complete JSON document. ``sse``: force (or forbid) SSE parsing of byte
         input; by default it is sniffed (and an httpx response with
@@ -338,7 +338,7 @@ class StreamMonitor:
     # ------------------------------------------------------------------ client helpers
 
     def httpx_timeout(self) -> httpx.Timeout:
-        """An ``httpx.Timeout`` from the spec (see :mod:`.timeouts`)."""
+        """An ``httpx.Timeout`` from the spec (see :mod:`.policy.timeouts`)."""
         from .policy.timeouts import httpx_timeout
 
         return httpx_timeout(self.spec)

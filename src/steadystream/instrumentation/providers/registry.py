@@ -1,216 +1,117 @@
-"""Duck-typed reading of stream items: what is content, what is lifecycle, what is an error.
+"""The registry of wire formats, and the reading functions the rest of the package calls.
 
-Nothing here imports ``openai``, ``httpx`` or ``httpx2``; items are recognised by shape:
+Formats are asked in turn, the most recently registered first, so a new format may claim items
+a built-in one would otherwise take (the Responses format reads every item with a string
+``type``). Built in, in this order: OpenAI Responses (:mod:`.openai_responses`), then OpenAI
+Chat Completions (:mod:`.openai_chat`). Adding a format is one module implementing
+:class:`~.base.WireFormat` plus :func:`register`.
 
-* Responses API events, as SDK objects or dicts: ``type`` ``response.<...>.delta`` with a string
-  ``delta`` is content (output text, refusal, reasoning, function-call arguments, ...);
-  ``response.created`` / ``in_progress`` / ``completed`` carry ``response.id``;
-  ``error``, ``response.failed`` and ``response.incomplete`` mark the stream as failed.
-  ``sequence_number`` is read when present.
-* Chat Completions chunks, as SDK objects or dicts: ``choices[i].delta`` with ``content``,
-  ``refusal``, ``reasoning_content`` or ``tool_calls[j].function.arguments`` is content; ``id``
-  is the response id.
-* ``str``: a text delta (empty strings are keep-alives).
-* :class:`~steadystream.instrumentation.reassembly.ServerSentEvent`: ``data`` parsed as JSON
-  and read as above (``[DONE]`` ends the stream).
+What is format-neutral lives here:
 
-:func:`classify` returns a :class:`Reading`; the kinds are small ints so the per-chunk path is
-cheap.
+* ``str`` items are text deltas (an empty string is a keep-alive);
+* an SSE event (:class:`~steadystream.ServerSentEvent`, or any object with string ``data`` and
+  an ``event`` attribute) is read through :func:`read_sse`: a format's sentinel, else the
+  ``data`` parsed as JSON (with the SSE event name as its ``type`` when it has none) and read
+  as an item, else plain-text content;
+* anything no format recognises is a lifecycle event (proof of life, not content).
+
+Per chunk, the shells call the :data:`~.base.FastPath` that :func:`fast_path` picked for the
+item's class; everything else goes through :func:`read_item`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, Final
 
 from ... import conventions as c
+from .base import (
+    CONTENT,
+    ERROR,
+    KEEPALIVE,
+    LIFECYCLE,
+    MISS,
+    FastPath,
+    Reading,
+    WireFormat,
+    attr,
+    with_field,
+)
+from .openai_chat import CHAT
+from .openai_responses import RESPONSES
 
 __all__ = [
-    "CONTENT",
-    "END",
-    "ERROR",
-    "KEEPALIVE",
-    "LIFECYCLE",
-    "STARTED",
-    "Reading",
-    "classify",
-    "classify_exception",
-    "classify_json_text",
+    "content_text",
+    "describe_error",
+    "fast_path",
+    "feed",
+    "formats",
+    "is_incomplete",
+    "is_progress",
+    "merge_key",
+    "read_item",
+    "read_sse",
+    "register",
+    "replace_text",
+    "unregister",
+    "with_text",
 ]
 
-#: Content delta: counts for first token, idle, bytes, gaps and checkpoints.
-CONTENT = 0
-#: Lifecycle event (``response.created``, ...): keeps the stream alive, is not a token.
-LIFECYCLE = 1
-#: Keep-alive with nothing in it (SSE comment, empty string).
-KEEPALIVE = 2
-#: The upstream reported a failure inside the stream.
-ERROR = 3
-#: The upstream said the stream is complete (``response.completed``, ``[DONE]``).
-END = 4
-#: ``response.created``: a Responses stream began, so it must end with a terminal event.
-STARTED = 5
+_KEEPALIVE: Final = Reading(KEEPALIVE)
+_LIFECYCLE: Final = Reading(LIFECYCLE)
+
+_lock = threading.Lock()
+# Asked in this order; replaced (never mutated) on register, so readers need no lock.
+_BUILT_IN: Final[tuple[WireFormat, ...]] = (RESPONSES, CHAT)
+_formats: tuple[WireFormat, ...] = _BUILT_IN
 
 
-class Reading:
-    """What one item means. ``text`` is set for :data:`CONTENT`, ``error_class`` for
-    :data:`ERROR`; ``sequence_number`` and ``response_id`` when the item carries them."""
-
-    __slots__ = ("error_class", "kind", "response_id", "sequence_number", "text")
-
-    def __init__(
-        self,
-        kind: int,
-        text: str = "",
-        sequence_number: int | None = None,
-        response_id: str | None = None,
-        error_class: str | None = None,
-    ) -> None:
-        self.kind = kind
-        self.text = text
-        self.sequence_number = sequence_number
-        self.response_id = response_id
-        self.error_class = error_class
+def register(fmt: WireFormat) -> None:
+    """Add a wire format; it is asked before every format registered earlier."""
+    global _formats
+    with _lock:
+        if fmt not in _formats:
+            _formats = (fmt, *_formats)
 
 
-_KEEPALIVE = Reading(KEEPALIVE)
-_LIFECYCLE = Reading(LIFECYCLE)
-_END_READING = Reading(END)
-
-_ERROR_TYPES = {
-    "error": c.ERROR_CLASS_UPSTREAM_EVENT,
-    "response.failed": c.ERROR_CLASS_RESPONSE_FAILED,
-    "response.incomplete": c.ERROR_CLASS_RESPONSE_INCOMPLETE,
-}
-_RESPONSE_ID_TYPES = frozenset({"response.in_progress", "response.queued"})
+def unregister(fmt: WireFormat) -> None:
+    """Remove a format added with :func:`register` (built-in formats stay)."""
+    global _formats
+    with _lock:
+        if fmt not in _BUILT_IN:
+            _formats = tuple(f for f in _formats if f is not fmt)
 
 
-_MISSING: Any = object()
-# (class, attribute name) -> whether the class itself has it (a property, a method, a class
-# attribute). Keys are a handful of field names, classes are the SDK's: the cache stays small.
-_CLASS_HAS: dict[tuple[type, str], bool] = {}
+def formats() -> tuple[WireFormat, ...]:
+    """The registered formats, in the order they are asked."""
+    return _formats
 
 
-def _attr(obj: Any, key: str) -> Any:
-    """``getattr(obj, key, None)``, minus the exception a pydantic model raises for a field it
-    does not have.
-
-    SDK objects are pydantic models. Asking one for a missing attribute runs pydantic's
-    ``__getattr__``, which raises AttributeError: 4-8 us, several times per chunk on Chat
-    Completions streams (a ``ChatCompletionChunk`` has no ``type``, a ``ChoiceDelta`` no
-    ``reasoning_content``), ten times the rest of the per-chunk path. Fields live in the
-    instance ``__dict__`` and extra fields in ``__pydantic_extra__``, so those are read first;
-    ``getattr`` remains for everything else (properties, plain objects, slots).
-    """
-    d = getattr(obj, "__dict__", None)
-    if d is not None:
-        value = d.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
-        extra = getattr(obj, "__pydantic_extra__", _MISSING)
-        if extra is not _MISSING:
-            if extra and key in extra:
-                return extra[key]
-            cls = type(obj)
-            has = _CLASS_HAS.get((cls, key))
-            if has is None:
-                has = _CLASS_HAS[(cls, key)] = hasattr(cls, key)
-            if not has:
-                return None
-    return getattr(obj, key, None)
+# ------------------------------------------------------------------------------- reading
 
 
-def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key)
-    return _attr(obj, key)
-
-
-def _typed(item: Any, typ: str, getter: Any) -> Reading:
-    """A Responses API event with ``type`` ``typ``."""
-    seq = getter(item, "sequence_number")
-    if typ.endswith(".delta"):
-        delta = getter(item, "delta")
-        if isinstance(delta, str):
-            if delta:
-                return Reading(CONTENT, delta, seq)
-            return Reading(KEEPALIVE, "", seq)
-        return Reading(LIFECYCLE, "", seq)
-    if typ in _ERROR_TYPES:
-        resp = getter(item, "response")
-        rid = _get(resp, "id") if resp is not None else None
-        return Reading(ERROR, "", seq, rid if isinstance(rid, str) else None, _ERROR_TYPES[typ])
-    if typ == "response.completed":
-        resp = getter(item, "response")
-        rid = _get(resp, "id") if resp is not None else None
-        return Reading(END, "", seq, rid if isinstance(rid, str) else None)
-    if typ == "response.created":
-        resp = getter(item, "response")
-        rid = _get(resp, "id") if resp is not None else None
-        return Reading(STARTED, "", seq, rid if isinstance(rid, str) else None)
-    if typ in _RESPONSE_ID_TYPES:
-        resp = getter(item, "response")
-        rid = _get(resp, "id") if resp is not None else None
-        return Reading(LIFECYCLE, "", seq, rid if isinstance(rid, str) else None)
-    return Reading(LIFECYCLE, "", seq) if seq is not None else _LIFECYCLE
-
-
-def _chat(item: Any, choices: Any, getter: Any) -> Reading:
-    """A Chat Completions chunk."""
-    rid = getter(item, "id")
-    rid = rid if isinstance(rid, str) else None
-    parts: list[str] = []
-    for choice in choices or ():
-        delta = _get(choice, "delta")
-        if delta is None:
-            continue
-        for key in ("content", "refusal", "reasoning_content"):
-            val = _get(delta, key)
-            if isinstance(val, str) and val:
-                parts.append(val)
-        for call in _get(delta, "tool_calls") or ():
-            fn = _get(call, "function")
-            args = _get(fn, "arguments") if fn is not None else None
-            if isinstance(args, str) and args:
-                parts.append(args)
-    if parts:
-        return Reading(CONTENT, parts[0] if len(parts) == 1 else "".join(parts), None, rid)
-    return Reading(LIFECYCLE, "", None, rid)
-
-
-def _dict_get(d: dict[str, Any], key: str) -> Any:
-    return d.get(key)
-
-
-def classify(item: Any) -> Reading:
-    """Read one upstream item (see the module docstring for the shapes understood)."""
+def read_item(item: Any) -> Reading:
+    """What one upstream item means (see the module docstring and each format's)."""
     if isinstance(item, str):
         return Reading(CONTENT, item) if item else _KEEPALIVE
-    if isinstance(item, dict):
-        typ = item.get("type")
-        if isinstance(typ, str):
-            return _typed(item, typ, _dict_get)
-        if "choices" in item:
-            return _chat(item, item.get("choices"), _dict_get)
-        if "error" in item:
-            return Reading(ERROR, error_class=c.ERROR_CLASS_UPSTREAM_EVENT)
-        return _LIFECYCLE
-    typ = _attr(item, "type")
-    if isinstance(typ, str):
-        return _typed(item, typ, _attr)  # read with a default: SDK events lack fields
-    choices = _attr(item, "choices")
-    if choices is not None:
-        return _chat(item, choices, _attr)
-    data = _attr(item, "data")
-    if isinstance(data, str) and hasattr(item, "event"):
-        return classify_json_text(data, _attr(item, "event"))
+    for fmt in _formats:
+        r = fmt.read(item)
+        if r is not None:
+            return r
+    if not isinstance(item, dict):
+        data = attr(item, "data")
+        if isinstance(data, str) and hasattr(item, "event"):
+            return read_sse(data, attr(item, "event"))
     return _LIFECYCLE
 
 
-def classify_json_text(data: str, event: str | None = None) -> Reading:
-    """Read an SSE event's ``data`` (JSON) and ``event`` name."""
-    if data.startswith("[DONE]"):
-        return _END_READING
+def read_sse(data: str, event: str | None = None) -> Reading:
+    """Read an SSE event's ``data`` and ``event`` name."""
+    for fmt in _formats:
+        r = fmt.read_sse_data(data)
+        if r is not None:
+            return r
     try:
         obj = json.loads(data)
     except ValueError:
@@ -219,64 +120,128 @@ def classify_json_text(data: str, event: str | None = None) -> Reading:
     if isinstance(obj, dict):
         if "type" not in obj and event and event != "message":
             obj = {**obj, "type": event}
-        return classify(obj)
+        return read_item(obj)
     if isinstance(obj, str):
         return Reading(CONTENT, obj) if obj else _KEEPALIVE
     return _LIFECYCLE
 
 
-_NETWORK_NAMES = frozenset(
-    {
-        "APIConnectionError",
-        "ConnectError",
-        "ConnectionError",
-        "NetworkError",
-        "ReadError",
-        "WriteError",
-        "RemoteProtocolError",
-        "ProtocolError",
-        "TransportError",
-        "ReadTimeout",
-        "WriteTimeout",
-        "PoolTimeout",
-        "APITimeoutError",
-        "IncompleteRead",
-    }
-)
+def _fast_text(core: Any, item: str, t: float) -> Any:
+    return core.on_content(item, None, t) if item else MISS
 
 
-def classify_exception(exc: BaseException) -> str:
-    """The ``error_class`` label for an exception out of an upstream, by duck typing.
-
-    steadystream errors carry their own class; an HTTP status (``status_code`` on the openai
-    SDK's ``APIStatusError``, ``response.status_code`` on httpx's ``HTTPStatusError``) maps to
-    rate-limited / 5xx / 4xx; connect timeouts and transport failures are recognised by class
-    name, so no client library is imported.
-    """
-    from ..errors import StreamError
-
-    if isinstance(exc, StreamError):
-        status = getattr(exc, "status", None)
-        if exc.error_class == c.ERROR_CLASS_OTHER and isinstance(status, int):
-            return _status_class(status)
-        return exc.error_class
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int) and status >= 400:
-        return _status_class(status)
-    for cls in type(exc).__mro__:
-        name = cls.__name__
-        if name == "ConnectTimeout":
-            return c.ERROR_CLASS_CONNECT_TIMEOUT
-        if name in _NETWORK_NAMES:
-            return c.ERROR_CLASS_NETWORK
-    return c.ERROR_CLASS_OTHER
+def _no_fast_path(core: Any, item: Any, t: float) -> Any:
+    return MISS
 
 
-def _status_class(status: int) -> str:
-    if status == 429:
-        return c.ERROR_CLASS_RATE_LIMITED
-    if status >= 500:
-        return c.ERROR_CLASS_UPSTREAM_5XX
-    return c.ERROR_CLASS_UPSTREAM_4XX
+def fast_path(item: Any) -> FastPath:
+    """The fast path for items of ``type(item)``: a shell asks once per item class and keeps
+    the answer while the class stays the same (a stream's items are nearly all one class)."""
+    if type(item) is str:
+        return _fast_text
+    for fmt in _formats:
+        fast = fmt.fast_path(item)
+        if fast is not None:
+            return fast
+    return _no_fast_path
+
+
+def feed(core: Any, item: Any, t: float) -> Any:
+    """Hand ``item`` to ``core`` (``StreamCore``): its fast path, else its reading. Returns
+    what the core returned (``None``, or a timeout to raise)."""
+    out = fast_path(item)(core, item, t)
+    if out is MISS:
+        out = core.on_reading(read_item(item), t)
+    return out
+
+
+# ------------------------------------------------------------------------------- questions
+
+
+def content_text(item: Any) -> str:
+    """The content text ``item`` carries (``""`` for anything but content)."""
+    r = read_item(item)
+    return r.text if r.kind == CONTENT else ""
+
+
+def is_incomplete(item: Any) -> bool:
+    """True for a terminal event that ends a response early but legitimately (the Responses
+    API's incomplete response: the consumer got a truncated answer)."""
+    r = read_item(item)
+    return r.kind == ERROR and r.error_class == c.ERROR_CLASS_RESPONSE_INCOMPLETE
+
+
+def is_progress(item: Any) -> bool:
+    """A progress event a slow consumer can do without (never content or a terminal)."""
+    return any(fmt.is_progress(item) for fmt in _formats)
+
+
+def describe_error(item: Any) -> str:
+    """A short message for an in-band error item: its type, code and message, never content."""
+    for fmt in _formats:
+        text = fmt.describe_error(item)
+        if text is not None:
+            return text
+    return "error"
+
+
+# ------------------------------------------------------------------------------- rewriting
+
+
+def replace_text(item: Any, old: str, new: str) -> Any:
+    """A copy of content item ``item`` whose text ``old`` is replaced by ``new`` (resume trims a
+    replayed delta to its unseen suffix), or :data:`~.base.MISS` when its shape cannot be
+    rewritten."""
+    if isinstance(item, str):
+        return new
+    for fmt in _formats:
+        out = fmt.replace_text(item, old, new)
+        if out is not MISS:
+            return out
+    if not isinstance(item, dict):
+        data = attr(item, "data")
+        if isinstance(data, str) and hasattr(item, "event"):
+            replaced = _replace_in_sse_data(data, old, new)
+            if replaced is not None:
+                return with_field(item, "data", replaced)
+    return MISS
+
+
+def _replace_in_sse_data(data: str, old: str, new: str) -> str | None:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return new if data == old else None
+    if isinstance(obj, dict):
+        out = replace_text(obj, old, new)
+        if out is MISS:
+            return None
+        return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(obj, str) and obj == old:
+        return json.dumps(new, ensure_ascii=False)
+    return None
+
+
+def merge_key(item: Any) -> tuple[Any, ...] | None:
+    """Identity of the text a content item belongs to; adjacent items with equal keys may be
+    merged into one (``None``: never merge)."""
+    if isinstance(item, str):
+        return ("str",)
+    for fmt in _formats:
+        key = fmt.merge_key(item)
+        if key is not None:
+            return (fmt.name, *key)
+    return None
+
+
+def with_text(item: Any, text: str) -> Any:
+    """A copy of mergeable content item ``item`` carrying ``text`` instead (see
+    :func:`merge_key`)."""
+    if isinstance(item, str):
+        return text
+    for fmt in _formats:
+        if fmt.merge_key(item) is not None:
+            out = fmt.with_text(item, text)
+            if out is not MISS:
+                return out
+    raise TypeError(f"cannot merge text into a {type(item).__name__}")
