@@ -82,7 +82,7 @@ class Setup:
         if not prometheus:
             # StreamMonitor always wires a Prometheus sink; to measure the OpenTelemetry sinks
             # alone it is taken out here (benchmark-only reach into a private attribute).
-            from steadystream.instrumentation.metrics import PrometheusSink
+            from steadystream.instrumentation.sinks.prometheus import PrometheusSink
 
             sinks = self.monitor._sinks
             self.monitor._sinks = tuple(s for s in sinks if not isinstance(s, PrometheusSink))

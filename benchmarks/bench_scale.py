@@ -144,7 +144,7 @@ async def _client(url: str, spec: ss.Spec) -> Any:
     on its copy), so raw and wrapped streams wait for a connection equally long."""
     from openai import AsyncOpenAI
 
-    from steadystream.instrumentation.timeouts import openai_client_options
+    from steadystream.instrumentation.policy.timeouts import openai_client_options
 
     return AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, **openai_client_options(spec))
 

@@ -98,7 +98,7 @@ class _Null:
 
 
 def ladder(deltas: int, rounds: int) -> None:
-    from steadystream.instrumentation.core import CorePolicy, StreamCore
+    from steadystream.instrumentation.core.machine import CorePolicy, StreamCore
 
     events = _events.sdk_events(deltas)
     n = len(events)

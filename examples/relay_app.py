@@ -4,7 +4,7 @@ What it shows:
 
 * ``responses_stream`` opens the upstream with ``background=True``, retries within the monitor's
   budget and resumes dropped connections exactly;
-* ``monitor.relay`` (here :func:`steadystream.instrumentation.relay.relay`) puts a bounded
+* ``monitor.relay`` (here :func:`steadystream.instrumentation.policy.relay.relay`) puts a bounded
   buffer between that stream and the browser, so a client on a bad network (or one that stopped
   reading) costs at most ``flow_control.max_buffer`` bytes of memory, and the overflow policy
   from the spec applies;
@@ -39,10 +39,10 @@ from starlette.routing import Mount, Route
 
 import steadystream as ss
 from steadystream.exporters import metrics_asgi_app
-from steadystream.instrumentation.checkpoint import Checkpoint
+from steadystream.instrumentation.core.checkpoint import Checkpoint
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream, without_retries
-from steadystream.instrumentation.relay import Relay, relay
+from steadystream.instrumentation.policy.relay import Relay, relay
 
 MODEL = "gpt-4.1"
 

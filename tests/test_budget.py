@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import steadystream as ss
-from steadystream.instrumentation.budget import RetryBudget
+from steadystream.instrumentation.policy.budget import RetryBudget
 
 
 class Clock:
@@ -129,7 +129,7 @@ def test_docstring_example_runs() -> None:
     """The example in RetryBudget's docstring is true."""
     import doctest
 
-    from steadystream.instrumentation import budget
+    from steadystream.instrumentation.policy import budget
 
     result = doctest.testmod(budget)
     assert result.attempted > 0 and result.failed == 0

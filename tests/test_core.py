@@ -9,9 +9,9 @@ import pytest
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.checkpoint import Checkpoint, ContentHasher, PrefixVerifier
-from steadystream.instrumentation.core import CorePolicy, StreamCore
-from steadystream.instrumentation.telemetry import ErrorRateWindow, Fanout
+from steadystream.instrumentation.core.checkpoint import Checkpoint, ContentHasher, PrefixVerifier
+from steadystream.instrumentation.core.machine import CorePolicy, StreamCore
+from steadystream.instrumentation.sinks.telemetry import ErrorRateWindow, Fanout
 
 
 class Recorder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from steadystream import conventions as c
-from steadystream.instrumentation.core import CorePolicy, StreamCore
+from steadystream.instrumentation.core.machine import CorePolicy, StreamCore
 from steadystream.instrumentation.errors import UpstreamError
 
 

@@ -23,10 +23,9 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.active import install
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream, without_retries
-from steadystream.instrumentation.retry import Backoff
+from steadystream.instrumentation.policy.retry import Backoff
 from steadystream.simulate import ROUTE_CREATE, ROUTE_RESUME, Upstream, deltas, expected_text
 
 MODEL = "gpt-4.1"
@@ -171,12 +170,14 @@ class Harness:
         self.exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.backoff = RecordingBackoff()
         self.monitor = StreamMonitor(
-            make_spec(case.idle), registry=self.registry, tracer_provider=provider
+            make_spec(case.idle),
+            registry=self.registry,
+            tracer_provider=provider,
+            backoff=self.backoff,
         )
         self.script = FaultScript(case.fault, *([case.then] if case.then else []))
-        self.backoff = RecordingBackoff()
-        install(self.monitor, backoff=self.backoff)
         self.before = up.stats
 
     def value(self, metric: str, **extra: str) -> float:

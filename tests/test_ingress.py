@@ -9,7 +9,7 @@ import pytest
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.ingress import IngressGuard
+from steadystream.instrumentation.policy.ingress import IngressGuard
 
 
 class Clock:
@@ -149,7 +149,36 @@ def test_docstring_example_runs() -> None:
     """The example in IngressGuard's docstring is true."""
     import doctest
 
-    from steadystream.instrumentation import ingress
+    from steadystream.instrumentation.policy import ingress
 
     result = doctest.testmod(ingress, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_monitor_uses_the_injected_guard() -> None:
+    """StreamMonitor(ingress=...) admits active streams through that guard, not one of its own."""
+    from prometheus_client import CollectorRegistry
+
+    guard = IngressGuard(1, 1000.0, clock=Clock())
+    monitor = ss.StreamMonitor(
+        ss.default_spec("ingress-test"), registry=CollectorRegistry(), ingress=guard
+    )
+    assert monitor.ingress is guard
+    first = iter(monitor.stream(lambda checkpoint: iter(["a", "b"]), model="m"))
+    assert next(first) == "a"
+    assert guard.in_flight == 1
+    with pytest.raises(ss.IngressRejected) as info:
+        next(iter(monitor.stream(lambda checkpoint: iter(["c"]), model="m")))
+    assert info.value.reason == c.REJECT_CONCURRENCY
+    assert list(first) == ["b"]
+    assert guard.in_flight == 0
+
+
+def test_monitor_builds_its_guard_from_the_spec() -> None:
+    """Without ingress=, the monitor's guard is the one spec.stream.ingress describes."""
+    from prometheus_client import CollectorRegistry
+
+    spec = ss.default_spec("ingress-test")
+    monitor = ss.StreamMonitor(spec, registry=CollectorRegistry())
+    assert monitor.ingress.max_concurrent == spec.stream.ingress.max_concurrent
+    assert monitor.ingress.rate == spec.stream.ingress.rate

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.metrics import _observe_many, labelnames
+from steadystream.instrumentation.sinks.prometheus import _observe_many, labelnames
 
 BASE = {"service": "svc", "model": "m", "provider": "p"}
 

@@ -70,7 +70,10 @@ def test_importing_steadystream_loads_no_http_or_llm_client() -> None:
     """Duck typing: importing the package and the instrumentation imports no openai/httpx."""
     code = (
         "import sys, steadystream, steadystream.exporters\n"
-        "from steadystream.instrumentation import core, shell, monitor, metrics, otel, events\n"
+        "from steadystream.instrumentation import monitor\n"
+        "from steadystream.instrumentation.core import machine, shell\n"
+        "from steadystream.instrumentation.sinks import otel, prometheus\n"
+        "from steadystream.instrumentation import providers\n"
         "print(sorted(m for m in ('openai', 'httpx', 'httpx2') if m in sys.modules))\n"
     )
     out = subprocess.run(

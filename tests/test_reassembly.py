@@ -8,15 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steadystream import conventions as c
-from steadystream.instrumentation.events import CONTENT, END, KEEPALIVE, classify_json_text
-from steadystream.instrumentation.reassembly import (
+from steadystream.instrumentation.core.reassembly import (
     FenceTracker,
     ServerSentEvent,
     SSEParser,
     Utf8Decoder,
     looks_like_sse,
 )
-from steadystream.instrumentation.shell import ByteReader
+from steadystream.instrumentation.core.shell import ByteReader
+from steadystream.instrumentation.providers.base import CONTENT, END, KEEPALIVE
+from steadystream.instrumentation.providers.registry import read_sse
 
 
 def split_at(data: bytes | str, cuts: list[int]) -> list:
@@ -134,12 +135,12 @@ def test_byte_reader_sniffs_sse_or_plain_text() -> None:
 
 def test_sse_data_classification() -> None:
     """[DONE] ends, JSON deltas are content, plain-text data is content, empty is keep-alive."""
-    assert classify_json_text("[DONE]").kind == END
+    assert read_sse("[DONE]").kind == END
     delta = json.dumps({"type": "response.output_text.delta", "delta": "hé"})
-    assert classify_json_text(delta).text == "hé"
-    assert classify_json_text("plain words").kind == CONTENT
-    assert classify_json_text("").kind == KEEPALIVE
-    named = classify_json_text(json.dumps({"delta": "x"}), "response.output_text.delta")
+    assert read_sse(delta).text == "hé"
+    assert read_sse("plain words").kind == CONTENT
+    assert read_sse("").kind == KEEPALIVE
+    named = read_sse(json.dumps({"delta": "x"}), "response.output_text.delta")
     assert (named.kind, named.text) == (CONTENT, "x")
 
 

@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation import events as ev
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream
-from steadystream.instrumentation.relay import ITEM_OVERHEAD, relay
+from steadystream.instrumentation.policy.relay import ITEM_OVERHEAD, relay
+from steadystream.instrumentation.providers import base as ev
+from steadystream.instrumentation.providers.registry import read_item
 from steadystream.simulate import HEADER_TOKENS, Upstream, expected_text
 
 MODEL = "gpt-4.1"
@@ -66,11 +67,11 @@ def source(monitor: StreamMonitor, up: Upstream) -> Any:
 
 
 def text_of(items: list[Any]) -> str:
-    return "".join(ev.classify(i).text for i in items if ev.classify(i).kind == ev.CONTENT)
+    return "".join(read_item(i).text for i in items if read_item(i).kind == ev.CONTENT)
 
 
 def largest_item(items: list[Any]) -> int:
-    return max(ITEM_OVERHEAD + len(ev.classify(i).text.encode()) for i in items)
+    return max(ITEM_OVERHEAD + len(read_item(i).text.encode()) for i in items)
 
 
 async def test_pause_stops_reading_and_resumes_without_loss(upstream: Upstream) -> None:
@@ -102,7 +103,7 @@ async def test_drop_sheds_progress_and_coalesces_but_keeps_all_text(upstream: Up
         await relayed.wait_stalled()  # nothing read yet: the backlog is all there is
         assert relayed.dropped_items >= 1  # response.in_progress was in the backlog
         items = [item async for item in relayed]
-    types = [ev.classify(i) for i in items]
+    types = [read_item(i) for i in items]
     assert text_of(items) == EXPECTED
     assert not any(getattr(i, "type", "") == "response.in_progress" for i in items)
     deltas = [i for i in items if getattr(i, "type", "") == "response.output_text.delta"]

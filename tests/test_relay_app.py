@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream.instrumentation.monitor import StreamMonitor
-from steadystream.instrumentation.relay import ITEM_OVERHEAD
+from steadystream.instrumentation.policy.relay import ITEM_OVERHEAD
 from steadystream.simulate import Upstream, expected_text
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "relay_app.py"

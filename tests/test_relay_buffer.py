@@ -9,14 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.responses import ResponseTextDeltaEvent
 
-from steadystream.instrumentation import events as ev
-from steadystream.instrumentation.checkpoint import ContentHasher
-from steadystream.instrumentation.relay import (
+from steadystream.instrumentation.core.checkpoint import ContentHasher
+from steadystream.instrumentation.policy.relay import (
     ITEM_OVERHEAD,
     RelayBuffer,
     default_low_value,
     default_sizeof,
 )
+from steadystream.instrumentation.providers import base as ev
+from steadystream.instrumentation.providers.registry import read_item
 
 
 def delta(text: str, seq: int, item_id: str = "msg_1") -> ResponseTextDeltaEvent:
@@ -41,17 +42,17 @@ def drain(buf: RelayBuffer) -> list[Any]:
 
 def test_sizes() -> None:
     """Raw text and bytes count their UTF-8 length; events add a fixed framing overhead."""
-    assert default_sizeof("hé", ev.classify("hé")) == 3
-    assert default_sizeof(b"abcd", ev.classify("x")) == 4
+    assert default_sizeof("hé", read_item("hé")) == 3
+    assert default_sizeof(b"abcd", read_item("x")) == 4
     event = delta("hé", 4)
-    assert default_sizeof(event, ev.classify(event)) == ITEM_OVERHEAD + 3
-    assert default_sizeof(PROGRESS, ev.classify(PROGRESS)) == ITEM_OVERHEAD
+    assert default_sizeof(event, read_item(event)) == ITEM_OVERHEAD + 3
+    assert default_sizeof(PROGRESS, read_item(PROGRESS)) == ITEM_OVERHEAD
 
 
 def test_low_value_predicate() -> None:
     """Keep-alives and progress events are low value; content and structure never are."""
     for item in (KEEPALIVE, PROGRESS, {"type": "response.web_search_call.searching"}):
-        assert default_low_value(item, ev.classify(item)) is True
+        assert default_low_value(item, read_item(item)) is True
     for item in (
         "text",
         delta("x", 1),
@@ -60,7 +61,7 @@ def test_low_value_predicate() -> None:
         {"type": "error"},
         {"type": "response.output_item.added"},
     ):
-        assert default_low_value(item, ev.classify(item)) is False
+        assert default_low_value(item, read_item(item)) is False
 
 
 def test_under_the_cap_nothing_happens() -> None:
@@ -133,14 +134,14 @@ def test_drop_sheds_low_value_and_coalesces_but_never_content() -> None:
     out.extend(drain(buf))
     assert buf.dropped_items > 0 and buf.breaches > 0
     assert sum(o.dropped_items for o in offers) == buf.dropped_items
-    low = [x for x in out if ev.classify(x).kind != ev.CONTENT]
+    low = [x for x in out if read_item(x).kind != ev.CONTENT]
     assert len(low) == 2 * 12 - buf.dropped_items
-    text = "".join(ev.classify(x).text for x in out)
+    text = "".join(read_item(x).text for x in out)
     assert text == "".join(f"t{i:02d}-" * 10 for i in range(12))
-    deltas = [x for x in out if ev.classify(x).kind == ev.CONTENT]
+    deltas = [x for x in out if read_item(x).kind == ev.CONTENT]
     assert len(deltas) < 12  # some deltas were coalesced
     assert deltas[-1].sequence_number == 11  # a merged event carries the later number
-    assert buf.peak <= buf.cap + max(default_sizeof(x, ev.classify(x)) for x in items)
+    assert buf.peak <= buf.cap + max(default_sizeof(x, read_item(x)) for x in items)
 
 
 def test_drop_pauses_when_only_content_is_left() -> None:

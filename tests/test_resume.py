@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from openai.types.responses import ResponseCreatedEvent, ResponseTextDeltaEvent
 
 import steadystream as ss
-from steadystream.instrumentation import events as ev
-from steadystream.instrumentation.checkpoint import Checkpoint, ContentHasher
-from steadystream.instrumentation.reassembly import ServerSentEvent
-from steadystream.instrumentation.resume import SKIP, Resumer, replace_text
+from steadystream.instrumentation.core.checkpoint import Checkpoint, ContentHasher
+from steadystream.instrumentation.core.reassembly import ServerSentEvent
+from steadystream.instrumentation.policy.resume import SKIP, Resumer, replace_text
+from steadystream.instrumentation.providers.registry import read_item
 
 
 def checkpoint_of(text: str, *, seq: int | None = None) -> Checkpoint:
@@ -30,7 +30,7 @@ def run(resumer: Resumer, items: list[Any]) -> list[Any]:
 
 
 def content(items: list[Any]) -> str:
-    return "".join(ev.classify(item).text for item in items)
+    return "".join(read_item(item).text for item in items)
 
 
 def delta(text: str, seq: int) -> ResponseTextDeltaEvent:
@@ -162,7 +162,7 @@ def test_sse_and_chat_shapes_split() -> None:
         event="message", data='{"type":"response.output_text.delta","delta":"abcd"}'
     )
     out = replace_text(sse, "abcd", "cd")
-    assert ev.classify(out).text == "cd"
+    assert read_item(out).text == "cd"
     chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "abcd"}}]}
     out = replace_text(chunk, "abcd", "cd")
     assert out["choices"][0]["delta"]["content"] == "cd"

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 import steadystream as ss
 from steadystream import conventions as c
 from steadystream.instrumentation.active import ActiveStream, stream_active
-from steadystream.instrumentation.checkpoint import Checkpoint
+from steadystream.instrumentation.core.checkpoint import Checkpoint
 from steadystream.instrumentation.monitor import StreamMonitor
 
 CHUNKS = ["Hel", "lo, ", "wör", "ld! ", "✓ ", "done"]

@@ -13,7 +13,7 @@ import pytest
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.retry import (
+from steadystream.instrumentation.policy.retry import (
     Backoff,
     classify,
     parse_retry_after,
@@ -232,8 +232,8 @@ def test_resilience_modules_import_no_http_or_llm_client() -> None:
 
     code = (
         "import sys\n"
-        "from steadystream.instrumentation import active, budget, ingress, openai, relay\n"
-        "from steadystream.instrumentation import resume, retry\n"
+        "from steadystream.instrumentation import active, openai\n"
+        "from steadystream.instrumentation.policy import budget, ingress, relay, resume, retry\n"
         "print(sorted(m for m in ('openai', 'httpx', 'httpx2') if m in sys.modules))\n"
     )
     out = subprocess.run(

@@ -17,10 +17,9 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.instrumentation.active import install
-from steadystream.instrumentation.budget import RetryBudget
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream
+from steadystream.instrumentation.policy.budget import RetryBudget
 from steadystream.simulate import ROUTE_CREATE, Upstream, expected_text
 
 STREAMS = 200
@@ -57,14 +56,13 @@ def make_monitor(registry: CollectorRegistry) -> StreamMonitor:
             },
         }
     )
-    monitor = StreamMonitor(spec, registry=registry)
     # A frozen budget clock: the floor's reserve never refills and deposits never decay, so
     # the allowance is exactly share x requests + floor x ttl whatever the machine's speed.
-    install(
-        monitor,
+    return StreamMonitor(
+        spec,
+        registry=registry,
         budget=RetryBudget(SHARE, FLOOR_PER_SECOND, ttl=TTL, clock=lambda: 0.0),
     )
-    return monitor
 
 
 def value(registry: CollectorRegistry, metric: str, **extra: str) -> float:

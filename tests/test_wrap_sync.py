@@ -394,9 +394,9 @@ def test_watchdog_rearms_at_idle_deadline_when_first_token_budget_is_longer() ->
 
     def stall() -> None:
         # The reader is about to block: the watchdog must look at the idle deadline.
-        seen_due.append(tel.monitor._watchdog.due(wrapper))
+        seen_due.append(tel.monitor.watchdog.due(wrapper))
         clock.now += 9.0  # 9 s of silence after the content (fake time)
-        tel.monitor._watchdog.wake()
+        tel.monitor.watchdog.wake()
 
     upstream = StallAfterContent(stall)
     wrapper = tel.monitor.wrap(upstream, model="gpt-4.1", provider="openai")

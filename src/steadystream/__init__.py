@@ -13,7 +13,8 @@ dashboards and the runbooks::
 
 from __future__ import annotations
 
-from .instrumentation.checkpoint import Checkpoint
+from .instrumentation.core.checkpoint import Checkpoint
+from .instrumentation.core.reassembly import ServerSentEvent
 from .instrumentation.errors import (
     ClientTooSlow,
     FirstTokenTimeout,
@@ -27,11 +28,9 @@ from .instrumentation.errors import (
     UpstreamError,
 )
 from .instrumentation.monitor import StreamMonitor
-from .instrumentation.reassembly import ServerSentEvent
-from .instrumentation.timeouts import httpx_timeout, openai_client_options
+from .instrumentation.policy.timeouts import httpx_timeout, openai_client_options
 from .spec import Spec, SpecError, default_spec, load_spec
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Checkpoint",

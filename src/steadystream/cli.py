@@ -9,8 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
 from .spec import SpecError, json_schema_text, load_spec
+from .version import __version__
 
 
 def _err(message: str) -> None:

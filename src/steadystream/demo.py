@@ -77,8 +77,6 @@ DEMO_PROVIDER = "openai"
 #: (and counted as abandoned), so the defaults stay under a minute whatever the fault profile.
 DRAIN_SECONDS = 8.0
 
-_INCOMPLETE_EVENT = "response.incomplete"
-
 _PROMPTS = (
     "Explain exponential backoff with jitter in three sentences.",
     "Write a haiku about a dropped TCP connection.",
@@ -687,14 +685,14 @@ async def _one_stream(
     monitor: Any, client: Any, prompt: str, tally: ClientTally, factory: StreamFactory
 ) -> None:
     from .instrumentation.errors import StreamError
+    from .instrumentation.providers import content_text, is_incomplete
 
     tally.started += 1
-    last_type = None
+    last = None
     try:
         async for event in factory(monitor, client, prompt):
-            last_type = getattr(event, "type", None)
-            if last_type == "response.output_text.delta":
-                tally.content_bytes += len(event.delta.encode("utf-8"))
+            last = event
+            tally.content_bytes += len(content_text(event).encode("utf-8"))
     except asyncio.CancelledError:
         tally.abandoned += 1
         raise
@@ -709,7 +707,7 @@ async def _one_stream(
     else:
         # A response that ends with response.incomplete arrives without an exception (its
         # events are the answer), but the consumer got a truncated answer: a failed stream.
-        if last_type == _INCOMPLETE_EVENT:
+        if last is not None and is_incomplete(last):
             tally.failed += 1
             tally.errors[c.ERROR_CLASS_RESPONSE_INCOMPLETE] += 1
         else:

@@ -9,48 +9,47 @@ send as the ``Idempotency-Key`` header.
 
 What happens around the opener, for sync and async consumers alike:
 
-1. **Ingress.** The stream is admitted by the monitor's :class:`~.ingress.IngressGuard`
+1. **Ingress.** The stream is admitted by the monitor's :class:`~.policy.ingress.IngressGuard`
    (``spec.stream.ingress``) or rejected at once with :class:`~steadystream.IngressRejected`.
 2. **Attempts.** Each attempt is read through the same shells as ``monitor.wrap``, so the
    first-token, idle and total timeouts, the phases, checkpoints and spans (one per logical
    stream, a child span per attempt) are the core's.
-3. **Retries.** A failed attempt is classified (:mod:`.retry`). It is retried only when the
+3. **Retries.** A failed attempt is classified (:mod:`.policy.retry`). It is retried only when the
    failure is transient, ``max_retries`` is not used up, the total budget leaves room for the
-   backoff, and the monitor's shared :class:`~.budget.RetryBudget` grants a token. Otherwise
+   backoff, and the monitor's shared :class:`~.policy.budget.RetryBudget` grants a token. Otherwise
    the consumer gets a typed error carrying the checkpoint: :class:`~steadystream.UpstreamError`,
    a timeout, or :class:`~steadystream.RetryBudgetExhausted` when the budget refused.
 4. **Resume.** After content (or once the upstream numbered its events), the next attempt
-   resumes. Its items pass through a :class:`~.resume.Resumer` *before* the core sees them, so
-   a replayed prefix is skipped and verified, nothing is counted twice, and the consumer gets
-   every content byte exactly once, or :class:`~steadystream.ResumeFailed`. A resume the
-   upstream refuses (a 4xx such as 404: the response is gone) also ends in ``ResumeFailed``,
-   with the upstream's :class:`~steadystream.UpstreamError` as ``__cause__``. Every resume
-   that does not catch up counts once in ``stream_resume_failure_total``.
-5. **In-band failures.** An ``error`` event or ``response.failed`` ends the stream with
-   ``UpstreamError`` (``error_class`` ``upstream_error_event`` / ``response_failed``); the event
-   itself is not yielded. A Responses stream that ends without its terminal event was cut
-   short, and is resumed like a dropped connection.
+   resumes. Its items pass through a :class:`~.policy.resume.Resumer` *before* the core sees
+   them, so a replayed prefix is skipped and verified, nothing is counted twice, and the
+   consumer gets every content byte exactly once, or :class:`~steadystream.ResumeFailed`. A
+   resume the upstream refuses (a 4xx such as 404: the response is gone) also ends in
+   ``ResumeFailed``, with the upstream's :class:`~steadystream.UpstreamError` as
+   ``__cause__``. Every resume that does not catch up counts once in
+   ``stream_resume_failure_total``.
+5. **In-band failures.** An item the provider layer (:mod:`.providers`) reads as an in-band
+   error ends the stream with ``UpstreamError`` carrying its ``error_class`` (e.g.
+   ``upstream_error_event``, ``response_failed``); the item itself is not yielded. An
+   incomplete response is a legitimate, truncated end and is yielded. A stream that announced
+   its start and ends without its terminal item was cut short, and is resumed like a dropped
+   connection.
 
-The retry budget and ingress guard are per monitor and created on first use from the spec;
-:func:`install` replaces them (e.g. with injected clocks in tests).
+The retry budget, backoff and ingress guard belong to the monitor (``StreamMonitor(...,
+budget=, ingress=, backoff=)``, built from the spec when not given), so every stream of a
+monitor shares them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import random
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
-from . import events as ev
-from .budget import RetryBudget
+from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
 from .errors import (
     IngressRejected,
     ResumeFailed,
@@ -58,100 +57,25 @@ from .errors import (
     StreamError,
     UpstreamError,
 )
-from .ingress import IngressGuard, IngressTicket
-from .resume import SKIP, Resumer
-from .retry import Backoff, Verdict, classify
-from .shell import AsyncStreamWrapper, SyncStreamWrapper
-from .telemetry import report_telemetry_error
+from .policy.resume import SKIP, Resumer
+from .policy.retry import Verdict, classify
+from .providers import registry as wire
+from .providers.base import END, ERROR
+from .providers.failures import error_class as failure_class
+from .sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .core import StreamCore
+    from .core.checkpoint import Checkpoint
+    from .core.machine import StreamCore
     from .monitor import StreamMonitor
+    from .policy.ingress import IngressTicket
 
-__all__ = ["ActiveStream", "Resilience", "install", "resilience", "stream_active"]
+__all__ = ["ActiveStream", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
-_TEXT_DELTA = "response.output_text.delta"
-
-
-@dataclass
-class Resilience:
-    """The per-monitor shared state of active streams: retry budget, backoff, ingress guard."""
-
-    budget: RetryBudget
-    backoff: Backoff
-    ingress: IngressGuard
-    #: Wall clock for HTTP-date ``retry-after`` values.
-    wall_clock: Callable[[], float] = field(default=time.time)
-
-
-_STATE: weakref.WeakKeyDictionary[Any, Resilience] = weakref.WeakKeyDictionary()
-_STATE_LOCK = threading.Lock()
-
-
-def resilience(monitor: StreamMonitor) -> Resilience:
-    """The monitor's :class:`Resilience`, created from its spec on first use."""
-    state = _STATE.get(monitor)
-    if state is None:
-        with _STATE_LOCK:
-            state = _STATE.get(monitor)
-            if state is None:
-                stream = monitor.spec.stream
-                state = Resilience(
-                    budget=RetryBudget.from_spec(stream.retry, clock=monitor.clock),
-                    backoff=Backoff.from_spec(stream.retry, rng=random.Random().random),
-                    ingress=IngressGuard.from_spec(stream.ingress, clock=monitor.clock),
-                )
-                _STATE[monitor] = state
-    return state
-
-
-def install(
-    monitor: StreamMonitor,
-    *,
-    budget: RetryBudget | None = None,
-    backoff: Backoff | None = None,
-    ingress: IngressGuard | None = None,
-    wall_clock: Callable[[], float] | None = None,
-) -> Resilience:
-    """Replace parts of the monitor's shared resilience state (before streams start)."""
-    state = resilience(monitor)
-    with _STATE_LOCK:
-        if budget is not None:
-            state.budget = budget
-        if backoff is not None:
-            state.backoff = backoff
-        if ingress is not None:
-            state.ingress = ingress
-        if wall_clock is not None:
-            state.wall_clock = wall_clock
-    return state
 
 
 # ---------------------------------------------------------------------------------- attempts
-
-
-class _SyncAttempt(SyncStreamWrapper[Any]):
-    """The sync shell for one attempt: ends the attempt, never the logical stream."""
-
-    __slots__ = ()
-
-    def _end(
-        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
-    ) -> None:
-        self._done = True
-
-
-class _AsyncAttempt(AsyncStreamWrapper[Any]):
-    """The async shell for one attempt: ends the attempt, never the logical stream."""
-
-    __slots__ = ()
-
-    def _end(
-        self, t: float, *, error: BaseException | None = None, abandoned: bool = False
-    ) -> None:
-        self._done = True
 
 
 class _Replay:
@@ -242,7 +166,6 @@ class _Run:
         self.expect_json = expect_json
         self.idempotency_key = idempotency_key
         self.pass_key = _accepts_key(opener)
-        self.state = resilience(monitor)
         self.clock = monitor.clock
         self.retry_spec = monitor.spec.stream.retry
         self.core: StreamCore | None = None
@@ -254,6 +177,8 @@ class _Run:
         self.saw_bytes = False
         self.saw_sequence = False
         self.saw_end = False
+        # Content chunks the core had counted when the last item was handed over.
+        self.chunks_seen = 0
         self.closed = False
         #: Called with the core as soon as it exists (relay mode moves byte counting).
         self.on_core: Callable[[StreamCore], None] | None = None
@@ -263,7 +188,7 @@ class _Run:
     def start(self) -> StreamCore:
         """Admit the stream (ingress), open its core, deposit into the retry budget."""
         try:
-            self.ticket = self.state.ingress.acquire()
+            self.ticket = self.monitor.ingress.acquire()
         except IngressRejected as exc:
             self.monitor.record_rejected(exc.reason, self.model, self.provider)
             raise
@@ -279,7 +204,7 @@ class _Run:
             except Exception:
                 report_telemetry_error("StreamCore", "on_core")
         self.t_open = self.clock()
-        self.state.budget.deposit()
+        self.monitor.budget.deposit()
         return core
 
     def begin_attempt(self) -> tuple[Any, ...]:
@@ -333,27 +258,30 @@ class _Run:
         if isinstance(item, bytes | bytearray | memoryview):
             self.saw_bytes = True
             return item
-        # Fast path for text deltas, nearly every item of a stream: nothing to decide.
-        if (
-            self.saw_sequence
-            and (item.get("type") if cls is dict else getattr(item, "type", None)) == _TEXT_DELTA
-        ):
+        core = self._core
+        # Nearly every item is content, and the shell has just fed it to the core: when the
+        # core counted a chunk, there is nothing to decide.
+        chunks = core.chunks
+        if chunks != self.chunks_seen:
+            self.chunks_seen = chunks
+            if not self.saw_sequence and core.sequence_number is not None:
+                self.saw_sequence = True
             return item
-        reading = ev.classify(item)
+        reading = wire.read_item(item)
         if reading.sequence_number is not None:
             self.saw_sequence = True
         kind = reading.kind
-        if kind == ev.END:
+        if kind == END:
             self.saw_end = True
-        elif kind == ev.ERROR:
+        elif kind == ERROR:
             if reading.error_class == c.ERROR_CLASS_RESPONSE_INCOMPLETE:
                 # A legitimate (if truncated) end: the consumer gets the event and its reason.
                 self.saw_end = True
                 return item
             raise UpstreamError(
-                _error_message(item),
+                wire.describe_error(item),
                 error_class=reading.error_class,
-                checkpoint=self._core.current_checkpoint(),
+                checkpoint=core.current_checkpoint(),
                 retryable=False,
             )
         return item
@@ -380,7 +308,7 @@ class _Run:
         the consumer gets (typed, with the exact checkpoint)."""
         core = self._core
         t = self.clock()
-        if core.waiting and ev.classify_exception(exc) == c.ERROR_CLASS_NETWORK:
+        if core.waiting and failure_class(exc) == c.ERROR_CLASS_NETWORK:
             # The opener failed on the network (typically the HTTP client's read timeout while
             # waiting for response headers) after the attempt's deadline: that attempt ran out
             # of its first-token budget, and is counted and retried as such.
@@ -400,7 +328,7 @@ class _Run:
             delivered=core.content_bytes > 0,
             resumable=self.resumable and not self.saw_bytes,
             retry_after_cap=self.retry_spec.retry_after_cap,
-            now=self.state.wall_clock(),
+            now=self.monitor.wall_clock(),
         )
         if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT:
             # The dial / TLS budget ran out inside the HTTP client (see .timeouts).
@@ -421,10 +349,10 @@ class _Run:
             ) from cause
         if not verdict.retry or self.retries >= self.retry_spec.max_retries:
             raise self._final(exc, verdict) from exc
-        delay = self.state.backoff.delay(self.retries, verdict.retry_after)
+        delay = self.monitor.backoff.delay(self.retries, verdict.retry_after)
         if self.clock() + delay >= self.t_open + self.monitor.policy.total:
             raise self._final(exc, verdict) from exc
-        if not self.state.budget.try_withdraw():
+        if not self.monitor.budget.try_withdraw():
             try:
                 core.record_budget_exhausted(t)
             except Exception:
@@ -502,36 +430,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _error_message(item: Any) -> str:
-    """A short message for an in-band failure event (code and message, no content)."""
-    get = item.get if isinstance(item, dict) else lambda k: getattr(item, k, None)
-    typ = get("type") or "error"
-    code, message = get("code"), get("message")
-    response = get("response")
-    if response is not None and code is None:
-        err = (
-            response.get("error")
-            if isinstance(response, dict)
-            else getattr(response, "error", None)
-        )
-        if err is not None:
-            code = err.get("code") if isinstance(err, dict) else getattr(err, "code", None)
-            message = err.get("message") if isinstance(err, dict) else getattr(err, "message", None)
-    parts = [str(typ)]
-    if code:
-        parts.append(f"[{code}]")
-    if message:
-        parts.append(str(message))
-    return " ".join(parts)
-
-
 # ---------------------------------------------------------------------------------- drivers
 
 
 def _run_sync(run: _Run) -> Iterator[Any]:
     monitor = run.monitor
     run.start()
-    attempt: _SyncAttempt | None = None
+    attempt: SyncStreamWrapper[Any] | None = None
     try:
         while True:
             args = run.begin_attempt()
@@ -544,11 +449,12 @@ def _run_sync(run: _Run) -> Iterator[Any]:
             if inspect.isawaitable(upstream) or hasattr(upstream, "__aiter__"):
                 _discard(upstream)
                 raise TypeError("the opener returned an async stream; iterate with 'async for'")
-            attempt = _SyncAttempt(
+            attempt = SyncStreamWrapper(
                 run._core,
                 run.wrap_upstream(upstream),
                 monitor.clock,
-                watchdog=monitor._watchdog,
+                watchdog=monitor.watchdog,
+                attempt_only=True,
             )
             try:
                 for item in attempt:
@@ -583,7 +489,7 @@ def _run_sync(run: _Run) -> Iterator[Any]:
 async def _run_async(run: _Run) -> AsyncIterator[Any]:
     monitor = run.monitor
     run.start()
-    attempt: _AsyncAttempt | None = None
+    attempt: AsyncStreamWrapper[Any] | None = None
     try:
         while True:
             args = run.begin_attempt()
@@ -599,7 +505,9 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
                 if not hasattr(upstream, "__iter__"):
                     raise TypeError(f"the opener returned {type(upstream).__name__}, not a stream")
                 upstream = _AsyncFromSync(upstream)
-            attempt = _AsyncAttempt(run._core, run.wrap_upstream(upstream), monitor.clock)
+            attempt = AsyncStreamWrapper(
+                run._core, run.wrap_upstream(upstream), monitor.clock, attempt_only=True
+            )
             try:
                 async for item in attempt:
                     yield run.on_item(item)
@@ -701,6 +609,24 @@ class ActiveStream:
         if core is None or not core.chunks:
             return core.checkpoint if core is not None else None
         return core.current_checkpoint()
+
+    @property
+    def core(self) -> StreamCore | None:
+        """The logical stream's core once iteration has started (``None`` before)."""
+        return self._run.core
+
+    def on_core(self, callback: Callable[[StreamCore], None]) -> None:
+        """Call ``callback(core)`` as soon as the core exists (at once if it already does);
+        relay mode uses it to count bytes on delivery. One callback per stream."""
+        if self._run.core is not None:
+            callback(self._run.core)
+        else:
+            self._run.on_core = callback
+
+    def fail(self, exc: BaseException) -> None:
+        """End the logical stream now with ``exc`` (relay mode: the consumer fell behind);
+        a no-op once it has ended."""
+        self._run.finish(error=exc)
 
     @property
     def attempts(self) -> int:

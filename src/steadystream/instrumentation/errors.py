@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+    from .core.checkpoint import Checkpoint
 
 __all__ = [
     "ClientTooSlow",

@@ -20,9 +20,15 @@ Where telemetry goes:
   is created (``opentelemetry.metrics.set_meter_provider``); with none installed, OpenTelemetry
   metrics are off and Prometheus carries them. This keeps the per-chunk path free of no-op calls
   in the common Prometheus-only set-up. Pass a provider explicitly to always get instruments.
+* ``budget`` / ``ingress`` / ``backoff``: the retry budget
+  (:class:`~.policy.budget.RetryBudget`), ingress guard (:class:`~.policy.ingress.IngressGuard`)
+  and backoff (:class:`~.policy.retry.Backoff`) shared by the monitor's active streams; ``None``
+  builds each from the spec (on the monitor's clock). Pass your own to share one budget between
+  monitors, or to drive them with a test clock.
 * ``clock``: a monotonic clock in seconds (``time.monotonic``); tests pass a fake one.
+  ``wall_clock``: Unix time (``time.time``), for HTTP-date ``retry-after`` values.
 * ``watchdog``: enforce deadlines on blocked sync reads with a watchdog thread (see
-  :mod:`.watchdog`); ``False`` checks deadlines only when items arrive.
+  :mod:`.core.watchdog`); ``False`` checks deadlines only when items arrive.
 * ``max_providers``: distinct ``provider`` label values before new ones become ``other``
   (models are capped by ``spec.stream.max_models``), so an application that passes arbitrary
   provider strings cannot explode the metrics' cardinality.
@@ -30,17 +36,21 @@ Where telemetry goes:
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import conventions as c
-from .core import CorePolicy, StreamCore
-from .metrics import PrometheusSink
-from .shell import AsyncStreamWrapper, SyncStreamWrapper
-from .telemetry import Fanout, TelemetrySink, report_telemetry_error
-from .watchdog import Watchdog
+from .core.machine import CorePolicy, StreamCore
+from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
+from .core.watchdog import Watchdog
+from .policy.budget import RetryBudget
+from .policy.ingress import IngressGuard
+from .policy.retry import Backoff
+from .sinks.prometheus import PrometheusSink
+from .sinks.telemetry import Fanout, TelemetrySink, report_telemetry_error
 
 if TYPE_CHECKING:
     import httpx
@@ -50,8 +60,8 @@ if TYPE_CHECKING:
 
     from ..spec import Spec
     from .active import ActiveStream
-    from .reassembly import ServerSentEvent
-    from .relay import Relay
+    from .core.reassembly import ServerSentEvent
+    from .policy.relay import Relay
 
 __all__ = ["DEFAULT_MAX_PROVIDERS", "StreamMonitor"]
 
@@ -111,7 +121,11 @@ class StreamMonitor:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         *,
+        budget: RetryBudget | None = None,
+        ingress: IngressGuard | None = None,
+        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         watchdog: bool = True,
         max_providers: int = DEFAULT_MAX_PROVIDERS,
     ) -> None:
@@ -138,14 +152,29 @@ class StreamMonitor:
             PrometheusSink(registry, spec.service, self.buckets, clock),
         ]
         if meter_provider is not None:
-            from .otel import OTelMetricsSink
+            from .sinks.otel import OTelMetricsSink
 
             sinks.append(OTelMetricsSink(meter_provider, spec.service, self.buckets, clock))
-        from .otel import TracingSink
+        from .sinks.otel import TracingSink
 
         sinks.append(TracingSink(tracer_provider, spec.service))
         self._sinks = tuple(sinks)
-        self._watchdog = Watchdog(clock) if watchdog else None
+        #: Enforces deadlines on blocked sync reads (``None`` with ``watchdog=False``).
+        self.watchdog = Watchdog(clock) if watchdog else None
+        retry = spec.stream.retry
+        #: The retry budget every active stream of this monitor draws from.
+        self.budget = budget if budget is not None else RetryBudget.from_spec(retry, clock=clock)
+        #: The concurrency cap and rate limit in front of this monitor's active streams.
+        self.ingress = (
+            ingress
+            if ingress is not None
+            else IngressGuard.from_spec(spec.stream.ingress, clock=clock)
+        )
+        #: The delay before each retry.
+        self.backoff = (
+            backoff if backoff is not None else Backoff.from_spec(retry, rng=random.Random().random)
+        )
+        self.wall_clock = wall_clock
 
     # ------------------------------------------------------------------ labels
 
@@ -237,7 +266,7 @@ class StreamMonitor:
         ``stream``: an openai ``Stream`` / ``AsyncStream`` (Responses events or Chat
         Completions chunks), any iterable of such objects, dicts, ``str`` or ``bytes``, or an
         httpx / httpx2 ``Response`` with an SSE body (yielded as parsed
-        :class:`~.reassembly.ServerSentEvent` objects). ``model`` / ``provider``: label
+        :class:`~.core.reassembly.ServerSentEvent` objects). ``model`` / ``provider``: label
         values (the model is capped, see :meth:`model_label`). ``expect_json``: check that the
         content is one complete JSON document. ``sse``: force (or forbid) SSE parsing of byte
         input; by default it is sniffed (and an httpx response with
@@ -253,7 +282,7 @@ class StreamMonitor:
         if hasattr(stream, "__aiter__"):
             return AsyncStreamWrapper(core, stream, self.clock, sse=sse)
         if hasattr(stream, "__iter__") and not isinstance(stream, (str, bytes, bytearray)):
-            return SyncStreamWrapper(core, stream, self.clock, watchdog=self._watchdog, sse=sse)
+            return SyncStreamWrapper(core, stream, self.clock, watchdog=self.watchdog, sse=sse)
         if hasattr(stream, "iter_bytes") or hasattr(stream, "aiter_bytes"):
             if sse is None:
                 ctype = str(getattr(stream, "headers", {}).get("content-type", ""))
@@ -261,7 +290,7 @@ class StreamMonitor:
             if _is_async_response(stream):
                 return AsyncStreamWrapper(core, stream, self.clock, events_mode=True, sse=sse)
             return SyncStreamWrapper(
-                core, stream, self.clock, watchdog=self._watchdog, events_mode=True, sse=sse
+                core, stream, self.clock, watchdog=self.watchdog, events_mode=True, sse=sse
             )
         core.close(self.clock(), error=TypeError("not a stream"))
         raise TypeError(
@@ -285,7 +314,7 @@ class StreamMonitor:
     def relay(self, source: Any, **kw: Any) -> Relay:
         """Relay ``source`` to a possibly slow consumer through the spec's bounded buffer
         (``flow_control``); see :func:`steadystream.instrumentation.relay.relay`."""
-        from .relay import relay
+        from .policy.relay import relay
 
         return relay(self, source, **kw)
 
@@ -309,14 +338,14 @@ class StreamMonitor:
     # ------------------------------------------------------------------ client helpers
 
     def httpx_timeout(self) -> httpx.Timeout:
-        """An ``httpx.Timeout`` from the spec (see :mod:`.timeouts`)."""
-        from .timeouts import httpx_timeout
+        """An ``httpx.Timeout`` from the spec (see :mod:`.policy.timeouts`)."""
+        from .policy.timeouts import httpx_timeout
 
         return httpx_timeout(self.spec)
 
     def openai_client_options(self) -> dict[str, Any]:
         """``OpenAI(**monitor.openai_client_options())``: the spec's connect/read timeouts."""
-        from .timeouts import openai_client_options
+        from .policy.timeouts import openai_client_options
 
         return openai_client_options(self.spec)
 

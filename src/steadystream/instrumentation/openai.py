@@ -16,9 +16,9 @@ What it does on top of ``client.responses.create(..., stream=True)``:
   request, reused by every retry, so a retried create cannot start a second generation;
 * turns the client's own retries off on a copy (``client.with_options(max_retries=0)``), so the
   monitor's retries and budget are the only ones and the two never multiply; the copy also gets
-  the spec's connect timeout (see :mod:`.timeouts`) and a read timeout one and a half times the
-  longer of ``first_token`` and ``stream_idle`` as a backstop (the monitor's own timers fire
-  first and raise typed errors), unless you pass ``timeout=``;
+  the spec's connect timeout (see :mod:`.policy.timeouts`) and a read timeout one and a half
+  times the longer of ``first_token`` and ``stream_idle`` as a backstop (the monitor's own
+  timers fire first and raise typed errors), unless you pass ``timeout=``;
 * after an interruption (dropped connection, idle timeout, 5xx, a stream cut before its
   terminal event) re-attaches with ``client.responses.retrieve(id, stream=True,
   starting_after=<last sequence_number>)``, within ``max_retries`` and the monitor's retry
@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
 from .active import ActiveStream, stream_active
-from .timeouts import timeout_parts
+from .policy.timeouts import timeout_parts
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+    from .core.checkpoint import Checkpoint
     from .monitor import StreamMonitor
 
 __all__ = ["is_async_client", "responses_stream", "without_retries"]

@@ -45,14 +45,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import events as ev
-from .checkpoint import Checkpoint, ContentHasher
-from .errors import ClientTooSlow
-from .telemetry import report_telemetry_error
+from ..core.checkpoint import Checkpoint, ContentHasher
+from ..errors import ClientTooSlow
+from ..providers import registry as wire
+from ..providers.base import CONTENT, KEEPALIVE, LIFECYCLE, Reading
+from ..sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
-    from .core import StreamCore
-    from .monitor import StreamMonitor
+    from ..core.machine import StreamCore
+    from ..monitor import StreamMonitor
 
 __all__ = [
     "ITEM_OVERHEAD",
@@ -73,11 +74,8 @@ ITEM_OVERHEAD: Final = 128
 # Delivered bytes reach stream_bytes_total after this many items taken (and at the end).
 _REPORT_EVERY: Final = 64
 
-_PROGRESS_SUFFIXES: Final = (".in_progress", ".searching", ".interpreting", ".generating")
-_PROGRESS_TYPES: Final = frozenset({"response.queued", "response.in_progress"})
 
-
-def default_sizeof(item: Any, reading: ev.Reading) -> int:
+def default_sizeof(item: Any, reading: Reading) -> int:
     """Bytes an item holds in the buffer: ``bytes`` and ``str`` by their (UTF-8) length, events
     by their content plus :data:`ITEM_OVERHEAD`."""
     if isinstance(item, bytes | bytearray | memoryview):
@@ -88,21 +86,14 @@ def default_sizeof(item: Any, reading: ev.Reading) -> int:
     return ITEM_OVERHEAD + (len(text.encode("utf-8", "surrogatepass")) if text else 0)
 
 
-def _type_of(item: Any) -> str | None:
-    typ = item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
-    return typ if isinstance(typ, str) else None
-
-
-def default_low_value(item: Any, reading: ev.Reading) -> bool:
-    """Keep-alives and progress events (``response.in_progress``, ``*.searching``, ...): safe
-    to drop for a slow consumer. Never content, never a lifecycle, terminal or error event."""
-    if reading.kind == ev.KEEPALIVE:
+def default_low_value(item: Any, reading: Reading) -> bool:
+    """Keep-alives and the progress events the wire format names (the Responses API's
+    ``in_progress``, ``searching``, ...): safe to drop for a slow consumer. Never content, never
+    any other lifecycle, terminal or error event."""
+    if reading.kind == KEEPALIVE:
         # An empty text delta or an SSE comment; ``b""`` is not an item anyone sends.
         return True
-    if reading.kind != ev.LIFECYCLE:
-        return False
-    typ = _type_of(item)
-    return typ is not None and (typ in _PROGRESS_TYPES or typ.endswith(_PROGRESS_SUFFIXES))
+    return reading.kind == LIFECYCLE and wire.is_progress(item)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +118,7 @@ _OK: Final = Offer()
 class _Entry:
     __slots__ = ("item", "reading", "size")
 
-    def __init__(self, item: Any, reading: ev.Reading, size: int) -> None:
+    def __init__(self, item: Any, reading: Reading, size: int) -> None:
         self.item = item
         self.reading = reading
         self.size = size
@@ -150,8 +141,8 @@ class RelayBuffer:
         cap: int,
         policy: Policy,
         *,
-        low_value: Callable[[Any, ev.Reading], bool] = default_low_value,
-        sizeof: Callable[[Any, ev.Reading], int] = default_sizeof,
+        low_value: Callable[[Any, Reading], bool] = default_low_value,
+        sizeof: Callable[[Any, Reading], int] = default_sizeof,
     ) -> None:
         if cap < 1:
             raise ValueError("cap must be at least one byte")
@@ -188,12 +179,12 @@ class RelayBuffer:
         """True from a breach until the consumer has drained the buffer to :attr:`low_water`."""
         return self._over
 
-    def offer(self, item: Any, reading: ev.Reading | None = None) -> Offer:
+    def offer(self, item: Any, reading: Reading | None = None) -> Offer:
         """Add one upstream item (the reader calls this). See :class:`Offer`."""
         if self.terminated:
             return Offer(terminate=True)
         if reading is None:
-            reading = ev.classify(item)
+            reading = wire.read_item(item)
         size = self._sizeof(item, reading)
         if self.buffered + size <= self.cap or not self._queue:
             # An item larger than the cap, offered to an empty buffer, is no sign of a slow
@@ -269,7 +260,7 @@ class RelayBuffer:
         self._account_drop(items, nbytes)
         return items, nbytes
 
-    def _coalesce_into_tail(self, item: Any, reading: ev.Reading) -> bool:
+    def _coalesce_into_tail(self, item: Any, reading: Reading) -> bool:
         if not self._queue:
             return False
         entry = _Entry(item, reading, self._sizeof(item, reading))
@@ -285,10 +276,8 @@ class RelayBuffer:
 
     def _merge(self, first: _Entry, second: _Entry) -> _Entry:
         text = first.reading.text + second.reading.text
-        item = _with_text(second.item, text)
-        reading = ev.Reading(
-            ev.CONTENT, text, second.reading.sequence_number, second.reading.response_id
-        )
+        item = wire.with_text(second.item, text)
+        reading = Reading(CONTENT, text, second.reading.sequence_number, second.reading.response_id)
         return _Entry(item, reading, self._sizeof(item, reading))
 
     def take(self) -> Any:
@@ -298,7 +287,7 @@ class RelayBuffer:
         if self._over and self.buffered <= self.low_water:
             self._over = False  # the breach is over once a paused reader may read again
         r = entry.reading
-        if r.kind == ev.CONTENT:
+        if r.kind == CONTENT:
             self._hasher.update_text(r.text)
             self._chunks += 1
         if r.sequence_number is not None:
@@ -317,34 +306,11 @@ class RelayBuffer:
         return self._hasher.offset
 
 
-def _merge_key(item: Any) -> tuple[Any, ...] | None:
-    """Identity of the text a delta belongs to; ``None`` when the item cannot be merged."""
-    if isinstance(item, str):
-        return ("str",)
-    get = item.get if isinstance(item, dict) else lambda k: getattr(item, k, None)
-    typ = get("type")
-    if not isinstance(typ, str) or not typ.endswith(".delta") or not isinstance(get("delta"), str):
-        return None
-    if get("logprobs"):
-        return None  # per-token data would be lost by merging
-    return (typ, get("item_id"), get("output_index"), get("content_index"))
-
-
 def _can_merge(first: _Entry, second: _Entry) -> bool:
-    if first.reading.kind != ev.CONTENT or second.reading.kind != ev.CONTENT:
+    if first.reading.kind != CONTENT or second.reading.kind != CONTENT:
         return False
-    key = _merge_key(first.item)
-    return key is not None and key == _merge_key(second.item)
-
-
-def _with_text(item: Any, text: str) -> Any:
-    if isinstance(item, str):
-        return text
-    if isinstance(item, dict):
-        return {**item, "delta": text}
-    from .resume import _with_attr
-
-    return _with_attr(item, "delta", text)
+    key = wire.merge_key(first.item)
+    return key is not None and key == wire.merge_key(second.item)
 
 
 # ------------------------------------------------------------------------------- async shell
@@ -570,8 +536,8 @@ def relay(
     provider: str | None = None,
     max_buffer: int | None = None,
     on_overflow: Policy | None = None,
-    low_value: Callable[[Any, ev.Reading], bool] = default_low_value,
-    sizeof: Callable[[Any, ev.Reading], int] = default_sizeof,
+    low_value: Callable[[Any, Reading], bool] = default_low_value,
+    sizeof: Callable[[Any, Reading], int] = default_sizeof,
     **kwargs: Any,
 ) -> Relay:
     """Relay ``source`` to a (possibly slow) consumer through a bounded buffer (``monitor.relay``).
@@ -583,8 +549,8 @@ def relay(
     and ``sizeof`` replace :func:`default_low_value` and :func:`default_sizeof`. Other keyword
     arguments go to ``monitor.stream`` or ``monitor.wrap``.
     """
-    from .active import ActiveStream, stream_active
-    from .shell import AsyncStreamWrapper
+    from ..active import ActiveStream, stream_active
+    from ..core.shell import AsyncStreamWrapper
 
     flow = monitor.spec.stream.flow_control
     buffer = RelayBuffer(
@@ -606,13 +572,13 @@ def relay(
         )
 
     if isinstance(inner, ActiveStream):
-        run = inner._run
+        active = inner
 
         def core_of() -> StreamCore | None:
-            return run.core
+            return active.core
 
         def fail_inner(exc: BaseException) -> None:
-            run.finish(error=exc)
+            active.fail(exc)
 
     else:
 
@@ -625,8 +591,8 @@ def relay(
     relayed = Relay(inner, buffer, core_of, fail_inner, monitor.clock)
     # stream_bytes_total counts what the consumer takes: hand the count to the relay before
     # the reader reads anything (an active stream's core only exists once it starts).
-    if isinstance(inner, ActiveStream) and inner._run.core is None:
-        inner._run.on_core = relayed.bind_core
+    if isinstance(inner, ActiveStream):
+        inner.on_core(relayed.bind_core)
     else:
         core = core_of()
         if core is not None:

@@ -14,22 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as c
-from .telemetry import ErrorRateWindow
+from ... import conventions as c
+from ...version import __version__
+from ..sinks.telemetry import ErrorRateWindow
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
 
-    from .checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 __all__ = ["OTelMetricsSink", "TracingSink"]
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 class _OTelStream:
@@ -134,7 +129,7 @@ class OTelMetricsSink:
         buckets: Mapping[str, tuple[float, ...]],
         clock: Callable[[], float],
     ) -> None:
-        meter = meter_provider.get_meter(c.METER_NAME, _version())
+        meter = meter_provider.get_meter(c.METER_NAME, __version__)
         self._service = service
         self._clock = clock
         self._streams: dict[tuple[str, str], _OTelStream] = {}
@@ -312,7 +307,7 @@ class TracingSink:
     """:class:`~.telemetry.TelemetrySink` producing spans through ``tracer_provider``."""
 
     def __init__(self, tracer_provider: TracerProvider, service: str) -> None:
-        self._tracer = tracer_provider.get_tracer(c.TRACER_NAME, _version())
+        self._tracer = tracer_provider.get_tracer(c.TRACER_NAME, __version__)
         self._service = service
 
     def bind(

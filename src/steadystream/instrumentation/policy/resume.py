@@ -9,14 +9,14 @@ last ``sequence_number``, the ``response_id``). The source answers in one of two
   from some earlier offset): the replayed content up to ``checkpoint.offset`` is hashed
   incrementally and compared with ``checkpoint.sha256`` before anything new is delivered. A
   replayed delta that straddles the offset is split, and only its new part reaches the consumer.
-  Replayed lifecycle events (``response.created`` again) are skipped. A divergent replay raises
+  Replayed lifecycle events (the stream's start again) are skipped. A divergent replay raises
   :class:`~steadystream.ResumeFailed`; divergent text is never delivered.
 * **Continue by sequence number** (the Responses API's
   ``GET /responses/{id}?stream=true&starting_after=N``): events numbered ``<= N`` are duplicates
   and skipped (their content still verified against the hash when present), and the first new
   event must be number ``N + 1``; a gap means events were lost and raises ``ResumeFailed``.
 
-Items are read with :func:`steadystream.instrumentation.events.classify`, so the shapes the
+Items are read by the provider layer (:mod:`..providers`), so the shapes the
 wrapper understands (``str``, Responses events as SDK objects or dicts, Chat Completions chunks,
 SSE events) all resume. A raw byte stream cannot be split at a content offset without rewriting
 its framing, so byte sources are retried only before their first content.
@@ -33,14 +33,12 @@ Example, resuming a generic source that always replays from the start::
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
 from typing import Any, Final
 
-from . import events as ev
-from .checkpoint import Checkpoint, ContentHasher, PrefixVerifier
-from .errors import ResumeFailed
+from ..core.checkpoint import Checkpoint, ContentHasher, PrefixVerifier
+from ..errors import ResumeFailed
+from ..providers import registry as wire
+from ..providers.base import CONTENT, ERROR, MISS, Reading
 
 __all__ = ["SKIP", "Resumer", "replace_text"]
 
@@ -79,20 +77,20 @@ class Resumer:
     def _fail(self, message: str) -> ResumeFailed:
         return ResumeFailed(message, checkpoint=self._checkpoint)
 
-    def admit(self, item: Any, reading: ev.Reading | None = None) -> Any:
+    def admit(self, item: Any, reading: Reading | None = None) -> Any:
         """The item to deliver for ``item`` (itself, or a copy with its already-delivered
         leading text removed), or :data:`SKIP`. Raises :class:`~steadystream.ResumeFailed` when
         the replay diverges or has a gap."""
         if self.done:
             return item
         if reading is None:
-            reading = ev.classify(item)
+            reading = wire.read_item(item)
         cp = self._checkpoint
         seq = reading.sequence_number
         if cp.sequence_number is not None and seq is not None:
             return self._admit_by_sequence(item, reading, seq, cp.sequence_number)
-        if reading.kind != ev.CONTENT:
-            if reading.kind == ev.ERROR:
+        if reading.kind != CONTENT:
+            if reading.kind == ERROR:
                 # A failure inside the replay is the new attempt's failure, not a replay.
                 self.done = True
                 return item
@@ -116,9 +114,9 @@ class Resumer:
             return SKIP
         return replace_text(item, reading.text, new)
 
-    def _admit_by_sequence(self, item: Any, reading: ev.Reading, seq: int, last: int) -> Any:
+    def _admit_by_sequence(self, item: Any, reading: Reading, seq: int, last: int) -> Any:
         if seq <= last:
-            if reading.kind == ev.CONTENT:
+            if reading.kind == CONTENT:
                 # A duplicate of something delivered: it must lie inside the prefix.
                 self._replayed.update_text(reading.text)
                 if self._replayed.offset > self._checkpoint.offset:
@@ -163,77 +161,13 @@ class Resumer:
 def replace_text(item: Any, old: str, new: str) -> Any:
     """A copy of ``item`` whose content text ``old`` is replaced by its suffix ``new``.
 
-    Used when a replayed delta straddles the checkpoint offset. Supports the shapes
-    :func:`~steadystream.instrumentation.events.classify` reads as content; anything else raises
+    Used when a replayed delta straddles the checkpoint offset. The wire format rewrites the
+    item (:func:`~..providers.registry.replace_text`); a shape it cannot rewrite raises
     :class:`~steadystream.ResumeFailed` rather than deliver text twice.
     """
-    if isinstance(item, str):
-        return new
-    if isinstance(item, dict):
-        if isinstance(item.get("delta"), str):
-            return {**item, "delta": new}
-        if "choices" in item:
-            out = copy.deepcopy(item)
-            if _replace_in_choices(out["choices"], old, new, dict_like=True):
-                return out
-    elif isinstance(getattr(item, "delta", None), str) and isinstance(
-        getattr(item, "type", None), str
-    ):
-        return _with_attr(item, "delta", new)
-    elif getattr(item, "choices", None) is not None:
-        out = _deep_copy(item)
-        if _replace_in_choices(out.choices, old, new, dict_like=False):
-            return out
-    elif isinstance(getattr(item, "data", None), str) and hasattr(item, "event"):
-        data = _replace_in_json(item.data, old, new)
-        if data is not None:
-            return _with_attr(item, "data", data)
-    raise ResumeFailed(
-        f"resume failed: cannot split a replayed {type(item).__name__} at the checkpoint offset"
-    )
-
-
-def _with_attr(item: Any, name: str, value: Any) -> Any:
-    if hasattr(item, "model_copy"):  # pydantic (openai SDK events)
-        return item.model_copy(update={name: value})
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.replace(item, **{name: value})
-    out = copy.copy(item)
-    setattr(out, name, value)
+    out = wire.replace_text(item, old, new)
+    if out is MISS:
+        raise ResumeFailed(
+            f"resume failed: cannot split a replayed {type(item).__name__} at the checkpoint offset"
+        )
     return out
-
-
-def _deep_copy(item: Any) -> Any:
-    if hasattr(item, "model_copy"):
-        return item.model_copy(deep=True)
-    return copy.deepcopy(item)
-
-
-def _replace_in_choices(choices: Any, old: str, new: str, *, dict_like: bool) -> bool:
-    """Trim the one content field of a single-choice chat chunk whose value is ``old``."""
-    get = (lambda o, k: o.get(k)) if dict_like else getattr
-    for choice in choices or ():
-        delta = get(choice, "delta")
-        if delta is None:
-            continue
-        for key in ("content", "refusal", "reasoning_content"):
-            if get(delta, key) == old:
-                if dict_like:
-                    delta[key] = new
-                else:
-                    setattr(delta, key, new)
-                return True
-    return False
-
-
-def _replace_in_json(data: str, old: str, new: str) -> str | None:
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        return new if data == old else None
-    if isinstance(obj, dict) and obj.get("delta") == old:
-        obj["delta"] = new
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(obj, str) and obj == old:
-        return json.dumps(new, ensure_ascii=False)
-    return None

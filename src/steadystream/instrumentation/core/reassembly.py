@@ -209,43 +209,46 @@ class FenceTracker:
     tell whether it is a fence; text without a backtick or tilde costs a single scan.
     """
 
-    __slots__ = ("_at_line_start", "_head", "open_fence")
+    __slots__ = ("at_line_start", "head", "open_fence")
 
     def __init__(self) -> None:
-        self._at_line_start = True
-        self._head = ""
+        # Public for the core's per-chunk path, which inlines the common "mid-line" case.
+        #: True when the next text starts a line.
+        self.at_line_start = True
+        #: The start of the current line, kept while it may still become a fence.
+        self.head = ""
         #: The marker of the fence currently open (e.g. ``"```"``), or ``""``.
         self.open_fence = ""
 
     def feed(self, text: str) -> None:
         """Account for the next piece of content."""
-        if "`" not in text and "~" not in text and not self._head:
+        if "`" not in text and "~" not in text and not self.head:
             # Fast path: no fence here; only the start of the last line can matter later.
             cut = max(text.rfind("\n"), text.rfind("\r"))
-            line_start = cut >= 0 or self._at_line_start
+            line_start = cut >= 0 or self.at_line_start
             tail = text[cut + 1 :]
             if line_start and len(tail) <= 3 and not tail.strip(" "):
                 # Up to three spaces may indent a fence that the next text completes.
-                self._head = tail
-                self._at_line_start = not tail
+                self.head = tail
+                self.at_line_start = not tail
             else:
-                self._at_line_start = False
+                self.at_line_start = False
             return
         for part in _split_keep(text):
-            if self._at_line_start or self._head:
-                self._head += part
+            if self.at_line_start or self.head:
+                self.head += part
                 self._resolve()
             if part.endswith(("\n", "\r")):
-                self._at_line_start = True
-                self._head = ""
+                self.at_line_start = True
+                self.head = ""
             else:
-                self._at_line_start = False
+                self.at_line_start = False
 
     def _resolve(self) -> None:
-        head = self._head
+        head = self.head
         stripped = head.lstrip(" ")
         if len(head) - len(stripped) > 3:
-            self._head = ""  # indented code, not a fence
+            self.head = ""  # indented code, not a fence
             return
         body = stripped.rstrip("\r\n")
         ended = len(body) != len(stripped)
@@ -258,18 +261,18 @@ class FenceTracker:
                 self.open_fence = marker
             elif marker == self.open_fence:
                 self.open_fence = ""
-        self._head = ""
-        self._at_line_start = False
+        self.head = ""
+        self.at_line_start = False
 
     @property
     def pending(self) -> bool:
         """True while the start of the current line is held back (it may become a fence)."""
-        return bool(self._head)
+        return bool(self.head)
 
     def mid_line(self) -> None:
         """The caller saw text without fence characters that does not end in a space or a line
         end: the tracker is now in the middle of a line (a fast path for :meth:`feed`)."""
-        self._at_line_start = False
+        self.at_line_start = False
 
     @property
     def unclosed(self) -> bool:

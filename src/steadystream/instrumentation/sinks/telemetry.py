@@ -1,6 +1,6 @@
 """The telemetry sink interface the core reports to, and the pieces every sink shares.
 
-The core (:mod:`.core`) never talks to Prometheus or OpenTelemetry. It calls a
+The core (:mod:`..core.machine`) never talks to Prometheus or OpenTelemetry. It calls a
 :class:`StreamObserver`: one object per logical stream, obtained from each
 :class:`TelemetrySink` with :meth:`TelemetrySink.bind`. The monitor wires three sinks
 (Prometheus, OpenTelemetry metrics, spans) behind a :class:`Fanout` that logs and swallows any
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 __all__ = ["ErrorRateWindow", "Fanout", "StreamObserver", "TelemetrySink"]
 

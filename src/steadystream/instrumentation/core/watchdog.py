@@ -38,7 +38,7 @@ _INF = float("inf")
 
 
 class _Watched(Protocol):
-    def _watchdog_check(self, now: float) -> float | None:
+    def watchdog_check(self, now: float) -> float | None:
         """Return the next time to look again, or None when done with this stream."""
 
 
@@ -95,7 +95,7 @@ class Watchdog:
 
     def watch(self, stream: _Watched, at: float) -> None:
         """Look at ``stream`` at time ``at`` (the monitor's clock); it stays watched until its
-        ``_watchdog_check`` returns None. A stream has one pending look: an earlier ``at``
+        ``watchdog_check`` returns None. A stream has one pending look: an earlier ``at``
         replaces it, a later one is ignored (the pending look will say when to look again)."""
         with self._cond:
             due = self._due.get(stream)
@@ -143,7 +143,7 @@ class Watchdog:
                         continue
                     self._cond.wait(timeout=min(delay, 60.0))
             try:
-                again = stream._watchdog_check(self._clock())
+                again = stream.watchdog_check(self._clock())
             except Exception:
                 log.exception("watchdog check failed; the stream is no longer watched")
                 again = None

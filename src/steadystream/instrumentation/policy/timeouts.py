@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from ..spec import Spec
+    from ...spec import Spec
 
 __all__ = ["httpx_timeout", "openai_client_options", "read_backstop", "timeout_parts"]
 

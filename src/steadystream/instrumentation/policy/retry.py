@@ -2,11 +2,13 @@
 
 Two pure pieces, both free of I/O and of any clock or random source they are not handed:
 
-* :func:`classify` looks at an exception (steadystream's own typed errors, the openai SDK's
-  ``APIStatusError`` / ``APIConnectionError`` / ``APITimeoutError``, httpx and httpx2 errors,
-  plain ``OSError``) by duck typing and says whether a retry can help, under which
+* :func:`classify` looks at an exception and says whether a retry can help, under which
   ``stream_retry_total{reason}`` label, with which ``stream_errors_total{error_class}`` should it
-  end the stream, and what delay the server asked for.
+  end the stream, and what delay the server asked for. steadystream's own typed errors know what
+  they are; every other exception (the openai SDK's, httpx and httpx2 errors, plain
+  ``OSError``) is read by the provider layer's one classifier
+  (:func:`~..providers.failures.classify_failure`), the same one that labels a passive stream's
+  error, and this module adds the policy: server hints, caps, content already delivered.
 * :class:`Backoff` turns an attempt number (and a server-requested delay) into a sleep:
   exponential from ``spec.stream.retry.base_backoff``, capped by ``max_backoff``, with
   ``jitter`` either side.
@@ -41,8 +43,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as c
-from .errors import (
+from ... import conventions as c
+from ..errors import (
     FirstTokenTimeout,
     IdleTimeout,
     IngressRejected,
@@ -50,38 +52,18 @@ from .errors import (
     StreamTimeout,
     UpstreamError,
 )
+from ..providers.failures import classify_failure, error_class_for_status, reason_for_status
 
 if TYPE_CHECKING:
-    from ..spec.model import Retry
+    from ...spec.model import Retry
 
 __all__ = [
-    "RETRYABLE_STATUSES",
     "Backoff",
     "Verdict",
     "classify",
-    "error_class_for_status",
-    "is_connect_timeout",
     "parse_retry_after",
     "parse_should_retry",
-    "reason_for_status",
 ]
-
-#: HTTP statuses retried without a hint from the server.
-RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
-
-# Exception class names (anywhere in the MRO) that mean "the network let us down", for httpx,
-# httpx2, httpcore and the openai SDK, matched by name so none of them is imported here.
-_NETWORK_NAMES = frozenset(
-    {
-        "NetworkError",  # httpx: ConnectError, ReadError, WriteError, CloseError
-        "TimeoutException",  # httpx: Connect/Read/Write/PoolTimeout
-        "RemoteProtocolError",  # the peer closed mid-body or sent garbage framing
-        "ProxyError",
-        "APIConnectionError",  # openai (APITimeoutError derives from it)
-        "IncompleteRead",  # http.client
-    }
-)
-_CONNECT_TIMEOUT_NAMES = frozenset({"ConnectTimeout", "PoolTimeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,28 +138,6 @@ def parse_retry_after(
     return max(0.0, float(when) - now)
 
 
-def reason_for_status(status: int) -> str | None:
-    """``stream_retry_total{reason}`` label for a retryable status, ``None`` for the rest."""
-    if status == 429:
-        return c.RETRY_REASON_429
-    if status == 408:
-        return c.RETRY_REASON_408
-    if status in RETRYABLE_STATUSES:
-        return c.RETRY_REASON_5XX
-    return None
-
-
-def error_class_for_status(status: int) -> str:
-    """``stream_errors_total{error_class}`` for an HTTP status that ended a stream."""
-    if status == 429:
-        return c.ERROR_CLASS_RATE_LIMITED
-    if status >= 500:
-        return c.ERROR_CLASS_UPSTREAM_5XX
-    if 400 <= status < 500:
-        return c.ERROR_CLASS_UPSTREAM_4XX
-    return c.ERROR_CLASS_OTHER
-
-
 def classify(
     exc: BaseException,
     *,
@@ -222,36 +182,19 @@ def _classify_kind(exc: BaseException, *, retry_after_cap: float, now: float | N
     if isinstance(exc, StreamError):
         return Verdict(False, None, exc.error_class, why=type(exc).__name__)
 
-    status, headers = _status_and_headers(exc)
-    if status is not None:
-        retry_after = parse_retry_after(headers, now=now)
+    failure = classify_failure(exc)
+    if failure.status is not None:
+        headers = failure.headers
         return _classify_status(
-            status,
+            failure.status,
             should_retry=parse_should_retry(headers),
-            retry_after=retry_after,
+            retry_after=parse_retry_after(headers, now=now),
             retry_after_cap=retry_after_cap,
         )
-
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & _CONNECT_TIMEOUT_NAMES or is_connect_timeout(exc):
-        return Verdict(True, c.RETRY_REASON_NETWORK, c.ERROR_CLASS_CONNECT_TIMEOUT, why="connect")
-    if names & _NETWORK_NAMES or isinstance(exc, ConnectionError | TimeoutError | EOFError):
-        return Verdict(True, c.RETRY_REASON_NETWORK, c.ERROR_CLASS_NETWORK, why="network")
-    return Verdict(False, None, c.ERROR_CLASS_OTHER, why=f"not retryable: {type(exc).__name__}")
-
-
-def is_connect_timeout(exc: BaseException) -> bool:
-    """True when ``exc`` is, or was raised from, a connect timeout (httpx's ``ConnectTimeout``
-    or ``PoolTimeout``; the openai SDK wraps them in ``APITimeoutError``). These are the spec's
-    ``dial`` / ``tls_handshake`` budgets running out inside the HTTP client."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:  # a cause chain is short; never loop forever
-        if {cls.__name__ for cls in type(current).__mro__} & _CONNECT_TIMEOUT_NAMES:
-            return True
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return False
+    if failure.reason is not None:
+        why = "connect" if failure.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT else "network"
+        return Verdict(True, failure.reason, failure.error_class, why=why)
+    return Verdict(False, None, failure.error_class, why=f"not retryable: {type(exc).__name__}")
 
 
 def _classify_upstream(exc: UpstreamError, *, retry_after_cap: float) -> Verdict:
@@ -311,22 +254,6 @@ def _with_error_class(verdict: Verdict, error_class: str) -> Verdict:
     return Verdict(
         verdict.retry, verdict.reason, error_class, verdict.status, verdict.retry_after, verdict.why
     )
-
-
-def _status_and_headers(exc: BaseException) -> tuple[int | None, Mapping[str, str] | None]:
-    """HTTP status and response headers of an SDK or HTTP-client error, by duck typing.
-
-    openai's ``APIStatusError`` has ``.status_code`` and ``.response.headers``; httpx's and
-    httpx2's ``HTTPStatusError`` have only ``.response``. Connection errors have neither.
-    """
-    response = getattr(exc, "response", None)
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int) or isinstance(status, bool):
-        status = getattr(response, "status_code", None)
-    if not isinstance(status, int) or isinstance(status, bool):
-        return None, None
-    headers = getattr(response, "headers", None)
-    return status, headers if headers is not None else None
 
 
 def _header(headers: Mapping[str, str] | Any, name: str) -> str | None:

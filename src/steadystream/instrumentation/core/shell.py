@@ -1,16 +1,19 @@
-"""The thin sync and async shells around :class:`~.core.StreamCore` (what ``monitor.wrap`` returns).
+"""The thin sync and async shells around :class:`~.machine.StreamCore` (what ``monitor.wrap``
+returns).
 
 Both shells share :class:`_Shell`, which turns upstream items into core events and decides what
 to hand to the consumer; the sync and async classes only differ in how they pull the next item,
 how they bound the wait (watchdog thread vs. lazy loop timer, see :mod:`.watchdog`) and how they
-close the upstream. What a wrapper yields:
+close the upstream. Items are read by the provider layer: per chunk, the fast path of the
+item's wire format (learned once per item class), else its general reading. What a wrapper
+yields:
 
 * SDK objects, dicts, ``str``: the upstream items themselves, unchanged and in order.
 * ``bytes`` items: the same bytes, unchanged; they are decoded (strict UTF-8) and parsed as SSE
   (or read as plain text when the body does not look like SSE) only to be measured.
 * an httpx / httpx2 ``Response``: its body read with ``iter_bytes`` / ``aiter_bytes`` and
   yielded as parsed :class:`~.reassembly.ServerSentEvent` objects (``event``, ``data``, ``id``,
-  ``retry``), including a final ``[DONE]``; comment lines (keep-alives) are not events and are
+  ``retry``), including the stream's end marker; comment lines (keep-alives) are not events and are
   not yielded, but they count as proof of life.
 
 Every exit path ends the stream exactly once: exhaustion (``ok``, or ``error`` when the upstream
@@ -31,15 +34,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import conventions as c
-from .events import CONTENT, KEEPALIVE, Reading, classify_json_text
-from .reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
-from .telemetry import report_telemetry_error
-from .watchdog import interrupt_upstream
+from ... import conventions as c
+from ..core.reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
+from ..core.watchdog import interrupt_upstream
+from ..providers.base import CONTENT, KEEPALIVE, MISS, FastPath, Reading
+from ..providers.registry import fast_path, read_item, read_sse
+from ..sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
-    from .core import StreamCore
-    from .watchdog import Watchdog
+    from ..core.machine import StreamCore
+    from ..core.watchdog import Watchdog
 
 __all__ = ["AsyncStreamWrapper", "ByteReader", "SyncStreamWrapper"]
 
@@ -47,6 +51,10 @@ T = TypeVar("T")
 _SKIP: Any = object()
 _INF = float("inf")
 _KEEPALIVE = Reading(KEEPALIVE)
+
+
+def _unlearned(core: Any, item: Any, t: float) -> Any:
+    return MISS  # never called: a shell learns the fast path at its first item
 
 
 class ByteReader:
@@ -81,7 +89,7 @@ class ByteReader:
         if not self.sse:
             return [Reading(CONTENT, text)], []
         events = self._parser.feed(text)
-        readings = [classify_json_text(ev.data, ev.event) for ev in events]
+        readings = [read_sse(ev.data, ev.event) for ev in events]
         if self._parser.comments != self._comments:
             self._comments = self._parser.comments
             readings.append(_KEEPALIVE)
@@ -108,11 +116,14 @@ class _Shell:
 
     __slots__ = (
         "__weakref__",
+        "_attempt_only",
         "_bytes",
         "_clock",
         "_core",
         "_done",
         "_events_mode",
+        "_fast",
+        "_fast_cls",
         "_queue",
         "_sse_hint",
         "_upstream",
@@ -126,8 +137,12 @@ class _Shell:
         *,
         events_mode: bool,
         sse: bool | None,
+        attempt_only: bool,
     ) -> None:
         self._core = core
+        # Active mode reads each attempt through its own shell: ending it ends the attempt,
+        # and the logical stream (the core) is ended by the active run.
+        self._attempt_only = attempt_only
         self._upstream = upstream
         self._clock = clock
         self._done = False
@@ -137,6 +152,9 @@ class _Shell:
         self._bytes: ByteReader | None = ByteReader(sse) if events_mode else None
         self._queue: deque[ServerSentEvent] = deque()
         self._sse_hint = sse
+        # The provider's fast path for items of class _fast_cls (see _learn).
+        self._fast_cls: type | None = None
+        self._fast: FastPath = _unlearned
 
     @property
     def core(self) -> StreamCore:
@@ -148,6 +166,21 @@ class _Shell:
         """The last :class:`~steadystream.Checkpoint` (``None`` before any content)."""
         return self._core.checkpoint
 
+    def _learn(self, item: Any) -> FastPath:
+        """Ask the provider layer for the fast path of ``type(item)``; kept while the items'
+        class stays the same (nearly every item of a stream is of one class)."""
+        self._fast_cls = type(item)
+        fast = self._fast = fast_path(item)
+        return fast
+
+    def _feed(self, item: Any, t: float) -> Any:
+        """Hand one (non-byte) item to the core: the fast path, else the general reading."""
+        fast = self._fast if type(item) is self._fast_cls else self._learn(item)
+        exp = fast(self._core, item, t)
+        if exp is MISS:
+            exp = self._core.on_reading(read_item(item), t)
+        return exp
+
     def _item(self, item: Any) -> Any:
         """An upstream item arrived: returns what to yield (or _SKIP); raises a timeout."""
         t = self._clock()
@@ -155,7 +188,7 @@ class _Shell:
         if not self._events_mode and cls is not bytes and cls is not bytearray:
             # The per-chunk path: one core call; the item itself is handed on.
             try:
-                exp = self._core.on_item(item, t)
+                exp = self._feed(item, t)
             except Exception:
                 report_telemetry_error("StreamCore", "on_item")
                 return item
@@ -238,12 +271,14 @@ class _Shell:
         if self._done:
             return
         self._done = True
+        if self._attempt_only:
+            return
         try:
             self._core.close(t, error=error, abandoned=abandoned)
         except Exception:
             report_telemetry_error("StreamCore", "close")
 
-    def _watchdog_check(self, now: float) -> float | None:
+    def watchdog_check(self, now: float) -> float | None:
         """Watchdog callback (another thread): expire and interrupt, or say when to look again."""
         if self._done:
             return None
@@ -283,8 +318,11 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         watchdog: Watchdog | None,
         events_mode: bool = False,
         sse: bool | None = None,
+        attempt_only: bool = False,
     ) -> None:
-        super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
+        super().__init__(
+            core, upstream, clock, events_mode=events_mode, sse=sse, attempt_only=attempt_only
+        )
         self._it: Iterator[Any] = iter(upstream.iter_bytes() if events_mode else upstream)
         self._watchdog = watchdog
         # When the watchdog will look at this stream next (inf: not armed).
@@ -320,10 +358,19 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 if err is exc:
                     raise
                 raise err from exc
-            if self._plain and type(item) is not bytes and type(item) is not bytearray:
-                # The per-chunk path, inlined from _item(): one core call, the item handed on.
+            cls = type(item)
+            if self._plain and cls is not bytes and cls is not bytearray:
+                # The per-chunk path, inlined from _item(): the format's fast path (one core
+                # call), the item handed on.
                 try:
-                    exp = self._core.on_item(item, self._clock())
+                    if cls is self._fast_cls:
+                        exp = self._fast(self._core, item, self._clock())
+                    else:
+                        exp = self._learn(item)(self._core, item, self._clock())
+                    if exp is None:
+                        return item  # type: ignore[no-any-return]
+                    if exp is MISS:
+                        exp = self._core.on_reading(read_item(item), self._clock())
                 except Exception:
                     report_telemetry_error("StreamCore", "on_item")
                     return item  # type: ignore[no-any-return]
@@ -410,8 +457,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         *,
         events_mode: bool = False,
         sse: bool | None = None,
+        attempt_only: bool = False,
     ) -> None:
-        super().__init__(core, upstream, clock, events_mode=events_mode, sse=sse)
+        super().__init__(
+            core, upstream, clock, events_mode=events_mode, sse=sse, attempt_only=attempt_only
+        )
         self._ait: AsyncIterator[Any] = (
             upstream.aiter_bytes() if events_mode else upstream.__aiter__()
         )
@@ -474,11 +524,18 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                     raise
                 raise err from exc
             self._task = None
-            if self._plain and type(item) is not bytes and type(item) is not bytearray:
-                # The per-chunk path, inlined from _item() as in the sync shell: one core
-                # call, the item handed on.
+            cls = type(item)
+            if self._plain and cls is not bytes and cls is not bytearray:
+                # The per-chunk path, inlined from _item() as in the sync shell.
                 try:
-                    exp = self._core.on_item(item, self._clock())
+                    if cls is self._fast_cls:
+                        exp = self._fast(self._core, item, self._clock())
+                    else:
+                        exp = self._learn(item)(self._core, item, self._clock())
+                    if exp is None:
+                        return item  # type: ignore[no-any-return]
+                    if exp is MISS:
+                        exp = self._core.on_reading(read_item(item), self._clock())
                 except Exception:
                     report_telemetry_error("StreamCore", "on_item")
                     return item  # type: ignore[no-any-return]

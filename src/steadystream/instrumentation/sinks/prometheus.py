@@ -22,13 +22,13 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as c
-from .telemetry import ErrorRateWindow
+from ... import conventions as c
+from ..sinks.telemetry import ErrorRateWindow
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 __all__ = ["PrometheusSink", "PrometheusStream", "labelnames"]
 

@@ -30,13 +30,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .. import conventions as c
-from .errors import IngressRejected
+from ... import conventions as c
+from ..errors import IngressRejected
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ..spec.model import Ingress
+    from ...spec.model import Ingress
 
 __all__ = ["IngressGuard", "IngressTicket"]
 

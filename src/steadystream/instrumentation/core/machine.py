@@ -49,20 +49,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as c
-from . import errors as e
-from .checkpoint import Checkpoint
-from .events import CONTENT, END, ERROR, KEEPALIVE, STARTED, Reading, classify, classify_exception
-from .reassembly import FenceTracker, json_problem
+from ... import conventions as c
+from .. import errors as e
+from ..core.checkpoint import Checkpoint
+from ..core.reassembly import FenceTracker, json_problem
+from ..providers.base import CONTENT, END, ERROR, KEEPALIVE, STARTED, Reading
+from ..providers.failures import error_class as classify_exception
+from ..providers.registry import feed
 
 if TYPE_CHECKING:
-    from ..spec import Spec
-    from .telemetry import StreamObserver
+    from ...spec import Spec
+    from ..sinks.telemetry import StreamObserver
 
 __all__ = ["CorePolicy", "StreamCore"]
 
 _INF = float("inf")
-_TEXT_DELTA = "response.output_text.delta"
 _FENCE_RELEVANT = frozenset(" \n\r")
 # Bytes and gaps reach the sinks in batches: when this many gaps piled up, at least every
 # _FLUSH_EVERY seconds while content flows, and at the end (exact totals).
@@ -106,6 +107,7 @@ class StreamCore:
     """
 
     __slots__ = (
+        "_announced",
         "_attempt_content",
         "_attempt_deadline_ft",
         "_attempt_live",
@@ -143,7 +145,6 @@ class StreamCore:
         "_ph_open",
         "_ph_up",
         "_policy",
-        "_responses_api",
         "_special",
         "_t_attempt",
         "_t_open",
@@ -211,7 +212,7 @@ class StreamCore:
         self._interrupted_at: float | None = None
         self._error_class: str | None = None
         self._ended_by_upstream = False
-        self._responses_api = False
+        self._announced = False
         self._closed = False
         self._ph_open = 0.0
         self._ph_first = 0.0
@@ -321,46 +322,18 @@ class StreamCore:
 
     def on_item(self, item: Any, t: float) -> e.StreamTimeout | None:
         """An upstream item arrived at ``t``. Returns a timeout to raise when a deadline passed
-        before it came (the item must then not be delivered)."""
-        # Fast path for the items that make up almost every stream (text deltas as str, SDK
-        # objects or dicts); everything else goes through classify() and on_reading().
+        before it came (the item must then not be delivered). The item is read by the provider
+        layer (:func:`~..providers.registry.feed`): its format's fast path, which calls
+        :meth:`on_content`, else :meth:`on_reading`. The shells call the fast path themselves."""
+        return feed(self, item, t)  # type: ignore[no-any-return]
+
+    def on_content(
+        self, text: str, sequence_number: int | None, t: float
+    ) -> e.StreamTimeout | None:
+        """A content delta of ``text`` (not empty) arrived at ``t``: the per-chunk path. Like
+        :meth:`on_reading` with a content reading, minus the reading."""
         if t > self._deadline or self._expired is not None:
-            return self.on_reading(classify(item), t)
-        cls = type(item)
-        if cls is str:
-            if not item:
-                return self.on_reading(_KEEPALIVE_READING, t)
-            text: Any = item
-            seq = None
-        elif cls is dict:
-            if item.get("type") != _TEXT_DELTA:
-                return self.on_reading(classify(item), t)
-            text = item.get("delta")
-            seq = item.get("sequence_number")
-        else:
-            # SDK events are pydantic models with their fields in the instance __dict__:
-            # reading it, not getattr, keeps an item without ``type`` (a Chat Completions
-            # chunk) off pydantic's __getattr__, which raises and costs ~8 us.
-            fields = getattr(item, "__dict__", None)
-            typ = fields.get("type") if fields is not None else getattr(item, "type", None)
-            if typ == _TEXT_DELTA:
-                try:  # plain attribute reads: SDK delta events always have both fields
-                    text = item.delta
-                    seq = item.sequence_number
-                except AttributeError:
-                    return self.on_reading(classify(item), t)
-            else:
-                # A Chat Completions chunk in its everyday shape has a fast path too; its id
-                # is the response id, which the general path records when it changes.
-                text = _chat_content(fields) if typ is None and fields is not None else None
-                if text is None:
-                    return self.on_reading(classify(item), t)
-                rid = fields.get("id")
-                if rid is not None and rid != self.response_id:
-                    return self.on_reading(classify(item), t)
-                seq = None
-        if type(text) is not str or not text:
-            return self.on_reading(classify(item), t)
+            return self._expired if self._expired is not None else self.expire(t)
         if self._waiting:
             self._waiting = False
             if self._first_token_t is None:
@@ -368,50 +341,10 @@ class StreamCore:
             else:
                 self._ph_up += t - self._t_wait
         self._last_return_t = t
-        if seq is not None:
-            self.sequence_number = seq
-        self._content(text, t)
-        return None
-
-    def on_reading(self, r: Reading, t: float) -> e.StreamTimeout | None:
-        """Like :meth:`on_item` for an item the shell already read (SSE bytes, text)."""
-        if self._expired is not None:
-            return self._expired
-        if t > self._deadline:
-            return self.expire(t)
-        if self._waiting:
-            w = t - self._t_wait
-            self._waiting = False
-            if self._first_token_t is None:
-                self._ph_first += w
-            else:
-                self._ph_up += w
-            if r.kind != CONTENT:
-                self._idle_used += w
-        self._last_return_t = t
-        if r.sequence_number is not None:
-            self.sequence_number = r.sequence_number
-        if r.response_id is not None and r.response_id != self.response_id:
-            self.response_id = r.response_id
-            self._obs.response_id(r.response_id)
-        kind = r.kind
-        if kind == CONTENT:
-            self._content(r.text, t)
-        elif kind == STARTED:
-            self._responses_api = True
-        elif kind == END:
-            self._ended_by_upstream = True
-        elif kind == ERROR and self._error_class is None:
-            self._error_class = r.error_class
-        return None
-
-    def on_keepalive(self, t: float) -> None:
-        """A keep-alive (SSE comment) arrived: proof of life, but not content."""
-        self.on_reading(_KEEPALIVE_READING, t)
-
-    def _content(self, text: str, t: float) -> None:
-        # The per-chunk path: keep it to plain attribute updates; rare work is behind
-        # _special (first content, recovery) and _next_mark (checkpoints, flushes).
+        if sequence_number is not None:
+            self.sequence_number = sequence_number
+        # Keep the rest to plain attribute updates; rare work is behind _special (first
+        # content, recovery) and _next_mark (checkpoints, flushes).
         data = text.encode("utf-8", "surrogatepass")
         self._hash_update(data)
         if self._special:
@@ -423,16 +356,53 @@ class StreamCore:
         self._bytes += len(data)
         self._chunks += 1
         fence = self._fence
-        if text[-1] in _FENCE_RELEVANT or "`" in text or "~" in text or fence._head:
+        if text[-1] in _FENCE_RELEVANT or "`" in text or "~" in text or fence.head:
             fence.feed(text)
         else:
             # Inlined FenceTracker.mid_line(): the text ends inside a line that cannot start
             # a fence (a method call here would be a tenth of the per-chunk budget).
-            fence._at_line_start = False
+            fence.at_line_start = False
         if self._json_parts is not None:
             self._json_parts.append(text)
         if self._chunks >= self._next_mark or t >= self._flush_at:
             self._mark(t)
+        return None
+
+    def on_reading(self, r: Reading, t: float) -> e.StreamTimeout | None:
+        """Like :meth:`on_item` for an item already read (by the provider layer, or by a shell
+        from SSE bytes)."""
+        if self._expired is not None:
+            return self._expired
+        if t > self._deadline:
+            return self.expire(t)
+        if r.response_id is not None and r.response_id != self.response_id:
+            self.response_id = r.response_id
+            self._obs.response_id(r.response_id)
+        kind = r.kind
+        if kind == CONTENT:
+            return self.on_content(r.text, r.sequence_number, t)
+        if self._waiting:
+            w = t - self._t_wait
+            self._waiting = False
+            if self._first_token_t is None:
+                self._ph_first += w
+            else:
+                self._ph_up += w
+            self._idle_used += w
+        self._last_return_t = t
+        if r.sequence_number is not None:
+            self.sequence_number = r.sequence_number
+        if kind == STARTED:
+            self._announced = True
+        elif kind == END:
+            self._ended_by_upstream = True
+        elif kind == ERROR and self._error_class is None:
+            self._error_class = r.error_class
+        return None
+
+    def on_keepalive(self, t: float) -> None:
+        """A keep-alive (SSE comment) arrived: proof of life, but not content."""
+        self.on_reading(_KEEPALIVE_READING, t)
 
     def _special_content(self, t: float) -> None:
         # First content of the stream, of an attempt, or after an interruption.
@@ -634,9 +604,9 @@ class StreamCore:
     ) -> str:
         """End the logical stream (idempotent); returns the outcome.
 
-        Exhausted (the default): ``ok``, unless the upstream reported a failure in-band
-        (``error`` / ``response.failed`` / ``response.incomplete``) or a Responses stream
-        stopped before its terminal event. ``abandoned=True``: the consumer stopped early
+        Exhausted (the default): ``ok``, unless the upstream reported a failure in-band (an
+        item read as an error) or a stream that announced its start stopped before its
+        terminal item. ``abandoned=True``: the consumer stopped early
         (``break``, ``close()``, cancellation, garbage collection). ``error``: the stream
         failed with this exception.
         """
@@ -671,7 +641,7 @@ class StreamCore:
             if (
                 error_class is None
                 and not abandoned
-                and self._responses_api
+                and self._announced
                 and not self._ended_by_upstream
             ):
                 error_class = c.ERROR_CLASS_NETWORK
@@ -728,30 +698,6 @@ class StreamCore:
             else:
                 self._ph_up += w
             self._idle_used += w
-
-
-def _chat_content(fields: dict[str, Any]) -> str | None:
-    """The text of a Chat Completions chunk in its everyday shape (one choice whose delta
-    carries only ``content``), read from the pydantic objects' ``__dict__``; ``None`` sends the
-    chunk down the general path (:func:`~.events.classify`), which reads every shape (refusals,
-    reasoning, tool-call arguments, several choices, dicts)."""
-    choices = fields.get("choices")
-    if type(choices) is not list or len(choices) != 1:
-        return None
-    choice = getattr(choices[0], "__dict__", None)
-    delta = choice.get("delta") if choice is not None else None
-    d = getattr(delta, "__dict__", None)
-    if d is None:
-        return None
-    text = d.get("content")
-    if type(text) is not str or not text:
-        return None
-    if d.get("refusal") or d.get("tool_calls") or d.get("reasoning_content"):
-        return None
-    extra = getattr(delta, "__pydantic_extra__", None)
-    if extra and extra.get("reasoning_content"):
-        return None
-    return text
 
 
 class _NullObserver:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..spec.model import Retry
+    from ...spec.model import Retry
 
 __all__ = ["DEFAULT_TTL", "BudgetStats", "RetryBudget"]
 

@@ -1,0 +1,219 @@
+"""The neutral vocabulary between the wire formats and the core, and the format protocol.
+
+A wire format (one module per format in this package) reads its items into :class:`Reading`
+objects: content of some text, lifecycle, keep-alive, an in-band error of some class, the end.
+The core, the shells and the policies only ever see readings; they never name a wire event
+type. A format implements :class:`WireFormat` (subclass :class:`BaseFormat` for the defaults)
+and is added with :func:`~.registry.register`.
+
+Also here: the duck-typed field access every format shares (:func:`attr`, :func:`get`, which
+never import an SDK) and :func:`with_field`, a copy of an item with one field changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+__all__ = [
+    "CONTENT",
+    "END",
+    "ERROR",
+    "KEEPALIVE",
+    "LIFECYCLE",
+    "MISS",
+    "STARTED",
+    "BaseFormat",
+    "FastPath",
+    "Reading",
+    "WireFormat",
+    "attr",
+    "deep_copy",
+    "get",
+    "with_field",
+]
+
+#: Content delta: counts for first token, idle, bytes, gaps and checkpoints.
+CONTENT: Final = 0
+#: Lifecycle event: keeps the stream alive, is not a token.
+LIFECYCLE: Final = 1
+#: Keep-alive with nothing in it (SSE comment, empty string).
+KEEPALIVE: Final = 2
+#: The upstream reported a failure inside the stream (``Reading.error_class`` says which).
+ERROR: Final = 3
+#: The upstream said the stream is complete.
+END: Final = 4
+#: The stream announced its start, so it must end with a terminal event (an item of kind END
+#: or ERROR); a stream that stops without one was cut short.
+STARTED: Final = 5
+
+
+class Reading:
+    """What one item means. ``text`` is set for :data:`CONTENT`, ``error_class`` for
+    :data:`ERROR`; ``sequence_number`` and ``response_id`` when the item carries them."""
+
+    __slots__ = ("error_class", "kind", "response_id", "sequence_number", "text")
+
+    def __init__(
+        self,
+        kind: int,
+        text: str = "",
+        sequence_number: int | None = None,
+        response_id: str | None = None,
+        error_class: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.text = text
+        self.sequence_number = sequence_number
+        self.response_id = response_id
+        self.error_class = error_class
+
+
+class _Miss:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+#: Returned by a :data:`FastPath` (and by :class:`BaseFormat` defaults) for "not mine / not
+#: the everyday shape": the caller takes the general path.
+MISS: Final[Any] = _Miss()
+
+#: ``fast(core, item, t)``: feed one item of a format's everyday shape straight to the core
+#: (``core.on_content(text, sequence_number, t)``) and return what the core returned, or
+#: :data:`MISS` to send the item down the general path (``core.on_reading(read_item(item))``).
+#: Per-chunk code: no allocation, no exception on the common path.
+FastPath = Callable[[Any, Any, float], Any]
+
+
+class WireFormat(Protocol):
+    """One wire format (OpenAI Responses, Chat Completions, ...). Every method gets items of
+    any format and answers ``None`` / :data:`MISS` / ``False`` for items that are not its own,
+    so the registry can ask the formats in turn."""
+
+    #: Short name (``openai_responses``); for logs and the registry.
+    name: str
+
+    def read(self, item: Any) -> Reading | None:
+        """What ``item`` (a dict or an SDK object) means, or ``None`` when it is not of this
+        format."""
+
+    def read_sse_data(self, data: str) -> Reading | None:
+        """An SSE ``data`` payload this format gives a meaning of its own before any JSON
+        parsing (a sentinel such as Chat Completions' end marker), else ``None``."""
+
+    def fast_path(self, item: Any) -> FastPath | None:
+        """A :data:`FastPath` for items of ``type(item)`` when this format has one (asked once
+        per item class and stream), else ``None``."""
+
+    def replace_text(self, item: Any, old: str, new: str) -> Any:
+        """A copy of content item ``item`` whose text ``old`` is ``new`` (resume trims a
+        replayed delta to its unseen suffix), or :data:`MISS`."""
+
+    def merge_key(self, item: Any) -> tuple[Any, ...] | None:
+        """Identity of the text a content item belongs to: two adjacent items with equal keys
+        may be merged into one (relay ``drop`` policy). ``None``: never merge."""
+
+    def with_text(self, item: Any, text: str) -> Any:
+        """A copy of mergeable content item ``item`` carrying ``text`` (see :meth:`merge_key`),
+        or :data:`MISS`."""
+
+    def is_progress(self, item: Any) -> bool:
+        """A progress event a slow consumer can do without (never content or a terminal)."""
+
+    def describe_error(self, item: Any) -> str | None:
+        """A short message for an in-band error item (code and message, never content)."""
+
+
+class BaseFormat:
+    """Defaults for :class:`WireFormat`: a format overrides what it supports."""
+
+    name = "base"
+
+    def read(self, item: Any) -> Reading | None:
+        return None
+
+    def read_sse_data(self, data: str) -> Reading | None:
+        return None
+
+    def fast_path(self, item: Any) -> FastPath | None:
+        return None
+
+    def replace_text(self, item: Any, old: str, new: str) -> Any:
+        return MISS
+
+    def merge_key(self, item: Any) -> tuple[Any, ...] | None:
+        return None
+
+    def with_text(self, item: Any, text: str) -> Any:
+        return MISS
+
+    def is_progress(self, item: Any) -> bool:
+        return False
+
+    def describe_error(self, item: Any) -> str | None:
+        return None
+
+
+_MISSING: Any = object()
+# (class, attribute name) -> whether the class itself has it (a property, a method, a class
+# attribute). Keys are a handful of field names, classes are the SDK's: the cache stays small.
+_CLASS_HAS: dict[tuple[type, str], bool] = {}
+
+
+def attr(obj: Any, key: str) -> Any:
+    """``getattr(obj, key, None)``, minus the exception a pydantic model raises for a field it
+    does not have.
+
+    SDK objects are pydantic models. Asking one for a missing attribute runs pydantic's
+    ``__getattr__``, which raises AttributeError: 4-8 us, several times per chunk on Chat
+    Completions streams (a ``ChatCompletionChunk`` has no ``type``, a ``ChoiceDelta`` no
+    ``reasoning_content``), ten times the rest of the per-chunk path. Fields live in the
+    instance ``__dict__`` and extra fields in ``__pydantic_extra__``, so those are read first;
+    ``getattr`` remains for everything else (properties, plain objects, slots).
+    """
+    d = getattr(obj, "__dict__", None)
+    if d is not None:
+        value = d.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        extra = getattr(obj, "__pydantic_extra__", _MISSING)
+        if extra is not _MISSING:
+            if extra and key in extra:
+                return extra[key]
+            cls = type(obj)
+            has = _CLASS_HAS.get((cls, key))
+            if has is None:
+                has = _CLASS_HAS[(cls, key)] = hasattr(cls, key)
+            if not has:
+                return None
+    return getattr(obj, key, None)
+
+
+def get(obj: Any, key: str) -> Any:
+    """A field of a dict or an object (``None`` when absent)."""
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return attr(obj, key)
+
+
+def with_field(item: Any, name: str, value: Any) -> Any:
+    """A shallow copy of ``item`` (a pydantic model, a dataclass or a plain object) with field
+    ``name`` set to ``value``; ``item`` itself is not changed."""
+    if hasattr(item, "model_copy"):  # pydantic (openai SDK events)
+        return item.model_copy(update={name: value})
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return dataclasses.replace(item, **{name: value})
+    out = copy.copy(item)
+    setattr(out, name, value)
+    return out
+
+
+def deep_copy(item: Any) -> Any:
+    """A deep copy of ``item`` (pydantic's own copy for SDK models)."""
+    if hasattr(item, "model_copy"):
+        return item.model_copy(deep=True)
+    return copy.deepcopy(item)

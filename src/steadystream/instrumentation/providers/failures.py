@@ -1,0 +1,154 @@
+"""The one exception classifier: what an exception out of an upstream or its HTTP client means.
+
+Both the passive path (the core labels a failed stream's ``stream_errors_total{error_class}``)
+and the retry policy (:mod:`..policy.retry` decides whether to try again, under which
+``stream_retry_total{reason}``) read exceptions here, so the two can never disagree.
+
+Recognised by duck typing, so neither ``openai`` nor ``httpx`` / ``httpx2`` / ``httpcore`` is
+imported:
+
+* an HTTP status: ``status_code`` (the openai SDK's ``APIStatusError``) or
+  ``response.status_code`` (httpx's ``HTTPStatusError``): 429 is ``rate_limited``, 5xx
+  ``upstream_5xx``, other 4xx ``upstream_4xx``; 408, 429 and 500/502/503/504 are transient;
+* a connect timeout (httpx's ``ConnectTimeout``, also when the openai SDK raised its
+  ``APITimeoutError`` from one): ``connect_timeout``, transient. These are the spec's ``dial``
+  / ``tls_handshake`` budgets running out inside the client;
+* other transport failures and timeouts (httpx's ``NetworkError`` and ``TimeoutException``
+  families, ``RemoteProtocolError``, ``ProxyError``, the SDK's ``APIConnectionError``,
+  ``http.client.IncompleteRead``, ``ConnectionError`` / ``TimeoutError`` / ``EOFError``):
+  ``network``, transient.
+
+``PoolTimeout`` (httpx: no pooled connection became free within the ``pool`` timeout) is
+``network``, not ``connect_timeout``: nothing was dialled. The client's own connection pool was
+saturated, so counting it as a dial timeout (``stream_timeouts_total{phase="dial"}``) would send
+the on-call engineer to the network or the upstream when the cause is local concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ... import conventions as c
+from ..errors import StreamError
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Failure",
+    "classify_failure",
+    "error_class",
+    "error_class_for_status",
+    "is_connect_timeout",
+    "reason_for_status",
+    "status_and_headers",
+]
+
+#: HTTP statuses retried without a hint from the server.
+RETRYABLE_STATUSES: Final[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504})
+
+# Exception class names (anywhere in the MRO) that mean "the network let us down", for httpx,
+# httpx2, httpcore and the openai SDK, matched by name so none of them is imported here.
+_NETWORK_NAMES: Final = frozenset(
+    {
+        "NetworkError",  # httpx: ConnectError, ReadError, WriteError, CloseError
+        "TimeoutException",  # httpx: Connect/Read/Write/PoolTimeout
+        "RemoteProtocolError",  # the peer closed mid-body or sent garbage framing
+        "ProxyError",
+        "APIConnectionError",  # openai (APITimeoutError derives from it)
+        "IncompleteRead",  # http.client
+    }
+)
+_CONNECT_TIMEOUT_NAMES: Final = frozenset({"ConnectTimeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a foreign exception is: its ``stream_errors_total{error_class}``, the
+    ``stream_retry_total{reason}`` when it is transient (``None``: retrying cannot help), and
+    the HTTP status and response headers when there was a response."""
+
+    error_class: str
+    reason: str | None
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
+
+
+def reason_for_status(status: int) -> str | None:
+    """``stream_retry_total{reason}`` label for a retryable status, ``None`` for the rest."""
+    if status == 429:
+        return c.RETRY_REASON_429
+    if status == 408:
+        return c.RETRY_REASON_408
+    if status in RETRYABLE_STATUSES:
+        return c.RETRY_REASON_5XX
+    return None
+
+
+def error_class_for_status(status: int) -> str:
+    """``stream_errors_total{error_class}`` for an HTTP status that ended a stream."""
+    if status == 429:
+        return c.ERROR_CLASS_RATE_LIMITED
+    if status >= 500:
+        return c.ERROR_CLASS_UPSTREAM_5XX
+    if 400 <= status < 500:
+        return c.ERROR_CLASS_UPSTREAM_4XX
+    return c.ERROR_CLASS_OTHER
+
+
+def status_and_headers(exc: BaseException) -> tuple[int | None, Mapping[str, str] | None]:
+    """HTTP status and response headers of an SDK or HTTP-client error, by duck typing.
+
+    openai's ``APIStatusError`` has ``.status_code`` and ``.response.headers``; httpx's and
+    httpx2's ``HTTPStatusError`` have only ``.response``. Connection errors have neither.
+    """
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or isinstance(status, bool):
+        status = getattr(response, "status_code", None)
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None, None
+    headers = getattr(response, "headers", None)
+    return status, headers if headers is not None else None
+
+
+def is_connect_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was raised from, a connect timeout (httpx's ``ConnectTimeout``;
+    the openai SDK wraps it in ``APITimeoutError``)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:  # a cause chain is short; never loop forever
+        if _names(current) & _CONNECT_TIMEOUT_NAMES:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def classify_failure(exc: BaseException) -> Failure:
+    """Read a foreign exception (anything but steadystream's own :class:`StreamError`, which
+    carries its class): see the module docstring."""
+    status, headers = status_and_headers(exc)
+    if status is not None:
+        return Failure(error_class_for_status(status), reason_for_status(status), status, headers)
+    if is_connect_timeout(exc):
+        return Failure(c.ERROR_CLASS_CONNECT_TIMEOUT, c.RETRY_REASON_NETWORK)
+    if _names(exc) & _NETWORK_NAMES or isinstance(exc, ConnectionError | TimeoutError | EOFError):
+        return Failure(c.ERROR_CLASS_NETWORK, c.RETRY_REASON_NETWORK)
+    return Failure(c.ERROR_CLASS_OTHER, None)
+
+
+def error_class(exc: BaseException) -> str:
+    """The ``stream_errors_total{error_class}`` label for ``exc``: a steadystream error's own
+    class (an :class:`~steadystream.UpstreamError` of no particular class by its status), or
+    :func:`classify_failure`'s."""
+    if isinstance(exc, StreamError):
+        status: Any = getattr(exc, "status", None)
+        if exc.error_class == c.ERROR_CLASS_OTHER and isinstance(status, int):
+            return error_class_for_status(status)
+        return exc.error_class
+    return classify_failure(exc).error_class

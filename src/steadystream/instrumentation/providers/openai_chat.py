@@ -1,0 +1,156 @@
+"""The OpenAI Chat Completions wire format (chunks as SDK objects or dicts).
+
+* ``choices[i].delta`` with ``content``, ``refusal``, ``reasoning_content`` or
+  ``tool_calls[j].function.arguments`` is content; a chunk without any is lifecycle. ``id`` is
+  the response id.
+* A dict with an ``error`` member (and no ``choices``) is an in-band error.
+* Over SSE, a ``data: [DONE]`` line ends the stream.
+
+There is no resume by sequence number (Chat Completions has none); a replayed chunk can still
+be trimmed at a checkpoint offset.
+
+The fast path: a chunk in its everyday shape (one choice whose delta carries only ``content``,
+read from the pydantic objects' ``__dict__``) goes straight to ``core.on_content``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ... import conventions as c
+from .base import (
+    CONTENT,
+    END,
+    ERROR,
+    LIFECYCLE,
+    MISS,
+    BaseFormat,
+    FastPath,
+    Reading,
+    attr,
+    deep_copy,
+    get,
+)
+
+__all__ = ["CHAT", "DONE", "ChatFormat"]
+
+#: The SSE ``data`` line that ends a Chat Completions stream.
+DONE: Final = "[DONE]"
+_TEXT_FIELDS: Final = ("content", "refusal", "reasoning_content")
+_END = Reading(END)
+
+
+def _read_chunk(item: Any, choices: Any) -> Reading:
+    rid = get(item, "id")
+    rid = rid if isinstance(rid, str) else None
+    parts: list[str] = []
+    for choice in choices or ():
+        delta = get(choice, "delta")
+        if delta is None:
+            continue
+        for key in _TEXT_FIELDS:
+            val = get(delta, key)
+            if isinstance(val, str) and val:
+                parts.append(val)
+        for call in get(delta, "tool_calls") or ():
+            fn = get(call, "function")
+            args = get(fn, "arguments") if fn is not None else None
+            if isinstance(args, str) and args:
+                parts.append(args)
+    if parts:
+        return Reading(CONTENT, parts[0] if len(parts) == 1 else "".join(parts), None, rid)
+    return Reading(LIFECYCLE, "", None, rid)
+
+
+def _fast_object(core: Any, item: Any, t: float) -> Any:
+    fields = getattr(item, "__dict__", None)
+    if fields is None:
+        return MISS
+    choices = fields.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return MISS
+    choice = getattr(choices[0], "__dict__", None)
+    delta = choice.get("delta") if choice is not None else None
+    d = getattr(delta, "__dict__", None)
+    if d is None:
+        return MISS
+    text = d.get("content")
+    if type(text) is not str or not text:
+        return MISS
+    if d.get("refusal") or d.get("tool_calls") or d.get("reasoning_content"):
+        return MISS
+    extra = getattr(delta, "__pydantic_extra__", None)
+    if extra and extra.get("reasoning_content"):
+        return MISS
+    # The id is the response id, which the general path records when it changes.
+    rid = fields.get("id")
+    if rid is not None and rid != core.response_id:
+        return MISS
+    return core.on_content(text, None, t)
+
+
+def _replace_in_choices(choices: Any, old: str, new: str, *, dict_like: bool) -> bool:
+    """Trim the one content field of a single-choice chunk whose value is ``old``."""
+    for choice in choices or ():
+        delta = choice.get("delta") if dict_like else getattr(choice, "delta", None)
+        if delta is None:
+            continue
+        for key in _TEXT_FIELDS:
+            if (delta.get(key) if dict_like else getattr(delta, key, None)) == old:
+                if dict_like:
+                    delta[key] = new
+                else:
+                    setattr(delta, key, new)
+                return True
+    return False
+
+
+class ChatFormat(BaseFormat):
+    """:class:`~.base.WireFormat` of OpenAI Chat Completions (see the module docstring)."""
+
+    name = "openai_chat"
+
+    def read(self, item: Any) -> Reading | None:
+        if isinstance(item, dict):
+            if "choices" in item:
+                return _read_chunk(item, item.get("choices"))
+            if "error" in item:
+                return Reading(ERROR, error_class=c.ERROR_CLASS_UPSTREAM_EVENT)
+            return None
+        choices = attr(item, "choices")
+        return _read_chunk(item, choices) if choices is not None else None
+
+    def read_sse_data(self, data: str) -> Reading | None:
+        return _END if data.startswith(DONE) else None
+
+    def fast_path(self, item: Any) -> FastPath | None:
+        if type(item) is dict:
+            return None
+        return _fast_object if attr(item, "choices") is not None else None
+
+    def replace_text(self, item: Any, old: str, new: str) -> Any:
+        if isinstance(item, dict):
+            if "choices" not in item:
+                return MISS
+            out = deep_copy(item)
+            return out if _replace_in_choices(out["choices"], old, new, dict_like=True) else MISS
+        if attr(item, "choices") is None:
+            return MISS
+        out = deep_copy(item)
+        return out if _replace_in_choices(out.choices, old, new, dict_like=False) else MISS
+
+    def describe_error(self, item: Any) -> str | None:
+        err = item.get("error") if isinstance(item, dict) and "choices" not in item else None
+        if err is None:
+            return None
+        code, message = get(err, "code"), get(err, "message")
+        parts = ["error"]
+        if code:
+            parts.append(f"[{code}]")
+        if message:
+            parts.append(str(message))
+        return " ".join(parts)
+
+
+#: The Chat Completions format, registered by :mod:`.registry`.
+CHAT: Final = ChatFormat()

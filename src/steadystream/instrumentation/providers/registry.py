@@ -1,0 +1,247 @@
+"""The registry of wire formats, and the reading functions the rest of the package calls.
+
+Formats are asked in turn, the most recently registered first, so a new format may claim items
+a built-in one would otherwise take (the Responses format reads every item with a string
+``type``). Built in, in this order: OpenAI Responses (:mod:`.openai_responses`), then OpenAI
+Chat Completions (:mod:`.openai_chat`). Adding a format is one module implementing
+:class:`~.base.WireFormat` plus :func:`register`.
+
+What is format-neutral lives here:
+
+* ``str`` items are text deltas (an empty string is a keep-alive);
+* an SSE event (:class:`~steadystream.ServerSentEvent`, or any object with string ``data`` and
+  an ``event`` attribute) is read through :func:`read_sse`: a format's sentinel, else the
+  ``data`` parsed as JSON (with the SSE event name as its ``type`` when it has none) and read
+  as an item, else plain-text content;
+* anything no format recognises is a lifecycle event (proof of life, not content).
+
+Per chunk, the shells call the :data:`~.base.FastPath` that :func:`fast_path` picked for the
+item's class; everything else goes through :func:`read_item`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Final
+
+from ... import conventions as c
+from .base import (
+    CONTENT,
+    ERROR,
+    KEEPALIVE,
+    LIFECYCLE,
+    MISS,
+    FastPath,
+    Reading,
+    WireFormat,
+    attr,
+    with_field,
+)
+from .openai_chat import CHAT
+from .openai_responses import RESPONSES
+
+__all__ = [
+    "content_text",
+    "describe_error",
+    "fast_path",
+    "feed",
+    "formats",
+    "is_incomplete",
+    "is_progress",
+    "merge_key",
+    "read_item",
+    "read_sse",
+    "register",
+    "replace_text",
+    "unregister",
+    "with_text",
+]
+
+_KEEPALIVE: Final = Reading(KEEPALIVE)
+_LIFECYCLE: Final = Reading(LIFECYCLE)
+
+_lock = threading.Lock()
+# Asked in this order; replaced (never mutated) on register, so readers need no lock.
+_BUILT_IN: Final[tuple[WireFormat, ...]] = (RESPONSES, CHAT)
+_formats: tuple[WireFormat, ...] = _BUILT_IN
+
+
+def register(fmt: WireFormat) -> None:
+    """Add a wire format; it is asked before every format registered earlier."""
+    global _formats
+    with _lock:
+        if fmt not in _formats:
+            _formats = (fmt, *_formats)
+
+
+def unregister(fmt: WireFormat) -> None:
+    """Remove a format added with :func:`register` (built-in formats stay)."""
+    global _formats
+    with _lock:
+        if fmt not in _BUILT_IN:
+            _formats = tuple(f for f in _formats if f is not fmt)
+
+
+def formats() -> tuple[WireFormat, ...]:
+    """The registered formats, in the order they are asked."""
+    return _formats
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def read_item(item: Any) -> Reading:
+    """What one upstream item means (see the module docstring and each format's)."""
+    if isinstance(item, str):
+        return Reading(CONTENT, item) if item else _KEEPALIVE
+    for fmt in _formats:
+        r = fmt.read(item)
+        if r is not None:
+            return r
+    if not isinstance(item, dict):
+        data = attr(item, "data")
+        if isinstance(data, str) and hasattr(item, "event"):
+            return read_sse(data, attr(item, "event"))
+    return _LIFECYCLE
+
+
+def read_sse(data: str, event: str | None = None) -> Reading:
+    """Read an SSE event's ``data`` and ``event`` name."""
+    for fmt in _formats:
+        r = fmt.read_sse_data(data)
+        if r is not None:
+            return r
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        # Not JSON: a plain-text SSE stream, where the data itself is the content.
+        return Reading(CONTENT, data) if data else _KEEPALIVE
+    if isinstance(obj, dict):
+        if "type" not in obj and event and event != "message":
+            obj = {**obj, "type": event}
+        return read_item(obj)
+    if isinstance(obj, str):
+        return Reading(CONTENT, obj) if obj else _KEEPALIVE
+    return _LIFECYCLE
+
+
+def _fast_text(core: Any, item: str, t: float) -> Any:
+    return core.on_content(item, None, t) if item else MISS
+
+
+def _no_fast_path(core: Any, item: Any, t: float) -> Any:
+    return MISS
+
+
+def fast_path(item: Any) -> FastPath:
+    """The fast path for items of ``type(item)``: a shell asks once per item class and keeps
+    the answer while the class stays the same (a stream's items are nearly all one class)."""
+    if type(item) is str:
+        return _fast_text
+    for fmt in _formats:
+        fast = fmt.fast_path(item)
+        if fast is not None:
+            return fast
+    return _no_fast_path
+
+
+def feed(core: Any, item: Any, t: float) -> Any:
+    """Hand ``item`` to ``core`` (``StreamCore``): its fast path, else its reading. Returns
+    what the core returned (``None``, or a timeout to raise)."""
+    out = fast_path(item)(core, item, t)
+    if out is MISS:
+        out = core.on_reading(read_item(item), t)
+    return out
+
+
+# ------------------------------------------------------------------------------- questions
+
+
+def content_text(item: Any) -> str:
+    """The content text ``item`` carries (``""`` for anything but content)."""
+    r = read_item(item)
+    return r.text if r.kind == CONTENT else ""
+
+
+def is_incomplete(item: Any) -> bool:
+    """True for a terminal event that ends a response early but legitimately (the Responses
+    API's incomplete response: the consumer got a truncated answer)."""
+    r = read_item(item)
+    return r.kind == ERROR and r.error_class == c.ERROR_CLASS_RESPONSE_INCOMPLETE
+
+
+def is_progress(item: Any) -> bool:
+    """A progress event a slow consumer can do without (never content or a terminal)."""
+    return any(fmt.is_progress(item) for fmt in _formats)
+
+
+def describe_error(item: Any) -> str:
+    """A short message for an in-band error item: its type, code and message, never content."""
+    for fmt in _formats:
+        text = fmt.describe_error(item)
+        if text is not None:
+            return text
+    return "error"
+
+
+# ------------------------------------------------------------------------------- rewriting
+
+
+def replace_text(item: Any, old: str, new: str) -> Any:
+    """A copy of content item ``item`` whose text ``old`` is replaced by ``new`` (resume trims a
+    replayed delta to its unseen suffix), or :data:`~.base.MISS` when its shape cannot be
+    rewritten."""
+    if isinstance(item, str):
+        return new
+    for fmt in _formats:
+        out = fmt.replace_text(item, old, new)
+        if out is not MISS:
+            return out
+    if not isinstance(item, dict):
+        data = attr(item, "data")
+        if isinstance(data, str) and hasattr(item, "event"):
+            replaced = _replace_in_sse_data(data, old, new)
+            if replaced is not None:
+                return with_field(item, "data", replaced)
+    return MISS
+
+
+def _replace_in_sse_data(data: str, old: str, new: str) -> str | None:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return new if data == old else None
+    if isinstance(obj, dict):
+        out = replace_text(obj, old, new)
+        if out is MISS:
+            return None
+        return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(obj, str) and obj == old:
+        return json.dumps(new, ensure_ascii=False)
+    return None
+
+
+def merge_key(item: Any) -> tuple[Any, ...] | None:
+    """Identity of the text a content item belongs to; adjacent items with equal keys may be
+    merged into one (``None``: never merge)."""
+    if isinstance(item, str):
+        return ("str",)
+    for fmt in _formats:
+        key = fmt.merge_key(item)
+        if key is not None:
+            return (fmt.name, *key)
+    return None
+
+
+def with_text(item: Any, text: str) -> Any:
+    """A copy of mergeable content item ``item`` carrying ``text`` instead (see
+    :func:`merge_key`)."""
+    if isinstance(item, str):
+        return text
+    for fmt in _formats:
+        if fmt.merge_key(item) is not None:
+            out = fmt.with_text(item, text)
+            if out is not MISS:
+                return out
+    raise TypeError(f"cannot merge text into a {type(item).__name__}")

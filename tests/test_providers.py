@@ -1,0 +1,287 @@
+"""The provider layer: wire formats read into neutral readings, one registry, one exception
+classifier shared by the passive path and the retry policy."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import pytest
+from prometheus_client import CollectorRegistry
+
+import steadystream as ss
+from steadystream import conventions as c
+from steadystream.instrumentation.core.checkpoint import Checkpoint
+from steadystream.instrumentation.core.machine import CorePolicy, StreamCore
+from steadystream.instrumentation.policy.retry import Backoff, classify
+from steadystream.instrumentation.providers import (
+    content_text,
+    is_incomplete,
+    read_item,
+    register,
+    unregister,
+)
+from steadystream.instrumentation.providers.base import (
+    CONTENT,
+    END,
+    ERROR,
+    LIFECYCLE,
+    MISS,
+    BaseFormat,
+    FastPath,
+    Reading,
+)
+from steadystream.instrumentation.providers.failures import classify_failure, error_class
+from steadystream.instrumentation.providers.registry import fast_path, formats
+
+INSTRUMENTATION = Path(ss.__file__).parent / "instrumentation"
+REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/responses")
+
+
+class Recorder:
+    """A StreamObserver that records every call as (method, args)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any) -> None:
+            self.calls.append((name, args))
+
+        return record
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for n, args in self.calls if n == name]
+
+
+# ------------------------------------------------------------------------- the classifier
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_pool_timeout_is_network_not_connect_timeout(module: Any) -> None:
+    """A PoolTimeout (no free pooled connection: nothing was dialled) is a network failure on
+    the passive path and in the retry policy alike, never a connect (dial) timeout."""
+    request = module.Request("GET", "http://127.0.0.1/")
+    pool = module.PoolTimeout("pool exhausted", request=request)
+    assert error_class(pool) == c.ERROR_CLASS_NETWORK
+    verdict = classify(pool)
+    assert (verdict.retry, verdict.reason, verdict.error_class) == (
+        True,
+        c.RETRY_REASON_NETWORK,
+        c.ERROR_CLASS_NETWORK,
+    )
+    try:
+        try:
+            raise pool
+        except module.PoolTimeout as inner:
+            raise openai.APITimeoutError(REQUEST) from inner
+    except openai.APITimeoutError as wrapped:
+        assert error_class(wrapped) == c.ERROR_CLASS_NETWORK
+        assert classify(wrapped).error_class == c.ERROR_CLASS_NETWORK
+
+
+def _status_error(status: int) -> openai.APIStatusError:
+    response = httpx2.Response(status, request=REQUEST)
+    return openai.APIStatusError(f"HTTP {status}", response=response, body=None)
+
+
+def _chained_connect_timeout() -> BaseException:
+    try:
+        try:
+            raise httpx2.ConnectTimeout("dial", request=REQUEST)
+        except httpx2.ConnectTimeout as inner:
+            raise openai.APITimeoutError(REQUEST) from inner
+    except openai.APITimeoutError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (_status_error(429), c.ERROR_CLASS_RATE_LIMITED),
+        (_status_error(503), c.ERROR_CLASS_UPSTREAM_5XX),
+        (_status_error(404), c.ERROR_CLASS_UPSTREAM_4XX),
+        (httpx2.ConnectTimeout("dial", request=REQUEST), c.ERROR_CLASS_CONNECT_TIMEOUT),
+        (_chained_connect_timeout(), c.ERROR_CLASS_CONNECT_TIMEOUT),
+        (httpx2.ReadTimeout("read", request=REQUEST), c.ERROR_CLASS_NETWORK),
+        (httpx2.RemoteProtocolError("cut", request=REQUEST), c.ERROR_CLASS_NETWORK),
+        (openai.APIConnectionError(request=REQUEST), c.ERROR_CLASS_NETWORK),
+        (ConnectionResetError(), c.ERROR_CLASS_NETWORK),
+        (TimeoutError(), c.ERROR_CLASS_NETWORK),
+        (httpx2.UnsupportedProtocol("ftp", request=REQUEST), c.ERROR_CLASS_OTHER),
+        (ValueError("bug"), c.ERROR_CLASS_OTHER),
+    ],
+)
+def test_passive_and_retry_paths_agree(exc: BaseException, expected: str) -> None:
+    """The core's error label and the retry verdict come from the same classifier."""
+    assert classify_failure(exc).error_class == expected
+    assert error_class(exc) == expected
+    assert classify(exc).error_class == expected
+    core = StreamCore(CorePolicy(), Recorder())
+    core.on_open(0.0)
+    core.begin_attempt(0.0)
+    assert core.on_error(exc, 1.0) == expected
+
+
+def test_active_mode_counts_no_dial_timeout_for_a_pool_timeout() -> None:
+    """A PoolTimeout is retried as a network failure and not counted under phase="dial"."""
+    registry = CollectorRegistry()
+    monitor = ss.StreamMonitor(
+        ss.default_spec("pool"), registry=registry, backoff=Backoff(base=0.0, cap=0.0, jitter=0.0)
+    )
+    calls: list[Checkpoint | None] = []
+
+    def opener(checkpoint: Checkpoint | None) -> Iterator[str]:
+        calls.append(checkpoint)
+        if len(calls) == 1:
+            raise httpx2.PoolTimeout("pool exhausted", request=REQUEST)
+        return iter(["a", "b"])
+
+    assert "".join(monitor.stream(opener, model="m")) == "ab"
+    labels = {"service": "pool", "model": "m", "provider": c.UNKNOWN}
+    dial = registry.get_sample_value("stream_timeouts_total", {**labels, "phase": "dial"})
+    retries = registry.get_sample_value("stream_retry_total", {**labels, "reason": "network"})
+    assert (dial, retries) == (0.0, 1.0)
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def test_helpers_for_the_rest_of_the_package() -> None:
+    """content_text and is_incomplete answer for any format without naming its events."""
+    assert content_text({"type": "response.output_text.delta", "delta": "hé"}) == "hé"
+    assert content_text({"choices": [{"delta": {"content": "x"}}]}) == "x"
+    assert content_text("plain") == "plain"
+    assert content_text({"type": "response.created", "response": {"id": "r"}}) == ""
+    assert is_incomplete({"type": "response.incomplete", "response": {"id": "r"}}) is True
+    assert is_incomplete({"type": "response.failed", "response": {"id": "r"}}) is False
+    assert is_incomplete({"type": "response.completed"}) is False
+
+
+def test_fast_path_agrees_with_the_general_reading() -> None:
+    """For every built-in shape, feeding the fast path counts what the general reading says."""
+    items: list[Any] = [
+        "text",
+        {"type": "response.output_text.delta", "delta": "ab", "sequence_number": 3},
+        {"type": "response.created", "response": {"id": "resp_1"}, "sequence_number": 0},
+        {"choices": [{"delta": {"content": "cd"}}], "id": "chat_1"},
+    ]
+    for item in items:
+        fast_core = StreamCore(CorePolicy(), Recorder())
+        slow_core = StreamCore(CorePolicy(), Recorder())
+        for core in (fast_core, slow_core):
+            core.on_open(0.0)
+            core.begin_attempt(0.0)
+        out = fast_path(item)(fast_core, item, 0.5)
+        if out is MISS:
+            fast_core.on_reading(read_item(item), 0.5)
+        slow_core.on_reading(read_item(item), 0.5)
+        assert (fast_core.content_bytes, fast_core.sequence_number) == (
+            slow_core.content_bytes,
+            slow_core.sequence_number,
+        )
+
+
+class _Beeps(BaseFormat):
+    """A made-up wire format: ``{"beep": text}`` is content, ``{"beep_end": True}`` the end."""
+
+    name = "beeps"
+
+    def read(self, item: Any) -> Reading | None:
+        if isinstance(item, dict) and "beep" in item:
+            return Reading(CONTENT, item["beep"]) if item["beep"] else Reading(LIFECYCLE)
+        if isinstance(item, dict) and "beep_end" in item:
+            return Reading(END)
+        return None
+
+    def fast_path(self, item: Any) -> FastPath | None:
+        return _fast_beep if isinstance(item, dict) and "beep" in item else None
+
+
+def _fast_beep(core: Any, item: dict[str, Any], t: float) -> Any:
+    text = item.get("beep")
+    return core.on_content(text, None, t) if type(text) is str and text else MISS
+
+
+def test_a_new_format_is_one_class_and_a_registration() -> None:
+    """A registered format is read by monitor.wrap with no change to the core; unregistering
+    restores the built-ins."""
+    beeps = _Beeps()
+    register(beeps)
+    try:
+        assert formats()[0] is beeps
+        registry = CollectorRegistry()
+        monitor = ss.StreamMonitor(ss.default_spec("beeps"), registry=registry)
+        items = [{"beep": "hé"}, {"beep": ""}, {"beep": "llo"}, {"beep_end": True}]
+        assert list(monitor.wrap(iter(items), model="m", provider="beeps")) == items
+        labels = {"service": "beeps", "model": "m", "provider": "beeps"}
+        assert registry.get_sample_value("stream_bytes_total", labels) == len("héllo".encode())
+        ok = registry.get_sample_value("stream_requests_total", {**labels, "outcome": "ok"})
+        assert ok == 1.0
+    finally:
+        unregister(beeps)
+    assert beeps not in formats()
+    assert read_item({"beep": "x"}).kind == LIFECYCLE
+
+
+def test_in_band_errors_of_each_format() -> None:
+    """Each format's in-band error reads as ERROR with its own class."""
+    failed = read_item({"type": "response.failed", "response": {"id": "r"}, "sequence_number": 4})
+    assert (failed.kind, failed.error_class, failed.sequence_number, failed.response_id) == (
+        ERROR,
+        c.ERROR_CLASS_RESPONSE_FAILED,
+        4,
+        "r",
+    )
+    chat = read_item({"error": {"message": "overloaded"}})
+    assert (chat.kind, chat.error_class) == (ERROR, c.ERROR_CLASS_UPSTREAM_EVENT)
+
+
+# ------------------------------------------------------------------------- where names live
+
+_WIRE_NAMES = (
+    "response.output_text.delta",
+    "response.created",
+    "response.completed",
+    "response.failed",
+    "response.incomplete",
+    "response.in_progress",
+    "response.queued",
+    "[DONE]",
+)
+
+
+def _string_constants(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    doc_nodes = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if id(node) not in doc_nodes
+    }
+
+
+def test_only_the_provider_layer_names_wire_events() -> None:
+    """No module of the instrumentation outside providers/ has a wire event type in its code."""
+    offenders = []
+    for path in sorted(INSTRUMENTATION.rglob("*.py")):
+        if "providers" in path.relative_to(INSTRUMENTATION).parts:
+            continue
+        constants = _string_constants(path)
+        for name in _WIRE_NAMES:
+            if any(name in value for value in constants):
+                offenders.append(f"{path.relative_to(INSTRUMENTATION)}: {name}")
+    assert offenders == []
