@@ -36,6 +36,21 @@ def test_all_is_explicit_and_importable() -> None:
     assert set(ss.__all__) >= CONTRACT
 
 
+def test_public_names_load_on_first_use_and_unknown_names_fail() -> None:
+    """Every public name is also a lazily loaded one (so ``import steadystream.spec`` loads no
+    stream wrapper), ``dir()`` lists them all, and a misspelt name is an AttributeError."""
+    lazy = set(ss._LAZY)
+    assert lazy | {"__version__"} == set(ss.__all__)
+    assert set(ss.__all__) <= set(dir(ss))
+    with pytest.raises(AttributeError, match="no attribute 'StreamMonitr'"):
+        ss.StreamMonitr  # noqa: B018
+    code = "import steadystream.spec, sys; print(any('instrumentation' in m for m in sys.modules))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.strip() == "False"
+
+
 def test_stream_monitor_signature_matches_the_contract() -> None:
     """StreamMonitor(spec, registry=None, tracer_provider=None, meter_provider=None) with
     wrap(stream, model, provider), stream(opener) and relay(source)."""
