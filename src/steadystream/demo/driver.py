@@ -36,13 +36,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import conventions as c
-from .spec import SLO, Spec, default_spec, format_percent
+from .. import conventions as c
+from ..spec import SLO, Spec, default_spec, format_percent
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .simulate import Profile
+    from ..simulate import Profile
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -512,7 +512,7 @@ def scrape_job(spec: Spec) -> tuple[str, dict[str, str]]:
 
 
 # ----------------------------------------------------------------------------- live progress
-class _Progress:
+class Progress:
     """Live progress: a rich table redrawn in place on a TTY, plain periodic lines otherwise.
 
     The plain lines start after ``plain_every`` seconds (a line at 0 s would only say that
@@ -552,7 +552,7 @@ class _Progress:
                 transient=False,
             )
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         if self._live is not None:
             self._live.__enter__()
         return self
@@ -652,7 +652,7 @@ StreamFactory = Callable[[Any, Any, str], AsyncIterable[Any]]
 
 def resilient_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
     """The demo's default consumer stream: ``responses_stream`` (retries, budget, resume)."""
-    from .instrumentation.openai import responses_stream
+    from ..instrumentation.openai import responses_stream
 
     stream: AsyncIterable[Any] = responses_stream(monitor, client, model=DEMO_MODEL, input=prompt)
     return stream
@@ -686,7 +686,7 @@ def slow_relay_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[A
 async def _one_stream(
     monitor: Any, client: Any, prompt: str, tally: ClientTally, factory: StreamFactory
 ) -> None:
-    from .instrumentation.errors import StreamError
+    from ..instrumentation.errors import StreamError
 
     tally.started += 1
     last_type = None
@@ -742,8 +742,8 @@ async def run_demo_async(
     """
     from prometheus_client import CollectorRegistry as _Registry
 
-    from .instrumentation.monitor import StreamMonitor
-    from .simulate import Upstream, resolve_profile
+    from ..instrumentation.monitor import StreamMonitor
+    from ..simulate import Upstream, resolve_profile
 
     if duration <= 0:
         raise ValueError(f"duration must be positive, got {duration!r}")
@@ -807,7 +807,7 @@ async def run_demo_async(
                     factory = slow_relay_stream if slow else stream_factory
                     await _one_stream(monitor, client, rng.choice(_PROMPTS), tally, factory)
 
-            with _Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
+            with Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
                 tasks = [asyncio.create_task(worker()) for _ in range(streams)]
                 # --duration is seconds of load, counted from when the streams start.
                 deadline = progress.started + duration
@@ -934,7 +934,7 @@ def _injected(upstream: Any) -> dict[str, int]:
 
 
 def _serve_metrics(registry: Any, port: int) -> tuple[Any, str]:
-    from .exporters import start_metrics_server
+    from ..exporters import start_metrics_server
 
     server = start_metrics_server(port, "127.0.0.1", registry=registry)
     return server, f"127.0.0.1:{server.port}"
