@@ -14,7 +14,7 @@ from steadystream import conventions as c
 from steadystream.demo import (
     ClientTally,
     MetricsView,
-    _Progress,
+    Progress,
     build_report,
     histogram_quantile,
     scrape_config,
@@ -131,7 +131,7 @@ def test_report_counts_failure_classes_and_serialises(registry: CollectorRegistr
 def test_progress_has_no_empty_line_at_start() -> None:
     """Plain progress starts after its interval, not with an all-'no events' line at 0 s."""
     out = io.StringIO()
-    progress = _Progress(
+    progress = Progress(
         ss.default_spec(SERVICE), CollectorRegistry(), ClientTally(), out, live=False, duration=10
     )
     progress.tick()
@@ -142,7 +142,7 @@ def test_progress_line_gives_each_slo_against_its_target(registry: CollectorRegi
     """A plain progress line shows streams, each SLO vs its target with a verdict, the drain."""
     tally = ClientTally(started=104, ok=97, failed=3)
     out = io.StringIO()
-    progress = _Progress(
+    progress = Progress(
         ss.default_spec(SERVICE), registry, tally, out, live=False, duration=10, plain_every=0
     )
     progress.finishing(8)
@@ -165,7 +165,7 @@ def test_live_table_fits_an_80_column_terminal(registry: CollectorRegistry) -> N
 
     spec = ss.default_spec(SERVICE)
     tally = ClientTally(started=100, ok=97, failed=3)
-    progress = _Progress(spec, registry, tally, io.StringIO(), live=False, duration=10)
+    progress = Progress(spec, registry, tally, io.StringIO(), live=False, duration=10)
     console = Console(file=io.StringIO(), width=80, color_system=None)
     console.print(progress._table())
     screen = console.file.getvalue()

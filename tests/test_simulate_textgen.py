@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from steadystream import conventions as conv
 from steadystream.simulate import Upstream, deltas, expected_text, prompt_key
+from steadystream.simulate._delivery import split_points
 from steadystream.simulate._protocol import sse_frame
-from steadystream.simulate._server import _split_points
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_split_points_reassemble_to_the_frame(text: str, mode: object, seed: int
     import random
 
     frame = sse_frame("response.output_text.delta", {"delta": text})
-    pieces = _split_points(frame, mode, random.Random(seed))  # type: ignore[arg-type]
+    pieces = split_points(frame, mode, random.Random(seed))  # type: ignore[arg-type]
     assert all(pieces)
     assert b"".join(pieces) == frame
     if mode == "utf8" and any(ord(ch) > 0x7F for ch in text):

@@ -151,6 +151,7 @@ from ._faults import (
     parse_fault,
     resolve_profile,
 )
+from ._generation import StoredResponse
 from ._server import (
     HEADER_DELTA_SIZE,
     HEADER_TOKENS,
@@ -160,7 +161,6 @@ from ._server import (
     ROUTE_OTHER,
     ROUTE_RESUME,
     ROUTE_RETRIEVE,
-    StoredResponse,
     Upstream,
     UpstreamStats,
 )

@@ -1,31 +1,27 @@
-"""The fault-injecting upstream: response store, generation tasks, request routing, delivery."""
+"""The fault-injecting upstream: HTTP routing and the server's lifecycle.
+
+:class:`Upstream` binds the loopback port, reads requests, routes them, picks each request's
+fault plan and keeps the counters. What a response is made of, and the store that keeps it for
+retrieves and resumes, live in :mod:`._generation`; writing it to a client with the plan's faults
+applied lives in :mod:`._delivery`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import random
 import threading
-import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
 from .. import conventions as conv
 from . import _protocol as proto
+from ._delivery import deliver_status, deliver_stream, deliver_whole, send_json
 from ._faults import (
-    KIND_DELAY,
-    KIND_DRIP,
-    KIND_DROP,
-    KIND_ERROR_EVENT,
-    KIND_FAILED,
-    KIND_KEEPALIVE,
-    KIND_SPLIT,
-    KIND_STALL,
     FaultPlan,
     FaultSyntaxError,
     Profile,
@@ -33,8 +29,9 @@ from ._faults import (
     request_rng,
     resolve_profile,
 )
+from ._generation import Generation, ResponseStore, StoredResponse, generate, new_generation
 from ._http import BadRequest, Request, ResponseWriter, read_request
-from ._textgen import DEFAULT_TOKENS, MAX_TOKENS, deltas, prompt_key
+from ._textgen import DEFAULT_TOKENS, MAX_TOKENS
 
 HOST: Final = "127.0.0.1"
 HEADER_TOKENS: Final = "x-steadystream-tokens"
@@ -109,133 +106,12 @@ class _Stats:
             )
 
 
-@dataclass
-class _Event:
-    seq: int
-    frame: bytes
-    is_delta: bool
-
-
-@dataclass
-class StoredResponse:
-    """A response as the simulator stores it (read it with ``Upstream.response(id)``)."""
-
-    id: str
-    status: str
-    """``queued``, ``in_progress``, ``completed``, ``failed``, ``incomplete`` or ``cancelled``."""
-    background: bool
-    text: str
-    """The output text generated so far."""
-    events: int
-    """SSE events generated so far (the next event's ``sequence_number``)."""
-
-
-@dataclass
-class _Generation:
-    """One response being generated: its event log grows while delivery tasks read it."""
-
-    meta: proto.ResponseMeta
-    deltas: list[str]
-    terminal: str | None
-    terminal_at: int
-    events: list[_Event] = field(default_factory=list)
-    text_parts: list[str] = field(default_factory=list)
-    status: str = "queued"
-    error: dict[str, Any] | None = None
-    incomplete_reason: str | None = None
-    done: bool = False
-    task: asyncio.Task[None] | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    nbytes: int = 0
-    idempotency_key: str | None = None
-    store_bytes: list[int] = field(default_factory=lambda: [0])
-    """Shared running total of the store's event bytes (a one-element list, mutated in place)."""
-
-    @property
-    def planned_events(self) -> int:
-        if self.terminal is not None:
-            return self.terminal_at + 1
-        return proto.LIFECYCLE_PRELUDE + len(self.deltas) + proto.LIFECYCLE_TAIL
-
-    def snapshot(self) -> dict[str, Any]:
-        text = "".join(self.text_parts)
-        if self.status == "completed":
-            output = [proto.message_item(self.meta, "completed", text)]
-        elif len(self.events) > 2:
-            output = [
-                proto.message_item(
-                    self.meta,
-                    "in_progress" if not self.done else "incomplete",
-                    text if len(self.events) > 3 else None,
-                )
-            ]
-        else:
-            output = []
-        return proto.response_object(
-            self.meta,
-            status=self.status,
-            output=output,
-            error=self.error,
-            incomplete_reason=self.incomplete_reason,
-            usage_=proto.usage(self.meta, len(self.text_parts)) if self.done else None,
-        )
-
-    def emit(self, event_type: str, data: dict[str, Any], *, is_delta: bool = False) -> None:
-        seq = len(self.events)
-        data = {"type": event_type, "sequence_number": seq, **data}
-        frame = proto.sse_frame(event_type, data)
-        self.events.append(_Event(seq, frame, is_delta))
-        self.nbytes += len(frame)
-        self.store_bytes[0] += len(frame)
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    def finish(self) -> None:
-        self.done = True
-        self.changed.set()
-
-    async def wait_event(self, index: int) -> _Event | None:
-        """Event ``index``, waiting for it to be generated; ``None`` once there will be none."""
-        while index >= len(self.events):
-            if self.done:
-                return None
-            await self.changed.wait()
-        return self.events[index]
-
-    def view(self) -> StoredResponse:
-        return StoredResponse(
-            id=self.meta.id,
-            status=self.status,
-            background=self.meta.background,
-            text="".join(self.text_parts),
-            events=len(self.events),
-        )
-
-
 class _ClientError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
-
-
-def _split_points(frame: bytes, mode: int | str, rng: random.Random) -> list[bytes]:
-    """Cut one frame into the pieces written separately."""
-    if isinstance(mode, int):
-        return [frame[i : i + mode] for i in range(0, len(frame), mode)]
-    if mode == "utf8":
-        # Cut after the first byte of every multi-byte character (lead bytes are 0b11xxxxxx).
-        cuts = [i + 1 for i, b in enumerate(frame) if b >= 0xC0]
-    else:
-        n = min(len(frame) - 1, rng.randint(1, 3))
-        cuts = sorted(rng.sample(range(1, len(frame)), n)) if n > 0 else []
-    pieces, start = [], 0
-    for cut in cuts:
-        pieces.append(frame[start:cut])
-        start = cut
-    pieces.append(frame[start:])
-    return [p for p in pieces if p]
 
 
 class Upstream:
@@ -273,14 +149,10 @@ class Upstream:
         self._requested_port = port
         self.token_interval = token_interval
         self.first_token_latency = first_token_latency
-        self.max_stored = max_stored
-        self.max_stored_bytes = max_stored_bytes
-        self._store_bytes = [0]
+        self._store = ResponseStore(max_stored, max_stored_bytes)
         self._stats = _Stats()
         self._counter = 0
         self._created = 0
-        self._store: OrderedDict[str, _Generation] = OrderedDict()
-        self._idempotency: dict[str, str] = {}
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -316,6 +188,24 @@ class Upstream:
         self._profile = resolve_profile(value)
 
     @property
+    def max_stored(self) -> int:
+        """The most responses the store keeps."""
+        return self._store.max_stored
+
+    @max_stored.setter
+    def max_stored(self, value: int) -> None:
+        self._store.max_stored = value
+
+    @property
+    def max_stored_bytes(self) -> int:
+        """The event bytes beyond which the store forgets its oldest responses."""
+        return self._store.max_stored_bytes
+
+    @max_stored_bytes.setter
+    def max_stored_bytes(self, value: int) -> None:
+        self._store.max_stored_bytes = value
+
+    @property
     def stats(self) -> UpstreamStats:
         """A snapshot of the counters; safe to read from any thread."""
         return self._stats.snapshot()
@@ -345,7 +235,7 @@ class Upstream:
         for writer in list(self._writers):
             writer.transport.abort()
         tasks = set(self._conn_tasks)
-        tasks.update(g.task for g in self._store.values() if g.task and not g.task.done())
+        tasks.update(self._store.running_tasks())
         for task in tasks:
             task.cancel()
         if tasks:
@@ -499,63 +389,46 @@ class Upstream:
                 raise _ClientError(400, f"{conv.HEADER_FAULT}: {exc}") from None
         return self._profile.choose(self.seed, counter, resume=resume)[1]
 
-    async def _status_fault(self, plan: FaultPlan, out: ResponseWriter) -> bool:
-        if plan.status is None:
-            return False
-        headers = [("x-request-id", f"req_sim_{self._counter}")]
-        if plan.retry_after is not None:
-            # Retry-After carries whole seconds (rounded up so a client never retries early);
-            # retry-after-ms is the precise value, which the openai client prefers.
-            headers.append(("retry-after", str(max(1, int(-(-plan.retry_after // 1))))))
-            headers.append(("retry-after-ms", str(int(plan.retry_after * 1000))))
-        body = proto.dumps(proto.status_error_body(plan.status)).encode()
-        self._stats.fault(f"status_{plan.status}")
-        await out.send(plan.status, body, "application/json", headers)
-        return True
+    def _request_id(self) -> str:
+        return f"req_sim_{self._counter}"
 
     # -------------------------------------------------------------------------------- routes
     async def _create(self, request: Request, out: ResponseWriter) -> None:
         params = self._parse_create(request)
         plan = self._plan(request, resume=False)
-        if await self._status_fault(plan, out):
+        if await deliver_status(
+            plan, out, request_id=self._request_id(), on_fault=self._stats.fault
+        ):
             return
         key = request.headers.get(conv.HEADER_IDEMPOTENCY_KEY.lower())
         gen = None
-        if key is not None and key in self._idempotency:
-            gen = self._store.get(self._idempotency[key])
+        if key is not None:
+            gen = self._store.by_idempotency_key(key)
             if gen is not None:
                 self._stats.bump("idempotent_replays")
         if gen is None:
-            gen = self._new_generation(request, params, plan)
+            gen = self._new_generation(params, plan)
             if key is not None:
-                self._idempotency[key] = gen.meta.id
-                gen.idempotency_key = key
+                self._store.remember_key(key, gen)
         if params["stream"]:
-            await self._deliver(gen, -1, plan, out)
-        elif plan.drop_after is not None:
-            # The response was accepted (and stored under its idempotency key) but the answer
-            # is lost: exactly the case an idempotent retry exists for.
-            self._stats.fault(KIND_DROP)
-            out.abort()
-        elif params["background"]:
-            await self._send_json(out, 200, gen.snapshot())
+            await deliver_stream(
+                gen, -1, plan, out, request_id=self._request_id(), on_fault=self._stats.fault
+            )
         else:
-            # A plain create waits for the whole response, like the real API.
-            while not gen.done:
-                await gen.changed.wait()
-            if plan.delay:
-                self._stats.fault(KIND_DELAY)
-                await asyncio.sleep(plan.delay)
-            await self._send_json(out, 200, gen.snapshot())
+            await deliver_whole(
+                gen, plan, out, wait=not params["background"], on_fault=self._stats.fault
+            )
 
     async def _retrieve(self, response_id: str, request: Request, out: ResponseWriter) -> None:
         stream = request.query.get("stream", "false").lower() == "true"
         plan = self._plan(request, resume=True) if stream else FaultPlan()
-        if await self._status_fault(plan, out):
+        if await deliver_status(
+            plan, out, request_id=self._request_id(), on_fault=self._stats.fault
+        ):
             return
         gen = self._lookup(response_id)
         if not stream:
-            await self._send_json(out, 200, gen.snapshot())
+            await send_json(out, 200, gen.snapshot())
             return
         if not gen.meta.background:
             raise _ClientError(
@@ -571,7 +444,14 @@ class Upstream:
             raise _ClientError(400, f"starting_after must be an integer, got {raw!r}.") from None
         if starting_after < -1:
             raise _ClientError(400, "starting_after must be >= -1.", "starting_after")
-        await self._deliver(gen, starting_after, plan, out)
+        await deliver_stream(
+            gen,
+            starting_after,
+            plan,
+            out,
+            request_id=self._request_id(),
+            on_fault=self._stats.fault,
+        )
 
     async def _cancel(self, response_id: str, out: ResponseWriter) -> None:
         gen = self._lookup(response_id)
@@ -581,32 +461,18 @@ class Upstream:
             gen.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gen.task
-        await self._send_json(out, 200, gen.snapshot())
-
-    def _forget(self, gen: _Generation) -> None:
-        if gen.task is not None and not gen.task.done():
-            gen.task.cancel()
-        self._store_bytes[0] -= gen.nbytes
-        key = gen.idempotency_key
-        if key is not None and self._idempotency.get(key) == gen.meta.id:
-            del self._idempotency[key]
-        gen.nbytes = 0
-        gen.store_bytes = [0]  # bytes it still generates no longer count against the store
+        await send_json(out, 200, gen.snapshot())
 
     async def _delete(self, response_id: str, out: ResponseWriter) -> None:
-        gen = self._lookup(response_id)
-        del self._store[response_id]
-        self._forget(gen)
-        await self._send_json(out, 200, {"id": response_id, "object": "response", "deleted": True})
+        self._lookup(response_id)
+        self._store.delete(response_id)
+        await send_json(out, 200, {"id": response_id, "object": "response", "deleted": True})
 
-    def _lookup(self, response_id: str) -> _Generation:
+    def _lookup(self, response_id: str) -> Generation:
         gen = self._store.get(response_id)
         if gen is None:
             raise _ClientError(404, f"No response found with id '{response_id}'.")
         return gen
-
-    async def _send_json(self, out: ResponseWriter, status: int, obj: object) -> None:
-        await out.send(status, proto.dumps(obj).encode(), "application/json", [])
 
     # ---------------------------------------------------------------------------- creating
     def _parse_create(self, request: Request) -> dict[str, Any]:
@@ -662,219 +528,20 @@ class Upstream:
             raise _ClientError(400, f"{name} must be between 1 and {MAX_TOKENS}.", name)
         return number
 
-    def _new_generation(
-        self, request: Request, params: dict[str, Any], plan: FaultPlan
-    ) -> _Generation:
+    def _new_generation(self, params: dict[str, Any], plan: FaultPlan) -> Generation:
         self._created += 1
-        digest = hashlib.sha256(f"steadystream-response:{self.seed}:{self._created}".encode())
-        ident = digest.hexdigest()
-        text_deltas = deltas(
-            params["input"], params["seed"], params["tokens"], params["delta_size"]
-        )
-        last = proto.LIFECYCLE_PRELUDE + len(text_deltas)
-        if plan.terminal is None:
-            terminal_at = last
-        elif plan.terminal_at is None:
-            terminal_at = proto.LIFECYCLE_PRELUDE + len(text_deltas) // 2
-        else:
-            terminal_at = min(plan.terminal_at, last)
-        meta = proto.ResponseMeta(
-            id=f"resp_{ident[:32]}",
-            item_id=f"msg_{ident[32:64]}",
-            model=params["model"],
-            created_at=int(time.time()),
-            background=params["background"],
-            max_output_tokens=params["max_output_tokens"],
-            input_tokens=max(1, len(prompt_key(params["input"]).encode()) // 4),
-            metadata={str(k): str(v) for k, v in params["metadata"].items()},
-        )
-        gen = _Generation(
-            meta=meta,
-            deltas=text_deltas,
-            terminal=plan.terminal,
-            terminal_at=terminal_at,
-            store_bytes=self._store_bytes,
-        )
-        # Oldest responses are forgotten first, so long benchmark runs stay within bounds.
-        while len(self._store) >= self.max_stored or (
-            self._store and self._store_bytes[0] > self.max_stored_bytes
-        ):
-            _, old = self._store.popitem(last=False)
-            self._forget(old)
-        self._store[meta.id] = gen
+        gen = new_generation(params, plan, seed=self.seed, number=self._created)
+        self._store.add(gen)
         self._stats.bump("responses_created")
-        gen.task = asyncio.get_running_loop().create_task(self._generate(gen))
+        gen.task = asyncio.get_running_loop().create_task(
+            generate(
+                gen,
+                first_token_latency=self.first_token_latency,
+                token_interval=self.token_interval,
+                on_fault=self._stats.fault,
+            )
+        )
         return gen
-
-    async def _generate(self, gen: _Generation) -> None:
-        """Append the response's events to its log: the simulated model at work.
-
-        Runs independently of any connection, so a background response keeps generating
-        while its client is disconnected, and a resume finds the rest.
-        """
-        meta = gen.meta
-        try:
-            if self._stop_at(gen):
-                return
-            gen.status = "queued" if meta.background else "in_progress"
-            gen.emit("response.created", {"response": gen.snapshot()})
-            if self._stop_at(gen):
-                return
-            gen.status = "in_progress"
-            gen.emit("response.in_progress", {"response": gen.snapshot()})
-            if self._stop_at(gen):
-                return
-            ids = {"item_id": meta.item_id, "output_index": 0}
-            gen.emit(
-                "response.output_item.added",
-                {"output_index": 0, "item": proto.message_item(meta, "in_progress", None)},
-            )
-            if self._stop_at(gen):
-                return
-            gen.emit(
-                "response.content_part.added",
-                {**ids, "content_index": 0, "part": proto.output_text("")},
-            )
-            if self.first_token_latency:
-                await asyncio.sleep(self.first_token_latency)
-            for i, delta in enumerate(gen.deltas):
-                if self._stop_at(gen):
-                    return
-                if i and self.token_interval:
-                    await asyncio.sleep(self.token_interval)
-                elif i % 64 == 63:
-                    await asyncio.sleep(0)  # let deliveries run during long generations
-                gen.text_parts.append(delta)
-                gen.emit(
-                    "response.output_text.delta",
-                    {**ids, "content_index": 0, "delta": delta, "logprobs": []},
-                    is_delta=True,
-                )
-            if self._stop_at(gen):
-                return
-            text = "".join(gen.text_parts)
-            gen.emit(
-                "response.output_text.done",
-                {**ids, "content_index": 0, "text": text, "logprobs": []},
-            )
-            gen.emit(
-                "response.content_part.done",
-                {**ids, "content_index": 0, "part": proto.output_text(text)},
-            )
-            gen.emit(
-                "response.output_item.done",
-                {"output_index": 0, "item": proto.message_item(meta, "completed", text)},
-            )
-            gen.status = "completed"
-            gen.done = True  # so the snapshot carries usage
-            gen.emit("response.completed", {"response": gen.snapshot()})
-        except asyncio.CancelledError:
-            gen.status = "cancelled"
-            raise
-        finally:
-            gen.finish()
-
-    def _stop_at(self, gen: _Generation) -> bool:
-        """Emit the planned terminal fault event if its sequence number is next."""
-        if gen.terminal is None or len(gen.events) != gen.terminal_at:
-            return False
-        gen.done = True
-        self._stats.fault(gen.terminal)
-        if gen.terminal == KIND_ERROR_EVENT:
-            gen.status = "failed"
-            gen.error = {"code": "server_error", "message": proto.SIMULATED_ERROR_MESSAGE}
-            gen.emit(
-                "error",
-                {
-                    "code": "server_error",
-                    "message": proto.SIMULATED_ERROR_MESSAGE,
-                    "param": None,
-                },
-            )
-        elif gen.terminal == KIND_FAILED:
-            gen.status = "failed"
-            gen.error = {"code": "server_error", "message": proto.SIMULATED_ERROR_MESSAGE}
-            gen.emit("response.failed", {"response": gen.snapshot()})
-        else:
-            gen.status = "incomplete"
-            gen.incomplete_reason = "max_output_tokens"
-            gen.emit("response.incomplete", {"response": gen.snapshot()})
-        return True
-
-    # ---------------------------------------------------------------------------- delivery
-    @staticmethod
-    async def _quiet(seconds: float, heartbeat: float, out: ResponseWriter) -> None:
-        """No events for ``seconds``; only ``: keep-alive`` comments every ``heartbeat`` if set.
-
-        Heartbeats keep proxies from closing the connection but carry no content, so a client's
-        idle timer must not count them as progress.
-        """
-        if not heartbeat:
-            await asyncio.sleep(seconds)
-            return
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        while (left := end - loop.time()) > 0:
-            await asyncio.sleep(min(heartbeat, left))
-            if end - loop.time() > 0:
-                await out.chunk(proto.KEEPALIVE_FRAME)
-
-    async def _deliver(
-        self, gen: _Generation, starting_after: int, plan: FaultPlan, out: ResponseWriter
-    ) -> None:
-        """Stream ``gen``'s events after ``starting_after`` to one client, applying ``plan``.
-
-        Replays what is stored, then follows the generation live until it ends.
-        """
-        await out.start_stream(200, [("x-request-id", f"req_sim_{self._counter}")])
-        if plan.drop_after == 0:
-            self._stats.fault(KIND_DROP)
-            out.abort()
-            return
-        if plan.keepalive:
-            self._stats.fault(KIND_KEEPALIVE)
-            for _ in range(plan.keepalive):
-                await out.chunk(proto.KEEPALIVE_FRAME)
-                await asyncio.sleep(plan.keepalive_every)
-            await out.end_stream()
-            return
-        remaining = max(0, gen.planned_events - (starting_after + 1))
-        drop_after = remaining // 2 if plan.drop_after == -1 else plan.drop_after
-        stall_at = remaining // 2 if plan.stall_at is None else plan.stall_at
-        rng = random.Random(plan.seed)
-        index, sent, delayed = starting_after + 1, 0, False
-        split_counted = False
-        while True:
-            event = await gen.wait_event(index)
-            if event is None:
-                break
-            if drop_after is not None and sent == drop_after:
-                self._stats.fault(KIND_DROP)
-                out.abort()
-                return
-            if plan.stall and sent == stall_at:
-                self._stats.fault(KIND_STALL)
-                await self._quiet(plan.stall, plan.heartbeat, out)
-            if plan.delay and event.is_delta and not delayed:
-                self._stats.fault(KIND_DELAY)
-                await self._quiet(plan.delay, plan.heartbeat, out)
-            if event.is_delta:
-                delayed = True
-            pieces = [event.frame]
-            if plan.split is not None:
-                pieces = _split_points(event.frame, plan.split, rng)
-                if len(pieces) > 1 and not split_counted:
-                    self._stats.fault(KIND_SPLIT)
-                    split_counted = True
-            if sent == 0 and plan.drip:
-                self._stats.fault(KIND_DRIP)
-            for piece in pieces:
-                if plan.drip:
-                    await asyncio.sleep(plan.drip)
-                await out.chunk(piece)
-            sent += 1
-            index += 1
-        await out.end_stream()
 
 
 __all__ = [
@@ -886,7 +553,6 @@ __all__ = [
     "ROUTE_OTHER",
     "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
-    "StoredResponse",
     "Upstream",
     "UpstreamStats",
 ]

@@ -1,0 +1,82 @@
+"""``steadystream demo``: the whole loop on one machine, with nothing to set up.
+
+:func:`run_demo` starts the fault-injecting upstream (:mod:`steadystream.simulate`) on loopback,
+drives ``streams`` concurrent resilient streams through it with the real ``openai.AsyncOpenAI``
+client and :func:`steadystream.instrumentation.openai.responses_stream` (retries, retry budget,
+exactly-once resume, timeouts), serves the metrics on ``/metrics`` for a Prometheus to scrape,
+shows live progress, and ends with a :class:`DemoReport`: each SLO's measured value against its
+target, and what happened per failure class.
+
+The package is split by job:
+
+* :mod:`.driver` starts the upstream and the ``/metrics`` server, drives the concurrent
+  consumer streams and counts what they saw (:func:`run_demo`, :func:`run_demo_async`);
+* :mod:`.report` reads the registry (:class:`MetricsView`, :func:`histogram_quantile`) and builds
+  the closing :class:`DemoReport`: each SLO's verdict and the failure classes seen;
+* :mod:`.live` is the live progress view (a rich table on a TTY, plain lines otherwise);
+* :mod:`.scrape` is the ``prometheus.yml`` fragment under which the generated rules find the demo.
+
+Two independent views are kept, on purpose:
+
+* the demo's **own count** of what its consumers saw (streams finished ok, failed with which
+  error, abandoned at shutdown), kept by the driver loop; and
+* the **metrics** the instrumentation exported to the registry (the same numbers a Prometheus
+  scraping ``/metrics`` sees), from which the SLO verdict is computed exactly as the generated
+  recording rules compute it: good events are the histogram bucket at the threshold.
+
+The end-to-end tests check that the two agree, and that Prometheus agrees with both.
+
+    report = run_demo(duration=10, streams=8, faults="mixed", metrics_port=None)
+    print(report.render_text())
+"""
+
+from __future__ import annotations
+
+from .driver import (
+    DEFAULT_DURATION,
+    DEFAULT_FAULTS,
+    DEFAULT_SERVICE,
+    DEFAULT_STREAMS,
+    DEMO_MODEL,
+    StreamFactory,
+    resilient_stream,
+    run_demo,
+    run_demo_async,
+    slow_relay_stream,
+)
+from .live import Progress
+from .report import (
+    ClientTally,
+    DemoReport,
+    MetricsView,
+    SLOResult,
+    build_report,
+    failure_class_counts,
+    histogram_quantile,
+    slo_results,
+)
+from .scrape import scrape_config, scrape_job
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "DEFAULT_FAULTS",
+    "DEFAULT_SERVICE",
+    "DEFAULT_STREAMS",
+    "DEMO_MODEL",
+    "ClientTally",
+    "DemoReport",
+    "MetricsView",
+    "Progress",
+    "SLOResult",
+    "StreamFactory",
+    "build_report",
+    "failure_class_counts",
+    "histogram_quantile",
+    "resilient_stream",
+    "run_demo",
+    "run_demo_async",
+    "scrape_config",
+    "scrape_job",
+    "slo_results",
+    "slow_relay_stream",
+]
