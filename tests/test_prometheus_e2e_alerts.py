@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
+from steadystream.catalog.links import runbook_url
 from steadystream.demo import run_demo_async, scrape_job
 from steadystream.exporters import start_metrics_server
 from steadystream.generate import Source, render_all
-from steadystream.runbooks.links import runbook_url
 from steadystream.testing import PrometheusServer, ScrapeTarget
 from steadystream.triage import triage
 

@@ -152,16 +152,3 @@ def _burn_description(spec: Spec, slo: SLO, tier: Tier, factor: float) -> str:
         f"{dur(spec.period)} budget spent in exactly {dur(spec.period)}; {num(factor)} spends "
         f"{format_percent(tier.budget)} of it in {dur(tier.long)})"
     )
-
-
-def slo_what(slo: SLO) -> str:
-    """``95% of streams with stream_first_token_latency_ms <= 2500 ms``."""
-    lat = slo.indicator.latency
-    if lat is not None:
-        return (
-            f"{format_percent(slo.objective)} of {lat.metric} observations within "
-            f"{num(lat.threshold_ms)} ms"
-        )
-    errs = slo.indicator.errors
-    assert errs is not None
-    return f"{format_percent(slo.objective)} of {errs.total} without {errs.errors}"
