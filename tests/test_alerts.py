@@ -312,7 +312,9 @@ def test_failure_class_overrides_threshold_for_severity_enabled() -> None:
     gap = next(s for s in signals[c.FC_IDLE_STALL] if s.name == "chunk-gap-p99")
     assert gap.threshold == 10_000
     cascade = signals[c.FC_TIMEOUT_CASCADE][0]
-    assert "/ 64 and on()" in cascade.expr
+    # Sums with sums: the cap comes from the processes' own gauge; the spec's is in the text.
+    assert "/ (sum(stream_ingress_max_concurrent{" in cascade.expr
+    assert "/ 64" not in cascade.expr and "64 per process" in cascade.description
     rules = _alerts(spec)
     assert not [a for a in rules if a["labels"]["failure_class"] == c.FC_BROKEN_CHUNKS]
     storm_rule = next(a for a in rules if a["alert"] == "StreamRetryStorm")
@@ -477,7 +479,7 @@ def test_slow_consumer_description_names_the_cap_and_what_the_policy_does(
 
 def test_metrics_absent_description_names_the_missing_series_not_a_threshold() -> None:
     """The absent-metrics alert says which series is missing under which matchers, with no
-    meaningless "alert above 0" clause; the cascade alert says its ratio is per instance."""
+    meaningless "alert above 0" clause; the cascade alert says its ratio is over every process."""
     spec = ss.load_spec(GOLDEN / "minimal" / "slo.yaml")
     alerts = {a["alert"]: a for a in _alerts(spec)}
     absent = alerts["StreamMetricsAbsent"]["annotations"]["description"]
@@ -485,7 +487,7 @@ def test_metrics_absent_description_names_the_missing_series_not_a_threshold() -
     assert f"no {c.REQUESTS_TOTAL} series matches {{{matchers}}}" in absent
     assert "alert above" not in absent and "whether" not in absent
     cascade = alerts["StreamTimeoutCascade"]["annotations"]["description"]
-    assert cascade.startswith("In-flight streams on the fullest instance as a share of")
+    assert cascade.startswith("In-flight streams as a share of the ingress capacity, summed over")
 
 
 def test_quantile_alerts_stay_below_the_top_bucket_so_they_can_fire() -> None:

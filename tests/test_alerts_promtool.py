@@ -257,3 +257,91 @@ def test_outage_under_ingress_shedding_pages_upstream_errors(promtool: str, tmp_
     path = rules.parent / "shedding.test.yaml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     _assert_ok(_run(promtool, "test", "rules", path.name, cwd=path.parent))
+
+
+def _cascade_group(name: str, shape: str, share: float, signal_expr: str) -> dict[str, Any]:
+    """One promtool group: 4 workers of a service with a cap of 100 each, ``share`` of it in
+    flight on every worker, timeouts rising in two phases (first_token and idle).
+
+    ``shape`` is how the workers are scraped: ``targets`` (4 scrape targets, one per worker,
+    told apart by ``instance``) or ``multiprocess`` (one target serving 4 gunicorn workers in
+    prometheus_client multiprocess mode: both gauges are ``livesum``, so the target exposes
+    the 4 workers' sums). Only documented metric names are used."""
+    base = 'model="m",provider="p",service="chat-gateway"'
+    in_flight = round(100 * share)
+    if shape == "targets":
+        per_target = [(f"worker-{i}", in_flight, 100) for i in range(1, 5)]
+    else:
+        per_target = [("pod-1", 4 * in_flight, 4 * 100)]
+    series = []
+    for instance, busy, cap in per_target:
+        series += [
+            {
+                "series": f'stream_in_flight{{{base},instance="{instance}"}}',
+                "values": f"{busy}+0x60",
+            },
+            {
+                "series": f'stream_ingress_max_concurrent{{instance="{instance}",'
+                'service="chat-gateway"}',
+                "values": f"{cap}+0x60",
+            },
+        ]
+    for phase in ("first_token", "idle"):
+        series.append(
+            {"series": f'stream_timeouts_total{{{base},phase="{phase}"}}', "values": "0+5x60"}
+        )
+    series.append({"series": f'stream_requests_total{{{base},outcome="ok"}}', "values": "0+600x60"})
+    firing = 'count(ALERTS{alertname="StreamTimeoutCascade",alertstate="firing"})'
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            {"expr": signal_expr, "eval_time": "30m", "exp_samples": [{"value": share}]},
+            {
+                "expr": firing,
+                "eval_time": "30m",
+                "exp_samples": [{"value": 1}] if share > 0.8 else [],
+            },
+        ],
+    }
+
+
+def test_four_workers_at_39_percent_of_their_caps_do_not_cascade(
+    promtool: str, tmp_path: Path
+) -> None:
+    """The cascade signal compares sums with sums: sum(stream_in_flight) over
+    sum(stream_ingress_max_concurrent). 4 workers each at 39 % of their cap, with timeouts
+    rising in two phases, read 0.39: no StreamTimeoutCascade, whether the workers are 4 scrape
+    targets or one multiprocess target. The same 4 workers at 90 % read 0.9 and page.
+
+    (Against the per-process cap, the fleet's in-flight read 1.56 and paged; the fullest
+    target's in-flight read 1.56 too under multiprocess mode, where one target sums 4
+    workers.)"""
+    spec = Spec.model_validate(
+        {
+            "version": 1,
+            "service": "chat-gateway",
+            "stream": {"ingress": {"max_concurrent": 100, "rate": "50/s"}},
+        }
+    )
+    from steadystream.catalog.alerting import failure_class_signals
+
+    (signal,) = failure_class_signals(spec)["timeout-cascade"]
+    # The signal without its "two phases" guard: the share of capacity in use.
+    share_expr = signal.expr.split(" and on() ", 1)[0]
+    rules, _ = _write(spec, tmp_path)
+    groups = [
+        _cascade_group(f"4 workers at {round(share * 100)} % ({shape})", shape, share, share_expr)
+        for share in (0.39, 0.9)
+        for shape in ("targets", "multiprocess")
+    ]
+    test = {
+        "rule_files": [rules.name],
+        "evaluation_interval": "1m",
+        "group_eval_order": [g["name"] for g in yaml.safe_load(rules.read_text())["groups"]],
+        "tests": groups,
+    }
+    path = rules.parent / "cascade.test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    _assert_ok(_run(promtool, "test", "rules", path.name, cwd=path.parent))

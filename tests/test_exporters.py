@@ -93,6 +93,30 @@ def test_multiprocess_mode_adds_up_workers(tmp_path: Path) -> None:
     assert 'stream_bytes_total{model="m",provider="p",service="svc"} 22.0' in out
 
 
+def test_multiprocess_capacity_sums_live_workers(tmp_path: Path) -> None:
+    """stream_ingress_max_concurrent is livesum, like stream_in_flight: the scrape shows the
+    sum of the live workers' caps (2 x 256), and a worker marked dead stops counting."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    pids = []
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", WORKER], env=env)
+        assert proc.wait(timeout=60) == 0
+        pids.append(proc.pid)
+
+    def scrape(dead: int | None = None) -> str:
+        mark = f"from steadystream.exporters import mark_process_dead; mark_process_dead({dead})"
+        code = (mark + "\n" if dead is not None else "") + SCRAPER
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, timeout=60, capture_output=True
+        ).stdout.decode()
+
+    out = scrape()
+    assert 'stream_ingress_max_concurrent{service="svc"} 512.0' in out
+    assert 'stream_in_flight{model="m",provider="p",service="svc"} 0.0' in out
+    out = scrape(dead=pids[0])
+    assert 'stream_ingress_max_concurrent{service="svc"} 256.0' in out
+
+
 class Receiver:
     """A tiny OTLP/HTTP endpoint on loopback that records every request it gets."""
 

@@ -355,3 +355,43 @@ def test_meter_provider_none_means_the_installed_global_one() -> None:
         "['PrometheusSink', 'OTelMetricsSink', 'TracingSink']",
         "True",
     ]
+
+
+def test_capacity_gauge_is_the_process_ingress_cap() -> None:
+    """stream_ingress_max_concurrent{service} carries the ingress cap, in Prometheus and
+    OpenTelemetry alike (same name, unit); a second monitor with its own guard adds its cap,
+    one sharing a guard does not, and a garbage-collected monitor stops counting."""
+    import gc
+
+    m, registry, reader = monitor(s=spec(ingress={"max_concurrent": 40, "rate": "10/s"}))
+    cap = {"service": "svc"}
+    assert labelnames(c.INGRESS_MAX_CONCURRENT) == (c.LABEL_SERVICE,)
+    assert registry.get_sample_value(c.INGRESS_MAX_CONCURRENT, cap) == 40
+    (point,) = otel_points(reader)[c.INGRESS_MAX_CONCURRENT]
+    assert point.value == 40 and dict(point.attributes) == cap
+    (metric,) = [
+        x
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for x in sm.metrics
+        if x.name == c.INGRESS_MAX_CONCURRENT
+    ]
+    assert metric.unit == c.UNITS[c.INGRESS_MAX_CONCURRENT]
+
+    other = ss.StreamMonitor(
+        spec(ingress={"max_concurrent": 24, "rate": "10/s"}),
+        registry=registry,
+        tracer_provider=TracerProvider(),
+        watchdog=False,
+    )
+    shared = ss.StreamMonitor(
+        spec(),
+        registry=registry,
+        tracer_provider=TracerProvider(),
+        ingress=m.ingress,
+        watchdog=False,
+    )
+    assert registry.get_sample_value(c.INGRESS_MAX_CONCURRENT, cap) == 64
+    del other, shared
+    gc.collect()
+    assert registry.get_sample_value(c.INGRESS_MAX_CONCURRENT, cap) == 40

@@ -167,7 +167,7 @@ def test_runbooks_print_the_specs_own_numbers() -> None:
         c.FC_FIRST_TOKEN_TIMEOUT: ("first_token budget of\n3s", "first_token budget of\n5s"),
         c.FC_RETRY_STORM: ("(20% of requests plus 1/s)", "(10% of requests plus 1/s)"),
         c.FC_SLOW_CONSUMER: ("the 512KiB cap", "the 1MiB cap"),
-        c.FC_TIMEOUT_CASCADE: ("cap of\n256", "cap of\n64"),
+        c.FC_TIMEOUT_CASCADE: ("`,\n256 per process", "`,\n64 per process"),
         c.FC_UPSTREAM_RATE_LIMIT: ("(now 50/s", "(now 20/s"),
     }
     for fc, (old, new) in expectations.items():

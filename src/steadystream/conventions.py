@@ -36,6 +36,10 @@ IN_FLIGHT: Final = "stream_in_flight"
 REJECTED_TOTAL: Final = "stream_rejected_total"
 REASSEMBLY_ERRORS_TOTAL: Final = "stream_reassembly_errors_total"
 PHASE_DURATION: Final = "stream_phase_duration_ms"
+# Per process: the ingress concurrency cap (``stream.ingress.max_concurrent``). Every process
+# exports its own, so ``sum()`` across processes is the fleet's capacity, and alerts compare
+# ``sum(stream_in_flight)`` with ``sum(stream_ingress_max_concurrent)``: sums with sums.
+INGRESS_MAX_CONCURRENT: Final = "stream_ingress_max_concurrent"
 
 HISTOGRAMS: Final = (FIRST_TOKEN_LATENCY, CHUNK_GAP, RECOVERY_LATENCY, PHASE_DURATION)
 COUNTERS: Final = (
@@ -52,7 +56,7 @@ COUNTERS: Final = (
     REJECTED_TOTAL,
     REASSEMBLY_ERRORS_TOTAL,
 )
-GAUGES: Final = (ERROR_RATE, IN_FLIGHT)
+GAUGES: Final = (ERROR_RATE, IN_FLIGHT, INGRESS_MAX_CONCURRENT)
 ALL_METRICS: Final = HISTOGRAMS + COUNTERS + GAUGES
 
 
@@ -80,6 +84,7 @@ UNITS: Final = {
     BYTES_TOTAL: "By",
     ERROR_RATE: "1",
     IN_FLIGHT: "{stream}",
+    INGRESS_MAX_CONCURRENT: "{stream}",
 }
 
 DESCRIPTIONS: Final = {
@@ -99,6 +104,9 @@ DESCRIPTIONS: Final = {
     TIMEOUTS_TOTAL: "Timeouts, by phase.",
     RETRY_BUDGET_EXHAUSTED_TOTAL: "Retries refused because the shared retry budget was spent.",
     IN_FLIGHT: "Streams currently open.",
+    INGRESS_MAX_CONCURRENT: "Streams this process admits at once (the ingress cap, "
+    "stream.ingress.max_concurrent, summed over its monitors); sum() across processes is the "
+    "fleet's capacity.",
     REJECTED_TOTAL: "Streams rejected at ingress, by reason.",
     REASSEMBLY_ERRORS_TOTAL: "Reassembly problems found in the content, by kind.",
     PHASE_DURATION: "Where a stream's wall time went, by phase (network, model or app).",

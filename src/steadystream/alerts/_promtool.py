@@ -505,25 +505,36 @@ def _drives(
                 lambda t: None,
             )
     elif kind == "cascade":
+        # Two workers, each exporting its in-flight count and its cap: the signal divides
+        # the sums, so each worker at ``busy`` of ``cap`` reads busy/cap, not 2 x busy/cap.
         cap = scenario[1]
         busy = math.floor(thr * cap) + 1
         calm = math.floor(thr * cap / 2)
+        workers = ("worker-1", "worker-2")
+        cap_base = {k: v for k, v in base.items() if k not in SERIES_LABELS}
 
         def cascade(m: int, in_flight: int, phases: tuple[str, ...]) -> list[tuple[str, str]]:
-            return [(_series(c.IN_FLIGHT, base), _flat(in_flight, m))] + [
+            out = []
+            for w in workers:
+                out.append((_series(c.IN_FLIGHT, {**base, "instance": w}), _flat(in_flight, m)))
+                out.append(
+                    (_series(c.INGRESS_MAX_CONCURRENT, {**cap_base, "instance": w}), _flat(cap, m))
+                )
+            return out + [
                 (_series(c.TIMEOUTS_TOTAL, {**base, c.LABEL_PHASE: p}), _linear(5, m))
                 for p in phases
             ]
 
+        n = float(len(workers))
         two = (c.TIMEOUT_FIRST_TOKEN, c.TIMEOUT_IDLE)
         out["firing"] = _Drive(
             lambda m, busy=busy: cascade(m, busy, two),
-            lambda t, busy=busy, cap=cap: None if t < 1 else busy / float(cap),
+            lambda t, busy=busy, cap=cap: None if t < 1 else (busy * n) / (cap * n),
         )
-        out[f"in flight {busy}/{cap} but timeouts in one phase only"] = _Drive(
+        out[f"in flight {busy}/{cap} per worker but timeouts in one phase only"] = _Drive(
             lambda m, busy=busy: cascade(m, busy, (c.TIMEOUT_IDLE,)), lambda t: None
         )
-        out[f"timeouts in two phases but only {calm}/{cap} in flight"] = _Drive(
+        out[f"timeouts in two phases but only {calm}/{cap} in flight per worker"] = _Drive(
             lambda m, calm=calm: cascade(m, calm, two), lambda t: None
         )
     elif kind == "resume":

@@ -185,11 +185,10 @@ def _first_token_timeout(q: Queries) -> list[SignalDef]:
 
 def _timeout_cascade(q: Queries) -> list[SignalDef]:
     cap = q.spec.stream.ingress.max_concurrent
-    # In-flight is per process (the ingress cap is per process): sum a process's models and
-    # providers, then take the fullest process.
-    in_flight = (
-        f"max(sum without ({c.LABEL_MODEL}, {c.LABEL_PROVIDER}) ({q.sel(c.IN_FLIGHT)})) / {cap}"
-    )
+    # Sums with sums: every process exports its own in-flight count and its own capacity
+    # (stream_ingress_max_concurrent), so the fleet's share of capacity in use is right for
+    # any number of workers, and no process's cap is ever compared with the fleet's load.
+    in_flight = f"sum({q.sel(c.IN_FLIGHT)}) / (sum({q.sel(c.INGRESS_MAX_CONCURRENT)}) > 0)"
     phases = f"count(sum by ({c.LABEL_PHASE}) (increase({q.sel(c.TIMEOUTS_TOTAL)}[5m])) > 0) >= 2"
     return [
         SignalDef(
@@ -199,8 +198,9 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
             ">",
             0.8,
             "ratio",
-            f"in-flight streams on the fullest instance as a share of the ingress cap ({cap} "
-            "per process, with timeouts rising in two or more phases at once)",
+            "in-flight streams as a share of the ingress capacity, summed over every process "
+            f"(stream_ingress_max_concurrent; {cap} per process), with timeouts rising in two or "
+            "more phases at once",
             "Timeouts in several phases with streams piling up toward the ingress cap",
             "critical",
             300,

@@ -158,14 +158,27 @@ def stream_internals(spec: Spec) -> Board:
             key="in-flight",
             kind="timeseries",
             description=(
-                f"{c.DESCRIPTIONS[c.IN_FLIGHT]} Red: the ingress cap "
-                f"(max_concurrent {spec.stream.ingress.max_concurrent} per process). At "
-                "the cap new streams are rejected; rising with flat traffic means streams "
-                "last longer (a stall or a cascade)."
+                f"{c.DESCRIPTIONS[c.IN_FLIGHT]} Drawn as a share of the ingress capacity: "
+                f"in-flight streams summed over processes / {c.INGRESS_MAX_CONCURRENT} summed "
+                "over the same processes (each exports its own cap, max_concurrent "
+                f"{spec.stream.ingress.max_concurrent} per process in the spec), for all "
+                "instances and per instance. Red: at capacity, where new streams are rejected. "
+                "Rising with flat traffic means streams last longer (a stall or a cascade)."
             ),
-            unit="short",
-            queries=(Query(f"sum by (instance) ({sel(c.IN_FLIGHT)})", "{{instance}}"),),
-            lines=(Line(float(spec.stream.ingress.max_concurrent), "red", "max_concurrent"),),
+            unit="percentunit",
+            queries=(
+                Query(
+                    f"sum({sel(c.IN_FLIGHT, model=False)}) / "
+                    f"sum({sel(c.INGRESS_MAX_CONCURRENT, model=False)})",
+                    "all instances",
+                ),
+                Query(
+                    f"sum by (instance) ({sel(c.IN_FLIGHT, model=False)}) / "
+                    f"sum by (instance) ({sel(c.INGRESS_MAX_CONCURRENT, model=False)})",
+                    "{{instance}}",
+                ),
+            ),
+            lines=(Line(1.0, "red", "capacity (max_concurrent)"),),
             min=0,
         ),
         Panel(

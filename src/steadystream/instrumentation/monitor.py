@@ -20,6 +20,8 @@ Where telemetry goes:
   is created (``opentelemetry.metrics.set_meter_provider``); with none installed, OpenTelemetry
   metrics are off and Prometheus carries them. This keeps the per-chunk path free of no-op calls
   in the common Prometheus-only set-up. Pass a provider explicitly to always get instruments.
+* ``stream_ingress_max_concurrent`` is the ingress guard's cap (each distinct guard of the
+  process's monitors counted once), so ``sum()`` across processes is the fleet's capacity.
 * ``budget`` / ``ingress`` / ``backoff``: the retry budget
   (:class:`~.policy.budget.RetryBudget`), ingress guard (:class:`~.policy.ingress.IngressGuard`)
   and backoff (:class:`~.policy.retry.Backoff`) shared by the monitor's active streams; ``None``
@@ -148,13 +150,25 @@ class StreamMonitor:
         self.buckets = spec.histogram_buckets()
         self._models = _LabelCap(spec.stream.max_models)
         self._providers = _LabelCap(max_providers)
+        #: The concurrency cap and rate limit in front of this monitor's active streams. Its
+        #: cap is this process's ``stream_ingress_max_concurrent`` (summed over monitors with
+        #: their own guards).
+        self.ingress = (
+            ingress
+            if ingress is not None
+            else IngressGuard.from_spec(spec.stream.ingress, clock=clock)
+        )
         sinks: list[TelemetrySink] = [
-            PrometheusSink(registry, spec.service, self.buckets, clock),
+            PrometheusSink(registry, spec.service, self.buckets, clock, capacity=self.ingress),
         ]
         if meter_provider is not None:
             from .sinks.otel import OTelMetricsSink
 
-            sinks.append(OTelMetricsSink(meter_provider, spec.service, self.buckets, clock))
+            sinks.append(
+                OTelMetricsSink(
+                    meter_provider, spec.service, self.buckets, clock, capacity=self.ingress
+                )
+            )
         from .sinks.otel import TracingSink
 
         sinks.append(TracingSink(tracer_provider, spec.service))
@@ -164,12 +178,6 @@ class StreamMonitor:
         retry = spec.stream.retry
         #: The retry budget every active stream of this monitor draws from.
         self.budget = budget if budget is not None else RetryBudget.from_spec(retry, clock=clock)
-        #: The concurrency cap and rate limit in front of this monitor's active streams.
-        self.ingress = (
-            ingress
-            if ingress is not None
-            else IngressGuard.from_spec(spec.stream.ingress, clock=clock)
-        )
         #: The delay before each retry.
         self.backoff = (
             backoff if backoff is not None else Backoff.from_spec(retry, rng=random.Random().random)

@@ -135,10 +135,17 @@ def _queries(spec: Spec) -> dict[str, str]:
             f"histogram_quantile(0.95, sum by (le, phase) (rate("
             f"{sel(c.bucket(c.PHASE_DURATION), phase=open_or_wait)}[{w}])))"
         ),
-        "in_flight": f"max by (instance) ({sel(c.IN_FLIGHT, model=False)})",
+        # Sums with sums: in-flight over the capacity the same processes export (each
+        # process's cap is its stream_ingress_max_concurrent). The fleet's share is what the
+        # cascade alert reads; per instance shows whether one process is the hot spot.
+        "in_flight": f"sum by (instance) ({sel(c.IN_FLIGHT, model=False)})",
         "in_flight_share": (
-            f"max by (instance) ({sel(c.IN_FLIGHT, model=False)}) / "
-            f"{spec.stream.ingress.max_concurrent}"
+            f"sum({sel(c.IN_FLIGHT, model=False)}) / "
+            f"sum({sel(c.INGRESS_MAX_CONCURRENT, model=False)})"
+        ),
+        "in_flight_share_by_instance": (
+            f"sum by (instance) ({sel(c.IN_FLIGHT, model=False)}) / "
+            f"sum by (instance) ({sel(c.INGRESS_MAX_CONCURRENT, model=False)})"
         ),
         "rejections": (f"sum by (reason) (rate({sel(c.REJECTED_TOTAL, model=False)}[{w}]))"),
         "retries_by_reason": by(c.RETRY_TOTAL, c.LABEL_REASON),

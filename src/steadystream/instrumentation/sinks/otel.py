@@ -11,12 +11,19 @@ token, checkpoints, timeouts, retries, resumes and backpressure. Attributes:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import conventions as c
 from ...version import __version__
-from ..sinks.telemetry import ErrorRateWindow
+from ..sinks.telemetry import (
+    CapacitySource,
+    CapacityTracker,
+    ErrorRateWindow,
+    report_telemetry_error,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -117,6 +124,24 @@ class _OTelStream:
         self.window.record(t, True)
 
 
+# One capacity tracker per meter provider: the SDK keeps the first observable gauge created
+# under a name (later ones on the same meter come back as that one, without their callbacks),
+# so the first sink's callback must report every monitor's capacity.
+_CAPACITY: weakref.WeakKeyDictionary[Any, CapacityTracker] = weakref.WeakKeyDictionary()
+_CAPACITY_LOCK = threading.Lock()
+
+
+def _capacity_for(meter_provider: Any) -> CapacityTracker:
+    with _CAPACITY_LOCK:
+        try:
+            tracker = _CAPACITY.get(meter_provider)
+            if tracker is None:
+                tracker = _CAPACITY[meter_provider] = CapacityTracker()
+        except TypeError:  # a provider that cannot be weakly referenced
+            tracker = CapacityTracker()
+        return tracker
+
+
 class OTelMetricsSink:
     """:class:`~.telemetry.TelemetrySink` writing OpenTelemetry instruments named exactly like
     the Prometheus metrics (counters keep their ``_total`` name), with the conventions' units
@@ -128,6 +153,7 @@ class OTelMetricsSink:
         service: str,
         buckets: Mapping[str, tuple[float, ...]],
         clock: Callable[[], float],
+        capacity: CapacitySource | None = None,
     ) -> None:
         meter = meter_provider.get_meter(c.METER_NAME, __version__)
         self._service = service
@@ -154,12 +180,33 @@ class OTelMetricsSink:
             unit=c.UNITS[c.ERROR_RATE],
             description=c.DESCRIPTIONS[c.ERROR_RATE],
         )
+        self._capacity = _capacity_for(meter_provider)
+        if capacity is not None:
+            try:
+                self._capacity.add(service, capacity)
+            except Exception:  # telemetry never breaks the monitor
+                report_telemetry_error(type(self).__name__, "track_capacity")
+        self.i[c.INGRESS_MAX_CONCURRENT] = meter.create_observable_gauge(
+            c.INGRESS_MAX_CONCURRENT,
+            callbacks=[self._observe_capacity],
+            unit=c.UNITS[c.INGRESS_MAX_CONCURRENT],
+            description=c.DESCRIPTIONS[c.INGRESS_MAX_CONCURRENT],
+        )
 
     def _observe_error_rate(self, options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation
 
         now = self._clock()
         return [Observation(s.window.rate(now), s._base) for s in list(self._streams.values())]
+
+    def _observe_capacity(self, options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        tracker = self._capacity
+        return [
+            Observation(tracker.total(service), {c.LABEL_SERVICE: service})
+            for service in tracker.services()
+        ]
 
     def _bound(self, model: str, provider: str) -> _OTelStream:
         key = (model, provider)

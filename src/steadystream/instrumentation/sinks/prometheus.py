@@ -23,7 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import conventions as c
-from ..sinks.telemetry import ErrorRateWindow
+from ..sinks.telemetry import (
+    CapacitySource,
+    CapacityTracker,
+    ErrorRateWindow,
+    report_telemetry_error,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -55,8 +60,15 @@ _EXTRA_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 
+# A process's capacity belongs to the service, not to a model or provider.
+_SERVICE_ONLY = frozenset({c.INGRESS_MAX_CONCURRENT})
+
+
 def labelnames(metric: str) -> tuple[str, ...]:
-    """The label names of ``metric``: service, model, provider, plus its extra label."""
+    """The label names of ``metric``: service, model, provider, plus its extra label
+    (``service`` only for the per-process capacity)."""
+    if metric in _SERVICE_ONLY:
+        return (c.LABEL_SERVICE,)
     extra = _EXTRA_LABEL.get(metric)
     return (*c.BASE_LABELS, extra) if extra else c.BASE_LABELS
 
@@ -142,7 +154,10 @@ class _Families:
                     ),
                 )
             else:
-                mode = "livesum" if name == c.IN_FLIGHT else "liveall"
+                # In multiprocess mode, live gauges forget dead workers (mark_process_dead).
+                # In-flight streams and capacity add up over live workers, so one target's
+                # value is its workers' sum and sum() across targets compares like with like.
+                mode = "livesum" if name in (c.IN_FLIGHT, c.INGRESS_MAX_CONCURRENT) else "liveall"
                 family = self._get_or_make(
                     registry,
                     existing,
@@ -153,6 +168,24 @@ class _Families:
                     ),
                 )
             self.by_name[name] = family
+        self.capacity = CapacityTracker(self._capacity_changed if self.multiprocess else None)
+        self._capacity_bound: set[str] = set()
+
+    def track_capacity(self, service: str, source: CapacitySource) -> None:
+        """Count ``source``'s cap in ``service``'s ``stream_ingress_max_concurrent``."""
+        child = self.by_name[c.INGRESS_MAX_CONCURRENT].labels(service)
+        if not self.multiprocess:
+            with self.lock:
+                if service not in self._capacity_bound:
+                    self._capacity_bound.add(service)
+                    # Read at scrape time: a guard garbage collected stops counting.
+                    tracker = self.capacity
+                    child.set_function(lambda: tracker.total(service))
+        self.capacity.add(service, source)
+
+    def _capacity_changed(self, service: str) -> None:
+        # Multiprocess mode stores values in this process's file: write the new total.
+        self.by_name[c.INGRESS_MAX_CONCURRENT].labels(service).set(self.capacity.total(service))
 
     @staticmethod
     def _get_or_make(
@@ -340,9 +373,15 @@ class PrometheusSink:
         service: str,
         buckets: Mapping[str, tuple[float, ...]],
         clock: Callable[[], float],
+        capacity: CapacitySource | None = None,
     ) -> None:
         self._fams = _families_for(registry, buckets)
         self._service = service
+        if capacity is not None:
+            try:
+                self._fams.track_capacity(service, capacity)
+            except Exception:  # telemetry never breaks the monitor
+                report_telemetry_error(type(self).__name__, "track_capacity")
         self._clock = clock
         # Per-monitor cache in front of the registry-wide one: a plain dict hit, no lock.
         self._streams: dict[tuple[str, str], PrometheusStream] = {}

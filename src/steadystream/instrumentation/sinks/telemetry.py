@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..core.checkpoint import Checkpoint
 
-__all__ = ["ErrorRateWindow", "Fanout", "StreamObserver", "TelemetrySink"]
+__all__ = [
+    "CapacitySource",
+    "CapacityTracker",
+    "ErrorRateWindow",
+    "Fanout",
+    "StreamObserver",
+    "TelemetrySink",
+]
 
 log = logging.getLogger("steadystream.telemetry")
 
@@ -203,3 +211,68 @@ class ErrorRateWindow:
                     errors += self._errors[i]
                     streams += self._streams[i]
         return errors / streams if streams else 0.0
+
+
+class CapacitySource(Protocol):
+    """What admits streams (an :class:`~..policy.ingress.IngressGuard`): its cap."""
+
+    max_concurrent: int
+
+
+class CapacityTracker:
+    """The ingress capacity of this process per service: the caps of the distinct live
+    guards of its monitors, added up (``stream_ingress_max_concurrent``).
+
+    Two monitors with their own guards admit twice the streams; two sharing one guard admit
+    its cap once. Guards are held weakly: a guard that is garbage collected (with its
+    monitors) stops counting, and ``on_change(service)`` is called so a sink that stores the
+    value (prometheus_client's multiprocess files) can write the new total. Thread-safe.
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_on_change", "_sources")
+
+    def __init__(self, on_change: Callable[[str], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[str, weakref.WeakSet[Any]] = {}
+        self._on_change = on_change
+
+    def add(self, service: str, source: CapacitySource) -> bool:
+        """Count ``source``'s cap under ``service``; False when it was already counted."""
+        with self._lock:
+            sources = self._sources.setdefault(service, weakref.WeakSet())
+            if source in sources:
+                return False
+            sources.add(source)
+        if self._on_change is not None:
+            # The tracker is held weakly too: a finalizer must not keep a sink alive.
+            ref = weakref.ref(self)
+            # Not at interpreter exit: a worker's last value stays in its file until
+            # mark_process_dead, as its stream_in_flight does.
+            weakref.finalize(source, _capacity_changed, ref, service).atexit = False
+            self._changed(service)
+        return True
+
+    def total(self, service: str) -> int:
+        """The summed caps of ``service``'s live guards (0 when none)."""
+        with self._lock:
+            sources = self._sources.get(service)
+            return sum(int(s.max_concurrent) for s in sources) if sources else 0
+
+    def services(self) -> list[str]:
+        """Every service a guard was ever counted for."""
+        with self._lock:
+            return list(self._sources)
+
+    def _changed(self, service: str) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(service)
+        except Exception:
+            report_telemetry_error(type(self).__name__, "on_change")
+
+
+def _capacity_changed(ref: weakref.ref[CapacityTracker], service: str) -> None:
+    tracker = ref()
+    if tracker is not None:
+        tracker._changed(service)
