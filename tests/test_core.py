@@ -342,3 +342,84 @@ def test_earliest_deadline_while_the_consumer_holds_an_item() -> None:
     feed(core, "", 2.5, 4.5)  # keep-alive after 2 s of upstream wait: 6 s of idle left
     assert core.earliest_deadline(10.0) == pytest.approx(16.0)
     assert core.earliest_deadline(44.0) == 45.0  # capped by total
+
+
+# ------------------------------------------------- first-token timeouts in the TTFT histogram
+def _time_out_first_token(core: StreamCore, t_wait: float, t: float) -> ss.StreamTimeout:
+    core.on_wait(t_wait)
+    exc = core.check(t)
+    assert isinstance(exc, ss.FirstTokenTimeout)
+    return exc
+
+
+def test_first_token_timeout_is_observed_once_at_the_time_waited() -> None:
+    """A stream cut by the first-token timeout reports the time it waited (from its open, as
+    time to first token counts) once, when it ends; never as a first token."""
+    rec = Recorder()
+    core = StreamCore(POLICY, rec)
+    core.on_open(10.0)
+    core.begin_attempt(10.0)
+    feed(core, CREATED, 10.0, 10.2)  # lifecycle events are not a first token
+    exc = _time_out_first_token(core, 10.2, 13.25)  # the watchdog saw it 0.25 s late
+    assert rec.named("first_token_timeout") == []  # nothing until the stream ends
+    core.close(13.3, error=exc)
+    assert rec.named("first_token_timeout") == [(3.25, 13.25)]
+    assert rec.named("first_token") == []
+    names = [n for n, _ in rec.calls]
+    assert names.index("first_token_timeout") < names.index("ended")
+
+
+def test_timeout_then_first_token_in_a_retry_is_one_observation_of_the_full_wait() -> None:
+    """Attempt 1 times out waiting for its first token, attempt 2 delivers one: the logical
+    stream is observed once, at its first content, from its open (4.5 s, not attempt 2's
+    1.2 s), and the timed-out wait is not observed again."""
+    core, rec = opened()
+    exc = _time_out_first_token(core, 0.0, 3.0)
+    core.on_error(exc, 3.0)
+    core.record_retry(c.RETRY_REASON_FIRST_TOKEN_TIMEOUT, 3.0)
+    core.clear_expired()
+    core.begin_attempt(3.3)
+    assert feed(core, delta("Hi"), 3.3, 4.5) is None
+    core.close(5.0)
+    assert rec.named("first_token") == [(4.5, 4.5)]
+    assert rec.named("first_token_timeout") == []
+
+
+def test_every_attempt_timing_out_is_observed_once_at_the_last_timeout() -> None:
+    """Two attempts both time out before a first token: one observation, at the last timeout
+    (6.3 s after the open: how long the stream waited for a token that never came)."""
+    core, rec = opened()
+    exc = _time_out_first_token(core, 0.0, 3.0)
+    core.on_error(exc, 3.0)
+    core.record_retry(c.RETRY_REASON_FIRST_TOKEN_TIMEOUT, 3.0)
+    core.clear_expired()
+    core.begin_attempt(3.3)
+    exc = _time_out_first_token(core, 3.3, 6.3)
+    core.on_error(exc, 6.3)
+    core.close(6.3, error=exc)
+    assert rec.named("first_token_timeout") == [(pytest.approx(6.3), 6.3)]
+    assert rec.named("first_token") == []
+    assert rec.named("ended")[0][1] == c.ERROR_CLASS_FIRST_TOKEN_TIMEOUT
+
+
+def test_other_failures_before_the_first_token_are_not_observed() -> None:
+    """An upstream error, a drop before content, or an abandoned wait have no time to first
+    token: nothing reaches the TTFT histogram (they count in stream_errors_total)."""
+    for end in ("error", "abandoned", "total"):
+        rec = Recorder()
+        core = StreamCore(CorePolicy(first_token=3, idle=8, total=2, checkpoint_every=16), rec)
+        core.on_open(0.0)
+        core.begin_attempt(0.0)
+        feed(core, CREATED, 0.0, 0.5)
+        if end == "error":
+            err = ss.UpstreamError("503", status=503)
+            core.on_error(err, 1.0)
+            core.close(1.0, error=err)
+        elif end == "abandoned":
+            core.close(1.0, abandoned=True)
+        else:
+            core.on_wait(0.5)
+            exc = core.check(2.0)
+            assert isinstance(exc, ss.TotalTimeout)
+            core.close(2.0, error=exc)
+        assert rec.named("first_token") == [] and rec.named("first_token_timeout") == [], end

@@ -268,7 +268,10 @@ def check(h: Harness, case: Case, events: list[Any], error: BaseException | None
     assert h.value("stream_timeout_idle_total") == case.timeouts.get("idle", 0)
     assert h.value("stream_bytes_total") == len(text.encode())
     assert h.value("stream_in_flight") == 0
-    assert h.value("stream_first_token_latency_ms_count") == (1 if text else 0)
+    # One TTFT observation per logical stream: its first content, or the time waited when a
+    # first-token timeout left it without any.
+    timed_out_waiting = not text and case.timeouts.get(c.TIMEOUT_FIRST_TOKEN, 0) > 0
+    assert h.value("stream_first_token_latency_ms_count") == (1 if text or timed_out_waiting else 0)
     interrupted_then_content = case.error is None and attempts > 1
     assert h.value("stream_recovery_latency_ms_count") == (1 if interrupted_then_content else 0)
 

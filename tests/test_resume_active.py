@@ -277,6 +277,10 @@ async def test_first_token_timeout_is_retried() -> None:
     assert "".join(out) == TEXT
     assert env.value("stream_retry_total", reason="first_token_timeout") == 1
     assert env.value("stream_timeouts_total", phase="first_token") == 1
+    # One logical stream, one observation: its first content, from the open (so at least the
+    # 50 ms that attempt 1 waited), not the timed-out wait as well.
+    assert env.value("stream_first_token_latency_ms_count") == 1
+    assert env.value("stream_first_token_latency_ms_sum") >= 50
 
 
 class FakeClock:
@@ -332,6 +336,9 @@ def test_sync_open_failing_after_the_first_token_deadline_is_a_first_token_timeo
     assert value("stream_retry_total", reason="network") == 0
     assert value("stream_timeouts_total", phase="first_token") == 1
     assert value("stream_requests_total", outcome="ok") == 1
+    # One observation for the logical stream: its first content 4.5 s after the open.
+    assert value("stream_first_token_latency_ms_count") == 1
+    assert value("stream_first_token_latency_ms_sum") == 4500
 
     calls.clear()
 

@@ -144,6 +144,8 @@ async def test_async_first_token_timeout(client: AsyncOpenAI) -> None:
         ):
             pass
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 1
+    assert tel.value("stream_first_token_latency_ms_count") == 1
+    assert tel.value("stream_first_token_latency_ms_sum") >= 400
 
 
 async def test_cancellation_is_abandoned_and_propagates(client: AsyncOpenAI) -> None:

@@ -209,7 +209,11 @@ def test_first_token_timeout_ignores_lifecycle_events(client: OpenAI) -> None:
             received.append(event)
     assert [e.type for e in received][:1] == ["response.created"]
     assert info.value.checkpoint is None
-    assert tel.value("stream_first_token_latency_ms_count") == 0
+    # Observed once, at the time waited (at least the 400 ms budget): the TTFT SLO counts the
+    # stream as slow instead of losing it.
+    assert tel.value("stream_first_token_latency_ms_count") == 1
+    assert tel.value("stream_first_token_latency_ms_sum") >= 400
+    assert tel.value("stream_first_token_latency_ms_bucket", le="250.0") == 0
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 1
 
 
@@ -314,7 +318,9 @@ def test_keepalives_do_not_count_as_first_token(upstream: Any) -> None:
     ):
         list(tel.monitor.wrap(resp, model="gpt-4.1", provider="openai"))
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 1
-    assert tel.value("stream_first_token_latency_ms_count") == 0
+    # Keep-alives are no token: the stream is observed at the time it waited, once.
+    assert tel.value("stream_first_token_latency_ms_count") == 1
+    assert tel.value("stream_first_token_latency_ms_sum") >= 300
 
 
 def test_total_timeout_on_a_slow_drip(client: OpenAI) -> None:
@@ -442,3 +448,53 @@ def test_client_from_openai_client_options_waits_out_the_first_token_budget(
         received = list(tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"))
     assert text_of(received) == expected_text("hi", seed=0)
     assert tel.value("stream_requests_total", outcome="ok") == 1
+
+
+def test_resilient_stream_timing_out_every_attempt_is_one_slow_ttft(upstream: Any) -> None:
+    """responses_stream against the simulator, every request's first delta late: both
+    attempts hit the first-token timeout and the stream fails with FirstTokenTimeout. The
+    TTFT histogram gets one observation for the logical stream, at the time it waited (from
+    its open to the second timeout: at least both budgets), in Prometheus and OpenTelemetry;
+    the span carries no time to first chunk."""
+    from steadystream.instrumentation.openai import responses_stream
+
+    spec = ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "svc",
+            "stream": {
+                "timeouts": {"first_token": "300ms", "stream_idle": "20s", "total": "60s"},
+                "retry": {"max_retries": 1, "base_backoff": "10ms", "max_backoff": "20ms"},
+            },
+        }
+    )
+    tel = Telemetry(spec)
+    with (
+        OpenAI(
+            base_url=upstream.base_url,
+            api_key="test",
+            max_retries=0,
+            default_headers={FAULT: "delay=30s"},
+        ) as cl,
+        pytest.raises(ss.FirstTokenTimeout),
+    ):
+        list(responses_stream(tel.monitor, cl, model="gpt-4.1", input="hi"))
+    assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 2
+    assert tel.value("stream_retry_total", reason=c.RETRY_REASON_FIRST_TOKEN_TIMEOUT) == 1
+    assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_FIRST_TOKEN_TIMEOUT) == 1
+    assert tel.value("stream_first_token_latency_ms_count") == 1
+    waited = tel.value("stream_first_token_latency_ms_sum")
+    assert waited >= 600
+    data = tel.reader.get_metrics_data()
+    (point,) = [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == c.FIRST_TOKEN_LATENCY
+        for p in m.data.data_points
+    ]
+    assert point.count == 1 and point.sum == pytest.approx(waited)
+    (span,) = tel.stream_spans()
+    assert c.ATTR_TIME_TO_FIRST_CHUNK not in span.attributes
+    assert c.EVENT_FIRST_TOKEN not in [e.name for e in span.events]

@@ -25,6 +25,14 @@ later. The shells keep one lazily re-armed timer per stream and re-arm it whenev
 calls :meth:`expire` (or gets the error from :meth:`on_item` / :meth:`check`) and raises it;
 the error carries the last checkpoint.
 
+Time to first token. One observation per logical stream, from :meth:`on_open`: at its first
+content (``first_token``, even when an earlier attempt timed out waiting for it), or, when no
+content ever came and a first-token timeout fired, at :meth:`close` with the time from the open
+to the last first-token timeout (``first_token_timeout``), so the TTFT SLO counts the stream as
+slow. A stream that fails before its first token any other way (an HTTP error, a drop, a total
+timeout), with no first-token timeout in any of its attempts, has no time to first token and
+is not observed; it counts as an error.
+
 Phases. Wall time is split into ``open`` (measured only when the monitor opened the stream),
 ``first_token_wait`` (upstream wait before the first content), ``upstream_wait`` (upstream wait
 after it) and ``consumer`` (time between handing an item over and being asked for the next).
@@ -127,6 +135,7 @@ class StreamCore:
         "_first_token_t",
         "_flush_at",
         "_flushed_bytes",
+        "_ft_timeout_t",
         "_gaps",
         "_hash",
         "_hash_update",
@@ -201,6 +210,8 @@ class StreamCore:
         self._open_measured = False
         self._opening = False
         self._first_token_t: float | None = None
+        # When the last first-token timeout of the logical stream fired (None: none did).
+        self._ft_timeout_t: float | None = None
         self._last_content_t = 0.0
         self._last_return_t: float | None = None
         self._t_wait = 0.0
@@ -534,6 +545,8 @@ class StreamCore:
         cp = self._current() if self._chunks else None
         exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
         self._expired = exc
+        if phase == c.TIMEOUT_FIRST_TOKEN:
+            self._ft_timeout_t = t
         self._checkpoint_event()
         self._obs.timeout(phase, t)
         return exc
@@ -666,6 +679,10 @@ class StreamCore:
                 problem = json_problem("".join(self._json_parts))
                 if problem is not None:
                     obs.reassembly_error(c.REASSEMBLY_JSON, problem)
+        if self._first_token_t is None and self._ft_timeout_t is not None:
+            # No content ever came and a first-token timeout cut the wait: the stream waited
+            # that long for its first token (from the open, as time to first token counts).
+            obs.first_token_timeout(self._ft_timeout_t - self._t_open, self._ft_timeout_t)
         phases: dict[str, float] = {}
         if self._open_measured:
             phases[c.PHASE_OPEN] = self._ph_open * 1000.0

@@ -61,6 +61,9 @@ class _OTelStream:
     def first_token(self, ttft_s: float, t: float) -> None:
         self._s.i[c.FIRST_TOKEN_LATENCY].record(ttft_s * 1000.0, self._base)
 
+    def first_token_timeout(self, waited_s: float, t: float) -> None:
+        self._s.i[c.FIRST_TOKEN_LATENCY].record(waited_s * 1000.0, self._base)
+
     def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
         if nbytes:
             self._s.i[c.BYTES_TOTAL].add(nbytes, self._base)
@@ -274,6 +277,9 @@ class _SpanStream:
     def _event(self, name: str, attrs: dict[str, Any]) -> None:
         if self._span is not None:
             self._span.add_event(name, attrs)
+
+    def first_token_timeout(self, waited_s: float, t: float) -> None:
+        pass  # the timeout event says it; the span has no time to first chunk
 
     def first_token(self, ttft_s: float, t: float) -> None:
         if self._span is not None:

@@ -304,6 +304,10 @@ class PrometheusStream:
     def first_token(self, ttft_s: float, t: float) -> None:
         self._ttft.observe(ttft_s * 1000.0)
 
+    def first_token_timeout(self, waited_s: float, t: float) -> None:
+        # The time waited, so the TTFT SLO counts the stream as slow.
+        self._ttft.observe(waited_s * 1000.0)
+
     def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
         if nbytes:
             self._bytes.inc(nbytes)

@@ -39,7 +39,9 @@ class StreamObserver(Protocol):
     """Receives what happens to one logical stream. Times are seconds on the core's clock.
 
     Call order: ``started`` once; then per attempt ``attempt_started`` ... ``attempt_ended``;
-    ``first_token`` at most once (the logical stream's first content); ``ended`` exactly once.
+    ``first_token`` at most once (the logical stream's first content), or instead
+    ``first_token_timeout`` once just before ``ended`` (no content after a first-token
+    timeout); ``ended`` exactly once.
     """
 
     def started(self, t: float) -> None:
@@ -53,6 +55,11 @@ class StreamObserver(Protocol):
 
     def first_token(self, ttft_s: float, t: float) -> None:
         """First content of the logical stream, ``ttft_s`` after it opened."""
+
+    def first_token_timeout(self, waited_s: float, t: float) -> None:
+        """The logical stream ended without content after a first-token timeout, the last one
+        ``waited_s`` after it opened (observed in the TTFT histogram in place of
+        ``first_token``: at most one of the two per stream, at its end)."""
 
     def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
         """A batch of content: bytes delivered and the chunk gaps (ms) since the last batch."""
@@ -116,6 +123,7 @@ _METHODS = (
     "attempt_started",
     "attempt_ended",
     "first_token",
+    "first_token_timeout",
     "content",
     "checkpoint",
     "timeout",
