@@ -6,7 +6,7 @@ helpers drive the real tools, so a green test means the real consumer accepted t
 
     from steadystream.testing import PrometheusServer, ScrapeTarget
 
-    with PrometheusServer(rule_files=["out/alerts/chat-gateway.rules.yaml"],
+    with PrometheusServer(rule_files=["out/alerts/*.yaml"],
                           targets=[ScrapeTarget("127.0.0.1:9464", job="chat-gateway")]) as prom:
         prom.wait_for_targets_up()
         print(prom.query("sum(stream_requests_total)"))
