@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Installs Debian's `prometheus` package (promtool and the server) when either is missing.
+# Installs Debian's `prometheus` package (promtool and the server) when either is missing, and
+# Debian's `prometheus-alertmanager` (the Alertmanager server and amtool) when either of those is
+# missing: the test suite runs the generated rules in a real Prometheus and the generated
+# inhibit rules in a real Alertmanager.
 set -euo pipefail
-if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/bin/$1" ]; }
+packages=()
+if ! have promtool || ! have prometheus; then
+  packages+=(prometheus)
+fi
+# Debian installs the server as /usr/bin/prometheus-alertmanager (upstream calls it alertmanager).
+if ! { have alertmanager || have prometheus-alertmanager; } || ! have amtool; then
+  packages+=(prometheus-alertmanager)
+fi
+if [ "${#packages[@]}" -eq 0 ]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "steadystream: promtool/prometheus not found and apt-get is unavailable." >&2
-  echo "  Install Prometheus >= 2.40 (https://prometheus.io/download/) and put promtool and prometheus on PATH." >&2
+  echo "steadystream: ${packages[*]} missing and apt-get is unavailable." >&2
+  echo "  Install Prometheus >= 2.40 and Alertmanager >= 0.25 (https://prometheus.io/download/)" >&2
+  echo "  and put promtool, prometheus, alertmanager and amtool on PATH." >&2
   exit 1
 fi
 SUDO=""
 if [ "$(id -u)" != "0" ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "steadystream: promtool not found; run 'apt-get install -y prometheus' as root." >&2
+    echo "steadystream: run 'apt-get install -y ${packages[*]}' as root." >&2
     exit 1
   fi
 fi
-echo "steadystream: installing Debian package 'prometheus' (for promtool and a real Prometheus server)"
+echo "steadystream: installing Debian package(s) ${packages[*]} (promtool, a real Prometheus and Alertmanager for the tests)"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-command -v promtool >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+have promtool
+have amtool

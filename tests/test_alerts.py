@@ -29,6 +29,7 @@ from steadystream.alerts import (
     names,
     render_rules,
     rule_groups,
+    rules_paths,
     slo_burn_signals,
     tier_factor,
     windows,
@@ -336,22 +337,30 @@ def test_alerts_are_built_from_the_signals_triage_uses() -> None:
     assert list(slo_burn_signals(spec)) == [slo.name for slo in spec.slos]
 
 
+def _burn_inhibits(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rules if f'alertname="{names.ALERT_SLO_BURN}"' in r["source_matchers"]]
+
+
 def test_inhibit_rules_let_a_page_silence_the_ticket_of_the_same_slo() -> None:
-    """critical burn alerts inhibit warning ones with equal service, slo and selector."""
-    assert inhibit_rules(_spec(selector={"job": "gw"})) == [
+    """critical burn alerts inhibit warning ones with equal service, slo and selector; within
+    one severity the shorter long window silences the longer one."""
+    common = [f'alertname="{names.ALERT_SLO_BURN}"', 'service="chat-gateway"']
+    assert _burn_inhibits(inhibit_rules(_spec(selector={"job": "gw"}))) == [
         {
             "equal": ["job", "service", "slo"],
-            "source_matchers": [
-                f'alertname="{names.ALERT_SLO_BURN}"',
-                'service="chat-gateway"',
-                'severity="critical"',
-            ],
-            "target_matchers": [
-                f'alertname="{names.ALERT_SLO_BURN}"',
-                'service="chat-gateway"',
-                'severity="warning"',
-            ],
-        }
+            "source_matchers": [*common, 'severity="critical"'],
+            "target_matchers": [*common, 'severity="warning"'],
+        },
+        {
+            "equal": ["job", "service", "slo"],
+            "source_matchers": [*common, 'severity="critical"', 'long="1h"'],
+            "target_matchers": [*common, 'severity="critical"', 'long="6h"'],
+        },
+        {
+            "equal": ["job", "service", "slo"],
+            "source_matchers": [*common, 'severity="warning"', 'long="1d"'],
+            "target_matchers": [*common, 'severity="warning"', 'long="3d"'],
+        },
     ]
     three = _spec(
         alerting={
@@ -362,7 +371,10 @@ def test_inhibit_rules_let_a_page_silence_the_ticket_of_the_same_slo() -> None:
             ]
         }
     )
-    pairs = [(r["source_matchers"][-1], r["target_matchers"][-1]) for r in inhibit_rules(three)]
+    pairs = [
+        (r["source_matchers"][-1], r["target_matchers"][-1])
+        for r in _burn_inhibits(inhibit_rules(three))
+    ]
     assert pairs == [
         ('severity="page"', 'severity="ticket"'),
         ('severity="page"', 'severity="info"'),
@@ -370,32 +382,66 @@ def test_inhibit_rules_let_a_page_silence_the_ticket_of_the_same_slo() -> None:
     ]
 
 
+def test_inhibit_rules_silence_each_failure_class_under_the_classes_that_explain_it() -> None:
+    """One rule per (cause, symptom) pair of the registry's ``explained_by``, for enabled
+    classes only, matching this service and requiring the selector labels to be equal."""
+    from steadystream.catalog.classes import failure_classes
+
+    spec = _spec(selector={"job": "gw"})
+    got = {
+        (r["source_matchers"][0], r["target_matchers"][0])
+        for r in inhibit_rules(spec)
+        if r not in _burn_inhibits(inhibit_rules(spec))
+    }
+    want = {
+        (f'failure_class="{cause}"', f'failure_class="{fc.id}"')
+        for fc in failure_classes()
+        for cause in fc.explained_by
+    }
+    assert want and got == want
+    for rule in inhibit_rules(spec):
+        assert 'service="chat-gateway"' in rule["source_matchers"]
+        assert 'service="chat-gateway"' in rule["target_matchers"]
+        assert {"job", "service"} <= set(rule["equal"])
+    # A disabled cause (or symptom) has no alert: no rule names it.
+    off = _spec(alerting={"failure_classes": {c.FC_UPSTREAM_ERRORS: {"enabled": False}}})
+    assert not any(
+        f'failure_class="{c.FC_UPSTREAM_ERRORS}"' in r["source_matchers"] + r["target_matchers"]
+        for r in inhibit_rules(off)
+    )
+
+
 def test_render_rules_files_headers_and_byte_stability() -> None:
-    """Three files, each starting with the generated header, ending in one newline, and
-    identical on every render."""
+    """Three files in three directories (so ``alerts/*.yaml`` holds only rules), each
+    starting with the generated header, ending in one newline, and identical on every render."""
     spec = ss.default_spec("chat-gateway")
     source = Source.from_bytes("slo.yaml", b"version: 1\nservice: chat-gateway\n")
     files = render_rules(spec, source)
     assert sorted(files) == [
-        "alerts/chat-gateway.alertmanager-inhibit.yaml",
-        "alerts/chat-gateway.rules.test.yaml",
+        "alertmanager/chat-gateway.yaml",
         "alerts/chat-gateway.rules.yaml",
+        "rule-tests/chat-gateway.rules.test.yaml",
     ]
+    assert rules_paths("chat-gateway") == (
+        f"{c.ALERTS_DIR}/chat-gateway.rules.yaml",
+        f"{c.ALERTMANAGER_DIR}/chat-gateway.yaml",
+        f"{c.RULE_TESTS_DIR}/chat-gateway.rules.test.yaml",
+    )
     header = "# " + c.generated_header("slo.yaml", source.sha256) + "\n"
     for text in files.values():
         assert text.startswith(header)
         assert text.endswith("\n") and not text.endswith("\n\n")
         assert "&id" not in text and "*id" not in text  # no YAML anchors
     assert render_rules(spec, source) == files
-    tests = yaml.safe_load(files["alerts/chat-gateway.rules.test.yaml"])
-    assert tests["rule_files"] == ["chat-gateway.rules.yaml"]
+    tests = yaml.safe_load(files["rule-tests/chat-gateway.rules.test.yaml"])
+    assert tests["rule_files"] == ["../alerts/chat-gateway.rules.yaml"]
     assert tests["group_eval_order"] == [g["name"] for g in rule_groups(spec)]
 
 
 def test_generated_promtool_tests_cover_every_alert_firing_and_silent() -> None:
     """Each alert rule appears in a test where it fires and in one where it must not."""
     spec = ss.load_spec(GOLDEN / "minimal" / "slo.yaml")
-    tests = yaml.safe_load(render_rules(spec, SOURCE)["alerts/chat-gateway.rules.test.yaml"])
+    tests = yaml.safe_load(render_rules(spec, SOURCE)["rule-tests/chat-gateway.rules.test.yaml"])
     fired: set[tuple[str, ...]] = set()
     silent: set[str] = set()
     for group in tests["tests"]:
@@ -437,16 +483,19 @@ def test_golden_render_rules(case: str) -> None:
     spec_path = GOLDEN / case / "slo.yaml"
     spec = ss.load_spec(spec_path)
     files = render_rules(spec, Source.from_bytes("slo.yaml", spec_path.read_bytes()))
+    dirs = (c.ALERTS_DIR, c.RULE_TESTS_DIR, c.ALERTMANAGER_DIR)
     if os.environ.get("UPDATE_GOLDEN") == "1":
-        for old in (GOLDEN / case / "alerts").glob("*"):
-            old.unlink()
+        for sub in dirs:
+            for old in (GOLDEN / case / sub).glob("*"):
+                old.unlink()
         for path, text in files.items():
             target = GOLDEN / case / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
     expected = {
         p.relative_to(GOLDEN / case).as_posix(): p.read_text(encoding="utf-8")
-        for p in sorted((GOLDEN / case / "alerts").glob("*"))
+        for sub in dirs
+        for p in sorted((GOLDEN / case / sub).glob("*"))
     }
     assert files == expected, "golden mismatch: review, then UPDATE_GOLDEN=1 to accept"
 

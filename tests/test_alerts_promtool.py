@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import steadystream as ss
-from steadystream.alerts import names, render_rules
+from steadystream.alerts import names, render_rules, rules_paths
 from steadystream.generate import Source
 from steadystream.spec import Spec
 
@@ -48,8 +48,8 @@ def _write(spec: Spec, out: Path) -> tuple[Path, Path]:
     for path, text in files.items():
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         (out / path).write_text(text, encoding="utf-8")
-    alerts = out / "alerts"
-    return alerts / f"{spec.service}.rules.yaml", alerts / f"{spec.service}.rules.test.yaml"
+    rules, _, tests = rules_paths(spec.service)
+    return out / rules, out / tests
 
 
 def _assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
@@ -69,11 +69,10 @@ def test_default_spec_rules_pass_promtool(promtool: str, tmp_path: Path) -> None
 
 
 def test_committed_example_rules_pass_promtool(promtool: str) -> None:
-    """examples/chat-gateway/alerts (as committed) pass promtool check and test."""
-    alerts = EXAMPLE / "alerts"
-    _check_and_test(
-        promtool, alerts / "chat-gateway.rules.yaml", alerts / "chat-gateway.rules.test.yaml"
-    )
+    """examples/chat-gateway/alerts and its rule-tests (as committed) pass promtool check
+    and test."""
+    rules, _, tests = rules_paths("chat-gateway")
+    _check_and_test(promtool, EXAMPLE / rules, EXAMPLE / tests)
 
 
 def test_30d_spec_has_sre_workbook_factors_and_passes_promtool(

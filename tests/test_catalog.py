@@ -150,15 +150,15 @@ def test_a_registered_class_appears_everywhere(tmp_path: Path) -> None:
     for path, text in files.items():
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         (out / path).write_text(text, encoding="utf-8")
-    tests = yaml.safe_load((out / "alerts/chat-gateway.rules.test.yaml").read_text())
+    tests = yaml.safe_load((out / "rule-tests/chat-gateway.rules.test.yaml").read_text())
     assert "StreamQueueSaturated" in yaml.safe_dump(tests)
-    for args in (
-        ("check", "rules", "chat-gateway.rules.yaml"),
-        ("test", "rules", "chat-gateway.rules.test.yaml"),
+    for sub, args in (
+        ("alerts", ("check", "rules", "chat-gateway.rules.yaml")),
+        ("rule-tests", ("test", "rules", "chat-gateway.rules.test.yaml")),
     ):
         proc = subprocess.run(
             [promtool, *args],
-            cwd=out / "alerts",
+            cwd=out / sub,
             capture_output=True,
             text=True,
             timeout=600,

@@ -68,8 +68,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    rule_files = sorted(out.glob(f"{c.ALERTS_DIR}/*.rules.yaml"))
-    assert rule_files, f"generate wrote no rule files: {sorted(files)}"
+    assert sorted(out.glob(f"{c.ALERTS_DIR}/*.yaml")), f"no rule files: {sorted(files)}"
+    # Loaded the way a deployment does: the whole directory by glob (only rules live there).
+    rule_files = [out / c.ALERTS_DIR / "*.yaml"]
     registry = CollectorRegistry()
     job, labels = scrape_job(spec)
     with (
@@ -107,7 +108,7 @@ def _rule_files(run: Run) -> dict[str, Any]:
     return {
         rel: yaml.safe_load(text)
         for rel, text in run.files.items()
-        if rel.startswith(f"{c.ALERTS_DIR}/") and rel.endswith(".rules.yaml")
+        if rel.startswith(f"{c.ALERTS_DIR}/")
     }
 
 

@@ -60,7 +60,8 @@ async def test_rate_limit_fault_fires_its_alert_with_the_runbook(tmp_path: Path)
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text, encoding="utf-8")
-    rules = tmp_path / c.ALERTS_DIR / f"{spec.service}.rules.yaml"
+    # The whole directory by glob, as a deployment loads it (only rule files live there).
+    rules = tmp_path / c.ALERTS_DIR / "*.yaml"
     expected_runbook = runbook_url(spec, c.failure_class_runbook(c.FC_UPSTREAM_RATE_LIMIT))
     assert expected_runbook == "https://runbooks.example.test/alert-e2e/upstream-rate-limit.md"
 

@@ -337,7 +337,12 @@ HEADER_SEED: Final = "x-steadystream-seed"
 # Generated artifacts: file layout, dashboard identities, runbook paths, the header.
 # --------------------------------------------------------------------------------------------
 
+#: Only Prometheus rule files, so ``rule_files: [<out>/alerts/*.yaml]`` loads the directory.
 ALERTS_DIR: Final = "alerts"
+#: ``promtool test rules`` files; each names its rules as ``../alerts/<file>``.
+RULE_TESTS_DIR: Final = "rule-tests"
+#: Alertmanager configuration (route, receiver, inhibit rules), one file per service.
+ALERTMANAGER_DIR: Final = "alertmanager"
 DASHBOARDS_DIR: Final = "dashboards"
 RUNBOOKS_DIR: Final = "runbooks"
 BOARD_SLO_OVERVIEW: Final = "slo-overview"

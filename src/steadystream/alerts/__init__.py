@@ -1,11 +1,14 @@
 """Prometheus rules from the spec: SLI recording rules, burn-rate and failure-class alerts,
-an Alertmanager inhibit snippet, and promtool unit tests for every alert.
+an Alertmanager configuration with inhibit rules, and promtool unit tests for every alert.
 
-``render_rules(spec, source)`` returns ``{relative path: file text}`` (the CLI writes them)::
+``render_rules(spec, source)`` returns ``{relative path: file text}`` (the CLI writes them),
+each kind in its own directory so ``rule_files: [alerts/*.yaml]`` loads only rules::
 
-    alerts/chat-gateway.rules.yaml                 recording + alerting rules (rule_files:)
-    alerts/chat-gateway.alertmanager-inhibit.yaml  inhibit_rules: a page silences the ticket
-    alerts/chat-gateway.rules.test.yaml            `promtool test rules` for every alert
+    alerts/chat-gateway.rules.yaml            recording + alerting rules (rule_files:)
+    rule-tests/chat-gateway.rules.test.yaml   `promtool test rules` for every alert
+    alertmanager/chat-gateway.yaml            route, receiver and inhibit_rules: one page
+                                              per incident (symptoms under their cause,
+                                              tickets under pages of the same SLO)
 
 Alerts and ``steadystream triage`` share their definitions: :func:`failure_class_signals` and
 :func:`slo_burn_signals` return the :class:`Signal` (PromQL, threshold, description) each alert
@@ -19,11 +22,19 @@ from ..catalog.alerting import failure_class_signals, slo_burn_signals
 from ..catalog.promql import matcher_labels
 from ..catalog.signal import Signal, format_threshold, tier_factor
 from ._render import render_rules, rules_paths
-from ._rules import DEFAULT_WINDOWS, error_budget, inhibit_rules, rule_groups, windows
+from ._rules import (
+    DEFAULT_WINDOWS,
+    alertmanager_config,
+    error_budget,
+    inhibit_rules,
+    rule_groups,
+    windows,
+)
 
 __all__ = [
     "DEFAULT_WINDOWS",
     "Signal",
+    "alertmanager_config",
     "error_budget",
     "failure_class_signals",
     "format_threshold",

@@ -20,6 +20,7 @@ from typing import Any
 from .. import conventions as c
 from ..catalog import names as n
 from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.classes import failure_classes
 from ..catalog.promql import Sel, clean, dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, format_threshold
 from ..catalog.slo import slo_what
@@ -337,24 +338,115 @@ def rule_groups(spec: Spec) -> list[dict[str, Any]]:
 _RANK = {"critical": 3, "page": 3, "warning": 2, "ticket": 2, "info": 1}
 
 
-def inhibit_rules(spec: Spec) -> list[dict[str, Any]]:
-    """Alertmanager ``inhibit_rules``: a firing burn alert of a higher severity (a page)
-    silences the lower-severity burn alerts (tickets) of the same SLO and service."""
-    severities = sorted(
-        {t.severity for t in spec.alerting.tiers if t.enabled}, key=lambda s: (-_RANK[s], s)
-    )
+def _burn_inhibits(spec: Spec) -> list[dict[str, Any]]:
+    """One SLO, one page: a burn alert silences the burn alerts of the same SLO that say the
+    same thing later or less urgently.
+
+    * a higher severity silences a lower one (a page silences the ticket);
+    * within one severity, the tier with the shorter long window silences the longer ones (the
+      1h page and the 6h page both fire in a hard outage; the 1h one is the one to act on).
+    """
     service = matcher_labels(spec)[c.LABEL_SERVICE]
-    rules = []
+    common = [f"alertname={quote(n.ALERT_SLO_BURN)}", f"service={quote(service)}"]
+    equal = sorted({*matcher_labels(spec), n.LABEL_SLO})
+    tiers = [t for t in spec.alerting.tiers if t.enabled]
+    rules: list[dict[str, Any]] = []
+    severities = sorted({t.severity for t in tiers}, key=lambda s: (-_RANK[s], s))
     for src in severities:
         for dst in severities:
-            if _RANK[src] <= _RANK[dst]:
+            if _RANK[src] > _RANK[dst]:
+                rules.append(
+                    {
+                        "source_matchers": [*common, f"severity={quote(src)}"],
+                        "target_matchers": [*common, f"severity={quote(dst)}"],
+                        "equal": equal,
+                    }
+                )
+    for sev in severities:
+        longs = sorted({t.long for t in tiers if t.severity == sev})
+        for i, shorter in enumerate(longs):
+            for longer in longs[i + 1 :]:
+                rules.append(
+                    {
+                        "source_matchers": [
+                            *common,
+                            f"severity={quote(sev)}",
+                            f"{n.LABEL_LONG}={quote(dur(shorter))}",
+                        ],
+                        "target_matchers": [
+                            *common,
+                            f"severity={quote(sev)}",
+                            f"{n.LABEL_LONG}={quote(dur(longer))}",
+                        ],
+                        "equal": equal,
+                    }
+                )
+    return rules
+
+
+def _cause_inhibits(spec: Spec) -> list[dict[str, Any]]:
+    """A symptom under its cause: while any alert of a class that explains another
+    (:attr:`~steadystream.catalog.classes.FailureClass.explained_by`) fires for this service,
+    the explained class's alerts are silenced. A retry storm during an upstream outage is the
+    outage's consequence; the upstream-errors alert and its runbook are the ones to read."""
+    service = matcher_labels(spec)[c.LABEL_SERVICE]
+    enabled = failure_class_signals(spec)
+    equal = sorted(matcher_labels(spec))
+    rules: list[dict[str, Any]] = []
+    for record in failure_classes():
+        if record.id not in enabled:
+            continue
+        for cause in record.explained_by:
+            if cause not in enabled:
                 continue
-            common = [f"alertname={quote(n.ALERT_SLO_BURN)}", f"service={quote(service)}"]
             rules.append(
                 {
-                    "source_matchers": [*common, f"severity={quote(src)}"],
-                    "target_matchers": [*common, f"severity={quote(dst)}"],
-                    "equal": sorted({*matcher_labels(spec), n.LABEL_SLO}),
+                    "source_matchers": [
+                        f"{n.LABEL_FAILURE_CLASS}={quote(cause)}",
+                        f"service={quote(service)}",
+                    ],
+                    "target_matchers": [
+                        f"{n.LABEL_FAILURE_CLASS}={quote(record.id)}",
+                        f"service={quote(service)}",
+                    ],
+                    "equal": equal,
                 }
             )
     return rules
+
+
+def inhibit_rules(spec: Spec) -> list[dict[str, Any]]:
+    """Alertmanager ``inhibit_rules``, so one incident pages once:
+
+    * burn alerts of one SLO: a page silences the tickets, and the shortest-window page the
+      longer-window pages of the same severity;
+    * failure classes: a cause silences its symptoms (the registry's ``explained_by``).
+
+    Every rule matches this service only and requires the spec's selector labels to be equal,
+    so services sharing an Alertmanager never silence one another.
+    """
+    return _burn_inhibits(spec) + _cause_inhibits(spec)
+
+
+def alertmanager_config(spec: Spec) -> dict[str, Any]:
+    """A complete ``alertmanager.yml`` for this service's alerts: a route to one receiver
+    (named after the service, with no integrations: add a pager or ticket integration, or
+    copy the route, receiver and ``inhibit_rules`` into an existing configuration) and the
+    :func:`inhibit_rules`. ``amtool check-config`` accepts it as it is."""
+    service = matcher_labels(spec)[c.LABEL_SERVICE]
+    group_by = sorted({"alertname", *matcher_labels(spec), n.LABEL_SLO, n.LABEL_FAILURE_CLASS})
+    return {
+        "route": {
+            "receiver": service,
+            "group_by": group_by,
+            "routes": [
+                {
+                    "receiver": service,
+                    "matchers": [f"service={quote(service)}"],
+                    "group_by": group_by,
+                }
+            ],
+        },
+        "receivers": [{"name": service}],
+        "inhibit_rules": inhibit_rules(spec),
+    }

@@ -1,4 +1,5 @@
-"""Test helpers shipped as API: run generated rules against a real Prometheus on loopback.
+"""Test helpers shipped as API: run generated rules against a real Prometheus, and generated
+inhibit rules against a real Alertmanager, on loopback.
 
 ``steadystream.testing`` is for the test suites of steadystream and of the services that use it
 (in the spirit of OpenTelemetry's ``InMemorySpanExporter`` and httpx's ``MockTransport``): the
@@ -6,7 +7,7 @@ helpers drive the real tools, so a green test means the real consumer accepted t
 
     from steadystream.testing import PrometheusServer, ScrapeTarget
 
-    with PrometheusServer(rule_files=["out/alerts/chat-gateway.rules.yaml"],
+    with PrometheusServer(rule_files=["out/alerts/*.yaml"],
                           targets=[ScrapeTarget("127.0.0.1:9464", job="chat-gateway")]) as prom:
         prom.wait_for_targets_up()
         print(prom.query("sum(stream_requests_total)"))
@@ -14,6 +15,12 @@ helpers drive the real tools, so a green test means the real consumer accepted t
 
 from __future__ import annotations
 
+from .alertmanager import (
+    AlertmanagerError,
+    AlertmanagerNotFound,
+    AlertmanagerServer,
+    find_alertmanager,
+)
 from .prometheus import (
     PrometheusError,
     PrometheusNotFound,
@@ -24,10 +31,14 @@ from .prometheus import (
 )
 
 __all__ = [
+    "AlertmanagerError",
+    "AlertmanagerNotFound",
+    "AlertmanagerServer",
     "PrometheusError",
     "PrometheusNotFound",
     "PrometheusServer",
     "ScrapeTarget",
+    "find_alertmanager",
     "find_prometheus",
     "scrape_config_yaml",
 ]

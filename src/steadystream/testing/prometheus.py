@@ -7,13 +7,15 @@ the ``prometheus`` binary (Debian's package, or any release >= 2.40 on ``PATH``)
 - a temporary data directory, removed on stop;
 - ``--web.listen-address=127.0.0.1:<free port>``, so nothing is reachable from outside the host;
 - a 1 s scrape and rule-evaluation interval by default, so tests wait seconds, not minutes;
-- the given rule files and static scrape targets;
+- the given rule files (globs as in ``prometheus.yml``: ``out/alerts/*.yaml`` loads every rule
+  file ``steadystream generate`` wrote) and static scrape targets;
 - ``--web.enable-lifecycle``, so :meth:`PrometheusServer.reload` can pick up changed rule files.
 
 Every wait is a bounded loop that stops by itself and, on timeout, raises with the last thing it
 saw and the tail of Prometheus's own log, so a failing test says why.
 
-    with PrometheusServer(rule_files=[rules], targets=[ScrapeTarget("127.0.0.1:9464")]) as prom:
+    with PrometheusServer(rule_files=["out/alerts/*.yaml"],
+                          targets=[ScrapeTarget("127.0.0.1:9464")]) as prom:
         prom.wait_for_targets_up()
         value = prom.query_value("sum(stream_requests_total)")
 """
@@ -21,6 +23,7 @@ saw and the tail of Prometheus's own log, so a failing test says why.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import socket
@@ -121,7 +124,8 @@ class PrometheusServer:
     """A Prometheus server process on loopback with its own temporary data directory.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`). ``rule_files`` are
-    loaded as given (absolute paths are used, so the working directory does not matter);
+    paths or globs, loaded as given (made absolute, so the working directory does not matter;
+    a glob that matches no file is an error, not a Prometheus without rules);
     ``targets`` are scraped every ``scrape_interval`` seconds and rules evaluated every
     ``evaluation_interval`` seconds. ``port=0`` picks a free port.
 
@@ -219,6 +223,10 @@ class PrometheusServer:
         if self._proc is not None:
             raise PrometheusError("Prometheus is already running")
         binary = self.binary or find_prometheus()
+        for pattern in self.rule_files:
+            # Prometheus loads an empty glob silently; a test would then judge no rules at all.
+            if glob.has_magic(pattern) and not glob.glob(pattern):
+                raise PrometheusError(f"rule_files: {pattern!r} matches no file")
         self._dir = Path(tempfile.mkdtemp(prefix="steadystream-prometheus-"))
         config_path = self._dir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
