@@ -270,6 +270,7 @@ FC_SLOW_CONSUMER: Final = "slow-consumer"
 FC_IDLE_STALL: Final = "idle-stall"
 FC_FIRST_TOKEN_TIMEOUT: Final = "first-token-timeout"
 FC_TIMEOUT_CASCADE: Final = "timeout-cascade"
+FC_LOAD_SHEDDING: Final = "load-shedding"
 FC_RETRY_STORM: Final = "retry-storm"
 FC_UPSTREAM_RATE_LIMIT: Final = "upstream-rate-limit"
 FC_UPSTREAM_ERRORS: Final = "upstream-errors"
@@ -281,6 +282,7 @@ FAILURE_CLASSES: Final = (
     FC_IDLE_STALL,
     FC_FIRST_TOKEN_TIMEOUT,
     FC_TIMEOUT_CASCADE,
+    FC_LOAD_SHEDDING,
     FC_RETRY_STORM,
     FC_UPSTREAM_RATE_LIMIT,
     FC_UPSTREAM_ERRORS,
