@@ -70,6 +70,7 @@ def metric_names(expr: str) -> set[str]:
     found = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", text))
     text = re.sub(r"\{[^}]*\}", "", text)
     text = re.sub(r"\[[^\]]*\]", "", text)  # range durations
+    text = re.sub(r"\boffset\s+-?[0-9a-z]+", "", text)  # offset modifiers
     text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", text)  # label lists
     for m in _IDENT.finditer(text):
         word = m.group(0)
@@ -99,9 +100,9 @@ def test_metric_name_parser_finds_selectors_and_bare_names() -> None:
     """The PromQL metric-name parser sees through functions, strings, ranges and label lists."""
     expr = (
         'sum by (le) (rate(a_bucket{le="x{y}"}[5m])) / on() b and absent(c{j="1"}) '
-        "or vector(0) > 0.5"
+        "or vector(0) > 0.5 and on() sum(increase(d[1h] offset 5m))"
     )
-    assert metric_names(expr) == {"a_bucket", "b", "c"}
+    assert metric_names(expr) == {"a_bucket", "b", "c", "d"}
 
 
 @pytest.mark.parametrize("case", ["minimal", "custom"])

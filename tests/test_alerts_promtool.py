@@ -344,3 +344,106 @@ def test_four_workers_at_39_percent_of_their_caps_do_not_cascade(
     path = rules.parent / "cascade.test.yaml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     _assert_ok(_run(promtool, "test", "rules", path.name, cwd=path.parent))
+
+
+# ------------------------------------------------------------------- incidents, judged on ALERTS
+_BASE = 'model="m",provider="p",service="chat-gateway"'
+_PAGE = 'ALERTS{alertstate="firing",severity="critical"}'
+
+
+def _counter(name: str, labels: str, phases: list[tuple[int, float]]) -> dict[str, str]:
+    """A counter series over 1 m steps: each (minutes, per-minute increase) phase in turn."""
+    values, total = ["0"], 0.0
+    for minutes, per_min in phases:
+        for _ in range(minutes):
+            total += per_min
+            values.append(f"{total:g}")
+    return {
+        "series": f"{name}{{{_BASE}{',' + labels if labels else ''}}}",
+        "values": " ".join(values),
+    }
+
+
+def _incident(
+    promtool: str, tmp_path: Path, name: str, series: list[dict[str, str]], checks: list[Any]
+) -> None:
+    rules, _ = _write(ss.default_spec("chat-gateway"), tmp_path)
+    test = {
+        "rule_files": [rules.name],
+        "evaluation_interval": "1m",
+        "group_eval_order": [g["name"] for g in yaml.safe_load(rules.read_text())["groups"]],
+        "tests": [
+            {"name": name, "interval": "1m", "input_series": series, "promql_expr_test": checks}
+        ],
+    }
+    path = rules.parent / "incident.test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    _assert_ok(_run(promtool, "test", "rules", path.name, cwd=path.parent))
+
+
+def test_hard_outage_pages_within_10_minutes(promtool: str, tmp_path: Path) -> None:
+    """Two healthy hours at 5 streams/s, then every stream fails upstream after its retries:
+    a critical page is firing 10 minutes into the outage, and none before it."""
+    healthy, outage = (120, 300), (10, 300)
+    series = [
+        _counter("stream_requests_total", 'outcome="ok"', [healthy, (10, 0)]),
+        _counter("stream_requests_total", 'outcome="error"', [(120, 0), outage]),
+        _counter("stream_errors_total", 'error_class="upstream_5xx"', [(120, 0), outage]),
+        _counter("stream_retry_total", 'reason="5xx"', [(120, 6), (10, 900)]),
+    ]
+    checks = [
+        {"expr": f"count({_PAGE}) > bool 0", "eval_time": "130m", "exp_samples": [{"value": 1}]},
+        {"expr": f"count_over_time({_PAGE}[120m])", "eval_time": "120m", "exp_samples": []},
+    ]
+    _incident(promtool, tmp_path, "hard outage", series, checks)
+
+
+def test_healthy_low_traffic_never_pages(promtool: str, tmp_path: Path) -> None:
+    """Three hours at 2 streams/s, every stream succeeding, retries at 0.8/s (inside the retry
+    budget's 1/s floor): no page, no alert at all."""
+    series = [
+        _counter("stream_requests_total", 'outcome="ok"', [(180, 120)]),
+        _counter("stream_retry_total", 'reason="network"', [(180, 48)]),
+    ]
+    checks = [
+        {
+            "expr": 'count_over_time(ALERTS{alertstate="firing"}[180m])',
+            "eval_time": "180m",
+            "exp_samples": [],
+        },
+    ]
+    _incident(promtool, tmp_path, "healthy low traffic", series, checks)
+
+
+def test_sudden_silence_pages_within_15_minutes_but_a_quiet_night_does_not(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Steady traffic (5 streams/s) that stops dead, or metrics that vanish, pages within 15
+    minutes; a service that was already quiet (1 stream a minute) and stops pages nobody."""
+    steady = _counter("stream_requests_total", 'outcome="ok"', [(120, 300), (20, 0)])
+    series = [steady]
+    checks = [
+        {
+            "expr": 'count(ALERTS{alertname="StreamTrafficStopped",alertstate="firing",'
+            'severity="critical"})',
+            "eval_time": "135m",
+            "exp_samples": [{"value": 1}],
+        },
+    ]
+    _incident(promtool, tmp_path / "stop", "steady then silent", series, checks)
+    quiet = _counter("stream_requests_total", 'outcome="ok"', [(120, 1), (60, 0)])
+    checks = [
+        {"expr": f"count_over_time({_PAGE}[180m])", "eval_time": "180m", "exp_samples": []},
+    ]
+    _incident(promtool, tmp_path / "quiet", "quiet then silent", [quiet], checks)
+    # The scrape breaks: the series end (stale) instead of staying flat.
+    values = steady["values"].split()[:121]
+    gone = {"series": steady["series"], "values": " ".join(values) + " " + " ".join(["_"] * 20)}
+    checks = [
+        {
+            "expr": 'count(ALERTS{alertname="StreamTrafficStopped",alertstate="firing"})',
+            "eval_time": "135m",
+            "exp_samples": [{"value": 1}],
+        },
+    ]
+    _incident(promtool, tmp_path / "gone", "metrics vanish", [gone], checks)

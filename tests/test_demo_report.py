@@ -196,3 +196,21 @@ def test_scrape_config_is_valid_yaml_for_any_selector_value() -> None:
     (job,) = yaml.safe_load(scrape_config("127.0.0.1:9464", spec))["scrape_configs"]
     assert job["job_name"] == "gw: edge"
     assert job["static_configs"][0]["labels"] == {"env": 'a\\b "q" it\'s', "region": "123"}
+
+
+def test_demo_workers_back_off_after_failures() -> None:
+    """After a failed stream a demo worker pauses 50 ms, doubling per consecutive failure up to
+    1 s, with jitter taking off at most half: a rejected stream never makes it spin."""
+    from steadystream.demo.driver import BACKOFF_MAX, backoff_delay
+
+    assert backoff_delay(1, 0.999999) == pytest.approx(0.05, rel=1e-3)
+    assert backoff_delay(1, 0.0) == pytest.approx(0.025)
+    assert [round(backoff_delay(n, 0.999999), 3) for n in (1, 2, 3, 4, 5, 6)] == [
+        0.05,
+        0.1,
+        0.2,
+        0.4,
+        0.8,
+        1.0,
+    ]
+    assert backoff_delay(50, 0.999999) <= BACKOFF_MAX

@@ -94,6 +94,12 @@ INJECTIONS = (
         {"timeouts": FAST_TIMEOUTS, "ingress": {"max_concurrent": STREAMS}},
     ),
     Injection(
+        c.FC_LOAD_SHEDDING,
+        "slow-drip",
+        "profile slow-drip (50 ms per write) with 8 streams against an ingress cap of 4",
+        {"ingress": {"max_concurrent": STREAMS // 2}},
+    ),
+    Injection(
         c.FC_BROKEN_CHUNKS,
         "broken-chunks",
         "profile broken-chunks (frames cut at random) to consumers that asked for JSON",

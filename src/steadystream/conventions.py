@@ -88,7 +88,8 @@ UNITS: Final = {
 }
 
 DESCRIPTIONS: Final = {
-    FIRST_TOKEN_LATENCY: "Stream opened to first content delta (lifecycle events do not count).",
+    FIRST_TOKEN_LATENCY: "Stream opened to first content delta (lifecycle events do not count); "
+    "a stream cut by the first-token timeout is observed at the time it waited.",
     CHUNK_GAP: "Gap between consecutive content chunks.",
     BYTES_TOTAL: "Content bytes delivered to the consumer.",
     ABORT_CLIENT_SLOW_TOTAL: "Streams cut, or increments dropped, because the consumer fell "
@@ -278,6 +279,7 @@ FC_SLOW_CONSUMER: Final = "slow-consumer"
 FC_IDLE_STALL: Final = "idle-stall"
 FC_FIRST_TOKEN_TIMEOUT: Final = "first-token-timeout"
 FC_TIMEOUT_CASCADE: Final = "timeout-cascade"
+FC_LOAD_SHEDDING: Final = "load-shedding"
 FC_RETRY_STORM: Final = "retry-storm"
 FC_UPSTREAM_RATE_LIMIT: Final = "upstream-rate-limit"
 FC_UPSTREAM_ERRORS: Final = "upstream-errors"
@@ -289,6 +291,7 @@ FAILURE_CLASSES: Final = (
     FC_IDLE_STALL,
     FC_FIRST_TOKEN_TIMEOUT,
     FC_TIMEOUT_CASCADE,
+    FC_LOAD_SHEDDING,
     FC_RETRY_STORM,
     FC_UPSTREAM_RATE_LIMIT,
     FC_UPSTREAM_ERRORS,

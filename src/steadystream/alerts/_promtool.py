@@ -424,19 +424,29 @@ def _drives(
     kind = scenario[0]
     thr = signal.threshold
     out: dict[str, _Drive] = {}
-    if kind == "per_stream":
+    if kind in ("per_stream", "share"):
+        # per_stream: bad events per admitted stream (less an allowance of events per 5 m,
+        # the retry budget's floor); share: the bad streams are part of the total (arrivals).
         metric, extra = scenario[1], scenario[2]
+        allowance = float(scenario[3]) if len(scenario) > 3 else 0.0
         name = _series(metric, {**base, **extra})
         total = max(1000, min_events)
-        bad = math.ceil((thr * 2 if thr > 0 else 0.01) * total)
-        while bad / total <= thr:
+        bad = math.ceil((thr * 2 if thr > 0 else 0.01) * total + allowance)
+        share = kind == "share"
+
+        def ratio(bad_k: float, total_k: float) -> float:
+            if share:
+                return bad_k / (bad_k + total_k)
+            return max(bad_k - allowance, 0.0) / total_k
+
+        while ratio(bad * 5, total * 5) <= thr:
             bad += 1
 
         def per_stream_value(t: int, bad: int = bad, total: int = total) -> float | None:
             k = min(t, 5)
             if t < 1 or total * k < min_events:
                 return None
-            return (bad * k) / (total * k)
+            return ratio(bad * k, total * k)
 
         out["firing"] = _Drive(
             lambda m, bad=bad, total=total, name=name: [
@@ -458,6 +468,8 @@ def _drives(
 
             def quiet(m: int, e: int = e, name: str = name) -> list[tuple[str, str]]:
                 values = _explicit([i * e // 5 for i in range(m + 1)])
+                if share:  # the bad streams are all the arrivals there are
+                    return [(requests, _flat(0, m)), (name, values)]
                 return [(requests, values), (name, values)]
 
             out[f"low traffic ({min_events - 1} streams per 5m, all failing)"] = _Drive(
@@ -483,23 +495,46 @@ def _drives(
             return [
                 (_series(c.bucket(hist), {**base, "le": le}), _linear(per_min, m))
                 for le, per_min in bounds.items()
-            ]
+            ] + [(_series(c.count(hist), base), _linear(bounds["+Inf"], m))]
 
-        def p99_value(t: int, lo: float = lo, hi: float = hi) -> float | None:
-            if t < 1:
+        # Observations per minute: enough for the low-traffic guard within the 5 m window.
+        n = max(10, math.ceil(min_events / 5))
+
+        def p99_value(t: int, lo: float = lo, hi: float = hi, n: int = n) -> float | None:
+            if t < 1 or n * min(t, 5) < min_events:
                 return None
-            count = (10 * min(t, 5)) / 300.0
-            rank = 0.99 * count
-            return lo + (hi - lo) * (rank / count)
+            # Every observation sits in (lo, hi]: linear interpolation puts the p99 at 99 %
+            # of the way from lo to hi, whatever the count.
+            return lo + (hi - lo) * 0.99
 
         out["firing"] = _Drive(
-            lambda m, lo=lo, hi=hi: buckets({c.le_label(lo): 0, c.le_label(hi): 10, "+Inf": 10}, m),
+            lambda m, lo=lo, hi=hi, n=n: buckets(
+                {c.le_label(lo): 0, c.le_label(hi): n, "+Inf": n}, m
+            ),
             p99_value,
         )
+        if min_events >= 2:
+            # Every observation slow, but fewer than min_events of them per 5 m.
+            e = min_events - 1
+
+            def few_slow(
+                m: int, e: int = e, lo: float = lo, hi: float = hi
+            ) -> list[tuple[str, str]]:
+                values = _explicit([i * e // 5 for i in range(m + 1)])
+                return [
+                    (_series(c.bucket(hist), {**base, "le": c.le_label(lo)}), _flat(0, m)),
+                    (_series(c.bucket(hist), {**base, "le": c.le_label(hi)}), values),
+                    (_series(c.bucket(hist), {**base, "le": "+Inf"}), values),
+                    (_series(c.count(hist), base), values),
+                ]
+
+            out[f"low traffic ({e} observations per 5m, all slow)"] = _Drive(
+                few_slow, lambda t: None
+            )
         if thr > 0:
             out["healthy (every observation at half the threshold)"] = _Drive(
                 lambda m, lo=lo, hi=hi: buckets(
-                    {c.le_label(lo / 2): 10, c.le_label(lo): 10, c.le_label(hi): 10, "+Inf": 10},
+                    {c.le_label(lo / 2): n, c.le_label(lo): n, c.le_label(hi): n, "+Inf": n},
                     m,
                 ),
                 lambda t: None,
@@ -560,14 +595,44 @@ def _drives(
         out["healthy"] = _Drive(
             lambda m: [(failed_name, _flat(0, m)), (ok_name, _linear(100, m))], lambda t: 0.0
         )
-    elif kind == "stopped":
-        if thr > 0:
-            out["firing"] = _Drive(
-                lambda m: [(requests, _flat(100, m))], lambda t: None if t < 1 else 0.0
+    elif kind == "silence":
+        steady = int(scenario[1])
+        # Twice the steady floor, and well above the threshold while it flows.
+        per_min = max(1, math.ceil(steady / 60 * 2), math.ceil(thr * 60 * 2) + 1)
+        stop = 70
+
+        def stops(m: int, per_min: int, stop: int = stop) -> list[tuple[str, str]]:
+            return [(requests, _explicit([min(i, stop) * per_min for i in range(m + 1)]))]
+
+        def silence_value(t: int, per_min: int = per_min, stop: int = stop) -> float | None:
+            if t < 1:
+                return None
+            before = (min(t - 5, stop) - max(t - 65, 0)) * per_min
+            if before < steady:
+                return None
+            return max(0, min(t, stop) - max(t - 5, 0)) * per_min / 300.0
+
+        out["firing"] = _Drive(lambda m, per_min=per_min: stops(m, per_min), silence_value)
+        quiet = max(1, steady // 60 // 2)
+        if quiet * 60 < steady:
+            out[f"quiet hour ({quiet} streams per minute) then silence"] = _Drive(
+                lambda m, quiet=quiet: stops(m, quiet), lambda t: None
             )
-        per_min = max(1, math.ceil(thr * 900 * 2))
         out["healthy"] = _Drive(
             lambda m, per_min=per_min: [(requests, _linear(per_min, m))], lambda t: None
+        )
+    elif kind == "hung":
+        in_flight = _series(c.IN_FLIGHT, base)
+        out["firing"] = _Drive(
+            lambda m: [(in_flight, _flat(8, m)), (requests, _flat(100, m))],
+            # No increase to rate from the first minute on, and "or vector(0)" before that.
+            lambda t: 0.0,
+        )
+        out["healthy (streams in flight and finishing)"] = _Drive(
+            lambda m: [(in_flight, _flat(8, m)), (requests, _linear(100, m))], lambda t: None
+        )
+        out["idle (nothing in flight, nothing finishing)"] = _Drive(
+            lambda m: [(in_flight, _flat(0, m)), (requests, _flat(100, m))], lambda t: None
         )
     elif kind == "absent":
         out["firing"] = _Drive(lambda m: [(_series(c.IN_FLIGHT, base), _flat(0, m))], lambda t: 1.0)

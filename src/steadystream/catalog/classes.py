@@ -16,6 +16,7 @@ profiles) or in the tests (templates), never as a KeyError in the middle of a re
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from .. import conventions as c
 from ..spec import format_duration, format_percent, format_size
 from .faults import FAULT_PROFILES
 from .panels import STREAM_INTERNALS_KEYS
-from .promql import num
+from .promql import clean, num
 from .signal import Queries, SignalDef
 
 __all__ = [
@@ -210,21 +211,59 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
     ]
 
 
+def _load_shedding(q: Queries) -> list[SignalDef]:
+    ingress = q.spec.stream.ingress
+    rejected = q.inc(c.REQUESTS_TOTAL, outcome=c.OUTCOME_REJECTED)
+    return [
+        SignalDef(
+            "rejected-share",
+            "StreamLoadShedding",
+            q.guard(f"{rejected} / ({q.arrivals()} > 0)", q.arrivals()),
+            ">",
+            0.05,
+            "ratio",
+            "the share of arriving streams rejected at ingress (cap: "
+            f"{ingress.max_concurrent} concurrent per process, {num(ingress.rate)}/s)",
+            "Ingress is shedding load: callers are being turned away",
+            "warning",
+            300,
+            scenario=(
+                "share",
+                c.REQUESTS_TOTAL,
+                {c.LABEL_OUTCOME: c.OUTCOME_REJECTED},
+            ),
+            panel="rejections",
+        )
+    ]
+
+
 def _retry_storm(q: Queries) -> list[SignalDef]:
     retry = q.spec.stream.retry
+    # The budget allows `budget` retries per request plus `min_per_second` whatever the
+    # traffic, so a quiet service can still retry: only retries beyond that floor count
+    # against the share, or a healthy service at 2 streams/s pages on its first few retries.
+    floor = clean(retry.min_per_second * 300)  # over the signal's 5 m window
+    beyond = f"clamp_min({q.inc(c.RETRY_TOTAL)} - {num(floor)}, 0)"
     return [
         SignalDef(
             "retry-ratio",
             "StreamRetryStorm",
-            q.traffic_guard(q.per_stream(c.RETRY_TOTAL)),
+            q.traffic_guard(f"{beyond} / ({q.requests()} > 0)"),
             ">",
             retry.budget,
             "ratio",
-            f"retries per stream (retry budget: {format_percent(retry.budget)} of requests)",
-            "Retries exceed the retry budget share of requests",
+            f"retries per admitted stream beyond the budget's floor of "
+            f"{num(retry.min_per_second)}/s (retry budget: {format_percent(retry.budget)} of "
+            f"requests plus {num(retry.min_per_second)}/s)",
+            "Retries exceed the retry budget",
             "critical",
             300,
-            scenario=("per_stream", c.RETRY_TOTAL, {c.LABEL_REASON: c.RETRY_REASON_NETWORK}),
+            scenario=(
+                "per_stream",
+                c.RETRY_TOTAL,
+                {c.LABEL_REASON: c.RETRY_REASON_NETWORK},
+                floor,
+            ),
             panel="retry-ratio",
         ),
         SignalDef(
@@ -333,15 +372,20 @@ def _broken_chunks(q: Queries) -> list[SignalDef]:
         SignalDef(
             "reassembly-errors",
             "StreamBrokenChunks",
-            q.rate(c.REASSEMBLY_ERRORS_TOTAL),
+            q.traffic_guard(q.per_stream(c.REASSEMBLY_ERRORS_TOTAL)),
             ">",
-            0,
-            "per_second",
-            "reassembly errors per second (split UTF-8, malformed SSE or JSON, broken fences)",
+            0.01,
+            "ratio",
+            "reassembly errors per admitted stream (split UTF-8, malformed SSE or JSON, broken "
+            "fences)",
             "Streams arrive with broken chunks",
             "warning",
             300,
-            scenario=("rate", c.REASSEMBLY_ERRORS_TOTAL, {c.LABEL_KIND: c.REASSEMBLY_UTF8}),
+            scenario=(
+                "per_stream",
+                c.REASSEMBLY_ERRORS_TOTAL,
+                {c.LABEL_KIND: c.REASSEMBLY_UTF8},
+            ),
             panel="reassembly-errors",
         )
     ]
@@ -365,7 +409,7 @@ def _resume_failure(q: Queries) -> list[SignalDef]:
         SignalDef(
             "resume-failure-ratio",
             "StreamResumeFailures",
-            f"{failed} / (({failed} + {succeeded}) > 0)",
+            q.guard(f"{failed} / (({failed} + {succeeded}) > 0)", f"({failed} + {succeeded})"),
             ">",
             0.1,
             "ratio",
@@ -394,19 +438,45 @@ def _resume_failure(q: Queries) -> list[SignalDef]:
 
 
 def _no_traffic(q: Queries) -> list[SignalDef]:
+    # Steady traffic: at least min_events streams per 5 m over the hour before the silence.
+    # Below that, a quiet hour is a quiet night, and silence after it pages nobody.
+    steady = max(1, q.spec.alerting.min_events) * 12
+    # Every stream ends within the total timeout, so in a window of twice that (at least the
+    # usual 5 m) an open stream that never finishes is a hang, not a long answer.
+    hung_window = format_duration(max(300.0, math.ceil(2 * q.spec.stream.timeouts.total / 60) * 60))
     return [
         SignalDef(
             "traffic-stopped",
-            "StreamNoTraffic",
-            q.rate(c.REQUESTS_TOTAL, "15m"),
+            "StreamTrafficStopped",
+            # "or vector(0)": metrics that vanish (a broken scrape) read as no traffic too.
+            f"({q.rate(c.REQUESTS_TOTAL)} or on() vector(0)) and on() "
+            f"(sum(increase({q.sel(c.REQUESTS_TOTAL)}[1h] offset 5m)) >= {steady})",
             "<",
             0.001,
             "per_second",
-            "finished streams per second over 15m",
-            "Traffic stopped: no streams are finishing",
-            "warning",
-            600,
-            scenario=("stopped",),
+            f"streams finishing per second over 5m, after an hour with at least {steady} "
+            "(traffic that stopped dead)",
+            "Traffic stopped dead: no streams finish where there were many an hour ago",
+            "critical",
+            300,
+            scenario=("silence", steady),
+            panel="outcomes",
+        ),
+        SignalDef(
+            "nothing-finishes",
+            "StreamNothingFinishes",
+            # Streams are open, yet none has finished for longer than the total timeout
+            # allows: the service hangs, whatever its traffic was before.
+            f"({q.rate(c.REQUESTS_TOTAL, hung_window)} or on() vector(0)) and on() "
+            f"(sum({q.sel(c.IN_FLIGHT)}) > 0)",
+            "<",
+            0.001,
+            "per_second",
+            f"streams finishing per second over {hung_window} while streams are in flight",
+            "Streams are open but none finishes: the service hangs",
+            "critical",
+            300,
+            scenario=("hung",),
             panel="outcomes",
         ),
         SignalDef(
@@ -460,6 +530,18 @@ _BUILTIN: tuple[FailureClass, ...] = (
         _timeout_cascade,
         ("timeouts-by-phase", "in-flight", "rejections", "phase-durations"),
         profiles=("slow-first-token",),
+    ),
+    FailureClass(
+        c.FC_LOAD_SHEDDING,
+        "Load shedding",
+        'rejections at ingress rising (stream_requests_total{outcome="rejected"})',
+        _load_shedding,
+        ("rejections", "outcomes", "in-flight"),
+        # With more concurrent streams than the cap (see its runbook).
+        profiles=("slow-drip",),
+        # Slots held by stalled streams, or callers retrying an outage, fill the ingress: the
+        # cause's runbook comes first.
+        explained_by=(c.FC_TIMEOUT_CASCADE, c.FC_UPSTREAM_ERRORS, c.FC_UPSTREAM_RATE_LIMIT),
     ),
     FailureClass(
         c.FC_RETRY_STORM,

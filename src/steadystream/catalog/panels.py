@@ -78,7 +78,7 @@ _STREAM_INTERNALS: tuple[RowSlot, ...] = (
         (
             PanelSlot("outcomes", "Streams finished by outcome"),
             PanelSlot("bytes", "Content bytes delivered per second"),
-            PanelSlot("in-flight", "Streams in flight per instance"),
+            PanelSlot("in-flight", "In-flight streams: share of capacity"),
             PanelSlot("rejections", "Ingress rejections by reason"),
         ),
     ),

@@ -126,13 +126,21 @@ class Queries:
         """``metric`` events per admitted stream over 5 m; no series without traffic."""
         return f"{self.inc(metric, **extra)} / ({self.requests()} > 0)"
 
-    def traffic_guard(self, expr: str) -> str:
-        """``expr`` only while ``min_events`` streams were admitted in 5 m: one failed stream
-        out of two is 50 %, and must not alert."""
+    def guard(self, expr: str, events: str) -> str:
+        """``expr`` only while ``events`` (a count over the same window) reaches
+        ``alerting.min_events``: one failure out of two events is 50 %, and must not alert."""
         floor = self.spec.alerting.min_events
         if floor <= 0:
             return expr
-        return f"{expr} and on() ({self.requests()} >= {floor})"
+        return f"{expr} and on() ({events} >= {floor})"
+
+    def traffic_guard(self, expr: str) -> str:
+        """``expr`` only while ``min_events`` streams were admitted in 5 m."""
+        return self.guard(expr, self.requests())
+
+    def arrivals(self) -> str:
+        """Streams that arrived over 5 m, admitted or rejected at ingress."""
+        return self.inc(c.REQUESTS_TOTAL)
 
     def quantile_threshold(self, histogram: str, wanted_ms: float) -> float:
         """``wanted_ms``, or less when the histogram cannot show it.
@@ -148,10 +156,13 @@ class Queries:
         return bounds[-2]
 
     def p99(self, histogram: str) -> str:
-        return (
+        """The p99 of ``histogram`` over 5 m, only while it holds ``min_events`` observations:
+        the p99 of five observations is the slowest of them."""
+        quantile = (
             f"histogram_quantile({num(P99)}, sum by (le) "
             f"(rate({self.sel(c.bucket(histogram))}[5m])))"
         )
+        return self.guard(quantile, self.inc(c.count(histogram)))
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ def slow_relay_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[A
 
 async def _one_stream(
     monitor: Any, client: Any, prompt: str, tally: ClientTally, factory: StreamFactory
-) -> None:
+) -> bool:
+    """One stream through ``factory``, tallied; True when it ended well."""
     from ..instrumentation.errors import StreamError
     from ..instrumentation.providers import content_text, is_incomplete
 
@@ -137,6 +138,20 @@ async def _one_stream(
             tally.errors[c.ERROR_CLASS_RESPONSE_INCOMPLETE] += 1
         else:
             tally.ok += 1
+            return True
+    return False
+
+
+#: A worker's pause after a failed stream: 50 ms doubling to 1 s, with jitter. A caller backs
+#: off as real clients do; without it, a stream rejected at ingress (which fails at once,
+#: without awaiting anything) would have the worker spin and starve the event loop.
+BACKOFF_BASE = 0.05
+BACKOFF_MAX = 1.0
+
+
+def backoff_delay(failures: int, jitter: float) -> float:
+    """Seconds to wait after ``failures`` consecutive failed streams (``jitter`` in [0, 1))."""
+    return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(failures - 1, 8)) * (0.5 + jitter / 2)
 
 
 async def run_demo_async(
@@ -224,11 +239,21 @@ async def run_demo_async(
             client = _openai_client(upstream.base_url)
             accepting = True
 
+            jitter = random.Random(seed + 1)  # apart from rng, so prompts stay as seeded
+
             async def worker() -> None:
+                failures = 0
                 while accepting and not stop.is_set():
                     slow = slow_consumers > 0 and rng.random() < slow_consumers
                     factory = slow_relay_stream if slow else stream_factory
-                    await _one_stream(monitor, client, rng.choice(_PROMPTS), tally, factory)
+                    if await _one_stream(monitor, client, rng.choice(_PROMPTS), tally, factory):
+                        failures = 0
+                        continue
+                    failures += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            stop.wait(), backoff_delay(failures, jitter.random())
+                        )
 
             with Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
                 tasks = [asyncio.create_task(worker()) for _ in range(streams)]

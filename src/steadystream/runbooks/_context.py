@@ -289,6 +289,7 @@ def base_context(spec: Spec, header: str, spec_path: str) -> dict[str, Any]:
             for board in c.BOARDS
         },
         "grafana_base": spec.links.grafana,
+        "owners": spec.owners.model_dump(),
         "classes": [
             {
                 "id": fc.id,

@@ -435,6 +435,27 @@ class Links(_Model):
         return value
 
 
+class Owners(_Model):
+    """Who answers for the service: printed in every runbook's Escalation section."""
+
+    team: str | None = Field(default=None, description="The team that owns the service.")
+    escalation: str | None = Field(
+        default=None,
+        description="Where to escalate: a pager rotation, a chat channel, a phone number.",
+    )
+    provider_status: str | None = Field(
+        default=None, description="The upstream LLM provider's status page."
+    )
+
+    @field_validator("team", "escalation", "provider_status")
+    @classmethod
+    def _one_line(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Printed inside Markdown lists and tables: a newline or a '|' would break them.
+        if value is not None and (not value.strip() or "\n" in value or "|" in value):
+            raise ValueError(f"{info.field_name} must be one non-empty line without '|'")
+        return value
+
+
 DEFAULT_SLOS: tuple[dict[str, Any], ...] = (
     {
         "name": "time-to-first-token",
@@ -468,6 +489,7 @@ class Spec(_Model):
     )
     period: Duration = Field(default="28d", description="SLO period (error budget window).")  # type: ignore[assignment]
     links: Links = Field(default_factory=Links)
+    owners: Owners = Field(default_factory=Owners)
     slos: tuple[SLO, ...] = Field(default=DEFAULT_SLOS, min_length=1)  # type: ignore[assignment]
     alerting: Alerting = Field(default_factory=Alerting)
     stream: StreamPolicy = Field(default_factory=StreamPolicy)
