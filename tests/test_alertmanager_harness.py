@@ -18,8 +18,8 @@ def test_starts_on_loopback_accepts_alerts_and_cleans_up() -> None:
     server = AlertmanagerServer(CONFIG, startup_timeout=120)
     with server as am:
         assert am.url.startswith("http://127.0.0.1:")
-        data_dir = server._dir
-        assert data_dir is not None and data_dir.is_dir()
+        data_dir = server.data_dir
+        assert data_dir.is_dir()
         am.post_alerts(
             [
                 {

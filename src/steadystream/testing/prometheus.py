@@ -22,22 +22,18 @@ saw and the tail of Prometheus's own log, so a failing test says why.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import yaml
+
+from ._process import LoopbackServer, ServerError
 
 __all__ = [
     "PrometheusError",
@@ -48,24 +44,17 @@ __all__ = [
     "scrape_config_yaml",
 ]
 
-T = TypeVar("T")
-
 #: Where Debian's ``prometheus`` package installs the server.
 DEBIAN_BINARY = "/usr/bin/prometheus"
-_LOG_TAIL_LINES = 30
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(ServerError):
     """Prometheus failed to start, answered an API call with an error, or a wait timed out.
 
     ``log_tail`` holds the last lines of the server's log (empty when there is none).
     """
 
-    def __init__(self, message: str, *, log_tail: str = "") -> None:
-        self.log_tail = log_tail
-        if log_tail:
-            message = f"{message}\n--- prometheus log (last lines) ---\n{log_tail}"
-        super().__init__(message)
+    server = "prometheus"
 
 
 class PrometheusNotFound(PrometheusError):
@@ -104,14 +93,6 @@ class ScrapeTarget:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-def _free_port(host: str) -> int:
-    # The port is released before Prometheus binds it, so another process may take it first;
-    # start() notices "address already in use" in the log and tries again with a new port.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def _seconds(value: float) -> str:
     """A Prometheus duration from seconds: whole milliseconds, the finest unit it accepts."""
     ms = round(value * 1000)
@@ -120,7 +101,7 @@ def _seconds(value: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-class PrometheusServer:
+class PrometheusServer(LoopbackServer):
     """A Prometheus server process on loopback with its own temporary data directory.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`). ``rule_files`` are
@@ -130,8 +111,11 @@ class PrometheusServer:
     ``evaluation_interval`` seconds. ``port=0`` picks a free port.
 
     The query helpers raise :class:`PrometheusError` on an API error (a PromQL parse error
-    included), carrying Prometheus's own message.
+    included), carrying Prometheus's own message; :meth:`wait_until` bounds every wait.
     """
+
+    name = "Prometheus"
+    error = PrometheusError
 
     def __init__(
         self,
@@ -146,34 +130,12 @@ class PrometheusServer:
         startup_timeout: float = 30.0,
         external_labels: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(host=host, port=port, binary=binary, startup_timeout=startup_timeout)
         self.rule_files = [str(Path(p).resolve()) for p in rule_files]
         self.targets = [t if isinstance(t, ScrapeTarget) else ScrapeTarget(t) for t in targets]
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
-        self.host = host
-        self.port = port
-        self.binary = binary
-        self.startup_timeout = startup_timeout
         self.external_labels = dict(external_labels or {})
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: Path | None = None
-        self._log: Any = None
-        self._client: httpx.Client | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234`` (valid once started)."""
-        if self._proc is None:
-            raise PrometheusError("Prometheus is not running; call start() first")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def data_dir(self) -> Path:
-        """The temporary directory holding the config, the TSDB and the log."""
-        if self._dir is None:
-            raise PrometheusError("Prometheus is not running; call start() first")
-        return self._dir
 
     def config(self) -> dict[str, Any]:
         """The ``prometheus.yml`` this server runs with, as data."""
@@ -213,133 +175,34 @@ class PrometheusServer:
             "scrape_configs": scrape_configs,
         }
 
-    def start(self) -> PrometheusServer:
-        """Start Prometheus and wait (bounded by ``startup_timeout``) until ``/-/ready`` is 200.
+    def _find_binary(self) -> str:
+        return find_prometheus()
 
-        Raises :class:`PrometheusNotFound` when there is no binary, and :class:`PrometheusError`
-        with the log tail when the process exits early (a bad rule file, say) or is not ready in
-        time. Nothing is left running or on disk when it raises.
-        """
-        if self._proc is not None:
-            raise PrometheusError("Prometheus is already running")
-        binary = self.binary or find_prometheus()
+    def _prepare(self, directory: Path) -> Path:
         for pattern in self.rule_files:
             # Prometheus loads an empty glob silently; a test would then judge no rules at all.
             if glob.has_magic(pattern) and not glob.glob(pattern):
                 raise PrometheusError(f"rule_files: {pattern!r} matches no file")
-        self._dir = Path(tempfile.mkdtemp(prefix="steadystream-prometheus-"))
-        config_path = self._dir / "prometheus.yml"
+        config_path = directory / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
-        fixed_port = self.port != 0
-        try:
-            for attempt in range(5):
-                if not fixed_port:
-                    self.port = _free_port(self.host)
-                if self._launch(binary, config_path, attempt, retry_port=not fixed_port):
-                    return self
-            raise PrometheusError(
-                f"no free port found for Prometheus on {self.host} after 5 attempts",
-                log_tail=self.log_tail(),
-            )
-        except BaseException:
-            self.stop()
-            raise
+        return config_path
 
-    def _launch(self, binary: str, config_path: Path, attempt: int, *, retry_port: bool) -> bool:
-        """Run the binary once; True when ready, False when the picked port was taken (so
-        another can be tried). A taken fixed port is an error."""
-        assert self._dir is not None
-        log_path = self._dir / f"prometheus-{attempt}.log"
-        self._log_path = log_path
-        self._log = log_path.open("wb")
-        argv = [
+    def _argv(self, binary: str, config_path: Path) -> list[str]:
+        directory = config_path.parent
+        return [
             binary,
             f"--config.file={config_path}",
-            f"--storage.tsdb.path={self._dir / 'data'}",
+            f"--storage.tsdb.path={directory / 'data'}",
             f"--web.listen-address={self.host}:{self.port}",
             "--web.enable-lifecycle",
             # Debian's defaults point the console templates at /etc/prometheus, which a test
             # neither needs nor may be able to read.
-            f"--web.console.templates={self._dir}",
-            f"--web.console.libraries={self._dir}",
+            f"--web.console.templates={directory}",
+            f"--web.console.libraries={directory}",
             "--log.level=info",
         ]
-        self._proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self._client = httpx.Client(base_url=f"http://{self.host}:{self.port}", timeout=5.0)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                tail = self.log_tail()
-                self._discard_process()
-                if "address already in use" in tail and retry_port:
-                    return False
-                raise PrometheusError(
-                    f"Prometheus exited with status {code} before it was ready", log_tail=tail
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if self._client.get("/-/ready").status_code == 200:
-                    return True
-            time.sleep(0.1)
-        raise PrometheusError(
-            f"Prometheus was not ready on {self.host}:{self.port} within {self.startup_timeout:g}s",
-            log_tail=self.log_tail(),
-        )
-
-    def _discard_process(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(timeout=10)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def stop(self) -> None:
-        """Stop Prometheus (SIGTERM, then SIGKILL after 10 s) and delete its data directory.
-
-        Safe to call more than once, and after a failed :meth:`start`.
-        """
-        self._discard_process()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last ``lines`` lines of Prometheus's log ('' when there is none)."""
-        path = getattr(self, "_log_path", None)
-        if path is None or not Path(path).exists():
-            return ""
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
 
     # ------------------------------------------------------------------ HTTP API
-    def _http(self) -> httpx.Client:
-        if self._client is None or self._proc is None:
-            raise PrometheusError("Prometheus is not running; call start() first")
-        return self._client
-
     def api(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``/api/v1/<path>`` and return its ``data``; raise on an error status."""
         try:
@@ -413,42 +276,6 @@ class PrometheusServer:
             )
 
     # ------------------------------------------------------------------ bounded waits
-    def wait_until(
-        self,
-        probe: Callable[[], T],
-        *,
-        timeout: float = 30.0,
-        interval: float = 0.25,
-        what: str = "condition",
-    ) -> T:
-        """Call ``probe`` until it returns a truthy value, at most ``timeout`` seconds.
-
-        Returns that value. On timeout raises :class:`PrometheusError` with the last value (or
-        exception) the probe produced and the log tail. Exceptions from the probe count as
-        "not yet", so a probe may query series that do not exist yet.
-        """
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise PrometheusError(
-                    f"Prometheus exited while waiting for {what}", log_tail=self.log_tail()
-                )
-            try:
-                value = probe()
-            except PrometheusError as exc:
-                last = exc
-            else:
-                if value:
-                    return value
-                last = value
-            if time.monotonic() >= deadline:
-                raise PrometheusError(
-                    f"timed out after {timeout:g}s waiting for {what}; last: {last!r}",
-                    log_tail=self.log_tail(),
-                )
-            time.sleep(interval)
-
     def wait_for_targets_up(self, *, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until every configured target has been scraped successfully at least once."""
         want = len(self.targets)
