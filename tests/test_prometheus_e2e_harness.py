@@ -64,6 +64,19 @@ def test_scrapes_loopback_target_and_query_returns_value(
         httpx.get(f"{url}/-/ready", timeout=2)
 
 
+def test_wait_for_scrapes_waits_for_new_samples(exporter: tuple[str, Counter]) -> None:
+    """wait_for_scrapes(n) returns only after n more scrapes: n more ``up`` samples exist."""
+    address, _ = exporter
+    with PrometheusServer(targets=[ScrapeTarget(address, job="probe-job")]) as prom:
+        prom.wait_for_targets_up()
+        samples = 'count_over_time(up{job="probe-job"}[10m])'
+        before = prom.query_value(samples)
+        assert before is not None
+        prom.wait_for_scrapes(3)
+        after = prom.query_value(samples)
+        assert after is not None and after >= before + 3
+
+
 def test_query_parse_error_carries_prometheus_message() -> None:
     """A PromQL syntax error raises PrometheusError with Prometheus's own message."""
     with PrometheusServer() as prom, pytest.raises(PrometheusError, match="bad_data"):

@@ -4,7 +4,8 @@ One Prometheus (loopback, 1 s scrape) scrapes one /metrics endpoint. Each inject
 service name (so the classes' 5-minute windows do not bleed into each other), its own registry
 behind that endpoint, and runs the demo workload (the real openai client, the resilient path)
 through the simulator with the fault that causes the class. Triage is asked once the class's
-signal is active and has had three more scrapes to settle; the class it ranks first is recorded.
+signal is active and Prometheus has scraped three more times (waited for, not timed); the class
+it ranks first is recorded.
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ async def _inject(
                 await asyncio.sleep(1)
                 report = await asyncio.to_thread(triage, spec, prom.url)
             active_after = time.monotonic() - started
-            await asyncio.sleep(3)  # three more scrapes: let every other signal settle
+            # Three more scrapes: let every other signal settle.
+            await asyncio.to_thread(prom.wait_for_scrapes, 3, timeout=60)
             report = await asyncio.to_thread(triage, spec, prom.url)
         finally:
             stop.set()

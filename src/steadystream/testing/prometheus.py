@@ -287,6 +287,23 @@ class PrometheusServer(LoopbackServer):
 
         return self.wait_until(probe, timeout=timeout, what=f"{want} scrape target(s) up")
 
+    def wait_for_scrapes(self, count: int = 1, *, timeout: float = 30.0) -> None:
+        """Wait until every active target has been scraped ``count`` more times, counted from
+        this call: a condition on Prometheus's own ``lastScrape`` record, not a guessed time."""
+        start = {t["scrapeUrl"]: t.get("lastScrape") for t in self.active_targets()}
+        seen: dict[str, set[str]] = {url: set() for url in start}
+
+        def probe() -> bool:
+            for t in self.active_targets():
+                last = t.get("lastScrape")
+                if t["scrapeUrl"] in seen and last != start[t["scrapeUrl"]]:
+                    seen[t["scrapeUrl"]].add(last)
+            return bool(seen) and all(len(v) >= count for v in seen.values())
+
+        self.wait_until(
+            probe, timeout=timeout, interval=0.1, what=f"{count} more scrape(s) of every target"
+        )
+
     def wait_for_query(
         self,
         expr: str,
