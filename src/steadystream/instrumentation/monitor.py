@@ -33,7 +33,9 @@ Where telemetry goes:
   :mod:`.core.watchdog`); ``False`` checks deadlines only when items arrive.
 * ``max_providers``: distinct ``provider`` label values before new ones become ``other``
   (models are capped by ``spec.stream.max_models``), so an application that passes arbitrary
-  provider strings cannot explode the metrics' cardinality.
+  provider strings cannot explode the metrics' cardinality. Model and provider names are cleaned
+  before they are counted (:func:`~.sinks.telemetry.clean_label`: invalid Unicode and control
+  characters replaced, at most 128 characters), in metrics and spans alike.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .policy.budget import RetryBudget
 from .policy.ingress import IngressGuard
 from .policy.retry import Backoff
 from .sinks.prometheus import PrometheusSink
-from .sinks.telemetry import Fanout, TelemetrySink, report_telemetry_error
+from .sinks.telemetry import Fanout, TelemetrySink, clean_label, report_telemetry_error
 
 if TYPE_CHECKING:
     import httpx
@@ -74,7 +76,10 @@ DEFAULT_MAX_PROVIDERS = 8
 
 
 class _LabelCap:
-    """The first ``cap`` distinct values of a label, then ``other``: bounded cardinality."""
+    """The first ``cap`` distinct values of a label, then ``other``: bounded cardinality.
+
+    Values are cleaned first (:func:`~.sinks.telemetry.clean_label`: printable, at most 128
+    characters), so the cap counts what is exported and holds no hostile text."""
 
     __slots__ = ("_cap", "_lock", "_seen")
 
@@ -86,8 +91,9 @@ class _LabelCap:
     def __call__(self, value: str | None) -> str:
         if not value:
             return c.UNKNOWN
-        if value in self._seen:
-            return value
+        if type(value) is str and value in self._seen:
+            return value  # seen values are clean, and a clean value cleans to itself
+        value = clean_label(value)
         with self._lock:
             if value in self._seen:
                 return value

@@ -6,7 +6,9 @@ token, checkpoints, timeouts, retries, resumes and backpressure. Attributes:
 ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.request.stream``,
 ``gen_ai.operation.name``, ``gen_ai.response.id``, ``gen_ai.response.time_to_first_chunk``
 (seconds), and ``steadystream.*`` (service, outcome, error class, bytes, chunks, attempts,
-``steadystream.phase.<phase>`` in ms). Content, prompts and keys are never recorded.
+``steadystream.phase.<phase>`` in ms). Content, prompts and keys are never recorded. Every text
+from outside (model, provider, service, response id, extra attributes) passes through
+:func:`~.telemetry.clean_label`, like the Prometheus labels.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..sinks.telemetry import (
     CapacitySource,
     CapacityTracker,
     ErrorRateWindow,
+    clean_label,
     report_telemetry_error,
 )
 
@@ -159,7 +162,7 @@ class OTelMetricsSink:
         capacity: CapacitySource | None = None,
     ) -> None:
         meter = meter_provider.get_meter(c.METER_NAME, __version__)
-        self._service = service
+        self._service = service = clean_label(service)
         self._clock = clock
         self._streams: dict[tuple[str, str], _OTelStream] = {}
         self.i: dict[str, Any] = {}
@@ -217,8 +220,8 @@ class OTelMetricsSink:
         if s is None:
             base = {
                 c.LABEL_SERVICE: self._service,
-                c.LABEL_MODEL: model,
-                c.LABEL_PROVIDER: provider,
+                c.LABEL_MODEL: clean_label(model),
+                c.LABEL_PROVIDER: clean_label(provider),
             }
             s = self._streams.setdefault(key, _OTelStream(self, base))
         return s
@@ -325,7 +328,7 @@ class _SpanStream:
 
     def response_id(self, response_id: str) -> None:
         if self._span is not None:
-            self._span.set_attribute(c.ATTR_RESPONSE_ID, response_id)
+            self._span.set_attribute(c.ATTR_RESPONSE_ID, clean_label(response_id))
 
     def ended(
         self,
@@ -361,7 +364,7 @@ class TracingSink:
 
     def __init__(self, tracer_provider: TracerProvider, service: str) -> None:
         self._tracer = tracer_provider.get_tracer(c.TRACER_NAME, __version__)
-        self._service = service
+        self._service = clean_label(service)
 
     def bind(
         self, model: str, provider: str, *, request_model: str, attributes: Mapping[str, Any]
@@ -370,12 +373,13 @@ class TracingSink:
 
         attrs: dict[str, Any] = {
             c.ATTR_OPERATION: "chat",
-            c.ATTR_PROVIDER: provider,
-            c.ATTR_REQUEST_MODEL: request_model,
+            c.ATTR_PROVIDER: clean_label(provider),
+            c.ATTR_REQUEST_MODEL: clean_label(request_model),
             c.ATTR_REQUEST_STREAM: True,
             c.ATTR_SERVICE: self._service,
         }
-        attrs.update(attributes)
+        for key, val in attributes.items():
+            attrs[key] = clean_label(val) if isinstance(val, str) else val
         # The stream span is a child of whatever span is current where the stream is wrapped.
         return _SpanStream(self._tracer, context.get_current(), attrs)
 

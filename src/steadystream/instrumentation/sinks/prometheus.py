@@ -11,7 +11,9 @@ lock per bucket touched, not one per observation.
 
 Label values are bounded: ``model`` is capped by the monitor (``spec.stream.max_models``, then
 ``other``); ``reason``, ``phase``, ``outcome``, ``error_class`` and ``kind`` come from closed sets
-in :mod:`steadystream.conventions`.
+in :mod:`steadystream.conventions`. ``service``, ``model`` and ``provider`` pass through
+:func:`~.telemetry.clean_label` (printable, at most 128 characters), so no value can make the
+exposition fail to encode or grow without bound.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..sinks.telemetry import (
     CapacitySource,
     CapacityTracker,
     ErrorRateWindow,
+    clean_label,
     report_telemetry_error,
 )
 
@@ -380,7 +383,7 @@ class PrometheusSink:
         capacity: CapacitySource | None = None,
     ) -> None:
         self._fams = _families_for(registry, buckets)
-        self._service = service
+        self._service = service = clean_label(service)
         if capacity is not None:
             try:
                 self._fams.track_capacity(service, capacity)
@@ -395,7 +398,7 @@ class PrometheusSink:
         bound = self._streams.get(key)
         if bound is None:
             fams = self._fams
-            base = (self._service, model, provider)
+            base = (self._service, clean_label(model), clean_label(provider))
             with fams.lock:
                 bound = fams.streams.get(base)
                 if bound is None:

@@ -10,10 +10,15 @@ Nothing here is called per chunk: the core batches bytes and chunk gaps and hand
 64 chunks, at least once a second while content flows, and at the end
 (:meth:`StreamObserver.content`), so a sink's cost per chunk is amortised. Sinks must not keep
 a reference to the ``gaps_ms`` list they are handed.
+
+Every text that reaches a metric label or a span attribute from outside (model and provider
+names, the service, the upstream's response id) goes through :func:`clean_label` first: the one
+place where label values are made safe to export.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import weakref
@@ -24,15 +29,52 @@ if TYPE_CHECKING:
     from ..core.checkpoint import Checkpoint
 
 __all__ = [
+    "MAX_LABEL_CHARS",
     "CapacitySource",
     "CapacityTracker",
     "ErrorRateWindow",
     "Fanout",
     "StreamObserver",
     "TelemetrySink",
+    "clean_label",
 ]
 
 log = logging.getLogger("steadystream.telemetry")
+
+#: Longest label value (and span attribute from outside), in characters.
+MAX_LABEL_CHARS = 128
+# A value cut to the cap ends in "~" and this many hex digits of the sha256 of the whole value,
+# so two long names that share a prefix stay two series (and the same name is always the same).
+_HASH_CHARS = 12
+_HEAD_CHARS = MAX_LABEL_CHARS - 1 - _HASH_CHARS
+
+
+def clean_label(value: object) -> str:
+    """``value`` made safe for a metric label or a span attribute.
+
+    * Characters that are not printable become U+FFFD: lone surrogates (which ``json.loads``
+      accepts, and which made every later Prometheus scrape fail with a ``UnicodeEncodeError``),
+      control characters such as newlines, and format or separator characters other than the
+      space. Quotes and backslashes are printable and kept; the exposition format escapes them.
+    * Values longer than :data:`MAX_LABEL_CHARS` keep their first characters, then ``~`` and 12
+      hex digits of the sha256 of the whole value: bounded, stable and still distinct.
+
+    Idempotent (a clean value is returned unchanged); a non-string is converted with ``str``.
+    Costs a length check and two flag reads for an ordinary ASCII name.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= MAX_LABEL_CHARS:
+        if text.isascii() and text.isprintable():
+            return text
+        return _printable(text)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return f"{_printable(text[:_HEAD_CHARS])}~{digest}"
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
 class StreamObserver(Protocol):
