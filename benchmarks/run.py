@@ -7,6 +7,7 @@ clients or tracemalloc state never leak into another's figures), in this order:
 2. ``bench_e2e.py``      end to end over loopback: raw vs wrap vs responses_stream vs openai-v2
 3. ``bench_scale.py``    1,000 concurrent async streams: memory per stream, event-loop lag
 4. ``bench_generate.py`` ``steadystream generate`` on a spec with 100 SLOs
+5. ``bench_sse.py``      SSE parsing of a 256 KiB / 1 MiB / 4 MiB ``data:`` line in 64-byte chunks
 
 Then prints the machine, every table and a summary of the targets, and writes
 ``benchmarks/results/summary.json`` and ``summary.md`` (the Markdown tables for the README).
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--streams", "100", "--lag-rounds", "1"],
     ),
     "generate": ("bench_generate.py", ["--rounds", "2"], ["--rounds", "2"]),
+    "sse": ("bench_sse.py", ["--rounds", "5"], ["--rounds", "2"]),
 }
 
 TARGETS = (
@@ -57,6 +59,7 @@ TARGETS = (
     ("e2e", "ratio_target_met", "end to end: steadystream overhead <= 1/3 of openai-v2's"),
     ("scale", "target_met", "scale: <= 16 KiB per stream added by responses_stream"),
     ("generate", "target_met", "generate, 100 SLOs: < 2 s"),
+    ("sse", "target_met", "SSE parse: linear in line length (4x the bytes <= 6x the time)"),
 )
 
 

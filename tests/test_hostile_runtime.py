@@ -7,9 +7,13 @@ SSE line, a meter provider that fails at construction, a watchdog holding finish
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import steadystream as ss
 from steadystream import conventions as c
 from steadystream.exporters import start_metrics_server
+from steadystream.instrumentation.core.reassembly import ServerSentEvent, SSEParser
 from steadystream.instrumentation.sinks.telemetry import MAX_LABEL_CHARS, clean_label
 
 # ---------------------------------------------------------------------------- label values
@@ -43,14 +48,14 @@ HOSTILE = (
 class Telemetry:
     """A monitor wired to a fresh registry, an SDK meter provider and an in-memory exporter."""
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, spec: ss.Spec | None = None, **kw: Any) -> None:
         self.registry = CollectorRegistry()
         self.reader = InMemoryMetricReader()
         self.spans = InMemorySpanExporter()
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.monitor = ss.StreamMonitor(
-            ss.default_spec("svc"),
+            spec or ss.default_spec("svc"),
             registry=self.registry,
             tracer_provider=tracer_provider,
             meter_provider=MeterProvider(metric_readers=[self.reader]),
@@ -157,3 +162,235 @@ def test_hostile_names_still_count_against_the_model_cap() -> None:
     labels = {tel.monitor.model_label(f"{i}" + "z" * 1_000_000) for i in range(cap + 8)}
     assert len(labels) == cap + 1 and c.OTHER_MODEL in labels
     assert all(_clean(v) for v in labels)
+
+
+# ---------------------------------------------------------------------------- SSE bodies
+
+
+def sse(event: str, data: Any) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return f"event: {event}\ndata: {payload}\n\n".encode()
+
+
+CREATED = sse("response.created", {"type": "response.created", "response": {"id": "resp_1"}})
+COMPLETED = sse("response.completed", {"type": "response.completed", "response": {"id": "resp_1"}})
+
+
+def delta(text: str) -> bytes:
+    return sse("response.output_text.delta", {"type": "response.output_text.delta", "delta": text})
+
+
+# JSON nested far past the interpreter's recursion limit: json.loads raises RecursionError.
+DEEP = sse("response.output_text.annotation.added", "[" * 100_000 + "]" * 100_000)
+
+
+class SSEServer:
+    """A loopback HTTP server answering every GET with one canned ``text/event-stream`` body,
+    written in pieces of ``piece`` bytes; with ``stall``, the response then stays open (no
+    more bytes) until the server is closed."""
+
+    def __init__(self, body: bytes, *, piece: int = 65536, stall: bool = False) -> None:
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self.close_connection = True  # one request per connection
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                try:
+                    for i in range(0, len(body), piece):
+                        part = body[i : i + piece]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.flush()
+                    if stall:
+                        outer.release.wait(timeout=60)
+                        return
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client hung up: that is what a cap is for
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/v1/responses"
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> SSEServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def small_cap_spec(max_event_bytes: str = "64KiB") -> ss.Spec:
+    # Generous timeouts: a loaded CI machine never crosses them; the cap ends the stream.
+    return ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "svc",
+            "stream": {
+                "max_event_bytes": max_event_bytes,
+                "timeouts": {"first_token": "30s", "stream_idle": "30s", "total": "60s"},
+            },
+        }
+    )
+
+
+def prom(tel: Telemetry, name: str, **labels: str) -> float:
+    base = {"service": "svc", "model": "m", "provider": "p"}
+    v = tel.registry.get_sample_value(name, {**base, **labels})
+    return 0.0 if v is None else v
+
+
+def test_unreadable_event_is_counted_and_every_event_is_delivered() -> None:
+    """An event whose JSON is nested too deep to parse once raised RecursionError inside the
+    wrapper's measuring; it was swallowed as a telemetry error and every event parsed from
+    that network chunk (valid deltas included) was never yielded, while the stream counted as
+    ok. Now every event is yielded, the problem is counted as a json reassembly error, and the
+    content around it is measured."""
+    body = CREATED + delta("Hel") + DEEP + delta("lo") + COMPLETED
+    tel = Telemetry(watchdog=False)
+    with (
+        SSEServer(body) as server,
+        httpx.Client() as client,
+        client.stream("GET", server.url) as resp,
+    ):
+        events = list(tel.monitor.wrap(resp, model="m", provider="p"))
+    assert [e.event for e in events] == [
+        "response.created",
+        "response.output_text.delta",
+        "response.output_text.annotation.added",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    assert events[2].data == DEEP.decode().split("data: ", 1)[1].rstrip("\n")
+    assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
+    assert prom(tel, "stream_bytes_total") == len("Hello")
+    assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_OK) == 1
+
+
+async def test_unreadable_event_is_delivered_by_the_async_shell() -> None:
+    """The same through an async httpx response."""
+    body = CREATED + DEEP + delta("Hi") + COMPLETED
+    tel = Telemetry()
+    with SSEServer(body) as server:
+        async with httpx.AsyncClient() as client, client.stream("GET", server.url) as resp:
+            events = [e async for e in tel.monitor.wrap(resp, model="m", provider="p")]
+    assert len(events) == 4
+    assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
+    assert prom(tel, "stream_bytes_total") == 2
+    assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_OK) == 1
+
+
+HUGE = b"event: response.output_text.delta\ndata: " + b"x" * (1 << 20) + b"\n\n"
+
+
+def assert_ended_too_large(tel: Telemetry, err: ss.EventTooLarge, delivered: str) -> None:
+    assert err.retryable is False
+    assert err.checkpoint is not None and err.checkpoint.offset == len(delivered)
+    assert "max_event_bytes" in str(err)
+    assert prom(tel, "stream_errors_total", error_class=c.ERROR_CLASS_EVENT_TOO_LARGE) == 1
+    assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_SSE) == 1
+    assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_ERROR) == 1
+    assert prom(tel, "stream_in_flight") == 0
+    spans = [s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+    assert len(spans) == 1
+    attrs = dict(spans[0].attributes or {})
+    assert attrs[c.ATTR_ERROR_CLASS] == c.ERROR_CLASS_EVENT_TOO_LARGE
+
+
+def test_sse_line_past_the_cap_ends_the_stream_with_a_typed_error() -> None:
+    """Nothing capped a line or an event, so a 1 MiB ``data:`` line was buffered whole (and
+    re-scanned per chunk). Now a line past ``stream.max_event_bytes`` ends the stream with
+    EventTooLarge, after the events before it, even when the upstream then keeps the
+    connection open without sending anything (the stream does not wait for it)."""
+    body = CREATED + delta("Hi") + HUGE + delta("never") + COMPLETED
+    tel = Telemetry(spec=small_cap_spec())
+    got: list[Any] = []
+    with (
+        SSEServer(body, piece=4096, stall=True) as server,
+        httpx.Client() as client,
+        client.stream("GET", server.url) as resp,
+        pytest.raises(ss.EventTooLarge) as info,
+    ):
+        for event in tel.monitor.wrap(resp, model="m", provider="p"):
+            got.append(event)
+    assert [e.event for e in got] == ["response.created", "response.output_text.delta"]
+    assert_ended_too_large(tel, info.value, "Hi")
+
+
+async def test_sse_event_past_the_cap_ends_an_async_stream() -> None:
+    """An event of many small data lines that add up past the cap ends the stream the same
+    way, through the async shell."""
+    many = b"event: response.output_text.delta\n" + b"data: yyyyyyyy\n" * 10_000 + b"\n"
+    body = CREATED + delta("Hey") + many + COMPLETED
+    tel = Telemetry(spec=small_cap_spec())
+    got: list[Any] = []
+    with SSEServer(body, piece=1000, stall=True) as server:
+        async with httpx.AsyncClient() as client, client.stream("GET", server.url) as resp:
+            with pytest.raises(ss.EventTooLarge) as info:
+                async for event in tel.monitor.wrap(resp, model="m", provider="p"):
+                    got.append(event)
+    assert [e.event for e in got] == ["response.created", "response.output_text.delta"]
+    assert_ended_too_large(tel, info.value, "Hey")
+
+
+def test_byte_chunks_past_the_cap_are_handed_on_then_the_stream_ends() -> None:
+    """Bytes passed through unchanged: every chunk up to the one that crossed the cap is
+    yielded (the consumer parses them itself), then EventTooLarge."""
+    body = CREATED + delta("Yo") + HUGE
+    chunks = [body[i : i + 64] for i in range(0, len(body), 64)]
+    tel = Telemetry(spec=small_cap_spec(), watchdog=False)
+    got: list[bytes] = []
+    with pytest.raises(ss.EventTooLarge) as info:
+        for chunk in tel.monitor.wrap(iter(chunks), model="m", provider="p"):
+            got.append(chunk)
+    crossing = (len(CREATED + delta("Yo")) + 64 * 1024) // 64 + 1
+    assert got == chunks[: len(got)] and crossing - 2 <= len(got) <= crossing + 2
+    assert_ended_too_large(tel, info.value, "Yo")
+
+
+def test_sse_parser_caps_lines_and_events_in_bytes() -> None:
+    """The parser's own bounds: a complete line, a line still arriving and an event's data
+    lines together are measured in UTF-8 bytes; after the cap it ignores its input."""
+    line = SSEParser(max_event_bytes=1024)
+    assert line.feed("data: ok\n\n") == [ServerSentEvent("message", "ok")]
+    assert line.feed("data: " + "é" * 600 + "\n\n") == []  # 600 characters, 1200 bytes
+    assert line.too_large is not None and "line" in line.too_large
+    assert line.feed("data: later\n\n") == [] and not line.final()
+
+    pending = SSEParser(max_event_bytes=1024)
+    for _ in range(20):
+        pending.feed("z" * 60)  # no line end yet: 1200 bytes held
+    assert pending.too_large is not None
+
+    event = SSEParser(max_event_bytes=1024)
+    out = event.feed("data: a\n\n" + "data: 0123456789\n" * 100)
+    assert out == [ServerSentEvent("message", "a")]
+    assert event.too_large is not None and "event" in event.too_large
+
+    fine = SSEParser(max_event_bytes=1024)
+    assert fine.feed("data: " + "x" * 1000 + "\n\n")[0].data == "x" * 1000
+    assert fine.too_large is None
+
+
+def test_sse_parser_scans_cr_only_bodies_once() -> None:
+    """CR-only line ends (no LF anywhere) parse as before, in one pass."""
+    p = SSEParser()
+    body = "".join(f"data: {i}\r\r" for i in range(2000))
+    events = p.feed(body)
+    assert [e.data for e in events] == [str(i) for i in range(2000)]

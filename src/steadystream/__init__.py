@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .instrumentation.core.reassembly import ServerSentEvent
     from .instrumentation.errors import (
         ClientTooSlow,
+        EventTooLarge,
         FirstTokenTimeout,
         IdleTimeout,
         IngressRejected,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Checkpoint": ".instrumentation.core.checkpoint",
     "ClientTooSlow": ".instrumentation.errors",
+    "EventTooLarge": ".instrumentation.errors",
     "FirstTokenTimeout": ".instrumentation.errors",
     "IdleTimeout": ".instrumentation.errors",
     "IngressRejected": ".instrumentation.errors",
@@ -80,6 +82,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Checkpoint",
     "ClientTooSlow",
+    "EventTooLarge",
     "FirstTokenTimeout",
     "IdleTimeout",
     "IngressRejected",

@@ -183,6 +183,8 @@ ERROR_CLASS_UPSTREAM_EVENT: Final = "upstream_error_event"
 ERROR_CLASS_RESPONSE_FAILED: Final = "response_failed"
 ERROR_CLASS_RESPONSE_INCOMPLETE: Final = "response_incomplete"
 ERROR_CLASS_NETWORK: Final = "network"
+# An SSE line or event past stream.max_event_bytes.
+ERROR_CLASS_EVENT_TOO_LARGE: Final = "event_too_large"
 ERROR_CLASS_REJECTED: Final = "rejected"
 ERROR_CLASS_OTHER: Final = "other"
 ERROR_CLASSES: Final = (
@@ -200,6 +202,7 @@ ERROR_CLASSES: Final = (
     ERROR_CLASS_RESPONSE_FAILED,
     ERROR_CLASS_RESPONSE_INCOMPLETE,
     ERROR_CLASS_NETWORK,
+    ERROR_CLASS_EVENT_TOO_LARGE,
     ERROR_CLASS_REJECTED,
     ERROR_CLASS_OTHER,
 )

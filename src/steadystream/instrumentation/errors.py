@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClientTooSlow",
+    "EventTooLarge",
     "FirstTokenTimeout",
     "IdleTimeout",
     "IngressRejected",
@@ -55,6 +56,19 @@ class ClientTooSlow(StreamError):
 
     retryable = True
     error_class = "client_too_slow"
+
+
+class EventTooLarge(StreamError):
+    """An SSE line or event of a byte body passed ``stream.max_event_bytes``.
+
+    The events completed before it were delivered; the stream then ends with this error (the
+    upstream would send the same event again, so it is not retryable). Counted in
+    ``stream_errors_total{error_class="event_too_large"}`` and
+    ``stream_reassembly_errors_total{kind="sse"}``.
+    """
+
+    retryable = False
+    error_class = "event_too_large"
 
 
 class StreamTimeout(StreamError):

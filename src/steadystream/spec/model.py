@@ -409,6 +409,13 @@ class StreamPolicy(_Model):
         ge=1,
         description="Distinct model label values before further models collapse into 'other'.",
     )
+    max_event_bytes: Size = Field(  # type: ignore[assignment]
+        default="8MiB",
+        ge=1024,
+        description="Largest SSE line or event the wrapper parses from a byte body (a real "
+        "event, a base64 image included, fits well within the default); past it the stream ends "
+        "with EventTooLarge.",
+    )
 
 
 class Links(_Model):

@@ -87,22 +87,26 @@ _TIMEOUT_ERRORS: dict[str, type[e.StreamTimeout]] = {
 
 @dataclass(frozen=True, slots=True)
 class CorePolicy:
-    """The part of the spec the core enforces (seconds; ``checkpoint_every`` in chunks)."""
+    """The part of the spec the core and its shells enforce (seconds; ``checkpoint_every`` in
+    chunks; ``max_event_bytes``: the cap on an SSE line or event of a byte body)."""
 
     first_token: float = 3.0
     idle: float = 8.0
     total: float = 45.0
     checkpoint_every: int = 16
+    max_event_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_spec(cls, spec: Spec) -> CorePolicy:
-        """Read ``spec.stream.timeouts`` and ``spec.stream.checkpoint``."""
+        """Read ``spec.stream.timeouts``, ``spec.stream.checkpoint`` and
+        ``spec.stream.max_event_bytes``."""
         t = spec.stream.timeouts
         return cls(
             first_token=t.first_token,
             idle=t.stream_idle,
             total=t.total,
             checkpoint_every=spec.stream.checkpoint.every,
+            max_event_bytes=spec.stream.max_event_bytes,
         )
 
 
@@ -597,8 +601,13 @@ class StreamCore:
         """A timeout the core does not enforce itself (``dial``, ``tls``) happened."""
         self._obs.timeout(phase, t)
 
+    @property
+    def policy(self) -> CorePolicy:
+        """What this stream enforces (timeouts, checkpoint interval, SSE event cap)."""
+        return self._policy
+
     def record_reassembly_error(self, kind: str, detail: str = "") -> None:
-        """A reassembly problem found by a shell (``utf8`` or ``sse`` on byte input)."""
+        """A reassembly problem found by a shell (``utf8``, ``sse`` or ``json`` on byte input)."""
         self._obs.reassembly_error(kind, detail)
 
     # ------------------------------------------------------------------ end

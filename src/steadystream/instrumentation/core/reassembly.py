@@ -5,7 +5,8 @@
   bytes are reported (once per stream) and then decoded as U+FFFD so nothing after them is lost.
 * :class:`SSEParser`: the WHATWG ``text/event-stream`` parser. Lines end only at CR, LF or CRLF
   (a CR at the end of one chunk followed by LF at the start of the next is one line end); never
-  at U+2028, U+0085 or the other separators ``str.splitlines`` would use.
+  at U+2028, U+0085 or the other separators ``str.splitlines`` would use. Linear in its input,
+  with lines and events capped in size (``stream.max_event_bytes``).
 * :class:`FenceTracker`: counts Markdown code fences as content grows (a fence split across
   deltas is still seen), so an unclosed fence can be reported at the end.
 * :func:`json_problem`: whether content the consumer asked for as JSON is complete JSON.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from dataclasses import dataclass
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Utf8Decoder",
     "json_problem",
     "looks_like_sse",
+    "utf8_len",
 ]
 
 
@@ -88,35 +91,56 @@ class SSEParser:
 
     :meth:`feed` returns the events completed by the text; comment lines (keep-alives such as
     ``: ping``) are counted in ``comments`` and ``last_comments`` rather than dispatched.
+
+    Linear in its input: each piece of text is scanned once for line ends, and the pieces of a
+    line split across calls are kept in a list and joined once, when the line ends (never
+    re-joined or re-scanned per call). ``max_event_bytes`` bounds what it holds: a line, or an
+    event's data lines together, longer than that many UTF-8 bytes sets :attr:`too_large` (a
+    message), drops what was held, and the parser ignores its input from then on.
     """
 
     __slots__ = (
-        "_buf",
         "_data",
         "_event",
+        "_event_size",
         "_has_data",
         "_last_id",
+        "_max",
+        "_parts",
+        "_pending",
+        "_quick",
         "_retry",
         "_skip_lf",
         "_started",
         "comments",
+        "too_large",
     )
 
-    def __init__(self) -> None:
-        self._buf = ""
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        # The pieces of the current, unfinished line, and their size in UTF-8 bytes.
+        self._parts: list[str] = []
+        self._pending = 0
         self._skip_lf = False
         self._started = False
         self._data: list[str] = []
         self._has_data = False
+        # UTF-8 bytes of the current event's data lines (with their joining line feeds).
+        self._event_size = 0
         self._event = ""
         self._last_id: str | None = None
         self._retry: int | None = None
+        self._max = max_event_bytes if max_event_bytes is not None else sys.maxsize
+        # A line of at most this many characters cannot pass the cap on its own (a character is
+        # at most 4 UTF-8 bytes): only longer lines are measured in bytes.
+        self._quick = self._max // 4
         #: Comment lines seen so far (keep-alives).
         self.comments = 0
+        #: Set when a line or an event passed ``max_event_bytes``: what passed it.
+        self.too_large: str | None = None
 
     def feed(self, text: str) -> list[ServerSentEvent]:
         """Consume ``text``; return the events it completes, in order."""
-        if not text:
+        if not text or self.too_large is not None:
             return []
         if not self._started:
             self._started = True
@@ -126,19 +150,24 @@ class SSEParser:
             self._skip_lf = False
             if text.startswith("\n"):
                 text = text[1:]
-        buf = self._buf + text if self._buf else text
         out: list[ServerSentEvent] = []
         start = 0
-        n = len(buf)
-        find = buf.find
+        n = len(text)
+        find = text.find
+        # The next LF and CR at or after ``start`` (-1: none left); each is searched for again
+        # only once passed, so every character is scanned at most once for each.
+        lf = find("\n")
+        cr = find("\r")
         while start < n:
-            # Lines end at CR, LF or CRLF only; find both and take the earlier.
-            lf = find("\n", start)
-            cr = find("\r", start, lf if lf >= 0 else n)
-            if cr >= 0:
+            if 0 <= lf < start:
+                lf = find("\n", start)
+            if 0 <= cr < start:
+                cr = find("\r", start)
+            # Lines end at CR, LF or CRLF only; take the earlier.
+            if cr >= 0 and (lf < 0 or cr < lf):
                 end = cr
                 if cr + 1 < n:
-                    nxt = cr + 2 if buf[cr + 1] == "\n" else cr + 1
+                    nxt = cr + 2 if lf == cr + 1 else cr + 1
                 else:
                     # CR at the very end: an LF may start the next chunk and belongs to it.
                     nxt = n
@@ -148,17 +177,42 @@ class SSEParser:
                 nxt = lf + 1
             else:
                 break
-            self._line(buf[start:end], out)
+            if self._parts:
+                self._parts.append(text[start:end])
+                line = "".join(self._parts)
+                self._parts = []
+                self._pending = 0
+            else:
+                line = text[start:end]
+            if not self._line(line, out):
+                return out
             start = nxt
-        self._buf = buf[start:]
+        if start < n:
+            rest = text[start:] if start else text
+            self._parts.append(rest)
+            self._pending += utf8_len(rest)
+            if self._pending + self._event_size > self._max:
+                self._overflow("line")
         return out
 
     def final(self) -> bool:
         """End of stream. Returns ``True`` when an unterminated event or line was discarded
         (the stream was cut inside an event: the spec says to drop it, we report it)."""
-        return bool(self._buf) or self._has_data
+        return bool(self._parts) or self._has_data
 
-    def _line(self, line: str, out: list[ServerSentEvent]) -> None:
+    def _overflow(self, what: str) -> None:
+        self.too_large = (
+            f"an SSE {what} passed stream.max_event_bytes ({self._max} bytes); "
+            "the events before it were delivered"
+        )
+        self._parts = []
+        self._pending = 0
+        self._data = []
+        self._has_data = False
+        self._event_size = 0
+
+    def _line(self, line: str, out: list[ServerSentEvent]) -> bool:
+        """Handle one complete line; False when it passed the cap (the parser stops)."""
         if not line:
             if self._has_data:
                 data = "\n".join(self._data)
@@ -167,11 +221,15 @@ class SSEParser:
                 )
             self._data = []
             self._has_data = False
+            self._event_size = 0
             self._event = ""
-            return
+            return True
+        if len(line) > self._quick and utf8_len(line) + self._event_size > self._max:
+            self._overflow("line")
+            return False
         if line[0] == ":":
             self.comments += 1
-            return
+            return True
         colon = line.find(":")
         if colon < 0:
             field, value = line, ""
@@ -181,6 +239,10 @@ class SSEParser:
             if value.startswith(" "):
                 value = value[1:]
         if field == "data":
+            self._event_size += utf8_len(value) + 1
+            if self._event_size > self._max:
+                self._overflow("event")
+                return False
             self._data.append(value)
             self._has_data = True
         elif field == "event":
@@ -191,6 +253,12 @@ class SSEParser:
         elif field == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         # Other field names are ignored, as the spec requires.
+        return True
+
+
+def utf8_len(text: str) -> int:
+    """Length of ``text`` in UTF-8 bytes (``len`` for ASCII text, which is checked in O(1))."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"data\n", b"data\r")

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ... import conventions as c
 from ..core.reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
 from ..core.watchdog import interrupt_upstream
+from ..errors import EventTooLarge
 from ..providers.base import CONTENT, KEEPALIVE, MISS, FastPath, Reading
 from ..providers.registry import fast_path, read_item, read_sse
 from ..sinks.telemetry import report_telemetry_error
@@ -60,18 +61,29 @@ def _unlearned(core: Any, item: Any, t: float) -> Any:
 class ByteReader:
     """Sans-IO reading of a byte body: strict UTF-8, then SSE (or plain text).
 
-    ``sse``: ``True``/``False`` to decide, ``None`` to sniff the first bytes. :meth:`feed`
-    returns the core readings and the parsed events a chunk completes.
+    ``sse``: ``True``/``False`` to decide, ``None`` to sniff the first bytes.
+    ``max_event_bytes``: the cap on an SSE line or event (see :class:`~.reassembly.SSEParser`).
+    :meth:`feed` returns the core readings and the parsed events a chunk completes. An event
+    that cannot be read (its JSON nested too deep to parse, say) is still returned, and the
+    problem is added to :attr:`problems` for the shell to count. :attr:`too_large` says when an
+    SSE line or event passed the cap (the events before it are returned; nothing after).
     """
 
-    __slots__ = ("_comments", "_dec", "_head", "_parser", "sse")
+    __slots__ = ("_comments", "_dec", "_head", "_parser", "problems", "sse")
 
-    def __init__(self, sse: bool | None = None) -> None:
+    def __init__(self, sse: bool | None = None, max_event_bytes: int | None = None) -> None:
         self._dec = Utf8Decoder()
-        self._parser = SSEParser()
+        self._parser = SSEParser(max_event_bytes)
         self._comments = 0
         self._head = b""
         self.sse = sse
+        #: Reassembly problems found while reading, as (kind, detail); the shell drains it.
+        self.problems: list[tuple[str, str]] = []
+
+    @property
+    def too_large(self) -> str | None:
+        """What passed ``max_event_bytes`` (``None`` while nothing did)."""
+        return self._parser.too_large
 
     def feed(self, data: bytes) -> tuple[list[Reading], list[ServerSentEvent]]:
         if self.sse is None:
@@ -89,7 +101,17 @@ class ByteReader:
         if not self.sse:
             return [Reading(CONTENT, text)], []
         events = self._parser.feed(text)
-        readings = [read_sse(ev.data, ev.event) for ev in events]
+        readings = []
+        for ev in events:
+            try:
+                readings.append(read_sse(ev.data, ev.event))
+            except Exception as exc:
+                # Reading an event is measurement only: an event it cannot read (JSON nested
+                # past the parser's recursion limit raises RecursionError) is counted and still
+                # handed on, with the events around it.
+                self.problems.append(
+                    (c.REASSEMBLY_JSON, f"an SSE event could not be read ({type(exc).__name__})")
+                )
         if self._parser.comments != self._comments:
             self._comments = self._parser.comments
             readings.append(_KEEPALIVE)
@@ -122,6 +144,7 @@ class _Shell:
         "_core",
         "_done",
         "_events_mode",
+        "_failure",
         "_fast",
         "_fast_cls",
         "_queue",
@@ -149,9 +172,13 @@ class _Shell:
         # Byte input (bytes items, or an httpx body) goes through a ByteReader; in events mode
         # the parsed events are what the consumer gets.
         self._events_mode = events_mode
-        self._bytes: ByteReader | None = ByteReader(sse) if events_mode else None
+        self._bytes: ByteReader | None = None
         self._queue: deque[ServerSentEvent] = deque()
+        # An error that ended the stream while items were still queued: raised after them.
+        self._failure: BaseException | None = None
         self._sse_hint = sse
+        if events_mode:
+            self._bytes = self._byte_reader()
         # The provider's fast path for items of class _fast_cls (see _learn).
         self._fast_cls: type | None = None
         self._fast: FastPath = _unlearned
@@ -202,6 +229,7 @@ class _Shell:
             exp = None
         if exp is not None:
             raise exp
+        self._check_size(t)
         if self._events_mode:
             return self._queue.popleft() if self._queue else _SKIP
         return item
@@ -209,15 +237,45 @@ class _Shell:
     def _byte_item(self, data: Any, t: float) -> Any:
         reader = self._bytes
         if reader is None:
-            reader = self._bytes = ByteReader(self._sse_hint)
+            reader = self._bytes = self._byte_reader()
         readings, events = reader.feed(data)
-        exp = self._readings(readings, t)
         if self._events_mode:
+            # First: whatever measuring them does, the events are delivered.
             self._queue.extend(events)
+        if reader.problems:
+            for kind, detail in reader.problems:
+                self._core.record_reassembly_error(kind, detail)
+            reader.problems.clear()
+        exp = self._readings(readings, t)
         if not readings:
             # Bytes that completed nothing (a split frame) are still proof of life.
             exp = exp or self._core.on_reading(_KEEPALIVE, t)
         return exp
+
+    def _byte_reader(self) -> ByteReader:
+        return ByteReader(self._sse_hint, self._core.policy.max_event_bytes)
+
+    def _check_size(self, t: float) -> None:
+        """After a byte item: when an SSE line or event passed the cap, end the stream with
+        :class:`~steadystream.EventTooLarge`, raised once the events before it are taken."""
+        reader = self._bytes
+        if reader is None or self._done:
+            return
+        detail = reader.too_large
+        if detail is None:
+            return
+        err = EventTooLarge(detail, checkpoint=self._core.current_checkpoint())
+        try:
+            self._core.record_reassembly_error(c.REASSEMBLY_SSE, detail)
+        except Exception:
+            report_telemetry_error("StreamCore", "record_reassembly_error")
+        self._end(t, error=err)
+        self._failure = err
+
+    def _take_failure(self) -> BaseException | None:
+        """The error that ended the stream while it still had items to hand over (once)."""
+        err, self._failure = self._failure, None
+        return err
 
     def _readings(self, readings: list[Reading], t: float) -> Any:
         core = self._core
@@ -337,6 +395,10 @@ class SyncStreamWrapper(_Shell, Generic[T]):
             if self._queue:
                 return self._queue.popleft()  # type: ignore[return-value]
             if self._done:
+                failure = self._take_failure()
+                if failure is not None:
+                    self._close_upstream()
+                    raise failure
                 raise StopIteration
             try:
                 self._core.on_wait(self._clock())
@@ -409,6 +471,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         if not self._done:
             self._end(self._clock(), abandoned=True)
         self._queue.clear()
+        self._failure = None
         self._close_upstream()
 
     def __enter__(self) -> SyncStreamWrapper[T]:
@@ -481,6 +544,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             if self._queue:
                 return self._queue.popleft()  # type: ignore[return-value]
             if self._done:
+                failure = self._take_failure()
+                if failure is not None:
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise failure
                 raise StopAsyncIteration
             try:
                 self._core.on_wait(self._clock())
@@ -608,6 +676,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         if not self._done:
             self._end(self._clock(), abandoned=True)
         self._queue.clear()
+        self._failure = None
         self._cancel_timer()
         await self._close_upstream()
 
