@@ -394,3 +394,97 @@ def test_sse_parser_scans_cr_only_bodies_once() -> None:
     body = "".join(f"data: {i}\r\r" for i in range(2000))
     events = p.feed(body)
     assert [e.data for e in events] == [str(i) for i in range(2000)]
+
+
+# ---------------------------------------------------------------------------- providers, watchdog
+
+
+class _BrokenMeter:
+    """A meter whose every instrument creation raises (an exporter misconfigured at start)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("create_"):
+
+            def create(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError(f"{name} refused")
+
+            return create
+        raise AttributeError(name)
+
+
+class BrokenMeterProvider(MeterProvider):
+    """The SDK provider, except that its meters cannot create instruments."""
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        return _BrokenMeter()
+
+
+class BrokenTracerProvider(TracerProvider):
+    """The SDK provider, except that it cannot hand out a tracer."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no tracer for you")
+
+
+def test_monitor_survives_providers_that_fail_at_construction(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """StreamMonitor() used to raise when the meter provider's instrument creation raised.
+    Now the failing sinks are left out (logged, at most once per sink with a traceback) and
+    the monitor works on the others: streams flow and Prometheus counts them."""
+    caplog.set_level("DEBUG", logger="steadystream.telemetry")
+    registry = CollectorRegistry()
+    monitors = [
+        ss.StreamMonitor(
+            ss.default_spec("svc"),
+            registry=registry,
+            tracer_provider=BrokenTracerProvider(),
+            meter_provider=BrokenMeterProvider(),
+            watchdog=False,
+        )
+        for _ in range(3)
+    ]
+    for m in monitors:
+        assert list(m.wrap(iter(["a", "b"]), model="m", provider="p")) == ["a", "b"]
+    labels = {"service": "svc", "model": "m", "provider": "p"}
+    assert registry.get_sample_value("stream_requests_total", {**labels, "outcome": "ok"}) == 3
+    assert registry.get_sample_value("stream_bytes_total", labels) == 6
+    failures = [r for r in caplog.records if "__init__" in r.getMessage()]
+    assert {"OTelMetricsSink", "TracingSink"} <= {
+        w for r in failures for w in ("OTelMetricsSink", "TracingSink") if w in r.getMessage()
+    }
+    # One traceback per sink at most, across every monitor (later ones are debug lines).
+    for sink in ("OTelMetricsSink", "TracingSink"):
+        errors = [r for r in failures if sink in r.getMessage() and r.levelname == "ERROR"]
+        assert len(errors) <= 1, errors
+
+
+def test_watchdog_holds_nothing_for_finished_streams() -> None:
+    """Every sync stream arms a deadline look; finished streams used to keep theirs until the
+    deadline (thousands after 10k fast streams). Now a stream that ends drops its look: after
+    N fast streams, in every way a stream can end, the watchdog holds no entries."""
+    tel = Telemetry()  # watchdog on; default timeouts (3 s first token, 45 s total)
+    watchdog = tel.monitor.watchdog
+    assert watchdog is not None
+    live = tel.monitor.wrap(iter(["held", "open"]), model="m", provider="p")
+    assert next(live) == "held"
+    assert watchdog.pending() == 1  # a stream in progress is watched
+    for i in range(200):
+        stream = tel.monitor.wrap(iter(["x", "y"]), model="m", provider="p")
+        if i % 4 == 0:
+            assert list(stream) == ["x", "y"]  # exhausted
+        elif i % 4 == 1:
+            next(stream)
+            stream.close()  # closed early
+        elif i % 4 == 2:
+            with stream:
+                next(stream)  # left through the context manager
+        else:
+            for _ in stream:
+                break  # broken out of, then collected
+            del stream
+    assert watchdog.pending() == 1 and watchdog.due(live) is not None
+    assert list(live) == ["open"]
+    assert watchdog.pending() == 0
+    assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_OK) == 51
+    assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_ABANDONED) == 150

@@ -20,6 +20,9 @@ Where telemetry goes:
   is created (``opentelemetry.metrics.set_meter_provider``); with none installed, OpenTelemetry
   metrics are off and Prometheus carries them. This keeps the per-chunk path free of no-op calls
   in the common Prometheus-only set-up. Pass a provider explicitly to always get instruments.
+* A provider whose meter, tracer or instruments cannot be created (it raises) is logged once and
+  left out: that sink records nothing, the others (Prometheus at least) work, and streams are
+  never affected, as with failures at run time.
 * ``stream_ingress_max_concurrent`` is the ingress guard's cap (each distinct guard of the
   process's monitors counted once), so ``sum()`` across processes is the fleet's capacity.
 * ``budget`` / ``ingress`` / ``backoff``: the retry budget
@@ -167,17 +170,23 @@ class StreamMonitor:
         sinks: list[TelemetrySink] = [
             PrometheusSink(registry, spec.service, self.buckets, clock, capacity=self.ingress),
         ]
+        from .sinks.otel import OTelMetricsSink, TracingSink
+
+        # A provider whose meter, tracer or instrument creation raises costs that sink only
+        # (logged once, as at run time): the monitor and its other sinks work without it.
         if meter_provider is not None:
-            from .sinks.otel import OTelMetricsSink
-
-            sinks.append(
-                OTelMetricsSink(
-                    meter_provider, spec.service, self.buckets, clock, capacity=self.ingress
+            try:
+                sinks.append(
+                    OTelMetricsSink(
+                        meter_provider, spec.service, self.buckets, clock, capacity=self.ingress
+                    )
                 )
-            )
-        from .sinks.otel import TracingSink
-
-        sinks.append(TracingSink(tracer_provider, spec.service))
+            except Exception:
+                report_telemetry_error("OTelMetricsSink", "__init__")
+        try:
+            sinks.append(TracingSink(tracer_provider, spec.service))
+        except Exception:
+            report_telemetry_error("TracingSink", "__init__")
         self._sinks = tuple(sinks)
         #: Enforces deadlines on blocked sync reads (``None`` with ``watchdog=False``).
         self.watchdog = Watchdog(clock) if watchdog else None

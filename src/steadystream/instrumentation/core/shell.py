@@ -329,12 +329,21 @@ class _Shell:
         if self._done:
             return
         self._done = True
+        self._unwatch()
         if self._attempt_only:
             return
         try:
             self._core.close(t, error=error, abandoned=abandoned)
         except Exception:
             report_telemetry_error("StreamCore", "close")
+
+    def _unwatch(self) -> None:
+        """The stream ended: drop its pending deadline look (the sync shell has one)."""
+
+    @property
+    def finished(self) -> bool:
+        """True once the stream (or, in active mode, the attempt) ended."""
+        return self._done
 
     def watchdog_check(self, now: float) -> float | None:
         """Watchdog callback (another thread): expire and interrupt, or say when to look again."""
@@ -449,6 +458,11 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 raise
             if out is not _SKIP:
                 return out  # type: ignore[no-any-return]
+
+    def _unwatch(self) -> None:
+        if self._armed_at < _INF and self._watchdog is not None:
+            self._armed_at = _INF
+            self._watchdog.unwatch(self)
 
     def _arm(self) -> None:
         # Arm (or re-arm earlier: the first content of an attempt can bring the deadline

@@ -16,7 +16,9 @@ out), but not always: with ``first_token`` longer than ``stream_idle`` (reasonin
 idle deadline after the first content comes *before* the first-token deadline the stream was
 armed at. The shells therefore compare the core's deadline with the time they are armed at
 before every wait and re-arm when it is earlier; :meth:`Watchdog.watch` replaces a later
-pending look with the earlier one (the later one is dropped when it comes up).
+pending look with the earlier one (the later one is dropped when it comes up). A stream that
+ends calls :meth:`Watchdog.unwatch`, so the watchdog holds nothing for finished streams (ten
+thousand fast streams used to leave thousands of looks behind, each until its deadline).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ _INF = float("inf")
 class _Watched(Protocol):
     def watchdog_check(self, now: float) -> float | None:
         """Return the next time to look again, or None when done with this stream."""
+
+    @property
+    def finished(self) -> bool:
+        """True once the stream ended (its pending look can be dropped)."""
 
 
 def find_socket(upstream: Any) -> socket.socket | None:
@@ -92,6 +98,9 @@ class Watchdog:
         self._due: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        # Heap entries known to be useless (replaced by an earlier look, or of a finished
+        # stream); when they are half the heap, it is swept (amortised O(1) per stream).
+        self._stale = 0
 
     def watch(self, stream: _Watched, at: float) -> None:
         """Look at ``stream`` at time ``at`` (the monitor's clock); it stays watched until its
@@ -101,6 +110,8 @@ class Watchdog:
             due = self._due.get(stream)
             if due is not None and due <= at:
                 return
+            if due is not None:
+                self._stale += 1  # the later look stays in the heap until swept or due
             self._due[stream] = at
             heapq.heappush(self._heap, (at, next(self._seq), weakref.ref(stream)))
             if self._thread is None or not self._thread.is_alive():
@@ -108,6 +119,47 @@ class Watchdog:
                 self._thread.start()
             elif self._heap[0][0] == at:
                 self._cond.notify()
+
+    def unwatch(self, stream: _Watched) -> None:
+        """``stream`` ended: drop its pending look now rather than at its deadline.
+
+        Safe from any thread and from a finaliser: when the lock is busy (or held by this very
+        thread, when garbage collection runs a finaliser inside the watchdog), the look is
+        only counted as stale and swept later; it is harmless until then (a finished stream's
+        check returns None).
+        """
+        if not self._cond.acquire(blocking=False):
+            self._stale += 1
+            return
+        try:
+            if self._due.pop(stream, None) is not None:
+                self._stale += 1
+            if self._stale and self._stale * 2 >= len(self._heap):
+                self._sweep()
+        finally:
+            self._cond.release()
+
+    def _sweep(self) -> None:
+        # Under the lock: keep only the pending look of each live, unfinished stream.
+        kept = []
+        stream: Any = None
+        for entry in self._heap:
+            stream = entry[2]()
+            if stream is None or self._due.get(stream) != entry[0]:
+                continue
+            if stream.finished:
+                del self._due[stream]
+                continue
+            kept.append(entry)
+        del stream
+        heapq.heapify(kept)
+        self._heap = kept
+        self._stale = 0
+
+    def pending(self) -> int:
+        """Looks scheduled (heap entries, stale ones included): what the watchdog holds."""
+        with self._cond:
+            return len(self._heap)
 
     def due(self, stream: _Watched) -> float | None:
         """When ``stream`` will next be looked at (``None``: not watched)."""
