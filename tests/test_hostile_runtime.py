@@ -488,3 +488,50 @@ def test_watchdog_holds_nothing_for_finished_streams() -> None:
     assert watchdog.pending() == 0
     assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_OK) == 51
     assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_ABANDONED) == 150
+
+
+def test_unreadable_sse_event_objects_are_counted_and_handed_on() -> None:
+    """Already-parsed SSE events (objects with ``event`` and ``data``) are read the same way:
+    one whose JSON cannot be parsed is counted as a json reassembly error, not logged as a
+    telemetry failure, and handed on unchanged with the others."""
+    deep = ServerSentEvent("response.output_text.annotation.added", "[" * 100_000 + "]" * 100_000)
+    items = [
+        ServerSentEvent("response.output_text.delta", json.dumps({"delta": "ab"})),
+        deep,
+        ServerSentEvent("response.output_text.delta", json.dumps({"delta": "c"})),
+    ]
+    tel = Telemetry(watchdog=False)
+    out = list(tel.monitor.wrap(iter(items), model="m", provider="p"))
+    assert out == items and out[1] is deep
+    assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
+
+
+async def test_unreadable_items_are_counted_by_the_async_shell() -> None:
+    """The same through the async shell."""
+    deep = ServerSentEvent("message", "{" + '"a":{' * 50_000 + "}" * 50_001)
+
+    async def source() -> Any:
+        yield "x"
+        yield deep
+        yield "y"
+
+    tel = Telemetry()
+    out = [i async for i in tel.monitor.wrap(source(), model="m", provider="p")]
+    assert out == ["x", deep, "y"]
+    assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
+    assert prom(tel, "stream_bytes_total") == 2
+
+
+def test_expect_json_on_content_nested_too_deep_still_ends_the_stream() -> None:
+    """With expect_json=True the content is checked at the end; content nested past the
+    recursion limit made that check raise inside the stream's end, so the stream was never
+    recorded as ended (in flight forever, span open). Now it ends ok, with the check's
+    problem counted."""
+    tel = Telemetry(watchdog=False)
+    parts = ["[" * 50_000, "]" * 50_000]
+    out = list(tel.monitor.wrap(iter(parts), model="m", provider="p", expect_json=True))
+    assert out == parts
+    assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_OK) == 1
+    assert prom(tel, "stream_in_flight") == 0
+    assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
+    assert len([s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_STREAM]) == 1

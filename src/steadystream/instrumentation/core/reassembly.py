@@ -367,4 +367,8 @@ def json_problem(text: str) -> str | None:
         json.loads(text)
     except ValueError as exc:
         return str(exc)
+    except RecursionError:
+        # Nested deeper than the parser goes: it cannot be checked, which is reported too (the
+        # check runs as the stream ends, and must not stop it from ending).
+        return "nested too deep to check"
     return None

@@ -216,8 +216,8 @@ class _Shell:
             # The per-chunk path: one core call; the item itself is handed on.
             try:
                 exp = self._feed(item, t)
-            except Exception:
-                report_telemetry_error("StreamCore", "on_item")
+            except Exception as exc:
+                self._unreadable(exc)
                 return item
             if exp is not None:
                 raise exp
@@ -233,6 +233,20 @@ class _Shell:
         if self._events_mode:
             return self._queue.popleft() if self._queue else _SKIP
         return item
+
+    def _unreadable(self, exc: Exception) -> None:
+        """Reading an item to measure it failed; the item is handed on all the same. An item
+        too deeply nested to read (an SSE event whose JSON passes the recursion limit) is a
+        reassembly problem of the input, counted; anything else is a telemetry failure."""
+        if isinstance(exc, RecursionError):
+            try:
+                self._core.record_reassembly_error(
+                    c.REASSEMBLY_JSON, "an item could not be read (RecursionError)"
+                )
+            except Exception:
+                report_telemetry_error("StreamCore", "record_reassembly_error")
+        else:
+            report_telemetry_error("StreamCore", "on_item")
 
     def _byte_item(self, data: Any, t: float) -> Any:
         reader = self._bytes
@@ -442,8 +456,8 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                         return item  # type: ignore[no-any-return]
                     if exp is MISS:
                         exp = self._core.on_reading(read_item(item), self._clock())
-                except Exception:
-                    report_telemetry_error("StreamCore", "on_item")
+                except Exception as exc:
+                    self._unreadable(exc)
                     return item  # type: ignore[no-any-return]
                 if exp is None:
                     return item  # type: ignore[no-any-return]
@@ -618,8 +632,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                         return item  # type: ignore[no-any-return]
                     if exp is MISS:
                         exp = self._core.on_reading(read_item(item), self._clock())
-                except Exception:
-                    report_telemetry_error("StreamCore", "on_item")
+                except Exception as exc:
+                    self._unreadable(exc)
                     return item  # type: ignore[no-any-return]
                 if exp is None:
                     return item  # type: ignore[no-any-return]
