@@ -535,3 +535,42 @@ def test_expect_json_on_content_nested_too_deep_still_ends_the_stream() -> None:
     assert prom(tel, "stream_in_flight") == 0
     assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
     assert len([s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_STREAM]) == 1
+
+
+def test_active_stream_past_the_cap_fails_without_retrying() -> None:
+    """monitor.stream over byte chunks: EventTooLarge is not retried (the upstream would send
+    the same event again) and reaches the consumer with the checkpoint."""
+    body = CREATED + delta("ok") + HUGE
+    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+    opened: list[Any] = []
+
+    def opener(checkpoint: Any) -> Any:
+        opened.append(checkpoint)
+        return iter(chunks)
+
+    tel = Telemetry(spec=small_cap_spec())
+    with pytest.raises(ss.EventTooLarge) as info:
+        for _ in tel.monitor.stream(opener, model="m", provider="p"):
+            pass
+    assert opened == [None]
+    assert_ended_too_large(tel, info.value, "ok")
+    assert prom(tel, "stream_retry_total", reason=c.RETRY_REASON_NETWORK) == 0
+
+
+def test_abandoned_wrapper_closes_the_upstream_after_the_cap() -> None:
+    """A consumer that stops taking events once the stream ended on the cap (events still
+    queued) and drops the wrapper: the upstream response is closed all the same."""
+    body = CREATED + delta("a") + delta("b") + HUGE
+    # A 1 KiB cap: the first network read (one 64 KiB write on loopback) holds the three
+    # events and enough of the long line to pass it, so the events are still queued.
+    tel = Telemetry(spec=small_cap_spec("1KiB"), watchdog=False)
+    with SSEServer(body, stall=True) as server, httpx.Client() as client:
+        resp = client.send(client.build_request("GET", server.url), stream=True)
+        stream = tel.monitor.wrap(resp, model="m", provider="p")
+        assert next(stream).event == "response.created"
+        # Read on until the cap ended the stream; the other events wait in the queue.
+        while prom(tel, "stream_requests_total", outcome=c.OUTCOME_ERROR) == 0:
+            assert next(stream).event == "response.output_text.delta"
+        assert not resp.is_closed
+        del stream
+        assert resp.is_closed

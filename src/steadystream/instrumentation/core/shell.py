@@ -514,7 +514,9 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         self.close()
 
     def __del__(self) -> None:
-        if not self._done:
+        # Also when the stream ended on an error still waiting behind queued events: the
+        # upstream was not closed yet.
+        if not self._done or self._failure is not None:
             with contextlib.suppress(Exception):
                 self.close()
 
@@ -722,7 +724,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
     def __del__(self) -> None:
         # No awaiting here: record the abandonment now, and close the upstream in a task when
         # collected on the loop's thread (elsewhere the upstream's own finaliser must do it).
-        if self._done:
+        # Also when the stream ended on an error still waiting behind queued events.
+        if self._done and self._failure is None:
             return
         with contextlib.suppress(Exception):
             self._end(self._clock(), abandoned=True)
