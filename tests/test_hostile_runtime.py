@@ -100,6 +100,12 @@ def test_clean_label_replaces_invalid_text_and_caps_length_stably() -> None:
     assert len(clean_label("x" * (MAX_LABEL_CHARS + 1))) == MAX_LABEL_CHARS
     assert clean_label(42) == "42"
 
+    class NoStr:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert clean_label(NoStr()) == c.UNKNOWN
+
 
 def test_metrics_scrape_survives_hostile_model_and_provider_names() -> None:
     """A lone surrogate once made every later scrape fail (HTTP 500), a 1 MB name made every

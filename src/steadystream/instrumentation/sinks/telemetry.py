@@ -25,6 +25,8 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ... import conventions as c
+
 if TYPE_CHECKING:
     from ..core.checkpoint import Checkpoint
 
@@ -59,10 +61,17 @@ def clean_label(value: object) -> str:
     * Values longer than :data:`MAX_LABEL_CHARS` keep their first characters, then ``~`` and 12
       hex digits of the sha256 of the whole value: bounded, stable and still distinct.
 
-    Idempotent (a clean value is returned unchanged); a non-string is converted with ``str``.
-    Costs a length check and two flag reads for an ordinary ASCII name.
+    Idempotent (a clean value is returned unchanged); a non-string is converted with ``str``
+    (``unknown`` when that fails). Costs a length check and two flag reads for an ordinary
+    ASCII name.
     """
-    text = value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = str(value)
+        except Exception:
+            return c.UNKNOWN
     if len(text) <= MAX_LABEL_CHARS:
         if text.isascii() and text.isprintable():
             return text
