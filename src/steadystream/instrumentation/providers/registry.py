@@ -1,9 +1,9 @@
 """The registry of wire formats, and the reading functions the rest of the package calls.
 
 Formats are asked in turn, the most recently registered first, so a new format may claim items
-a built-in one would otherwise take (the Responses format reads every item with a string
-``type``). Built in, in this order: OpenAI Responses (:mod:`.openai_responses`), then OpenAI
-Chat Completions (:mod:`.openai_chat`). Adding a format is one module implementing
+a built-in one would otherwise take. Built in, in this order: Anthropic Messages
+(:mod:`.anthropic_messages`), OpenAI Responses (:mod:`.openai_responses`), then OpenAI Chat
+Completions (:mod:`.openai_chat`). Adding a format is one module implementing
 :class:`~.base.WireFormat` plus :func:`register`.
 
 What is format-neutral lives here:
@@ -31,6 +31,7 @@ import threading
 from typing import Any, Final
 
 from ... import conventions as c
+from .anthropic_messages import ANTHROPIC
 from .base import (
     CONTENT,
     ERROR,
@@ -77,7 +78,7 @@ _MAX_WARNED: Final = 256
 
 _lock = threading.Lock()
 # Asked in this order; replaced (never mutated) on register, so readers need no lock.
-_BUILT_IN: Final[tuple[WireFormat, ...]] = (RESPONSES, CHAT)
+_BUILT_IN: Final[tuple[WireFormat, ...]] = (ANTHROPIC, RESPONSES, CHAT)
 _formats: tuple[WireFormat, ...] = _BUILT_IN
 
 
