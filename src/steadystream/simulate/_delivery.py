@@ -20,6 +20,7 @@ from ._faults import (
     KIND_DELAY,
     KIND_DRIP,
     KIND_DROP,
+    KIND_END,
     KIND_KEEPALIVE,
     KIND_SPLIT,
     KIND_STALL,
@@ -166,6 +167,9 @@ async def deliver_stream(
             on_fault(KIND_DROP)
             out.abort()
             return
+        if plan.end_after is not None and sent == plan.end_after:
+            on_fault(KIND_END)
+            break
         if plan.stall and sent == stall_at:
             on_fault(KIND_STALL)
             await quiet(plan.stall, plan.heartbeat, out)
