@@ -5,7 +5,7 @@
     from steadystream.instrumentation.anthropic import messages_stream
 
     messages = [{"role": "user", "content": "hi"}]
-    kw = dict(model="claude-sonnet-4-5", max_tokens=1024, messages=messages)
+    kw = dict(model="claude-sonnet-4-6", max_tokens=1024, messages=messages)
     for event in messages_stream(monitor, client, **kw):          # anthropic.Anthropic
         ...
     async for event in messages_stream(monitor, aclient, **kw):  # anthropic.AsyncAnthropic
