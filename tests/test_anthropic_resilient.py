@@ -36,7 +36,7 @@ from steadystream.instrumentation.providers.anthropic_messages import (
     Continuation,
     ContinuationError,
 )
-from steadystream.simulate import ROUTE_MESSAGES, Upstream, expected_text
+from steadystream.simulate import ROUTE_MESSAGES, THINKING_TEXT, Upstream, expected_text
 
 EXPECTED = expected_text("hi", tokens=TOKENS)
 
@@ -327,3 +327,37 @@ def test_continuation_rewrites_the_new_stream_into_the_delivered_one() -> None:
     assert adapt(text_event(0, "\nworld")) == text_event(0, "world")
     assert adapt(text_event(0, " again")) == text_event(0, " again")
     assert adapt({"type": "message_stop"}) == {"type": "message_stop"}
+
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_thinking_stream_runs_through(mode: str, up: Upstream) -> None:
+    tel = Telemetry()
+    events = run(mode, tel, up, Script(), thinking=THINKING)
+    starts = [(e.index, e.content_block.type) for e in events if e.type == "content_block_start"]
+    assert starts == [(0, "thinking"), (1, "text")]
+    assert sha(text_of(events)) == sha(EXPECTED)
+    assert tel.value("stream_bytes_total") == len((THINKING_TEXT + EXPECTED).encode())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_cut_after_a_thinking_block_is_resume_failed(mode: str, up: Upstream) -> None:
+    """A prefill cannot reproduce a thinking block: the stream ends with ResumeFailed and the
+    exact checkpoint, and no continuation is sent."""
+    tel = Telemetry()
+    delivered = THINKING_TEXT + expected_text("hi", tokens=3)
+    with pytest.raises(ss.ResumeFailed) as info:
+        # message_start, 4 thinking-block events, the text block's start and a ping: 7 events,
+        # then 3 text deltas, then the cut.
+        run(mode, tel, up, Script("drop_after=10"), thinking=THINKING)
+    assert "thinking" in str(info.value)
+    assert info.value.checkpoint is not None
+    assert info.value.checkpoint.offset == len(delivered.encode())
+    assert info.value.checkpoint.sha256 == sha(delivered)
+    assert tel.value("stream_resume_failure_total") == 1
+    assert tel.value("stream_resume_success_total") == 0
+    assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_RESUME_FAILED) == 1
+    assert len(bodies(up)) == 1
+    assert len(tel.stream_spans()) == 1

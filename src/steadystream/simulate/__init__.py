@@ -75,7 +75,9 @@ What it serves
     continues (it must be a prefix of this conversation's answer and must not end in
     whitespace, else 400). Errors have Anthropic's shape; ``529`` is ``overloaded_error``;
     ``error_event`` sends an ``error`` event with ``overloaded_error``, ``failed`` one with
-    ``api_error``, ``incomplete`` ends with ``stop_reason: max_tokens``. Every other fault
+    ``api_error``, ``incomplete`` ends with ``stop_reason: max_tokens``. A request with
+    ``thinking: {"type": "enabled"}`` gets a ``thinking`` block (``THINKING_TEXT``) at index 0
+    before the text block at index 1. Every other fault
     works as for Responses. ``Upstream(record_requests=True)`` keeps each request
     (``up.recorded_requests``) so a test can assert what went over the wire.
 ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``
@@ -158,6 +160,7 @@ Build your own with ``Profile("name", "what", mix=((0.1, "drop_after=5..9"),))``
 
 from __future__ import annotations
 
+from ._anthropic import THINKING_TEXT
 from ._faults import (
     PROFILE_FOR_FAILURE_CLASS,
     PROFILES,
@@ -197,6 +200,7 @@ __all__ = [
     "ROUTE_OTHER",
     "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
+    "THINKING_TEXT",
     "FaultPlan",
     "FaultSyntaxError",
     "Profile",

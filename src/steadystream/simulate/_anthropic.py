@@ -15,6 +15,9 @@ code (:mod:`._delivery`). Only the wire shapes live here:
 * the stream: ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta`` x N
   (``text_delta``), ``content_block_stop``, ``message_delta`` (``stop_reason`` ``end_turn``,
   ``usage``), ``message_stop``.
+* extended thinking: a request with ``thinking: {"type": "enabled", ...}`` gets a ``thinking``
+  block first (index 0: one ``thinking_delta``, one ``signature_delta``), then the text block
+  at index 1.
 * terminal faults: ``error_event`` is an ``error`` event with ``overloaded_error``, ``failed``
   one with ``api_error``, ``incomplete`` ends with ``stop_reason`` ``max_tokens``.
 * HTTP errors: ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``
@@ -38,6 +41,8 @@ __all__ = [
     "HEADER_VERSION",
     "PRELUDE",
     "TAIL",
+    "THINKING_EVENTS",
+    "THINKING_TEXT",
     "PrefillError",
     "continuation_deltas",
     "error_body",
@@ -54,6 +59,10 @@ PRELUDE: Final = 3
 """Events before the first delta: message_start, content_block_start, ping."""
 TAIL: Final = 3
 """Events after the last delta: content_block_stop, message_delta, message_stop."""
+
+THINKING_EVENTS: Final = 4
+"""Events of the thinking block: its start, a thinking delta, a signature delta, its stop."""
+THINKING_TEXT: Final = "Let me think about this. (simulated)"
 
 _STATUS_ERRORS: Final[dict[int, tuple[str, str]]] = {
     400: ("invalid_request_error", "Invalid request. (simulated)"),
@@ -151,7 +160,10 @@ def parse_messages_request(
         if prefill != prefill.rstrip():
             raise PrefillError("final assistant content cannot end with trailing whitespace")
         convo = messages[:-1]
-    return prompt_of(convo, body.get("system")), prefill, {"model": model, "stream": stream}
+    thinking = body.get("thinking")
+    enabled = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    fields = {"model": model, "stream": stream, "thinking": enabled}
+    return prompt_of(convo, body.get("system")), prefill, fields
 
 
 def continuation_deltas(
@@ -184,9 +196,12 @@ def new_message(
     *,
     seed: int,
     number: int,
+    thinking: bool = False,
 ) -> Generation:
-    """The generation of one Messages answer (not yet generating)."""
+    """The generation of one Messages answer (not yet generating); ``thinking``: with a
+    thinking block before the text (:data:`THINKING_EVENTS` more events before the deltas)."""
     ident = hashlib.sha256(f"steadystream-message:{seed}:{number}".encode()).hexdigest()
+    prelude = PRELUDE + (THINKING_EVENTS if thinking else 0)
     meta = proto.ResponseMeta(
         id=f"msg_sim_{ident[:24]}",
         item_id=f"msg_sim_{ident[:24]}",
@@ -201,8 +216,8 @@ def new_message(
         meta=meta,
         deltas=text_deltas,
         terminal=plan.terminal,
-        terminal_at=resolve_terminal(plan, PRELUDE, len(text_deltas)),
-        prelude=PRELUDE,
+        terminal_at=resolve_terminal(plan, prelude, len(text_deltas)),
+        prelude=prelude,
         tail=TAIL,
     )
 
@@ -215,7 +230,7 @@ def message_object(gen: Generation, stop_reason: str | None) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": gen.meta.model,
-        "content": [{"type": "text", "text": text}] if gen.done else [],
+        "content": _content(gen, text) if gen.done else [],
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {
@@ -225,8 +240,17 @@ def message_object(gen: Generation, stop_reason: str | None) -> dict[str, Any]:
     }
 
 
+def _content(gen: Generation, text: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if gen.prelude > PRELUDE:
+        thinking = {"type": "thinking", "thinking": THINKING_TEXT, "signature": "c2ltdWxhdGVk"}
+        blocks.insert(0, thinking)
+    return blocks
+
+
 def _end(gen: Generation, stop_reason: str) -> None:
-    gen.append(_frame({"type": "content_block_stop", "index": 0}))
+    index = 1 if gen.prelude > PRELUDE else 0  # the text block follows a thinking block
+    gen.append(_frame({"type": "content_block_stop", "index": index}))
     gen.append(
         _frame(
             {
@@ -254,6 +278,24 @@ def _stop_at(gen: Generation, on_fault: Callable[[str], None]) -> bool:
     return True
 
 
+def _thinking_block() -> list[dict[str, Any]]:
+    start = {"type": "thinking", "thinking": "", "signature": ""}
+    return [
+        {"type": "content_block_start", "index": 0, "content_block": start},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": THINKING_TEXT},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "signature_delta", "signature": "c2ltdWxhdGVk"},
+        },
+        {"type": "content_block_stop", "index": 0},
+    ]
+
+
 async def generate_message(
     gen: Generation,
     *,
@@ -268,13 +310,20 @@ async def generate_message(
         if _stop_at(gen, on_fault):
             return
         gen.append(_frame({"type": "message_start", "message": message_object(gen, None)}))
+        index = 0
+        if gen.prelude > PRELUDE:
+            for data in _thinking_block():
+                if _stop_at(gen, on_fault):
+                    return
+                gen.append(_frame(data))
+            index = 1
         if _stop_at(gen, on_fault):
             return
         gen.append(
             _frame(
                 {
                     "type": "content_block_start",
-                    "index": 0,
+                    "index": index,
                     "content_block": {"type": "text", "text": ""},
                 }
             )
@@ -296,7 +345,7 @@ async def generate_message(
                 _frame(
                     {
                         "type": "content_block_delta",
-                        "index": 0,
+                        "index": index,
                         "delta": {"type": "text_delta", "text": delta},
                     }
                 ),

@@ -495,7 +495,13 @@ class Upstream:
             return
         self._created += 1
         gen = anthropic.new_message(
-            prompt, text_deltas, fields["model"], plan, seed=self.seed, number=self._created
+            prompt,
+            text_deltas,
+            fields["model"],
+            plan,
+            seed=self.seed,
+            number=self._created,
+            thinking=fields["thinking"],
         )
         self._store.add(gen)
         self._stats.bump("responses_created")
