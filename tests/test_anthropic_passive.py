@@ -205,3 +205,17 @@ def test_simulator_errors_are_anthropic_shaped() -> None:
         assert r.status_code == 400
         assert r.json()["error"]["type"] == "invalid_request_error"
         assert "anthropic-version" in r.json()["error"]["message"]
+
+
+def test_an_eof_without_message_stop_is_a_cut_stream() -> None:
+    """The SDK iterator simply stops when the body ends early; only the missing message_stop
+    tells the cut from a clean end, and the stream is recorded as a network error."""
+    tel = Telemetry()
+    with Upstream() as up:
+        client = anthropic.Anthropic(base_url=up.url, api_key="test", max_retries=0)
+        events = list(wrap(tel, create(client, extra_headers=fault("end_after=8"))))
+    assert "message_stop" not in types_of(events)
+    assert text_of(events) == expected_text("hi", tokens=5)
+    assert tel.value("stream_errors_total", error_class=c.ERROR_CLASS_NETWORK) == 1
+    assert tel.value("stream_requests_total", outcome="ok") == 0
+    assert len(tel.stream_spans()) == 1
