@@ -188,13 +188,18 @@ def _fast_dict(core: Any, item: dict[str, Any], t: float) -> Any:
 
 
 def _fast_object(core: Any, item: Any, t: float) -> Any:
+    # SDK events are pydantic models with their fields in the instance __dict__: reading it
+    # keeps items without a field off pydantic's __getattr__ (see .base.attr).
     fields = getattr(item, "__dict__", None)
     if fields is None or fields.get("type") != BLOCK_DELTA:
         return MISS
-    d = getattr(fields.get("delta"), "__dict__", None)
-    if d is None or d.get("type") != TEXT_DELTA:
+    try:  # plain attribute reads: an SDK text delta always has both fields
+        delta = fields["delta"]
+        if delta.type != TEXT_DELTA:
+            return MISS
+        text = delta.text
+    except (KeyError, AttributeError):
         return MISS
-    text = d.get("text")
     if type(text) is str and text:
         return core.on_content(text, None, t)
     return MISS
