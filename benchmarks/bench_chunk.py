@@ -295,7 +295,7 @@ def anthropic_comparison(rounds: int, n_deltas: int) -> tuple[Table, dict[str, A
     loop.close()
     problems = [p for s in setups.values() for p in s.check(content_bytes, n_deltas, "anthropic")]
     table = Table(
-        f"1b. Per-chunk overhead, Anthropic Messages: {n_deltas:,} content_block_delta events "
+        f"1c. Per-chunk overhead, Anthropic Messages: {n_deltas:,} content_block_delta events "
         "(+5 lifecycle events), ns per event above raw",
         ["mode", "variant", "ns/event above raw", "raw ns/event", "target", ""],
     )
