@@ -183,3 +183,56 @@ def chat_chunks(n_content: int) -> list[Any]:
     }
     payloads.append(usage)
     return [ChatCompletionChunk.model_validate(p) for p in payloads]
+
+
+def anthropic_events(n_deltas: int) -> list[Any]:
+    """One Anthropic Messages stream as the anthropic SDK yields it: ``message_start``,
+    ``content_block_start``, ``n_deltas`` ``content_block_delta`` (``text_delta``) events with
+    the same multi-byte text, ``content_block_stop``, ``message_delta``, ``message_stop``."""
+    from anthropic.types import (
+        RawContentBlockDeltaEvent,
+        RawContentBlockStartEvent,
+        RawContentBlockStopEvent,
+        RawMessageDeltaEvent,
+        RawMessageStartEvent,
+        RawMessageStopEvent,
+    )
+
+    message = {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-bench",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 8, "output_tokens": 1},
+    }
+    events: list[Any] = [
+        RawMessageStartEvent.model_validate({"type": "message_start", "message": message}),
+        RawContentBlockStartEvent.model_validate(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        ),
+    ]
+    events += [
+        RawContentBlockDeltaEvent.model_validate(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
+        )
+        for t in delta_texts(n_deltas)
+    ]
+    events += [
+        RawContentBlockStopEvent.model_validate({"type": "content_block_stop", "index": 0}),
+        RawMessageDeltaEvent.model_validate(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": n_deltas},
+            }
+        ),
+        RawMessageStopEvent.model_validate({"type": "message_stop"}),
+    ]
+    return events

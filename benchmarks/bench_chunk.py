@@ -21,6 +21,10 @@ variant's registry are checked against the exact expected values: a benchmark of
 silently skipped its work would be worthless.
 
 Target: at most 1.5 us per chunk above raw, Prometheus sink, sync.
+
+Then the same measurement on an Anthropic Messages stream of as many ``content_block_delta``
+events (anthropic SDK objects, same text), Prometheus sink, sync and async, against the same
+target: the wrapper reads every provider through the same core, so the figures should match.
 """
 
 from __future__ import annotations
@@ -94,10 +98,10 @@ class Setup:
         if self.span_exporter is not None:
             self.span_exporter.clear()
 
-    def check(self, content_bytes: int, n_deltas: int) -> list[str]:
+    def check(self, content_bytes: int, n_deltas: int, provider: str = "openai") -> list[str]:
         """Problems with what the variant recorded, given how many streams it wrapped."""
         problems = []
-        labels = {c.LABEL_SERVICE: "bench", c.LABEL_MODEL: MODEL, c.LABEL_PROVIDER: "openai"}
+        labels = {c.LABEL_SERVICE: "bench", c.LABEL_MODEL: MODEL, c.LABEL_PROVIDER: provider}
         if self.prometheus:
             got = self.registry.get_sample_value(c.BYTES_TOTAL, labels)
             if got != content_bytes * self.streams:
@@ -131,7 +135,9 @@ def make_setups(spec: ss.Spec) -> dict[str, Setup]:
     }
 
 
-def sync_runner(events: list[Any], setup: Setup | None) -> Callable[[], float]:
+def sync_runner(
+    events: list[Any], setup: Setup | None, provider: str = "openai"
+) -> Callable[[], float]:
     """A function that iterates the stream once (raw or wrapped) and returns seconds."""
 
     def raw() -> float:
@@ -144,7 +150,7 @@ def sync_runner(events: list[Any], setup: Setup | None) -> Callable[[], float]:
         assert setup is not None
         setup.reset_exported()
         t0 = CLOCK()
-        for _event in setup.monitor.wrap(iter(events), model=MODEL, provider="openai"):
+        for _event in setup.monitor.wrap(iter(events), model=MODEL, provider=provider):
             pass
         elapsed = CLOCK() - t0
         setup.streams += 1
@@ -159,7 +165,10 @@ async def _agen(events: list[Any]) -> Any:
 
 
 def async_runner(
-    loop: asyncio.AbstractEventLoop, events: list[Any], setup: Setup | None
+    loop: asyncio.AbstractEventLoop,
+    events: list[Any],
+    setup: Setup | None,
+    provider: str = "openai",
 ) -> Callable[[], float]:
     """Like :func:`sync_runner`, iterating an async generator on ``loop``."""
 
@@ -173,7 +182,7 @@ def async_runner(
         assert setup is not None
         setup.reset_exported()
         t0 = CLOCK()
-        async for _event in setup.monitor.wrap(_agen(events), model=MODEL, provider="openai"):
+        async for _event in setup.monitor.wrap(_agen(events), model=MODEL, provider=provider):
             pass
         elapsed = CLOCK() - t0
         setup.streams += 1
@@ -265,12 +274,59 @@ def chat_comparison(rounds: int, n_chunks: int) -> tuple[Table, dict[str, Any]]:
     return table, data
 
 
+def anthropic_comparison(rounds: int, n_deltas: int) -> tuple[Table, dict[str, Any]]:
+    """The same measurement on an Anthropic Messages stream (anthropic SDK event objects),
+    Prometheus sink, sync and async, against the same 1.5 us target."""
+    events = _events.anthropic_events(n_deltas)
+    n_events = len(events)
+    content_bytes = _events.content_bytes(n_deltas)
+    spec = ss.default_spec("bench")
+    loop = asyncio.new_event_loop()
+    setups = {
+        mode: Setup("prometheus", spec, prometheus=True, otel=False) for mode in ("sync", "async")
+    }
+    variants: dict[str, Callable[[], float]] = {
+        "sync/raw": sync_runner(events, None),
+        "sync/prometheus": sync_runner(events, setups["sync"], "anthropic"),
+        "async/raw": async_runner(loop, events, None),
+        "async/prometheus": async_runner(loop, events, setups["async"], "anthropic"),
+    }
+    times = alternate(variants, rounds)
+    loop.close()
+    problems = [p for s in setups.values() for p in s.check(content_bytes, n_deltas, "anthropic")]
+    table = Table(
+        f"1c. Per-chunk overhead, Anthropic Messages: {n_deltas:,} content_block_delta events "
+        "(+5 lifecycle events), ns per event above raw",
+        ["mode", "variant", "ns/event above raw", "raw ns/event", "target", ""],
+    )
+    data: dict[str, Any] = {"deltas": n_deltas, "events": n_events, "problems": problems}
+    for mode in ("sync", "async"):
+        raw = times[f"{mode}/raw"]
+        ts = times[f"{mode}/prometheus"]
+        raw_ns = Summary.of(t / n_events * 1e9 for t in raw)
+        over = Summary.of((t - r) / n_events * 1e9 for t, r in zip(ts, raw, strict=True))
+        target, ok = "", ""
+        if mode == "sync":
+            met = over.median <= TARGET_NS
+            data["target_met"] = met
+            target, ok = "<= 1500 ns", verdict(met)
+        data[f"{mode}/prometheus"] = {"ns_per_event_above_raw": over.as_dict()}
+        table.add(mode, "prometheus", over.fmt(".0f"), raw_ns.fmt(".0f"), target, ok)
+    table.notes.append(
+        "RECORDED VALUES WRONG: " + "; ".join(problems)
+        if problems
+        else "Checked after the run: bytes, chunk-gap count and ok-stream count exact."
+    )
+    return table, data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--deltas", type=int, default=N_DELTAS)
     parser.add_argument("--wall", action="store_true", help="wall-clock instead of CPU time")
     parser.add_argument("--chat-chunks", type=int, default=50_000)
+    parser.add_argument("--anthropic-deltas", type=int, default=N_DELTAS)
     args = parser.parse_args(argv)
     global CLOCK
     if args.wall:
@@ -339,14 +395,19 @@ def main(argv: list[str] | None = None) -> int:
             "Checked after the run: bytes, chunk-gap count and ok-stream count exact in every "
             "variant."
         )
-    # The Responses stream is freed before the chat chunks are built (memory on small machines).
+    # The Responses stream is freed before the other streams are built (memory on small
+    # machines).
     del variants, events, sync_setups, async_setups
     gc.collect()
     chat_table, chat_data = chat_comparison(args.rounds, args.chat_chunks)
+    gc.collect()
+    anthropic_table, anthropic_data = anthropic_comparison(args.rounds, args.anthropic_deltas)
+    problems += anthropic_data["problems"]
     emit(
         "chunk",
-        [table, chat_table],
+        [table, anthropic_table, chat_table],
         {
+            "anthropic": anthropic_data,
             "chat": chat_data,
             "deltas": n_deltas,
             "events": n_events,

@@ -32,6 +32,7 @@ from steadystream.instrumentation.providers.base import (
     ERROR,
     LIFECYCLE,
     MISS,
+    UNKNOWN,
     BaseFormat,
     FastPath,
     Reading,
@@ -226,7 +227,7 @@ def test_a_new_format_is_one_class_and_a_registration() -> None:
     finally:
         unregister(beeps)
     assert beeps not in formats()
-    assert read_item({"beep": "x"}).kind == LIFECYCLE
+    assert read_item({"beep": "x"}).kind == UNKNOWN  # no format knows it now
 
 
 def test_in_band_errors_of_each_format() -> None:
@@ -253,6 +254,10 @@ _WIRE_NAMES = (
     "response.in_progress",
     "response.queued",
     "[DONE]",
+    "message_start",
+    "content_block_delta",
+    "message_stop",
+    "overloaded_error",
 )
 
 

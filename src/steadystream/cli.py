@@ -121,6 +121,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             out=out,
             handle_signals=True,
             slow_consumers=args.slow_consumers,
+            provider=args.provider,
         )
     except OSError as exc:
         # Typically the metrics port is taken or privileged: say which, without a traceback.
@@ -328,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as JSON on stdout (progress goes to stderr)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("openai", "anthropic"),
+        default="openai",
+        help="the API the streams speak: openai (Responses, responses_stream) or anthropic "
+        "(Messages, messages_stream) (default: openai)",
     )
     p.add_argument(
         "--slow-consumers",

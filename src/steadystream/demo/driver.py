@@ -34,7 +34,9 @@ __all__ = [
     "DEFAULT_FAULTS",
     "DEFAULT_SERVICE",
     "DEFAULT_STREAMS",
+    "DEMO_ANTHROPIC_MODEL",
     "DEMO_MODEL",
+    "PROVIDERS",
     "StreamFactory",
     "resilient_stream",
     "run_demo",
@@ -53,6 +55,12 @@ DEFAULT_FAULTS = "mixed"
 DEMO_FIRST_TOKEN_LATENCY = 0.25
 DEMO_TOKEN_INTERVAL = 0.02
 DEMO_MODEL = "gpt-4.1-mini"
+#: With ``provider="anthropic"``: the model name sent, and ``max_tokens`` (which the simulator
+#: reads as the answer's length in pieces, like its default for the Responses API).
+DEMO_ANTHROPIC_MODEL = "claude-sonnet-4-6"
+DEMO_MAX_TOKENS = 32
+#: The providers the demo drives (``demo --provider``).
+PROVIDERS = ("openai", "anthropic")
 DEMO_PROVIDER = "openai"
 
 #: After the duration, streams still running get this long to finish before they are cancelled
@@ -74,10 +82,23 @@ StreamFactory = Callable[[Any, Any, str], AsyncIterable[Any]]
 
 
 def resilient_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
-    """The demo's default consumer stream: ``responses_stream`` (retries, budget, resume)."""
-    from ..instrumentation.openai import responses_stream
+    """The demo's default consumer stream: ``responses_stream`` with an OpenAI client,
+    ``messages_stream`` with an Anthropic one (retries, budget, resume)."""
+    stream: AsyncIterable[Any]
+    if hasattr(client, "responses"):
+        from ..instrumentation.openai import responses_stream
 
-    stream: AsyncIterable[Any] = responses_stream(monitor, client, model=DEMO_MODEL, input=prompt)
+        stream = responses_stream(monitor, client, model=DEMO_MODEL, input=prompt)
+        return stream
+    from ..instrumentation.anthropic import messages_stream
+
+    stream = messages_stream(
+        monitor,
+        client,
+        model=DEMO_ANTHROPIC_MODEL,
+        max_tokens=DEMO_MAX_TOKENS,
+        messages=[{"role": "user", "content": prompt}],
+    )
     return stream
 
 
@@ -172,6 +193,7 @@ async def run_demo_async(
     first_token_latency: float = DEMO_FIRST_TOKEN_LATENCY,
     stream_factory: StreamFactory = resilient_stream,
     slow_consumers: float | None = None,
+    provider: str = "openai",
 ) -> DemoReport:
     """Run the demo in the running event loop; see :func:`run_demo` for the arguments.
 
@@ -185,6 +207,8 @@ async def run_demo_async(
 
     if duration <= 0:
         raise ValueError(f"duration must be positive, got {duration!r}")
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
     if streams < 1:
         raise ValueError(f"streams must be at least 1, got {streams!r}")
     profile = resolve_profile(faults)  # an unknown name fails here, before anything starts
@@ -236,7 +260,11 @@ async def run_demo_async(
                 file=out,
                 flush=True,
             )
-            client = _openai_client(upstream.base_url)
+            client = (
+                _anthropic_client(upstream.url)
+                if provider == "anthropic"
+                else _openai_client(upstream.base_url)
+            )
             accepting = True
 
             jitter = random.Random(seed + 1)  # apart from rng, so prompts stay as seeded
@@ -321,6 +349,7 @@ def run_demo(
     first_token_latency: float = DEMO_FIRST_TOKEN_LATENCY,
     stream_factory: StreamFactory = resilient_stream,
     slow_consumers: float | None = None,
+    provider: str = "openai",
 ) -> DemoReport:
     """Run the demo and return its :class:`DemoReport`.
 
@@ -335,6 +364,8 @@ def run_demo(
       JSON) and keep the same tally and report;
     - ``slow_consumers``: share of streams read by :func:`slow_relay_stream` instead (default:
       3 % with the ``mixed`` profile, so every failure class shows, else none);
+    - ``provider``: ``openai`` (the Responses API, ``responses_stream``) or ``anthropic``
+      (Messages, ``messages_stream``); the simulator speaks both with the same faults;
     - ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:<port>`` (0 picks a free port; None
       serves nothing, for callers that expose ``registry`` themselves);
     - ``spec`` (default ``default_spec("chat-gateway")``), ``seed`` (reproducible faults and
@@ -360,6 +391,7 @@ def run_demo(
             first_token_latency=first_token_latency,
             stream_factory=stream_factory,
             slow_consumers=slow_consumers,
+            provider=provider,
         )
     )
 
@@ -373,6 +405,17 @@ def _openai_client(base_url: str) -> Any:
         ) from None
     # The upstream is the local simulator: no real key exists or is needed.
     return AsyncOpenAI(base_url=base_url, api_key="sk-steadystream-demo")
+
+
+def _anthropic_client(url: str) -> Any:
+    try:
+        from anthropic import AsyncAnthropic
+    except ImportError:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "demo --provider anthropic needs the anthropic SDK: "
+            "pip install 'steadystream[anthropic]'"
+        ) from None
+    return AsyncAnthropic(base_url=url, api_key="sk-ant-steadystream-demo")
 
 
 def _injected(upstream: Any) -> dict[str, int]:

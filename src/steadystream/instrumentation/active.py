@@ -29,7 +29,9 @@ What happens around the opener, for sync and async consumers alike:
    ``stream_resume_failure_total``.
 5. **In-band failures.** An item the provider layer (:mod:`.providers`) reads as an in-band
    error ends the stream with ``UpstreamError`` carrying its ``error_class`` (e.g.
-   ``upstream_error_event``, ``response_failed``); the item itself is not yielded. An
+   ``upstream_error_event``, ``response_failed``); the item itself is not yielded. It is
+   final, unless the format gives the HTTP status it stands for and that status is transient
+   (Anthropic's ``overloaded_error`` event: 529), which is retried like the status. An
    incomplete response is a legitimate, truncated end and is yielded. A stream that announced
    its start and ends without its terminal item was cut short, and is resumed like a dropped
    connection.
@@ -60,8 +62,9 @@ from .errors import (
 from .policy.resume import SKIP, Resumer
 from .policy.retry import Verdict, classify
 from .providers import registry as wire
-from .providers.base import END, ERROR
+from .providers.base import END, ERROR, STARTED
 from .providers.failures import error_class as failure_class
+from .providers.failures import reason_for_status
 from .sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
@@ -177,6 +180,8 @@ class _Run:
         self.saw_bytes = False
         self.saw_sequence = False
         self.saw_end = False
+        # The upstream announced its start (so it must send its terminal item).
+        self.saw_start = False
         # Content chunks the core had counted when the last item was handed over.
         self.chunks_seen = 0
         self.closed = False
@@ -278,12 +283,18 @@ class _Run:
                 # A legitimate (if truncated) end: the consumer gets the event and its reason.
                 self.saw_end = True
                 return item
+            # Final, unless the format says the error stands for a transient HTTP status
+            # (Anthropic's overloaded_error event: 529).
+            status = reading.status
             raise UpstreamError(
                 wire.describe_error(item),
+                status=status,
                 error_class=reading.error_class,
                 checkpoint=core.current_checkpoint(),
-                retryable=False,
+                retryable=status is not None and reason_for_status(status) is not None,
             )
+        elif kind == STARTED:
+            self.saw_start = True
         return item
 
     def _resumed(self) -> None:
@@ -298,7 +309,7 @@ class _Run:
         if self.resume_pending:
             # The replay caught up (Resumer.finish passed) and simply had nothing new.
             self._resumed()
-        if self.saw_sequence and not self.saw_end:
+        if (self.saw_sequence or self.saw_start) and not self.saw_end:
             raise UpstreamError(_MISSING_TERMINAL, retryable=True)
 
     # -- failures

@@ -1,4 +1,5 @@
-"""A fault-injecting OpenAI Responses API upstream on loopback, for tests, the demo and benchmarks.
+"""A fault-injecting OpenAI Responses API and Anthropic Messages upstream on loopback, for tests,
+the demo and benchmarks.
 
 The real ``openai`` client streams from it unmodified; faults act at the byte and socket level
 (frames cut inside UTF-8 characters, connections aborted mid-body, stalls), so the failure modes
@@ -64,6 +65,21 @@ What it serves
 ``GET /v1/responses/{id}?stream=true&starting_after=N``
     Background responses only (as in the real API): replays events N+1... and follows the
     generation live to its end. ``client.responses.retrieve(id, stream=True, starting_after=N)``.
+``POST /v1/messages``
+    Anthropic Messages (``anthropic.Anthropic(base_url=up.url)``: the SDK adds ``/v1``). The
+    ``anthropic-version`` header, ``model``, ``max_tokens`` (the number of pieces, like
+    ``max_output_tokens``) and ``messages`` are required. The answer to a single user message
+    ``"hi"`` is ``expected_text("hi")``, as in the Responses API. Streamed: ``message_start``,
+    ``content_block_start``, ``ping``, ``content_block_delta`` x N, ``content_block_stop``,
+    ``message_delta``, ``message_stop``. A last, assistant, message is a prefill the answer
+    continues (it must be a prefix of this conversation's answer and must not end in
+    whitespace, else 400). Errors have Anthropic's shape; ``529`` is ``overloaded_error``;
+    ``error_event`` sends an ``error`` event with ``overloaded_error``, ``failed`` one with
+    ``api_error``, ``incomplete`` ends with ``stop_reason: max_tokens``. A request with
+    ``thinking: {"type": "enabled"}`` gets a ``thinking`` block (``THINKING_TEXT``) at index 0
+    before the text block at index 1. Every other fault
+    works as for Responses. ``Upstream(record_requests=True)`` keeps each request
+    (``up.recorded_requests``) so a test can assert what went over the wire.
 ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``
     Cancel a background generation; forget a response.
 
@@ -95,6 +111,8 @@ events sent on this connection.
 ``drop_after=N``         abort the TCP connection after N events (0: right after the headers;
                          4 or less: before the first content); the client sees an incomplete
                          chunked body. ``drop`` alone drops mid-stream.
+``end_after=N``          end the body cleanly after N events: a cut that looks like a
+                         normal end (no terminal event; only its absence tells)
 ``429`` / ``503`` / ...  answer that HTTP status with an OpenAI error body (same as
                          ``status=CODE``); ``retry_after=DUR`` adds ``Retry-After`` (whole
                          seconds, rounded up) and ``retry-after-ms``; a 429 defaults to 1s
@@ -114,7 +132,7 @@ events sent on this connection.
 
 Example: ``x-steadystream-fault: stall=20ms@10, split=utf8``. A header that does not parse is
 answered 400 naming the bad item. ``up.stats.faults`` counts faults as they take effect, by
-kind: ``delay``, ``stall``, ``drop``, ``status_<code>``, ``error_event``, ``failed``,
+kind: ``delay``, ``stall``, ``drop``, ``end``, ``status_<code>``, ``error_event``, ``failed``,
 ``incomplete``, ``split``, ``drip``, ``keepalive`` (a ``drop_after`` beyond the end of a short
 stream never takes effect and is not counted). ``error_event``, ``failed`` and
 ``incomplete`` change the stored response itself (a resume sees the same ending); all other
@@ -142,6 +160,7 @@ Build your own with ``Profile("name", "what", mix=((0.1, "drop_after=5..9"),))``
 
 from __future__ import annotations
 
+from ._anthropic import THINKING_TEXT
 from ._faults import (
     PROFILE_FOR_FAILURE_CLASS,
     PROFILES,
@@ -158,9 +177,11 @@ from ._server import (
     ROUTE_CANCEL,
     ROUTE_CREATE,
     ROUTE_DELETE,
+    ROUTE_MESSAGES,
     ROUTE_OTHER,
     ROUTE_RESUME,
     ROUTE_RETRIEVE,
+    RecordedRequest,
     Upstream,
     UpstreamStats,
 )
@@ -175,12 +196,15 @@ __all__ = [
     "ROUTE_CANCEL",
     "ROUTE_CREATE",
     "ROUTE_DELETE",
+    "ROUTE_MESSAGES",
     "ROUTE_OTHER",
     "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
+    "THINKING_TEXT",
     "FaultPlan",
     "FaultSyntaxError",
     "Profile",
+    "RecordedRequest",
     "StoredResponse",
     "Upstream",
     "UpstreamStats",

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from typing import Any
 
 from . import _protocol as proto
 from ._faults import (
     KIND_DELAY,
     KIND_DRIP,
     KIND_DROP,
+    KIND_END,
     KIND_KEEPALIVE,
     KIND_SPLIT,
     KIND_STALL,
@@ -63,9 +65,15 @@ async def send_json(out: ResponseWriter, status: int, obj: object) -> None:
 
 
 async def deliver_status(
-    plan: FaultPlan, out: ResponseWriter, *, request_id: str, on_fault: OnFault
+    plan: FaultPlan,
+    out: ResponseWriter,
+    *,
+    request_id: str,
+    on_fault: OnFault,
+    error_body: Callable[[int], dict[str, Any]] = proto.status_error_body,
 ) -> bool:
-    """Answer with the plan's HTTP status fault, if it has one; whether it did."""
+    """Answer with the plan's HTTP status fault, if it has one; whether it did. ``error_body``
+    gives the body in the wire protocol's shape (OpenAI's by default)."""
     if plan.status is None:
         return False
     headers = [("x-request-id", request_id)]
@@ -74,7 +82,7 @@ async def deliver_status(
         # retry-after-ms is the precise value, which the openai client prefers.
         headers.append(("retry-after", str(max(1, int(-(-plan.retry_after // 1))))))
         headers.append(("retry-after-ms", str(int(plan.retry_after * 1000))))
-    body = proto.dumps(proto.status_error_body(plan.status)).encode()
+    body = proto.dumps(error_body(plan.status)).encode()
     on_fault(f"status_{plan.status}")
     await out.send(plan.status, body, "application/json", headers)
     return True
@@ -159,6 +167,9 @@ async def deliver_stream(
             on_fault(KIND_DROP)
             out.abort()
             return
+        if plan.end_after is not None and sent == plan.end_after:
+            on_fault(KIND_END)
+            break
         if plan.stall and sent == stall_at:
             on_fault(KIND_STALL)
             await quiet(plan.stall, plan.heartbeat, out)

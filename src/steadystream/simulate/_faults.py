@@ -29,6 +29,7 @@ Terminal = Literal["error_event", "failed", "incomplete"]
 KIND_DELAY: Final = "delay"
 KIND_STALL: Final = "stall"
 KIND_DROP: Final = "drop"
+KIND_END: Final = "end"
 KIND_ERROR_EVENT: Final = "error_event"
 KIND_FAILED: Final = "failed"
 KIND_INCOMPLETE: Final = "incomplete"
@@ -62,6 +63,9 @@ class FaultPlan:
     """The stall starts after this many events have been sent."""
     drop_after: int | None = None
     """Abort the TCP connection after this many events (0: right after the response headers)."""
+    end_after: int | None = None
+    """End the body cleanly after this many events: a cut that looks like a normal end (only a
+    missing terminal event tells it apart)."""
     status: int | None = None
     """Answer with this HTTP status and an OpenAI-shaped error body instead of a stream."""
     retry_after: float | None = None
@@ -99,6 +103,7 @@ _ITEM_NAMES: Final = (
     "stall",
     "drop",
     "drop_after",
+    "end_after",
     "status",
     "retry_after",
     "error_event",
@@ -173,6 +178,8 @@ def parse_fault(text: str, *, rng: random.Random | None = None, seed: int = 0) -
             values["drop_after"] = -1  # resolved to the middle of the stream by the server
         elif name == "drop_after":
             values["drop_after"] = _pick_int(value, rng, item)
+        elif name == "end_after":
+            values["end_after"] = _pick_int(value, rng, item)
         elif name == "status":
             code = _pick_int(value, rng, item)
             if not 400 <= code <= 599:

@@ -30,6 +30,7 @@ __all__ = [
     "StoredResponse",
     "generate",
     "new_generation",
+    "resolve_terminal",
 ]
 
 
@@ -74,12 +75,33 @@ class Generation:
     idempotency_key: str | None = None
     store_bytes: list[int] = field(default_factory=lambda: [0])
     """Shared running total of the store's event bytes (a one-element list, mutated in place)."""
+    prelude: int = proto.LIFECYCLE_PRELUDE
+    """Events of the wire protocol before the first delta."""
+    tail: int = proto.LIFECYCLE_TAIL
+    """Events of the wire protocol after the last delta."""
 
     @property
     def planned_events(self) -> int:
         if self.terminal is not None:
             return self.terminal_at + 1
-        return proto.LIFECYCLE_PRELUDE + len(self.deltas) + proto.LIFECYCLE_TAIL
+        return self.prelude + len(self.deltas) + self.tail
+
+    def terminal_due(self, on_fault: Callable[[str], None]) -> bool:
+        """Whether the planned terminal fault is the next event: then the generation is done
+        (the fault is reported to ``on_fault``) and the protocol emits its terminal event."""
+        if self.terminal is None or len(self.events) != self.terminal_at:
+            return False
+        self.done = True
+        on_fault(self.terminal)
+        return True
+
+    def append(self, frame: bytes, *, is_delta: bool = False) -> None:
+        """Append one framed event to the log and wake the deliveries."""
+        self.events.append(Event(len(self.events), frame, is_delta))
+        self.nbytes += len(frame)
+        self.store_bytes[0] += len(frame)
+        self.changed.set()
+        self.changed = asyncio.Event()
 
     def snapshot(self) -> dict[str, Any]:
         text = "".join(self.text_parts)
@@ -105,14 +127,8 @@ class Generation:
         )
 
     def emit(self, event_type: str, data: dict[str, Any], *, is_delta: bool = False) -> None:
-        seq = len(self.events)
-        data = {"type": event_type, "sequence_number": seq, **data}
-        frame = proto.sse_frame(event_type, data)
-        self.events.append(Event(seq, frame, is_delta))
-        self.nbytes += len(frame)
-        self.store_bytes[0] += len(frame)
-        self.changed.set()
-        self.changed = asyncio.Event()
+        data = {"type": event_type, "sequence_number": len(self.events), **data}
+        self.append(proto.sse_frame(event_type, data), is_delta=is_delta)
 
     def finish(self) -> None:
         self.done = True
@@ -148,13 +164,7 @@ def new_generation(
     digest = hashlib.sha256(f"steadystream-response:{seed}:{number}".encode())
     ident = digest.hexdigest()
     text_deltas = deltas(params["input"], params["seed"], params["tokens"], params["delta_size"])
-    last = proto.LIFECYCLE_PRELUDE + len(text_deltas)
-    if plan.terminal is None:
-        terminal_at = last
-    elif plan.terminal_at is None:
-        terminal_at = proto.LIFECYCLE_PRELUDE + len(text_deltas) // 2
-    else:
-        terminal_at = min(plan.terminal_at, last)
+    terminal_at = resolve_terminal(plan, proto.LIFECYCLE_PRELUDE, len(text_deltas))
     meta = proto.ResponseMeta(
         id=f"resp_{ident[:32]}",
         item_id=f"msg_{ident[32:64]}",
@@ -171,6 +181,17 @@ def new_generation(
         terminal=plan.terminal,
         terminal_at=terminal_at,
     )
+
+
+def resolve_terminal(plan: FaultPlan, prelude: int, ndeltas: int) -> int:
+    """Where the plan's terminal fault ends a log of ``prelude`` events then ``ndeltas``
+    deltas (``terminal_at`` ``None``: in the middle of the deltas; never past the last)."""
+    last = prelude + ndeltas
+    if plan.terminal is None:
+        return last
+    if plan.terminal_at is None:
+        return prelude + ndeltas // 2
+    return min(plan.terminal_at, last)
 
 
 async def generate(
@@ -251,10 +272,8 @@ async def generate(
 
 def _stop_at(gen: Generation, on_fault: Callable[[str], None]) -> bool:
     """Emit the planned terminal fault event if its sequence number is next."""
-    if gen.terminal is None or len(gen.events) != gen.terminal_at:
+    if not gen.terminal_due(on_fault):
         return False
-    gen.done = True
-    on_fault(gen.terminal)
     if gen.terminal == KIND_ERROR_EVENT:
         gen.status = "failed"
         gen.error = {"code": "server_error", "message": proto.SIMULATED_ERROR_MESSAGE}

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from .. import conventions as conv
+from . import _anthropic as anthropic
 from . import _protocol as proto
 from ._delivery import deliver_status, deliver_stream, deliver_whole, send_json
 from ._faults import (
@@ -45,6 +46,8 @@ ROUTE_RESUME: Final = "GET /v1/responses/{id}?stream=true"
 """Streamed retrieves (resumes) are counted apart from plain retrieves."""
 ROUTE_CANCEL: Final = "POST /v1/responses/{id}/cancel"
 ROUTE_DELETE: Final = "DELETE /v1/responses/{id}"
+ROUTE_MESSAGES: Final = "POST /v1/messages"
+"""Anthropic Messages (see :mod:`._anthropic`)."""
 ROUTE_OTHER: Final = "other"
 
 _STOP_TIMEOUT: Final = 5.0
@@ -106,6 +109,22 @@ class _Stats:
             )
 
 
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the simulator received it (``Upstream(record_requests=True)``)."""
+
+    route: str
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    """Lower-cased names."""
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
 class _ClientError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -143,6 +162,7 @@ class Upstream:
         first_token_latency: float = 0.0,
         max_stored: int = 10_000,
         max_stored_bytes: int = 256 * 1024 * 1024,
+        record_requests: bool = False,
     ) -> None:
         self._profile = resolve_profile(profile)
         self.seed = seed
@@ -159,6 +179,9 @@ class Upstream:
         self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._port: int | None = None
+        self._record = record_requests
+        self._recorded: list[RecordedRequest] = []
+        self._recorded_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ public surface
     @property
@@ -209,6 +232,13 @@ class Upstream:
     def stats(self) -> UpstreamStats:
         """A snapshot of the counters; safe to read from any thread."""
         return self._stats.snapshot()
+
+    @property
+    def recorded_requests(self) -> list[RecordedRequest]:
+        """Every request received, in order, when created with ``record_requests=True`` (so a
+        test can assert what went over the wire); safe to read from any thread."""
+        with self._recorded_lock:
+            return list(self._recorded)
 
     def response(self, response_id: str) -> StoredResponse | None:
         """The stored response ``response_id`` (a snapshot), or ``None`` if unknown."""
@@ -343,7 +373,9 @@ class Upstream:
     async def _dispatch(self, request: Request, writer: asyncio.StreamWriter) -> ResponseWriter:
         parts = [p for p in request.path.split("/") if p]
         route = ROUTE_OTHER
-        if parts[:2] == ["v1", "responses"]:
+        if parts == ["v1", "messages"] and request.method == "POST":
+            route = ROUTE_MESSAGES
+        elif parts[:2] == ["v1", "responses"]:
             if len(parts) == 2 and request.method == "POST":
                 route = ROUTE_CREATE
             elif len(parts) == 3 and request.method == "GET":
@@ -358,7 +390,16 @@ class Upstream:
             keep_alive=request.keep_alive,
             on_status=lambda status: self._stats.request(route, status),
         )
+        if self._record:
+            recorded = RecordedRequest(
+                route, request.method, request.path, dict(request.headers), request.body
+            )
+            with self._recorded_lock:
+                self._recorded.append(recorded)
         try:
+            if route == ROUTE_MESSAGES:
+                await self._messages(request, out)
+                return out
             if route == ROUTE_CREATE:
                 await self._create(request, out)
             elif route in (ROUTE_RETRIEVE, ROUTE_RESUME):
@@ -418,6 +459,72 @@ class Upstream:
             await deliver_whole(
                 gen, plan, out, wait=not params["background"], on_fault=self._stats.fault
             )
+
+    async def _messages(self, request: Request, out: ResponseWriter) -> None:
+        """``POST /v1/messages``: Anthropic Messages, with the same faults as Responses."""
+        try:
+            body = json.loads(request.body or b"null")
+            if not isinstance(body, dict):
+                raise anthropic.PrefillError("the request body must be a JSON object")
+            prompt, prefill, fields = anthropic.parse_messages_request(body, request.headers)
+            tokens = self._int_param(
+                request.headers.get(HEADER_TOKENS, body.get("max_tokens")), "max_tokens", 1
+            )
+            delta_size = self._int_param(
+                request.headers.get(HEADER_DELTA_SIZE), HEADER_DELTA_SIZE, 1
+            )
+            seed = request.headers.get(conv.HEADER_SEED.lower())
+            text_seed = self.seed if seed is None else int(seed)
+            text_deltas = anthropic.continuation_deltas(
+                prompt, prefill, text_seed, tokens, delta_size
+            )
+            plan = self._plan(request, resume=False)
+        except (anthropic.PrefillError, _ClientError, ValueError, UnicodeDecodeError) as exc:
+            message = exc.message if isinstance(exc, _ClientError) else str(exc)
+            body_ = anthropic.error_body("invalid_request_error", message, self._request_id())
+            await out.send(400, proto.dumps(body_).encode(), "application/json", [])
+            return
+        rid = self._request_id()
+        if await deliver_status(
+            plan,
+            out,
+            request_id=rid,
+            on_fault=self._stats.fault,
+            error_body=anthropic.status_error_body,
+        ):
+            return
+        self._created += 1
+        gen = anthropic.new_message(
+            prompt,
+            text_deltas,
+            fields["model"],
+            plan,
+            seed=self.seed,
+            number=self._created,
+            thinking=fields["thinking"],
+        )
+        self._store.add(gen)
+        self._stats.bump("responses_created")
+        gen.task = asyncio.get_running_loop().create_task(
+            anthropic.generate_message(
+                gen,
+                first_token_latency=self.first_token_latency,
+                token_interval=self.token_interval,
+                on_fault=self._stats.fault,
+            )
+        )
+        if fields["stream"]:
+            await deliver_stream(gen, -1, plan, out, request_id=rid, on_fault=self._stats.fault)
+            return
+        while not gen.done:
+            await gen.changed.wait()
+        if gen.error is not None:
+            status = 529 if gen.error["code"] == "overloaded_error" else 500
+            err = anthropic.error_body(gen.error["code"], gen.error["message"], rid)
+            await out.send(status, proto.dumps(err).encode(), "application/json", [])
+            return
+        stop = "max_tokens" if gen.incomplete_reason else "end_turn"
+        await send_json(out, 200, anthropic.message_object(gen, stop))
 
     async def _retrieve(self, response_id: str, request: Request, out: ResponseWriter) -> None:
         stream = request.query.get("stream", "false").lower() == "true"
@@ -550,9 +657,11 @@ __all__ = [
     "ROUTE_CANCEL",
     "ROUTE_CREATE",
     "ROUTE_DELETE",
+    "ROUTE_MESSAGES",
     "ROUTE_OTHER",
     "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
+    "RecordedRequest",
     "Upstream",
     "UpstreamStats",
 ]

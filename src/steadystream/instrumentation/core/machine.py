@@ -61,7 +61,7 @@ from ... import conventions as c
 from .. import errors as e
 from ..core.checkpoint import Checkpoint
 from ..core.reassembly import FenceTracker, json_problem
-from ..providers.base import CONTENT, END, ERROR, KEEPALIVE, STARTED, Reading
+from ..providers.base import CONTENT, END, ERROR, KEEPALIVE, STARTED, UNKNOWN, Reading
 from ..providers.failures import error_class as classify_exception
 from ..providers.registry import feed
 
@@ -407,7 +407,13 @@ class StreamCore:
         self._last_return_t = t
         if r.sequence_number is not None:
             self.sequence_number = r.sequence_number
-        if kind == STARTED:
+        if kind == UNKNOWN:
+            # An item no wire format knows: proof that the attempt is alive. The first-token
+            # clock stops and the idle clock restarts, so a flowing stream of an unknown shape
+            # is timed (idle, total) but never cut for being unknown; it is not content.
+            self._attempt_content = True
+            self._idle_used = 0.0
+        elif kind == STARTED:
             self._announced = True
         elif kind == END:
             self._ended_by_upstream = True

@@ -25,6 +25,7 @@ __all__ = [
     "LIFECYCLE",
     "MISS",
     "STARTED",
+    "UNKNOWN",
     "BaseFormat",
     "FastPath",
     "Reading",
@@ -48,13 +49,21 @@ END: Final = 4
 #: The stream announced its start, so it must end with a terminal event (an item of kind END
 #: or ERROR); a stream that stops without one was cut short.
 STARTED: Final = 5
+#: No registered format recognises the item. It is proof of activity, not content: it stops the
+#: attempt's first-token clock and restarts the idle clock (a flowing stream of a shape the
+#: wrapper does not know is never cut for being unknown), but counts no bytes and no first
+#: token. The registry logs one warning per unknown type.
+UNKNOWN: Final = 6
 
 
 class Reading:
     """What one item means. ``text`` is set for :data:`CONTENT`, ``error_class`` for
-    :data:`ERROR`; ``sequence_number`` and ``response_id`` when the item carries them."""
+    :data:`ERROR`; ``sequence_number`` and ``response_id`` when the item carries them.
+    ``status``: for an in-band error, the HTTP status it stands for when the format says so
+    (Anthropic's ``overloaded_error`` event is a 529 that arrived inside a 200 stream); the
+    retry policy reads it like a response status."""
 
-    __slots__ = ("error_class", "kind", "response_id", "sequence_number", "text")
+    __slots__ = ("error_class", "kind", "response_id", "sequence_number", "status", "text")
 
     def __init__(
         self,
@@ -63,12 +72,14 @@ class Reading:
         sequence_number: int | None = None,
         response_id: str | None = None,
         error_class: str | None = None,
+        status: int | None = None,
     ) -> None:
         self.kind = kind
         self.text = text
         self.sequence_number = sequence_number
         self.response_id = response_id
         self.error_class = error_class
+        self.status = status
 
 
 class _Miss:

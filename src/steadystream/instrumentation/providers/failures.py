@@ -9,7 +9,12 @@ imported:
 
 * an HTTP status: ``status_code`` (the openai SDK's ``APIStatusError``) or
   ``response.status_code`` (httpx's ``HTTPStatusError``): 429 is ``rate_limited``, 5xx
-  ``upstream_5xx``, other 4xx ``upstream_4xx``; 408, 429 and 500/502/503/504 are transient;
+  ``upstream_5xx``, other 4xx ``upstream_4xx``; 408, 429, 500/502/503/504 and 529 (Anthropic's
+  "overloaded") are transient;
+* an error raised on a *successful* response (a status below 400) whose ``body`` a wire format
+  reads as an in-band error: the anthropic SDK raises an ``error`` event that arrives inside a
+  200 stream this way. It keeps the format's class (``upstream_error_event``) and is transient
+  when the status the format says it stands for is (``overloaded_error``: 529);
 * a connect timeout (httpx's ``ConnectTimeout``, also when the openai SDK raised its
   ``APITimeoutError`` from one): ``connect_timeout``, transient. These are the spec's ``dial``
   / ``tls_handshake`` budgets running out inside the client;
@@ -32,6 +37,8 @@ from typing import Any, Final
 
 from ... import conventions as c
 from ..errors import StreamError
+from .base import ERROR
+from .registry import read_item
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -45,7 +52,7 @@ __all__ = [
 ]
 
 #: HTTP statuses retried without a hint from the server.
-RETRYABLE_STATUSES: Final[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUSES: Final[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 # Exception class names (anywhere in the MRO) that mean "the network let us down", for httpx,
 # httpx2, httpcore and the openai SDK, matched by name so none of them is imported here.
@@ -133,6 +140,10 @@ def classify_failure(exc: BaseException) -> Failure:
     """Read a foreign exception (anything but steadystream's own :class:`StreamError`, which
     carries its class): see the module docstring."""
     status, headers = status_and_headers(exc)
+    if status is not None and status < 400:
+        in_band = _in_band_error(exc)
+        if in_band is not None:
+            return in_band
     if status is not None:
         return Failure(error_class_for_status(status), reason_for_status(status), status, headers)
     if is_connect_timeout(exc):
@@ -140,6 +151,17 @@ def classify_failure(exc: BaseException) -> Failure:
     if _names(exc) & _NETWORK_NAMES or isinstance(exc, ConnectionError | TimeoutError | EOFError):
         return Failure(c.ERROR_CLASS_NETWORK, c.RETRY_REASON_NETWORK)
     return Failure(c.ERROR_CLASS_OTHER, None)
+
+
+def _in_band_error(exc: BaseException) -> Failure | None:
+    body = getattr(exc, "body", None)
+    if not isinstance(body, dict):
+        return None
+    reading = read_item(body)
+    if reading.kind != ERROR or reading.error_class is None:
+        return None
+    reason = reason_for_status(reading.status) if reading.status is not None else None
+    return Failure(reading.error_class, reason)
 
 
 def error_class(exc: BaseException) -> str:

@@ -9,9 +9,9 @@
   gets the event and its reason).
 * ``sequence_number`` is read when present (resume by ``starting_after``).
 
-Any other typed item is a lifecycle event: this format is the catch-all for items with a
-string ``type``, so formats registered later (which are asked first) may claim typed items of
-their own.
+Any other ``response.*`` item is a lifecycle event. Items whose ``type`` is neither
+``response.*`` nor ``error`` are not this format's: the registry asks the other formats, and
+an item none of them knows is read as unknown activity (see :data:`~.base.UNKNOWN`).
 
 The fast path: ``response.output_text.delta``, nearly every item of a Responses stream, goes
 straight to ``core.on_content`` with two plain field reads.
@@ -46,6 +46,8 @@ TEXT_DELTA: Final = "response.output_text.delta"
 _CREATED: Final = "response.created"
 _COMPLETED: Final = "response.completed"
 _DELTA_SUFFIX: Final = ".delta"
+_PREFIX: Final = "response."
+_ERROR: Final = "error"
 _ERROR_TYPES: Final = {
     "error": c.ERROR_CLASS_UPSTREAM_EVENT,
     "response.failed": c.ERROR_CLASS_RESPONSE_FAILED,
@@ -90,6 +92,10 @@ def _typed(item: Any, typ: str, getter: Callable[[Any, str], Any]) -> Reading:
     return Reading(LIFECYCLE, "", seq) if seq is not None else _LIFECYCLE
 
 
+def _is_responses_type(typ: Any) -> bool:
+    return isinstance(typ, str) and (typ.startswith(_PREFIX) or typ == _ERROR)
+
+
 def _type_of(item: Any) -> str | None:
     typ = item.get("type") if isinstance(item, dict) else attr(item, "type")
     return typ if isinstance(typ, str) else None
@@ -127,10 +133,10 @@ class ResponsesFormat(BaseFormat):
     def read(self, item: Any) -> Reading | None:
         if isinstance(item, dict):
             typ = item.get("type")
-            return _typed(item, typ, _dict_get) if isinstance(typ, str) else None
+            return _typed(item, typ, _dict_get) if _is_responses_type(typ) else None
         typ = attr(item, "type")
         # Read with a default: SDK events lack fields.
-        return _typed(item, typ, attr) if isinstance(typ, str) else None
+        return _typed(item, typ, attr) if _is_responses_type(typ) else None
 
     def fast_path(self, item: Any) -> FastPath | None:
         if type(item) is dict:

@@ -1,9 +1,9 @@
 """The registry of wire formats, and the reading functions the rest of the package calls.
 
 Formats are asked in turn, the most recently registered first, so a new format may claim items
-a built-in one would otherwise take (the Responses format reads every item with a string
-``type``). Built in, in this order: OpenAI Responses (:mod:`.openai_responses`), then OpenAI
-Chat Completions (:mod:`.openai_chat`). Adding a format is one module implementing
+a built-in one would otherwise take. Built in, in this order: Anthropic Messages
+(:mod:`.anthropic_messages`), OpenAI Responses (:mod:`.openai_responses`), then OpenAI Chat
+Completions (:mod:`.openai_chat`). Adding a format is one module implementing
 :class:`~.base.WireFormat` plus :func:`register`.
 
 What is format-neutral lives here:
@@ -13,7 +13,11 @@ What is format-neutral lives here:
   an ``event`` attribute) is read through :func:`read_sse`: a format's sentinel, else the
   ``data`` parsed as JSON (with the SSE event name as its ``type`` when it has none) and read
   as an item, else plain-text content;
-* anything no format recognises is a lifecycle event (proof of life, not content).
+* anything no format recognises is *unknown* (:data:`~.base.UNKNOWN`): proof of activity for
+  the first-token and idle clocks, never content, so a stream of a shape the wrapper does not
+  know is timed but never cut for being unknown. The first unknown item of each type logs one
+  warning (logger ``steadystream.instrumentation.providers.registry``) naming the type and how
+  to register a format.
 
 Per chunk, the shells call the :data:`~.base.FastPath` that :func:`fast_path` picked for the
 item's class; everything else goes through :func:`read_item`.
@@ -22,16 +26,19 @@ item's class; everything else goes through :func:`read_item`.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any, Final
 
 from ... import conventions as c
+from .anthropic_messages import ANTHROPIC
 from .base import (
     CONTENT,
     ERROR,
     KEEPALIVE,
     LIFECYCLE,
     MISS,
+    UNKNOWN,
     FastPath,
     Reading,
     WireFormat,
@@ -44,6 +51,7 @@ from .openai_responses import RESPONSES
 __all__ = [
     "content_text",
     "describe_error",
+    "describe_type",
     "fast_path",
     "feed",
     "formats",
@@ -60,10 +68,17 @@ __all__ = [
 
 _KEEPALIVE: Final = Reading(KEEPALIVE)
 _LIFECYCLE: Final = Reading(LIFECYCLE)
+_UNKNOWN: Final = Reading(UNKNOWN)
+
+_log = logging.getLogger(__name__)
+# Unknown item types already warned about (bounded: a stream of ever-new types warns at most
+# this many times per process).
+_warned: set[str] = set()
+_MAX_WARNED: Final = 256
 
 _lock = threading.Lock()
 # Asked in this order; replaced (never mutated) on register, so readers need no lock.
-_BUILT_IN: Final[tuple[WireFormat, ...]] = (RESPONSES, CHAT)
+_BUILT_IN: Final[tuple[WireFormat, ...]] = (ANTHROPIC, RESPONSES, CHAT)
 _formats: tuple[WireFormat, ...] = _BUILT_IN
 
 
@@ -103,7 +118,36 @@ def read_item(item: Any) -> Reading:
         data = attr(item, "data")
         if isinstance(data, str) and hasattr(item, "event"):
             return read_sse(data, attr(item, "event"))
-    return _LIFECYCLE
+    _warn_unknown(item)
+    return _UNKNOWN
+
+
+def describe_type(item: Any) -> str:
+    """How an item's type is named in logs: ``dict with type 'x'`` or ``module.Class``."""
+    if isinstance(item, dict):
+        typ = item.get("type")
+        return f"dict with type {typ!r}" if typ is not None else "dict without a 'type'"
+    cls = type(item)
+    typ = attr(item, "type")
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    return f"{name} with type {typ!r}" if isinstance(typ, str) else name
+
+
+def _warn_unknown(item: Any) -> None:
+    key = describe_type(item)
+    if key in _warned or len(_warned) >= _MAX_WARNED:
+        return
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    _log.warning(
+        "steadystream: no registered wire format recognises %s; such items count as activity "
+        "for the first-token and idle timeouts but not as content (no bytes, no first token). "
+        "Register a format for it with steadystream.instrumentation.providers.register("
+        "<a WireFormat>) (see docs/instrumentation.md, 'Registering a wire format').",
+        key,
+    )
 
 
 def read_sse(data: str, event: str | None = None) -> Reading:
