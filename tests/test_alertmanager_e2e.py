@@ -215,18 +215,23 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _should_be_inhibited(alert: dict[str, str], firing: list[dict[str, str]]) -> bool:
     """What one page per incident means, stated from the registry and the tiers: a failure
-    class is silenced while a class that explains it fires; a burn alert while a burn alert of
-    the same SLO fires with a higher severity, or the same severity and a shorter window."""
+    class is silenced while a class that explains it fires; a burn alert while the outage
+    alert of its SLO fires, or a burn alert of the same SLO with a higher severity, or the same
+    severity and a shorter window. Nothing silences the outage alert."""
     fc = alert[names.LABEL_FAILURE_CLASS]
     if fc != names.BURN_FAILURE_CLASS:
         causes = set(explained_by(fc))
         return any(other[names.LABEL_FAILURE_CLASS] in causes for other in firing)
+    if alert["alertname"] == names.ALERT_SLO_OUTAGE:
+        return False
 
     for other in firing:
         if other is alert or other[names.LABEL_FAILURE_CLASS] != names.BURN_FAILURE_CLASS:
             continue
         if other[names.LABEL_SLO] != alert[names.LABEL_SLO]:
             continue
+        if other["alertname"] == names.ALERT_SLO_OUTAGE:
+            return True
         mine, theirs = _RANK[alert["severity"]], _RANK[other["severity"]]
         if theirs > mine or (
             theirs == mine
@@ -303,13 +308,11 @@ def test_a_503_outage_leaves_exactly_one_critical_page(
     left_pages = [labels for labels in left if _RANK[labels["severity"]] >= PAGE]
     assert len(left_pages) == 1, left_pages
     page = left_pages[0]
-    # The page left is the SLO burn with the shortest window: the one to act on first.
-    assert page["alertname"] == names.ALERT_SLO_BURN, page
-    shortest = min(
-        (p for p in pages if p["alertname"] == names.ALERT_SLO_BURN),
-        key=lambda p: parse_duration(p[names.LABEL_LONG]),
-    )
-    assert page == shortest
+    # The page left is the SLO's outage fast path: every stream fails, so it fired first,
+    # and the burn pages that followed are the same incident.
+    assert page["alertname"] == names.ALERT_SLO_OUTAGE, page
+    assert page[names.LABEL_SLO] == "stream-errors", page
+    assert any(p["alertname"] == names.ALERT_SLO_BURN for p in pages), pages
 
     # The unrelated warning is active, and so are the cause's own alerts (they say why).
     assert got[_key(unrelated["labels"])]["status"]["state"] == "active"
@@ -353,14 +356,13 @@ def test_without_the_cause_rules_the_outage_pages_twice(
     generated: tuple[ss.Spec, Path], outage: list[dict[str, Any]]
 ) -> None:
     """The failure-class inhibit rules are what leaves one page: the same alerts in an
-    Alertmanager running only the burn-tier rules leave the retry storm paging beside the
-    SLO burn."""
+    Alertmanager running only the SLO rules (burn tiers and outage) leave the retry storm
+    paging beside the SLO's page."""
     spec, out = generated
     config = yaml.safe_load((out / rules_paths(spec.service)[1]).read_text())
+    slo_sources = {f'alertname="{names.ALERT_SLO_BURN}"', f'alertname="{names.ALERT_SLO_OUTAGE}"'}
     config["inhibit_rules"] = [
-        r
-        for r in config["inhibit_rules"]
-        if f'alertname="{names.ALERT_SLO_BURN}"' in r["source_matchers"]
+        r for r in config["inhibit_rules"] if slo_sources & set(r["source_matchers"])
     ]
     fired = [a["labels"] for a in outage]
     longer = [

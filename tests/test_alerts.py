@@ -31,6 +31,7 @@ from steadystream.alerts import (
     rule_groups,
     rules_paths,
     slo_burn_signals,
+    slo_outage_signals,
     tier_factor,
     windows,
 )
@@ -174,11 +175,17 @@ def test_sli_records_counts_and_ratios_of_sums_for_every_window() -> None:
     for w in windows(spec):
         assert names.slo_error_ratio(w) in by_name and names.slo_burn_rate(w) in by_name
         assert names.slo_events(w) in by_name
+    # Windows up to 6h read the raw counters: exact, and no lag behind the 5 m increases.
     ratio_1h = by_name[names.slo_error_ratio(3600)]["expr"]
-    assert ratio_1h.startswith(f"sum_over_time({names.SLO_BAD_5M}{{")
-    # No-traffic windows are filtered (no sample), never divided by zero.
-    assert f"sum_over_time({names.SLO_TOTAL_5M}" in ratio_1h and "[1h]) > 0)" in ratio_1h
-    assert by_name[names.slo_events(3600)]["expr"].endswith("[1h]) / 5")
+    assert ratio_1h.startswith("(clamp_min(sum(increase(stream_first_token_latency_ms_count{")
+    assert ratio_1h.endswith("[1h])) > 0)")  # no traffic: no sample, never a division by 0
+    assert by_name[names.slo_events(3600)]["expr"].startswith("sum(increase(")
+    assert by_name[names.slo_events(21600)]["expr"].endswith("[6h]))")
+    # Longer windows sum the recorded 5 m increases: one series per SLO over days.
+    ratio_1d = by_name[names.slo_error_ratio(86400)]["expr"]
+    assert ratio_1d.startswith(f"sum_over_time({names.SLO_BAD_5M}{{")
+    assert f"sum_over_time({names.SLO_TOTAL_5M}" in ratio_1d and "[1d]) > 0)" in ratio_1d
+    assert by_name[names.slo_events(86400)]["expr"].endswith("[1d]) / 5")
     assert by_name[names.SLO_BUDGET_REMAINING]["expr"].startswith("1 - steadystream:")
     assert by_name[names.slo_burn_rate(3600)]["expr"].endswith(" / 0.05")
 
@@ -222,7 +229,7 @@ def test_burn_alert_labels_annotations_and_low_traffic_guard() -> None:
         "short": "5m",
         "slo": "time-to-first-token",
     }
-    assert alert["for"] == "2m"
+    assert "for" not in alert  # the short window rides out a bad scrape; `for` only delays
     assert "steadystream:slo_events_total:1h{" in alert["expr"] and ">= 50)" in alert["expr"]
     ann = alert["annotations"]
     assert ann["runbook_url"] == c.slo_runbook("time-to-first-token")
@@ -326,7 +333,8 @@ def test_failure_class_overrides_threshold_for_severity_enabled() -> None:
 def test_alerts_are_built_from_the_signals_triage_uses() -> None:
     """Every alert's expr is exactly ``signal.condition``: triage and alerts agree."""
     spec = ss.load_spec(GOLDEN / "minimal" / "slo.yaml")
-    signals: list[Signal] = [s for group in slo_burn_signals(spec).values() for s in group]
+    signals: list[Signal] = list(slo_outage_signals(spec).values())
+    signals += [s for group in slo_burn_signals(spec).values() for s in group]
     signals += [s for group in failure_class_signals(spec).values() for s in group]
     alerts = _alerts(spec)
     assert [a["expr"] for a in alerts] == [s.condition for s in signals]
@@ -336,10 +344,69 @@ def test_alerts_are_built_from_the_signals_triage_uses() -> None:
         assert s.description and s.summary and s.runbook
     assert list(failure_class_signals(spec)) == list(c.FAILURE_CLASSES)
     assert list(slo_burn_signals(spec)) == [slo.name for slo in spec.slos]
+    assert list(slo_outage_signals(spec)) == [slo.name for slo in spec.slos]
 
 
 def _burn_inhibits(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rules if f'alertname="{names.ALERT_SLO_BURN}"' in r["source_matchers"]]
+
+
+def _outage_inhibits(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rules if f'alertname="{names.ALERT_SLO_OUTAGE}"' in r["source_matchers"]]
+
+
+def test_the_outage_page_silences_every_burn_alert_of_its_slo() -> None:
+    """The fast path pages first; the burn pages that follow are the same incident. Turned
+    off, it has no alert and no inhibit rule."""
+    spec = _spec(selector={"job": "gw"})
+    assert _outage_inhibits(inhibit_rules(spec)) == [
+        {
+            "equal": ["job", "service", "slo"],
+            "source_matchers": [f'alertname="{names.ALERT_SLO_OUTAGE}"', 'service="chat-gateway"'],
+            "target_matchers": [f'alertname="{names.ALERT_SLO_BURN}"', 'service="chat-gateway"'],
+        }
+    ]
+    off = _spec(alerting={"outage": {"enabled": False}})
+    assert not _outage_inhibits(inhibit_rules(off))
+    assert not [a for a in _alerts(off) if a["alert"] == names.ALERT_SLO_OUTAGE]
+
+
+def test_outage_fast_path_reads_the_5m_ratio_with_a_guard_no_single_failure_meets() -> None:
+    """One outage alert per SLO on the 5 m bad share, guarded by its events; the guard is
+    min_events, raised so that one bad event alone never exceeds the threshold."""
+    outage = [a for a in _alerts(_spec()) if a["alert"] == names.ALERT_SLO_OUTAGE]
+    assert [a["labels"]["slo"] for a in outage] == [
+        "time-to-first-token",
+        "recovery-time",
+        "stream-errors",
+    ]
+    assert outage[0]["expr"].startswith("(steadystream:slo_error_ratio:5m{")
+    assert outage[0]["expr"].endswith(">= 20)) > 0.5") and "for" not in outage[0]
+    assert outage[0]["labels"]["severity"] == "critical"
+    custom = _spec(alerting={"outage": {"ratio": "90%", "for": "1m", "severity": "page"}})
+    rule = next(a for a in _alerts(custom) if a["alert"] == names.ALERT_SLO_OUTAGE)
+    assert rule["expr"].endswith(") > 0.9") and rule["for"] == "1m"
+    assert rule["labels"]["severity"] == "page"
+
+
+def test_each_burn_tier_guard_keeps_one_bad_event_under_its_threshold() -> None:
+    """A 99.9% SLO's 1h tier fires above 1.44% bad: 20 events would let one failure (5%)
+    page, so its floor is 70; the 3d ticket's (0.1%) is 1001."""
+    spec = _spec(
+        period="30d",
+        slos=[
+            {
+                "name": "errors",
+                "objective": "99.9%",
+                "indicator": {
+                    "errors": {"errors": "stream_errors_total", "total": "stream_requests_total"}
+                },
+            }
+        ],
+    )
+    burn = [a for a in _alerts(spec) if a["alert"] == names.ALERT_SLO_BURN]
+    floors = [a["expr"].split(">= ")[1].split(")")[0] for a in burn]
+    assert floors == ["70", "167", "334", "1001"]
 
 
 def test_inhibit_rules_let_a_page_silence_the_ticket_of_the_same_slo() -> None:
@@ -392,7 +459,7 @@ def test_inhibit_rules_silence_each_failure_class_under_the_classes_that_explain
     got = {
         (r["source_matchers"][0], r["target_matchers"][0])
         for r in inhibit_rules(spec)
-        if r not in _burn_inhibits(inhibit_rules(spec))
+        if r not in _burn_inhibits(inhibit_rules(spec)) + _outage_inhibits(inhibit_rules(spec))
     }
     want = {
         (f'failure_class="{cause}"', f'failure_class="{fc.id}"')

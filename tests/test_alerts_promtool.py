@@ -112,14 +112,16 @@ def test_low_traffic_tests_fail_against_rules_without_the_guard(
         {"version": 1, "service": "chat-gateway", "alerting": {"min_events": 0}}
     )
     rules, tests = _write(guarded, tmp_path)
-    _only(tests, "low traffic")
+    _only(tests, "low")  # "low traffic" (failure classes), "low-traffic floor" (SLOs)
     _assert_ok(_run(promtool, "test", "rules", tests.name, cwd=tests.parent))
 
     rules.write_text(render_rules(unguarded, Source("slo.yaml", "0" * 64))[f"alerts/{rules.name}"])
     proc = _run(promtool, "test", "rules", tests.name, cwd=tests.parent)
     assert proc.returncode != 0
     assert "low traffic" in proc.stdout + proc.stderr
+    assert "low-traffic floor" in proc.stdout + proc.stderr
     assert names.ALERT_SLO_BURN in proc.stdout + proc.stderr
+    assert names.ALERT_SLO_OUTAGE in proc.stdout + proc.stderr
 
 
 def test_generated_tests_catch_a_latency_sli_on_the_wrong_bucket(

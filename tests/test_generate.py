@@ -193,7 +193,7 @@ def test_check_shows_a_unified_diff_of_a_stale_file(
     out = tmp_path / "out"
     assert _generate(str(spec_file), "--out", str(out)) == 0
     rules = out / "alerts" / "chat-gateway.rules.yaml"
-    rules.write_text(rules.read_text().replace("for: 2m", "for: 9m", 1))
+    rules.write_text(rules.read_text().replace("for: 15m", "for: 9m", 1))
     before = _snapshot(out)
     capsys.readouterr()
     assert _generate(str(spec_file), "--out", str(out), "--check") == 1
@@ -201,7 +201,7 @@ def test_check_shows_a_unified_diff_of_a_stale_file(
     assert "--- a/alerts/chat-gateway.rules.yaml\n+++ b/alerts/chat-gateway.rules.yaml\n" in (
         captured.out
     )
-    assert "-        for: 9m\n" in captured.out and "+        for: 2m\n" in captured.out
+    assert "-        for: 9m\n" in captured.out and "+        for: 15m\n" in captured.out
     assert "would change" in captured.err
     assert _snapshot(out) == before  # --check writes nothing
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import httpx
 
 from . import conventions as c
-from .catalog.alerting import failure_class_signals, slo_burn_signals
+from .catalog.alerting import failure_class_signals, slo_burn_signals, slo_outage_signals
 from .catalog.classes import explained_by as _explained_by
 from .catalog.classes import failure_class
 from .catalog.promql import matcher
@@ -468,6 +468,7 @@ def checks_for(spec: Spec) -> list[Check]:
         for signals in slo_burn_signals(spec).values()
         for signal in signals
     ]
+    checks += [Check.from_signal("slo_burn", s) for s in slo_outage_signals(spec).values()]
     return checks
 
 

@@ -18,7 +18,7 @@ fires on.
 from __future__ import annotations
 
 from ..catalog import names
-from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.alerting import failure_class_signals, slo_burn_signals, slo_outage_signals
 from ..catalog.promql import matcher_labels
 from ..catalog.signal import Signal, format_threshold, tier_factor
 from ._render import render_rules, rules_paths
@@ -45,6 +45,7 @@ __all__ = [
     "rule_groups",
     "rules_paths",
     "slo_burn_signals",
+    "slo_outage_signals",
     "tier_factor",
     "windows",
 ]

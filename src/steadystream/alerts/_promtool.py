@@ -1,5 +1,10 @@
-"""Generated promtool unit tests: every alert fires on synthetic series at the expected minute
-with the expected labels and annotations, and stays silent on healthy and low-traffic series.
+"""Generated promtool unit tests that guard every alert's logic: it fires just above its
+threshold at the expected minute with the expected labels and annotations, and not just below
+it; it respects its low-traffic guard (silent one event under it, firing the minute it is met)
+and its ``for``; it resolves once the burn stops; a burn tier fires on neither window alone.
+
+Burn and outage expectations come from :class:`_Sim`, which evaluates the SLI recording rules
+on the test's counters; failure-class expectations from each scenario's value function.
 
 The synthetic counters grow linearly from zero and are sampled every minute, so every
 ``increase`` over 5 m is an exact integer (Prometheus does not extrapolate a counter below
@@ -18,9 +23,14 @@ from typing import Any
 
 from .. import conventions as c
 from ..catalog import names as n
-from ..catalog.alerting import fc_signals_with_scenarios
-from ..catalog.promql import dur, matcher_labels, quote
-from ..catalog.signal import Signal
+from ..catalog.alerting import (
+    FIVE_MINUTES,
+    burn_event_floor,
+    fc_signals_with_scenarios,
+    slo_outage_signals,
+)
+from ..catalog.promql import dur, matcher_labels, num, quote
+from ..catalog.signal import Signal, event_floor
 from ..spec import SLO, Spec
 from ._rules import (
     SAMPLES_PER_5M,
@@ -29,6 +39,7 @@ from ._rules import (
     error_budget,
     expected,
     fc_description,
+    raw_window,
     rule_groups,
 )
 
@@ -140,150 +151,433 @@ def _sli_series(
     ]
 
 
-def _window_sum(per_minute: int, minute: int, window: float) -> int:
-    """``sum_over_time`` of the recorded 5 m increases of a counter growing ``per_minute``
-    from minute 0, at ``minute``: samples from minute 1 (the first with two points) within
-    the closed range ``[minute - window, minute]``."""
-    first = max(1, minute - int(window // 60))
-    return sum(per_minute * min(s, 5) for s in range(first, minute + 1))
+def _encode(values: list[int]) -> str:
+    """Cumulative per-minute values in promtool's expanding notation (``a+bxn`` segments)."""
+    out = []
+    i = 0
+    while i < len(values):
+        j = i + 1
+        if j < len(values):
+            step = values[j] - values[i]
+            while j + 1 < len(values) and values[j + 1] - values[j] == step:
+                j += 1
+            sign = "+" if step >= 0 else "-"
+            out.append(f"{values[i]}{sign}{abs(step)}x{j - i}")
+            i = j + 1
+        else:
+            out.append(str(values[i]))
+            i = j
+    return " ".join(out)
 
 
-def _pick_bad(budget: float, low: float, high: float, factor: float) -> tuple[int, int]:
-    """(bad, total) per minute whose burn rate is above ``factor``, aiming between ``low``
-    and ``high`` error ratios."""
-    totals = (1000, 10_000, 100_000)
-    for total in totals:
-        bad = min(total, max(1, round((low + high) / 2 * total)))
-        if (bad / total) / budget > factor and bad / total < high:
+#: A burn scenario's traffic: (bad, total) events added in each minute from minute 1 on.
+Shape = Callable[[int], tuple[int, int]]
+
+
+class _Sim:
+    """The SLI recording rules and the burn and outage alerts of one SLO, evaluated in Python
+    on the counters a :data:`Shape` makes, with the same float operations in the same order
+    as Prometheus, so the generated tests predict firing minutes and annotation text exactly.
+
+    Counters start at 0 at minute 0 and are sampled every minute; ranges are closed (as in
+    Prometheus 2), so ``increase`` over a window is the exact growth: the window's first
+    sample exists, or it is the counter's 0 at minute 0, below which Prometheus does not
+    extrapolate.
+    """
+
+    def __init__(self, spec: Spec, slo: SLO, shape: Shape, minutes: int) -> None:
+        self.spec, self.slo = spec, slo
+        self.budget = error_budget(slo)
+        self.bad = [0]
+        self.total = [0]
+        for m in range(1, minutes + 1):
+            b, t = shape(m)
+            self.bad.append(self.bad[-1] + b)
+            self.total.append(self.total[-1] + t)
+        # Prefix sums of the recorded 5 m increases (integers, so the float sums Prometheus
+        # makes are exact whatever their order).
+        self.bad5 = [0]
+        self.total5 = [0]
+        for m in range(1, minutes + 1):
+            self.bad5.append(self.bad5[-1] + self.bad[m] - self.bad[max(0, m - 5)])
+            self.total5.append(self.total5[-1] + self.total[m] - self.total[max(0, m - 5)])
+        self.tiers = [a for a in burn_alerts(spec) if a.slo.name == slo.name]
+        self.outage = slo_outage_signals(spec).get(slo.name)
+
+    def _inc(self, series: list[int], t: int, window_min: int) -> float | None:
+        if t < 1:
+            return None  # one sample: no increase yet
+        return float(series[t] - series[max(0, t - window_min)])
+
+    def _counts(self, window: float, t: int) -> tuple[float, float] | None:
+        """(bad, total) as the window's recorded ratio divides them (sums of 5 m increases
+        for the long windows), or None without a sample."""
+        w = int(window // 60)
+        if raw_window(self.spec, window) or window == FIVE_MINUTES:
+            bad, total = self._inc(self.bad, t, w), self._inc(self.total, t, w)
+            if bad is None or total is None:
+                return None
             return bad, total
-    for total in totals:
-        bad = min(total, max(1, round((low + high) / 2 * total)))
-        if (bad / total) / budget > factor:
-            return bad, total
-    return totals[-1], totals[-1]
+        if t < 1:
+            return None
+        first = max(1, t - w)
+        bad = float(self.bad5[t] - self.bad5[first - 1])
+        total = float(self.total5[t] - self.total5[first - 1])
+        return bad, total
+
+    def events(self, window: float, t: int) -> float | None:
+        counts = self._counts(window, t)
+        if counts is None:
+            return None
+        if raw_window(self.spec, window) or window == FIVE_MINUTES:
+            return counts[1]
+        return counts[1] / SAMPLES_PER_5M
+
+    def ratio(self, window: float, t: int) -> float | None:
+        counts = self._counts(window, t)
+        if counts is None or counts[1] <= 0:
+            return None
+        return counts[0] / counts[1]
+
+    def burn(self, window: float, t: int) -> float | None:
+        ratio = self.ratio(window, t)
+        return None if ratio is None else ratio / self.budget
+
+    def _tier_true(self, a: BurnAlert, t: int) -> bool:
+        long_, short = self.burn(a.long, t), self.burn(a.short, t)
+        floor = burn_event_floor(self.spec, self.slo, a.signal.threshold)
+        events = self.events(a.long, t)
+        return (
+            long_ is not None
+            and short is not None
+            and short > a.signal.threshold
+            and (floor <= 0 or (events is not None and events >= floor))
+            and long_ > a.signal.threshold
+        )
+
+    def _outage_true(self, t: int) -> bool:
+        signal = self.outage
+        assert signal is not None
+        ratio = self.ratio(FIVE_MINUTES, t)
+        floor = event_floor(self.spec, signal.threshold)
+        events = self.events(FIVE_MINUTES, t)
+        return (
+            ratio is not None
+            and (floor <= 0 or (events is not None and events >= floor))
+            and ratio > signal.threshold
+        )
+
+    @staticmethod
+    def _held(true: Callable[[int], bool], t: int, for_: float | None) -> bool:
+        return all(true(m) for m in range(max(0, t - ceil_minutes(for_)), t + 1))
+
+    def tier_fires(self, a: BurnAlert, t: int) -> bool:
+        return self._held(lambda m: self._tier_true(a, m), t, a.signal.for_)
+
+    def outage_fires(self, t: int) -> bool:
+        return self.outage is not None and self._held(self._outage_true, t, self.outage.for_)
+
+    def burn_alerts_at(self, t: int) -> list[tuple[dict[str, str], dict[str, str]]]:
+        out = []
+        for a in self.tiers:
+            if not self.tier_fires(a, t):
+                continue
+            burn = self.burn(a.long, t)
+            assert burn is not None
+            period = self.ratio(self.spec.period, t)
+            remaining = None if period is None else 1 - period / self.budget
+            exhaustion = None if remaining is None else remaining * self.spec.period / burn
+            ctx = {"value": burn, "remaining": remaining, "exhaustion": exhaustion}
+            out.append((_labels(a.signal), _annotations(a.signal, expected(a.description, ctx))))
+        return out
+
+    def outage_alerts_at(self, t: int) -> list[tuple[dict[str, str], dict[str, str]]]:
+        if not self.outage_fires(t):
+            return []
+        signal = self.outage
+        assert signal is not None
+        value = self.ratio(FIVE_MINUTES, t)
+        return [
+            (
+                _labels(signal),
+                _annotations(signal, expected(fc_description(signal), {"value": value})),
+            )
+        ]
+
+    def series(self) -> list[tuple[str, str]]:
+        good = [t - b for b, t in zip(self.bad, self.total, strict=True)]
+        return _sli_series(
+            self.spec, self.slo, _encode(self.bad), _encode(self.total), _encode(good)
+        )
 
 
 @dataclass
 class _SloRun:
-    """One SLO's part of a burn-rate test: its series and the alerts it fires at each minute."""
+    """One SLO's part of a burn test group: its traffic, the minutes checked, and why."""
 
     slo: SLO
     label: str
-    series: Callable[[int], list[tuple[str, str]]]
-    expect: Callable[[int], list[tuple[dict[str, str], dict[str, str]]]]
+    shape: Shape
     minutes: list[int]
 
 
-def _burn_runs(spec: Spec) -> dict[str, list[_SloRun]]:
-    """Per scenario (one per tier, healthy, low traffic), each SLO's run."""
-    alerts = burn_alerts(spec)
-    min_events = spec.alerting.min_events
-    runs: dict[str, list[_SloRun]] = {}
-    for slo in spec.slos:
-        mine = [a for a in alerts if a.slo.name == slo.name]
-        if not mine:
-            continue
-        budget = error_budget(slo)
-        factors = sorted({a.signal.threshold for a in mine})
+def _first(pred: Callable[[int], bool], start: int, stop: int) -> int | None:
+    return next((t for t in range(start, stop + 1) if pred(t)), None)
 
-        def fire_minute(a: BurnAlert, total: int) -> int:
-            # First minute the low-traffic floor holds over the long window, plus ``for``.
-            minute = 1
-            while (
-                min_events > 0 and _window_sum(total, minute, a.long) / SAMPLES_PER_5M < min_events
-            ):
-                minute += 1
-            return minute + ceil_minutes(a.signal.for_)
 
-        def expect(
-            minute: int,
-            bad: int,
-            total: int,
-            mine: list[BurnAlert] = mine,
-            budget: float = budget,
-        ) -> list[tuple[dict[str, str], dict[str, str]]]:
-            # The same operations, in the same order, as the recording rules and annotations.
-            out = []
+def _fraction(share: float, near: float, above: Callable[[float], bool]) -> tuple[int, int] | None:
+    """(bad, total) per minute whose ratio is just past ``share``: on the side of ``near``
+    (a factor such as 1.1 or 0.9) and within it. ``above(ratio)`` is the alert's own
+    comparison, in the rule's float operations, so a ratio that rounds onto the threshold is
+    never taken for one past it. None when no such pair exists."""
+    for total in (1000, 10_000, 100_000):
+        guess = math.floor(share * total)
+        for bad in range(max(0, guess - 2), min(total, guess + 3) + 1):
             ratio = bad / total
-            burn = ratio / budget
-            remaining = 1 - ratio / budget
-            exhaustion = remaining * spec.period / burn if burn > 0 else None
-            for a in mine:
-                if burn > a.signal.threshold and fire_minute(a, total) <= minute:
-                    ctx = {"value": burn, "remaining": remaining, "exhaustion": exhaustion}
-                    out.append(
-                        (_labels(a.signal), _annotations(a.signal, expected(a.description, ctx)))
-                    )
-            return out
+            if near > 1 and above(ratio) and ratio <= share * near:
+                return bad, total
+        for bad in range(min(total, guess + 2), max(-1, guess - 3), -1):
+            ratio = bad / total
+            if near < 1 and not above(ratio) and ratio >= share * near:
+                return bad, total
+    return None
 
-        def constant(
-            bad: int, total: int, slo: SLO = slo
-        ) -> Callable[[int], list[tuple[str, str]]]:
-            return lambda m: _sli_series(
-                spec, slo, _linear(bad, m), _linear(total, m), _linear(total - bad, m)
-            )
 
-        for a in mine:
-            factor = a.signal.threshold
-            higher = [f for f in factors if f > factor]
-            low = factor * budget
-            high = min(higher[0] * budget if higher else 1.0, 1.0)
-            if factor < 1:
-                # Burn below 1x leaves budget to spend, so the test also pins the "exhausted
-                # in <duration>" text, not only "already exhausted".
-                high = min(high, budget)
-            if low >= 1:
-                continue  # cannot fire: every event would have to fail
-            bad, total = _pick_bad(budget, low, high, factor)
-            at = fire_minute(a, total)
-            runs.setdefault(f"{dur(a.long)}/{dur(a.short)} {a.signal.severity}", []).append(
-                _SloRun(
-                    slo,
-                    f"{slo.name} {bad}/{total} bad (burn {bad / total / budget:.4g}x > "
-                    f"{factor:g}x) fires at {at}m",
-                    constant(bad, total),
-                    lambda m, bad=bad, total=total, expect=expect: expect(m, bad, total),
-                    [at - 1, at] if at > 1 else [at],
-                )
-            )
+def _constant(bad: int, total: int) -> Shape:
+    return lambda m: (bad, total)
 
-        # Healthy: burning at half the slowest tier's factor, checked after every tier's ``for``.
-        total = 1000
-        bad = math.floor(factors[0] * budget / 2 * total)
-        last = max(fire_minute(a, total) for a in mine)
-        runs.setdefault("healthy", []).append(
-            _SloRun(
+
+def _until(stop: int, bad: int, total: int, then: int = 0) -> Shape:
+    """``bad`` of ``total`` per minute until minute ``stop``, then ``then`` bad."""
+    return lambda m: (bad if m <= stop else then, total)
+
+
+def _after(start: int, bad: int, total: int, before: int = 0) -> Shape:
+    """``before`` bad until minute ``start``, then ``bad`` of ``total`` per minute."""
+    return lambda m: (bad if m > start else before, total)
+
+
+def _edge(heavy: int, quiet: int, tail: int, bad: int, total: int) -> Shape:
+    """Every event bad for ``heavy`` minutes, none for ``quiet``, then ``bad`` of ``total``
+    for ``tail`` minutes: a window of ``quiet + tail`` minutes sees only the tail burning,
+    a longer one the heavy start too."""
+    return lambda m: (total if m <= heavy else bad if m > heavy + quiet else 0, total)
+
+
+#: Longest burn scenario, in minutes (bounds the search for a scenario's minutes).
+_HORIZON = 3 * 24 * 60
+
+
+def _tier_runs(spec: Spec, slo: SLO, a: BurnAlert) -> dict[str, _SloRun]:
+    """The logic checks of one tier: fires just above its factor and not just below it, not
+    when only its long or only its short window burns, resolves once the burn stops, fires
+    exactly when its low-traffic floor is reached, and reads no more than its long window."""
+    f = a.signal.threshold
+    budget = error_budget(slo)
+    share = f * budget
+    tier = f"{dur(a.long)}/{dur(a.short)}"
+    runs: dict[str, _SloRun] = {}
+    if share >= 1:
+        return runs  # cannot fire: every event would have to be bad
+    sim = lambda shape, end: _Sim(spec, slo, shape, end)  # noqa: E731
+
+    def burns(ratio: float) -> bool:
+        return ratio / budget > f
+
+    def fire_minute(shape: Shape) -> int | None:
+        s = sim(shape, _HORIZON)
+        return _first(lambda t: s.tier_fires(a, t), 1, _HORIZON)
+
+    above = _fraction(share, 1.1, burns)
+    below = _fraction(share, 0.9, burns)
+    if above is not None:
+        at = fire_minute(_constant(*above))
+        if at is not None:
+            runs[f"{tier} just above"] = _SloRun(
                 slo,
-                f"{slo.name} {bad}/{total} bad never fires",
-                constant(bad, total),
-                lambda m: [],
-                [last],
+                f"{slo.name} {above[0]}/{above[1]} bad fires {tier} at {at}m",
+                _constant(*above),
+                sorted({max(at - 1, 1), at}),
             )
-        )
-
-        # Low traffic: one failed event at minute 10 would fire every tier without the
-        # ``min_events`` floor; each tier is checked when its ``for`` would have elapsed.
-        if min_events >= 2:
-
-            def one_bad_event(m: int, slo: SLO = slo) -> list[tuple[str, str]]:
-                one = f"0x9 1x{max(m - 10, 0)}"
-                return _sli_series(spec, slo, one, one, _flat(0, m))
-
-            runs.setdefault(f"low traffic (< {min_events} events)", []).append(
-                _SloRun(
+            if below is not None:
+                runs[f"{tier} just below"] = _SloRun(
                     slo,
-                    f"{slo.name} one failed event never fires",
-                    one_bad_event,
-                    lambda m: [],
-                    sorted({10 + ceil_minutes(a.signal.for_) for a in mine}),
+                    f"{slo.name} {below[0]}/{below[1]} bad: {tier} silent at {at}m",
+                    _constant(*below),
+                    [at],
                 )
+    short_min = int(a.short // 60)
+    long_min = int(a.long // 60)
+    # Only the long window burns: every event bad until the tier fires, then a share just
+    # under the factor; one short window later the short window reads just under it while
+    # the long window still burns, and the tier has resolved.
+    scale = below[1] if below is not None else 1000
+    tail = below[0] if below is not None else 0
+    at = fire_minute(_constant(scale, scale))
+    if at is not None:
+        stop = at
+        while stop <= _HORIZON // 4:
+            end = stop + 2 * short_min + 5
+            s = sim(_until(stop, scale, scale, tail), end)
+
+            def only_long(t: int, s: _Sim = s) -> bool:
+                long_, short = s.burn(a.long, t), s.burn(a.short, t)
+                return long_ is not None and long_ > f and (short is None or short <= f)
+
+            quiet = _first(only_long, stop + 1, end)
+            if quiet is not None:
+                runs[f"{tier} only the long window"] = _SloRun(
+                    slo,
+                    f"{slo.name} every event bad until {stop}m, then {tail}/{scale}: {tier} "
+                    f"fires, then resolves at {quiet}m with only the long window burning",
+                    _until(stop, scale, scale, tail),
+                    [stop, quiet],
+                )
+                break
+            stop += max(1, short_min // 4)
+    # Only the short window burns: a healthy history just long enough that one short window
+    # just above the factor leaves the long window just under it (between 0.8 and 0.9 of it).
+    if above is not None:
+        start = 1
+        step = max(1, short_min // 24)
+        while start <= _HORIZON // 4:
+            end = start + short_min
+            s = sim(_after(start, *above), end)
+            long_, short = s.burn(a.long, end), s.burn(a.short, end)
+            if short is not None and short > f and long_ is not None and long_ <= 0.9 * f:
+                runs[f"{tier} only the short window"] = _SloRun(
+                    slo,
+                    f"{slo.name} healthy {start}m then {above[0]}/{above[1]} bad: {tier} "
+                    f"silent at {end}m",
+                    _after(start, *above),
+                    [end],
+                )
+                break
+            start += step
+    # The long window's edge: a heavy burn just outside it, then a short window just above
+    # the factor. A rule that read a longer window would see the heavy burn and fire.
+    if above is not None and raw_window(spec, a.long) and long_min <= 60:
+        shape = _edge(long_min, long_min - short_min, short_min, *above)
+        end = 2 * long_min
+        s = sim(shape, end)
+        if not s.tier_fires(a, end):
+            runs[f"{tier} long window edge"] = _SloRun(
+                slo,
+                f"{slo.name} all bad for {long_min}m, then healthy, then {above[0]}/{above[1]}"
+                f" bad: {tier} silent at {end}m",
+                shape,
+                [end],
+            )
+    # The low-traffic floor: every event bad, arriving slowly; silent the minute before the
+    # long window holds the floor's events, firing the minute it does.
+    floor = burn_event_floor(spec, slo, f)
+    if floor >= 2:
+        per_min = max(1, floor // 50)
+        s = sim(_constant(per_min, per_min), _HORIZON)
+        fires = _first(lambda t: s.tier_fires(a, t), 1, _HORIZON)
+        if fires is not None and fires > 1:
+            runs[f"{tier} low-traffic floor"] = _SloRun(
+                slo,
+                f"{slo.name} {per_min}/min all bad: {tier} silent under {floor} events, "
+                f"fires at {fires}m",
+                _constant(per_min, per_min),
+                [fires - 1, fires],
             )
     return runs
 
 
+def _outage_runs(spec: Spec, slo: SLO) -> dict[str, _SloRun]:
+    """The fast path's checks: a hard outage after a healthy hour fires at its third minute;
+    fires just above its share, not just below; resolves once 5 m are clean again; respects
+    its low-traffic floor."""
+    signal = slo_outage_signals(spec).get(slo.name)
+    runs: dict[str, _SloRun] = {}
+    if signal is None:
+        return runs
+    thr = signal.threshold
+
+    def fires(shape: Shape, start: int, stop: int) -> int | None:
+        s = _Sim(spec, slo, shape, stop)
+        return _first(s.outage_fires, start, stop)
+
+    total = 1000
+    at = fires(_after(60, total, total), 61, 90)
+    if at is not None:
+        runs["outage after a healthy hour"] = _SloRun(
+            slo,
+            f"{slo.name} every event bad from 60m: outage fires at {at}m",
+            _after(60, total, total),
+            [at - 1, at],
+        )
+        stop = at + 5
+        back = fires(
+            _until(stop, total, total), stop + 1, stop + 15
+        )  # still firing right after the stop
+        s = _Sim(spec, slo, _until(stop, total, total), stop + 15)
+        clear = _first(lambda t: not s.outage_fires(t), stop + 1, stop + 15)
+        if clear is not None and back is not None:
+            runs["outage resolves"] = _SloRun(
+                slo,
+                f"{slo.name} every event bad until {stop}m: outage resolves at {clear}m",
+                _until(stop, total, total),
+                [stop, clear],
+            )
+    for near, word in ((1.1, "above"), (0.9, "below")):
+        pick = _fraction(thr, near, lambda ratio: ratio > thr)
+        if pick is None:
+            continue
+        first = fires(_constant(*pick), 1, 30)
+        check = first if first is not None else 10
+        runs[f"outage just {word}"] = _SloRun(
+            slo,
+            f"{slo.name} {pick[0]}/{pick[1]} bad: outage "
+            + (f"fires at {first}m" if first is not None else f"silent at {check}m"),
+            _constant(*pick),
+            sorted({max(check - 1, 1), check}),
+        )
+    floor = event_floor(spec, thr)
+    if floor >= 2:
+        per_min = math.ceil(floor / SAMPLES_PER_5M)
+        first = fires(_constant(per_min, per_min), 1, 30)
+        if first is not None and first > 1:
+            runs["outage low-traffic floor"] = _SloRun(
+                slo,
+                f"{slo.name} {per_min}/min all bad: outage silent under {floor} events in 5m, "
+                f"fires at {first}m",
+                _constant(per_min, per_min),
+                [first - 1, first],
+            )
+    return runs
+
+
+def _burn_runs(spec: Spec) -> dict[str, list[_SloRun]]:
+    """Per scenario, each SLO's run."""
+    alerts = burn_alerts(spec)
+    runs: dict[str, list[_SloRun]] = {}
+    for slo in spec.slos:
+        mine = [a for a in alerts if a.slo.name == slo.name]
+        scenarios: dict[str, _SloRun] = {}
+        for a in mine:
+            scenarios.update(_tier_runs(spec, slo, a))
+        scenarios.update(_outage_runs(spec, slo))
+        if mine:
+            # Healthy: burning at half the slowest tier's factor never fires.
+            factors = sorted(a.signal.threshold for a in mine)
+            total = 1000
+            bad = math.floor(factors[0] * error_budget(slo) / 2 * total)
+            scenarios["healthy"] = _SloRun(
+                slo, f"{slo.name} {bad}/{total} bad never fires", _constant(bad, total), [90]
+            )
+        for key, run in scenarios.items():
+            runs.setdefault(key, []).append(run)
+    return runs
+
+
 def _burn_cases(spec: Spec) -> list[Case]:
-    """Burn-rate test groups. SLOs whose input series differ share a group (promtool
-    evaluates every rule each minute of every group, so fewer, longer groups run faster)."""
+    """Burn-rate and outage test groups. SLOs whose input series differ share a group
+    (promtool evaluates every rule each minute of every group, so fewer, longer groups run
+    faster). Each checked minute asserts every burn and outage alert of the group's SLOs."""
+    alerts = [n.ALERT_SLO_BURN] + ([n.ALERT_SLO_OUTAGE] if slo_outage_signals(spec) else [])
     cases = []
     for scenario, runs in _burn_runs(spec).items():
         batches: list[list[_SloRun]] = []
@@ -291,7 +585,7 @@ def _burn_cases(spec: Spec) -> list[Case]:
         # every run of every batch for each new run made this quadratic in the SLOs.
         batch_names: list[set[str]] = []
         for run in runs:
-            names = {s for s, _ in run.series(1)}
+            names = {x for x, _ in _Sim(spec, run.slo, run.shape, 1).series()}
             for batch, used in zip(batches, batch_names, strict=True):
                 if not names & used:
                     batch.append(run)
@@ -303,14 +597,19 @@ def _burn_cases(spec: Spec) -> list[Case]:
         for batch in batches:
             minutes = sorted({m for run in batch for m in run.minutes})
             end = minutes[-1]
+            sims = [_Sim(spec, run.slo, run.shape, end) for run in batch]
+            checks = []
+            for m in minutes:
+                checks.append((n.ALERT_SLO_BURN, m, [a for s in sims for a in s.burn_alerts_at(m)]))
+                if n.ALERT_SLO_OUTAGE in alerts:
+                    checks.append(
+                        (n.ALERT_SLO_OUTAGE, m, [a for s in sims for a in s.outage_alerts_at(m)])
+                    )
             cases.append(
                 Case(
-                    f"{n.ALERT_SLO_BURN} {scenario}: " + "; ".join(r.label for r in batch),
-                    [s for run in batch for s in run.series(end)],
-                    [
-                        (n.ALERT_SLO_BURN, m, [a for run in batch for a in run.expect(m)])
-                        for m in minutes
-                    ],
+                    f"{scenario}: " + "; ".join(r.label for r in batch),
+                    [x for s in sims for x in s.series()],
+                    checks,
                 )
             )
     return cases
@@ -323,6 +622,9 @@ class _Drive:
 
     series: Callable[[int], list[tuple[str, str]]]
     value: Callable[[int], float | None]  # None: the expression has no sample then
+    # A silent scenario's own minute to check (after its shape has played out), else the
+    # minute the firing scenario fires.
+    at: int | None = None
 
 
 @dataclass
@@ -341,6 +643,39 @@ class _FcRun:
 _METRIC_IN_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 
 
+def _expand(values: str) -> list[float]:
+    """promtool's expanding notation (``a+bxn``, ``axn``, plain numbers) as a list."""
+    out: list[float] = []
+    for part in values.split():
+        m = re.fullmatch(r"(-?[\d.]+)(?:([+-])([\d.]+))?x(\d+)", part)
+        if m is None:
+            out.append(float(part))
+            continue
+        start, sign, step, times = m.groups()
+        delta = float(step or 0) * (-1 if sign == "-" else 1)
+        out.extend(float(start) + delta * i for i in range(int(times) + 1))
+    return out
+
+
+def _held(series: list[tuple[str, str]], stop: int) -> Callable[[int], list[tuple[str, str]]]:
+    """``series`` as they are until minute ``stop``, then flat: nothing more happens."""
+
+    def held(m: int) -> list[tuple[str, str]]:
+        out = []
+        for name, values in series:
+            v = _expand(values)[: stop + 1]
+            v += [v[-1]] * max(0, m - stop)
+            out.append((name, _encode([int(x) for x in v])))
+        return out
+
+    return held
+
+
+#: Scenario kinds whose alert reads counters over its window: once they stop growing, the
+#: alert resolves within the window (the generated tests check it does).
+_RESOLVING = ("per_stream", "share", "rate", "p99", "cascade", "resume")
+
+
 def _fc_runs(spec: Spec) -> list[_FcRun]:
     runs: list[_FcRun] = []
     base = {**matcher_labels(spec), **SERIES_LABELS}
@@ -351,29 +686,50 @@ def _fc_runs(spec: Spec) -> list[_FcRun]:
         drives = _drives(signal, scenario, base, requests, min_events)
         wait = ceil_minutes(signal.for_)
         desc = fc_description(signal)
-        firing = drives.get("firing")
-        last = 5 + wait + 1
         what = f"{signal.alert} ({signal.failure_class}/{signal.name})"
-        if firing is not None:
-            first = next((t for t in range(0, 24 * 60) if _breached(signal, firing.value(t))), None)
-            assert first is not None, f"scenario never breaches {signal.name}"
-            at = first + wait
-            last = max(last, at)
-            value = firing.value(at)
+        last = 5 + wait + 1
+        firing: list[tuple[str, _Drive, int]] = []
+        for key, drive in drives.items():
+            if not key.startswith("firing"):
+                continue
+            first = next((t for t in range(0, 24 * 60) if _breached(signal, drive.value(t))), None)
+            assert first is not None, f"scenario {key!r} never breaches {signal.name}"
+            firing.append((key, drive, first + wait))
+            last = max(last, first + wait)
+        for key, drive, at in firing:
+            value = drive.value(at)
             assert value is not None
-            fire = (
-                _labels(signal),
-                _annotations(signal, expected(desc, {"value": value})),
-            )
+            fire = (_labels(signal), _annotations(signal, expected(desc, {"value": value})))
             checks: list[tuple[str, int, list[tuple[dict[str, str], dict[str, str]]]]] = []
-            if wait:
+            if at > 1:
+                # The minute before: still pending (``for``), or not yet past the threshold.
                 checks.append((signal.alert, at - 1, []))
             checks.append((signal.alert, at, [fire]))
-            runs.append(_FcRun(f"{what} fires at {at}m", reads, firing.series, checks))
-        for key, drive in drives.items():
-            if key != "firing":
+            label = key.removeprefix("firing").strip()
+            runs.append(
+                _FcRun(
+                    f"{what}{' ' + label if label else ''} fires at {at}m",
+                    reads,
+                    drive.series,
+                    checks,
+                )
+            )
+            if key == "firing" and scenario[0] in _RESOLVING:
+                # Everything stops at the firing minute: one 5 m window later nothing is
+                # left to judge, and the alert has resolved.
                 runs.append(
-                    _FcRun(f"{what} {key}: silent", reads, drive.series, [(signal.alert, last, [])])
+                    _FcRun(
+                        f"{what} stops at {at}m: resolved at {at + 6}m",
+                        reads,
+                        _held(drive.series(at), at),
+                        [(signal.alert, at, [fire]), (signal.alert, at + 6, [])],
+                    )
+                )
+        for key, drive in drives.items():
+            if not key.startswith("firing"):
+                at = last if drive.at is None else drive.at + ceil_minutes(signal.for_) + 1
+                runs.append(
+                    _FcRun(f"{what} {key}: silent", reads, drive.series, [(signal.alert, at, [])])
                 )
     return runs
 
@@ -431,7 +787,6 @@ def _drives(
         allowance = float(scenario[3]) if len(scenario) > 3 else 0.0
         name = _series(metric, {**base, **extra})
         total = max(1000, min_events)
-        bad = math.ceil((thr * 2 if thr > 0 else 0.01) * total + allowance)
         share = kind == "share"
 
         def ratio(bad_k: float, total_k: float) -> float:
@@ -439,22 +794,30 @@ def _drives(
                 return bad_k / (bad_k + total_k)
             return max(bad_k - allowance, 0.0) / total_k
 
+        # Just above the threshold at a full window, and the most that stays at or under it.
+        bad = max(0, math.floor(thr * total + allowance / 5) - 2)
         while ratio(bad * 5, total * 5) <= thr:
             bad += 1
+        under = bad - 1
 
-        def per_stream_value(t: int, bad: int = bad, total: int = total) -> float | None:
-            k = min(t, 5)
-            if t < 1 or total * k < min_events:
-                return None
-            return ratio(bad * k, total * k)
+        def counted(bad: int, total: int, floor: int = min_events) -> Callable[[int], float | None]:
+            def value(t: int) -> float | None:
+                k = min(t, 5)
+                # The guard counts admitted streams, or for a share all arrivals.
+                if t < 1 or (total + bad if share else total) * k < floor:
+                    return None
+                return ratio(bad * k, total * k)
 
-        out["firing"] = _Drive(
-            lambda m, bad=bad, total=total, name=name: [
-                (requests, _linear(total, m)),
-                (name, _linear(bad, m)),
-            ],
-            per_stream_value,
-        )
+            return value
+
+        def feed(bad: int, total: int) -> Callable[[int], list[tuple[str, str]]]:
+            return lambda m: [(requests, _linear(total, m)), (name, _linear(bad, m))]
+
+        out["firing"] = _Drive(feed(bad, total), counted(bad, total))
+        if under >= 0 and (thr == 0 or ratio(under * 5, total * 5) >= 0.9 * thr):
+            out[f"just under the threshold ({under} of {total} a minute)"] = _Drive(
+                feed(under, total), lambda t: None
+            )
         out["healthy"] = _Drive(
             lambda m, total=total, name=name: [
                 (requests, _linear(total, m)),
@@ -463,33 +826,53 @@ def _drives(
             lambda t: 0.0,
         )
         if min_events >= 2 and thr < 1:
-            # Every stream fails, but fewer than min_events streams finish per 5 m.
-            e = min_events - 1
-
-            def quiet(m: int, e: int = e, name: str = name) -> list[tuple[str, str]]:
-                values = _explicit([i * e // 5 for i in range(m + 1)])
-                if share:  # the bad streams are all the arrivals there are
-                    return [(requests, _flat(0, m)), (name, values)]
-                return [(requests, values), (name, values)]
-
-            out[f"low traffic ({min_events - 1} streams per 5m, all failing)"] = _Drive(
-                quiet, lambda t: None
+            # At the guard: just enough streams in 5 m, every one failing (with retries
+            # beyond the allowance): fires the minute the window holds min_events of them.
+            few = math.ceil(min_events / 5)
+            many = math.ceil((allowance + (2 * thr + 1) * few * 5) / 5)
+            admitted = few
+            if share:  # half the arrivals refused: a share far above any threshold
+                many = math.ceil(few / 2)
+                admitted = few - many
+            out[f"firing at the guard ({few} streams a minute, all failing)"] = _Drive(
+                feed(many, admitted), counted(many, admitted)
             )
+            # Under the guard: every stream fails, but fewer than min_events finish per 5 m.
+            e = min_events - 1
+            e_bad = math.ceil(allowance + (2 * thr + 1) * e)
+
+            def quiet(m: int, e: int = e, e_bad: int = e_bad) -> list[tuple[str, str]]:
+                if share:  # the bad streams are all the arrivals there are
+                    values = _explicit([i * e // 5 for i in range(m + 1)])
+                    return [(requests, _flat(0, m)), (name, values)]
+                return [
+                    (requests, _explicit([i * e // 5 for i in range(m + 1)])),
+                    (name, _explicit([i * e_bad // 5 for i in range(m + 1)])),
+                ]
+
+            out[f"low traffic ({e} streams per 5m, all failing)"] = _Drive(quiet, lambda t: None)
     elif kind == "rate":
         metric, extra = scenario[1], scenario[2]
         name = _series(metric, {**base, **extra})
-        per_min = max(1, math.ceil(thr * 60 * 2))
+        per_min = max(1, math.floor(thr * 60) - 1)
         while per_min * 5 / 300 <= thr:
             per_min += 1
         out["firing"] = _Drive(
             lambda m, name=name, per_min=per_min: [(name, _linear(per_min, m))],
             lambda t, per_min=per_min: None if t < 1 else (per_min * min(t, 5)) / 300.0,
         )
+        if per_min > 1 and (per_min - 1) * 5 / 300 >= 0.9 * thr:
+            out[f"just under the threshold ({per_min - 1} a minute)"] = _Drive(
+                lambda m, name=name, n=per_min - 1: [(name, _linear(n, m))], lambda t: None
+            )
         out["healthy"] = _Drive(lambda m, name=name: [(name, _flat(0, m))], lambda t: 0.0)
     elif kind == "p99":
         hist = scenario[1]
         lo = thr if thr > 0 else 1.0
-        hi = lo * 2
+        # Every observation in (lo, hi]: linear interpolation puts the p99 99 % of the way
+        # from lo to hi, whatever the count. hi a tenth above lo: just above the threshold.
+        hi = lo + max(1.0, math.floor(lo / 10))
+        under = lo - max(1.0, math.floor(lo / 10))
 
         def buckets(bounds: dict[str, int], m: int, hist: str = hist) -> list[tuple[str, str]]:
             return [
@@ -497,23 +880,39 @@ def _drives(
                 for le, per_min in bounds.items()
             ] + [(_series(c.count(hist), base), _linear(bounds["+Inf"], m))]
 
+        def p99_at(low: float, high: float, n: int) -> Callable[[int], float | None]:
+            def value(t: int) -> float | None:
+                if t < 1 or n * min(t, 5) < min_events:
+                    return None
+                return low + (high - low) * 0.99
+
+            return value
+
         # Observations per minute: enough for the low-traffic guard within the 5 m window.
         n = max(10, math.ceil(min_events / 5))
-
-        def p99_value(t: int, lo: float = lo, hi: float = hi, n: int = n) -> float | None:
-            if t < 1 or n * min(t, 5) < min_events:
-                return None
-            # Every observation sits in (lo, hi]: linear interpolation puts the p99 at 99 %
-            # of the way from lo to hi, whatever the count.
-            return lo + (hi - lo) * 0.99
-
         out["firing"] = _Drive(
             lambda m, lo=lo, hi=hi, n=n: buckets(
                 {c.le_label(lo): 0, c.le_label(hi): n, "+Inf": n}, m
             ),
-            p99_value,
+            p99_at(lo, hi, n),
         )
+        if thr > 0 and under > 0:
+            out[f"just under the threshold (every observation in ({num(under)}, {num(lo)}])"] = (
+                _Drive(
+                    lambda m, lo=lo, under=under, n=n: buckets(
+                        {c.le_label(under): 0, c.le_label(lo): n, "+Inf": n}, m
+                    ),
+                    lambda t: None,
+                )
+            )
         if min_events >= 2:
+            few = math.ceil(min_events / 5)
+            out[f"firing at the guard ({few} observations a minute, all slow)"] = _Drive(
+                lambda m, lo=lo, hi=hi, few=few: buckets(
+                    {c.le_label(lo): 0, c.le_label(hi): few, "+Inf": few}, m
+                ),
+                p99_at(lo, hi, few),
+            )
             # Every observation slow, but fewer than min_events of them per 5 m.
             e = min_events - 1
 
@@ -572,26 +971,52 @@ def _drives(
         out[f"timeouts in two phases but only {calm}/{cap} in flight per worker"] = _Drive(
             lambda m, calm=calm: cascade(m, calm, two), lambda t: None
         )
+        under = math.ceil(thr * cap) - 1
+        if under > 0 and under / cap >= 0.9 * thr:
+            out[f"timeouts in two phases, {under}/{cap} in flight: just under"] = _Drive(
+                lambda m, under=under: cascade(m, under, two), lambda t: None
+            )
     elif kind == "resume":
         failed_name = _series(c.RESUME_FAILURE_TOTAL, base)
         ok_name = _series(c.RESUME_SUCCESS_TOTAL, base)
-        failed = min(100, math.floor(min(thr * 2, 1.0) * 100) + 1)
-        if failed / 100 > thr:
-            ok = 100 - failed
 
-            def resume_value(t: int, failed: int = failed, ok: int = ok) -> float | None:
-                if t < 1:
-                    return None
+        def share_failed(failed: int, ok: int, floor: int = min_events):
+            def value(t: int) -> float | None:
                 k = min(t, 5)
+                if t < 1 or (failed + ok) * k < floor:
+                    return None
                 return float(failed * k) / (float(failed * k) + float(ok * k))
 
+            return value
+
+        def resumes(failed: int, ok: int) -> Callable[[int], list[tuple[str, str]]]:
+            return lambda m: [(failed_name, _linear(failed, m)), (ok_name, _linear(ok, m))]
+
+        per_min = max(1000, min_events)
+        failed = max(0, math.floor(thr * per_min) - 2)
+        while failed <= per_min and failed / per_min <= thr:
+            failed += 1
+        if failed <= per_min:
             out["firing"] = _Drive(
-                lambda m, failed=failed, ok=ok: [
-                    (failed_name, _linear(failed, m)),
-                    (ok_name, _linear(ok, m)),
-                ],
-                resume_value,
+                resumes(failed, per_min - failed), share_failed(failed, per_min - failed)
             )
+            under = failed - 1
+            if under / per_min >= 0.9 * thr:
+                out[f"just under the threshold ({under} of {per_min} failing)"] = _Drive(
+                    resumes(under, per_min - under), lambda t: None
+                )
+        if min_events >= 2 and thr < 1:
+            few = math.ceil(min_events / 5)
+            out[f"firing at the guard ({few} resumes a minute, all failing)"] = _Drive(
+                resumes(few, 0), share_failed(few, 0)
+            )
+            e = min_events - 1
+
+            def quiet(m: int, e: int = e) -> list[tuple[str, str]]:
+                values = _explicit([i * e // 5 for i in range(m + 1)])
+                return [(failed_name, values), (ok_name, _flat(0, m))]
+
+            out[f"low traffic ({e} resumes per 5m, all failing)"] = _Drive(quiet, lambda t: None)
         out["healthy"] = _Drive(
             lambda m: [(failed_name, _flat(0, m)), (ok_name, _linear(100, m))], lambda t: 0.0
         )
@@ -618,16 +1043,32 @@ def _drives(
             out[f"quiet hour ({quiet} streams per minute) then silence"] = _Drive(
                 lambda m, quiet=quiet: stops(m, quiet), lambda t: None
             )
+
+            # A busy hour long ago does not count: only the hour before the silence does.
+            def busy_then_quiet(m: int, quiet: int = quiet) -> list[tuple[str, str]]:
+                values, total = [], 0
+                for i in range(m + 1):
+                    values.append(total)
+                    total += per_min if i < 60 else quiet if i < 130 else 0
+                return [(requests, _explicit(values))]
+
+            out[f"busy hour, quiet hour ({quiet} a minute), then silence"] = _Drive(
+                busy_then_quiet, lambda t: None, at=135
+            )
         out["healthy"] = _Drive(
             lambda m, per_min=per_min: [(requests, _linear(per_min, m))], lambda t: None
         )
     elif kind == "hung":
+        # Streams finish for 10 minutes, then none does while 8 stay open: the alert fires
+        # once a whole window has passed without one finishing.
+        window = int(scenario[1] // 60)
         in_flight = _series(c.IN_FLIGHT, base)
-        out["firing"] = _Drive(
-            lambda m: [(in_flight, _flat(8, m)), (requests, _flat(100, m))],
-            # No increase to rate from the first minute on, and "or vector(0)" before that.
-            lambda t: 0.0,
-        )
+
+        def hangs(m: int) -> list[tuple[str, str]]:
+            done = _explicit([100 * min(i, 10) for i in range(m + 1)])
+            return [(in_flight, _flat(8, m)), (requests, done)]
+
+        out["firing"] = _Drive(hangs, lambda t: 0.0 if t >= 10 + window else 1.0)
         out["healthy (streams in flight and finishing)"] = _Drive(
             lambda m: [(in_flight, _flat(8, m)), (requests, _linear(100, m))], lambda t: None
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import conventions as c
 from ..catalog import names as n
-from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.alerting import failure_class_signals, slo_burn_signals, slo_outage_signals
 from ..catalog.classes import failure_classes
 from ..catalog.promql import Sel, clean, dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, format_threshold
@@ -61,22 +61,35 @@ def error_budget(slo: SLO) -> float:
 
 
 # ------------------------------------------------------------------------- SLI recording rules
-def _events_5m(spec: Spec, slo: SLO) -> tuple[str, str]:
-    """(bad, total) events of ``slo`` over the last 5 m, summed over the service."""
+#: Windows up to this long are read from the raw counters (``increase`` over the window), as
+#: Sloth does: exact and without lag, so a page fires the minute the burn crosses its factor.
+#: Longer windows sum the recorded 5 m increases (cheap over days, one series per SLO), which
+#: lags by half of 5 m, minutes that do not matter to a ticket or to the period's budget.
+RAW_WINDOW_MAX = 21600.0
+
+
+def raw_window(spec: Spec, window: float) -> bool:
+    """Whether the SLI rules read ``window`` from the raw counters (else from the 5 m sums)."""
+    return window <= RAW_WINDOW_MAX and window < spec.period
+
+
+def _events(spec: Spec, slo: SLO, window: float) -> tuple[str, str]:
+    """(bad, total) events of ``slo`` over ``window``, summed over the service."""
     sel = Sel(matcher_labels(spec))
+    w = dur(window)
     lat = slo.indicator.latency
     if lat is not None:
-        total = f"sum(increase({sel(c.count(lat.metric))}[5m]))"
-        good = f"sum(increase({sel(c.bucket(lat.metric), le=c.le_label(lat.threshold_ms))}[5m]))"
+        total = f"sum(increase({sel(c.count(lat.metric))}[{w}]))"
+        good = f"sum(increase({sel(c.bucket(lat.metric), le=c.le_label(lat.threshold_ms))}[{w}]))"
         # Count and bucket come from the same scrapes, but never let extrapolation make a
         # negative number of bad events.
         return f"clamp_min({total} - {good}, 0)", total
     errs = slo.indicator.errors
     assert errs is not None
-    total = f"sum(increase({sel(errs.total)}[5m]))"
+    total = f"sum(increase({sel(errs.total)}[{w}]))"
     # No error has ever happened: the errors counter has no series, yet the SLI is 0, not
     # "no data" (which would hide the traffic from every window's denominator).
-    bad = f"sum(increase({sel(errs.errors)}[5m])) or 0 * {total}"
+    bad = f"sum(increase({sel(errs.errors)}[{w}])) or 0 * {total}"
     return bad, total
 
 
@@ -84,7 +97,7 @@ def sli_group(spec: Spec, slo: SLO) -> dict[str, Any]:
     """The recording rules of one SLO."""
     labels = {**matcher_labels(spec), n.LABEL_SLO: slo.name}
     sel = Sel(labels)
-    bad, total = _events_5m(spec, slo)
+    bad, total = _events(spec, slo, FIVE_MINUTES)
     budget = num(error_budget(slo))
     rules: list[dict[str, Any]] = [
         {"record": n.SLO_BAD_5M, "expr": bad, "labels": labels},
@@ -96,6 +109,10 @@ def sli_group(spec: Spec, slo: SLO) -> dict[str, Any]:
         if w == FIVE_MINUTES:
             events = sel(n.SLO_TOTAL_5M)
             ratio = f"{sel(n.SLO_BAD_5M)} / ({sel(n.SLO_TOTAL_5M)} > 0)"
+        elif raw_window(spec, w):
+            w_bad, w_total = _events(spec, slo, w)
+            events = w_total
+            ratio = f"({w_bad}) / ({w_total} > 0)"
         else:
             # The group is evaluated every minute, so each event sits in five consecutive 5 m
             # increases: the sum over the window divided by five is the window's event count.
@@ -308,9 +325,11 @@ def burn_alerts(spec: Spec) -> list[BurnAlert]:
 
 
 def burn_group(spec: Spec) -> dict[str, Any]:
+    """Every SLO's outage fast path, then its burn-rate tiers."""
+    outages = [_alert(s, fc_description(s)) for s in slo_outage_signals(spec).values()]
     return {
         "name": n.burn_group(spec.service),
-        "rules": [_alert(b.signal, b.description) for b in burn_alerts(spec)],
+        "rules": outages + [_alert(b.signal, b.description) for b in burn_alerts(spec)],
     }
 
 
@@ -344,7 +363,9 @@ def _burn_inhibits(spec: Spec) -> list[dict[str, Any]]:
 
     * a higher severity silences a lower one (a page silences the ticket);
     * within one severity, the tier with the shorter long window silences the longer ones (the
-      1h page and the 6h page both fire in a hard outage; the 1h one is the one to act on).
+      1h page and the 6h page both fire in a hard outage; the 1h one is the one to act on);
+    * the outage fast path silences every burn alert of its SLO: it pages first, and the burn
+      pages that follow minutes later are the same incident.
     """
     service = matcher_labels(spec)[c.LABEL_SERVICE]
     common = [f"alertname={quote(n.ALERT_SLO_BURN)}", f"service={quote(service)}"]
@@ -362,6 +383,17 @@ def _burn_inhibits(spec: Spec) -> list[dict[str, Any]]:
                         "equal": equal,
                     }
                 )
+    if spec.alerting.outage.enabled:
+        rules.append(
+            {
+                "source_matchers": [
+                    f"alertname={quote(n.ALERT_SLO_OUTAGE)}",
+                    f"service={quote(service)}",
+                ],
+                "target_matchers": common,
+                "equal": equal,
+            }
+        )
     for sev in severities:
         longs = sorted({t.long for t in tiers if t.severity == sev})
         for i, shorter in enumerate(longs):

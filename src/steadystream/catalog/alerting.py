@@ -17,9 +17,15 @@ from .links import dashboard_url, runbook_url
 from .memo import per_render
 from .panels import PanelRef, panel_index
 from .promql import Sel, clean, dur, matcher_labels, num
-from .signal import Queries, Signal, tier_factor
+from .signal import Queries, Signal, event_floor, tier_factor
 
-__all__ = ["failure_class_signals", "fc_signals_with_scenarios", "slo_burn_signals"]
+__all__ = [
+    "burn_event_floor",
+    "failure_class_signals",
+    "fc_signals_with_scenarios",
+    "slo_burn_signals",
+    "slo_outage_signals",
+]
 
 
 def failure_class_signals(spec: Spec) -> dict[str, list[Signal]]:
@@ -82,8 +88,8 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
     spec order.
 
     ``expr`` is the long-window burn rate, guarded by the short window (which must burn as
-    fast) and the low-traffic floor (``alerting.min_events`` events in the long window); it
-    reads the recorded series of the generated SLI rules, so those must be loaded.
+    fast) and the tier's low-traffic floor (:func:`burn_event_floor` events in the long
+    window); it reads the recorded series of the generated SLI rules, so those must be loaded.
     """
     out: dict[str, list[Signal]] = {}
     base = matcher_labels(spec)
@@ -100,8 +106,9 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
                 f"{sel(n.slo_burn_rate(tier.long))}"
                 f" and ({sel(n.slo_burn_rate(tier.short))} > {num(factor)})"
             )
-            if spec.alerting.min_events > 0:
-                expr += f" and ({sel(n.slo_events(tier.long))} >= {spec.alerting.min_events})"
+            floor = burn_event_floor(spec, slo, factor)
+            if floor > 0:
+                expr += f" and ({sel(n.slo_events(tier.long))} >= {floor})"
             signals.append(
                 Signal(
                     failure_class=n.BURN_FAILURE_CLASS,
@@ -135,6 +142,60 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
             )
         out[slo.name] = signals
     return out
+
+
+def burn_event_floor(spec: Spec, slo: SLO, factor: float) -> int:
+    """Events the long window of a tier burning above ``factor`` must hold (0: no guard), so
+    that no single bad event can fire it (:func:`~steadystream.catalog.signal.event_floor`)."""
+    return event_floor(spec, clean(factor * clean(slo.error_budget)))
+
+
+@per_render(copy=dict)
+def slo_outage_signals(spec: Spec) -> dict[str, Signal]:
+    """The hard-outage fast path of every SLO (none when ``alerting.outage`` is disabled),
+    keyed by SLO name in spec order.
+
+    ``expr`` is the SLO's bad share over the last 5 m, guarded by the events in those 5 m
+    (:func:`~steadystream.catalog.signal.event_floor` of the threshold): a handful of failures
+    at low traffic never pages. It fires at the first evaluation where most of the last 5
+    minutes went bad, which in a hard outage is minute 3, while the fastest burn tier must
+    first fill its long window with enough bad events.
+    """
+    outage = spec.alerting.outage
+    if not outage.enabled:
+        return {}
+    base = matcher_labels(spec)
+    panels = panel_index(spec)
+    threshold = clean(outage.ratio)
+    floor = event_floor(spec, threshold)
+    out: dict[str, Signal] = {}
+    for slo in spec.slos:
+        sel = Sel({**base, n.LABEL_SLO: slo.name})
+        expr = sel(n.slo_error_ratio(FIVE_MINUTES))
+        if floor > 0:
+            expr += f" and ({sel(n.slo_events(FIVE_MINUTES))} >= {floor})"
+        out[slo.name] = Signal(
+            failure_class=n.BURN_FAILURE_CLASS,
+            name=f"{slo.name}-outage",
+            alert=n.ALERT_SLO_OUTAGE,
+            expr=expr,
+            op=">",
+            threshold=threshold,
+            unit="ratio",
+            description=f"the share of {slo.name} events that went bad over the last 5m",
+            summary=f"{slo.name}: over {format_percent(threshold)} of events bad in the last 5m",
+            severity=outage.severity,
+            for_=outage.for_,
+            runbook=runbook_url(spec, c.slo_runbook(slo.name)),
+            dashboard=_panel_url(spec, panels, f"slo-{slo.name}-burn", c.BOARD_SLO_OVERVIEW),
+            slo=slo.name,
+            labels=tuple(sorted({**base, n.LABEL_SLO: slo.name}.items())),
+        )
+    return out
+
+
+#: The window of the outage fast path: the shortest one the SLI rules record.
+FIVE_MINUTES = 300.0
 
 
 def _panel_url(spec: Spec, panels: dict[str, PanelRef], key: str, board: str) -> str:

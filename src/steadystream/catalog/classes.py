@@ -443,7 +443,8 @@ def _no_traffic(q: Queries) -> list[SignalDef]:
     steady = max(1, q.spec.alerting.min_events) * 12
     # Every stream ends within the total timeout, so in a window of twice that (at least the
     # usual 5 m) an open stream that never finishes is a hang, not a long answer.
-    hung_window = format_duration(max(300.0, math.ceil(2 * q.spec.stream.timeouts.total / 60) * 60))
+    hung_seconds = max(300.0, math.ceil(2 * q.spec.stream.timeouts.total / 60) * 60)
+    hung_window = format_duration(hung_seconds)
     return [
         SignalDef(
             "traffic-stopped",
@@ -476,7 +477,7 @@ def _no_traffic(q: Queries) -> list[SignalDef]:
             "Streams are open but none finishes: the service hangs",
             "critical",
             300,
-            scenario=("hung",),
+            scenario=("hung", hung_seconds),
             panel="outcomes",
         ),
         SignalDef(

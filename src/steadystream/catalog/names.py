@@ -36,6 +36,9 @@ BURN_FAILURE_CLASS: Final = "error-budget-burn"
 #: apart.
 ALERT_SLO_BURN: Final = "StreamSLOErrorBudgetBurn"
 
+#: Alert name of the hard-outage fast path: most of an SLO's events bad over 5 m.
+ALERT_SLO_OUTAGE: Final = "StreamSLOOutage"
+
 
 def slo_events(window: float) -> str:
     """Total SLI events over ``window`` seconds (an event count, not a rate)."""

@@ -17,6 +17,7 @@ one listed); ``severity``, ``for`` and ``enabled`` apply to every signal of the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +25,15 @@ from .. import conventions as c
 from ..spec import Spec, Tier, format_percent
 from .promql import Sel, clean, matcher_labels, num
 
-__all__ = ["Queries", "Signal", "SignalDef", "Unit", "format_threshold", "tier_factor"]
+__all__ = [
+    "Queries",
+    "Signal",
+    "SignalDef",
+    "Unit",
+    "event_floor",
+    "format_threshold",
+    "tier_factor",
+]
 
 Unit = Literal["ratio", "per_second", "ms", "burn_rate", "bool"]
 Op = Literal[">", "<"]
@@ -100,6 +109,18 @@ def tier_factor(tier: Tier, period: float) -> float:
     budget share x period / long window: 2 % of a 30 d budget in 1 h is 14.4; of 28 d, 13.44.
     """
     return clean(tier.factor(period), 4)
+
+
+def event_floor(spec: Spec, bad_share: float) -> int:
+    """The fewest events a window must hold before an alert on its bad share (above
+    ``bad_share``) may fire: ``alerting.min_events``, raised until one bad event alone stays at
+    or under ``bad_share``. A tier at 14.4x of a 99.9 % SLO fires above 1.44 % bad, so it needs
+    70 events, not 20: with 20, a single failure would be 5 % and page. 0 when
+    ``min_events`` is 0 (every guard off)."""
+    floor = spec.alerting.min_events
+    if floor <= 0:
+        return 0
+    return max(floor, math.floor(1 / bad_share) + 1)
 
 
 # ------------------------------------------------------------------------------ building blocks

@@ -12,7 +12,12 @@ from typing import Any
 
 from .. import conventions as c
 from ..catalog import names as rec
-from ..catalog.alerting import failure_class_signals, slo_burn_signals
+from ..catalog.alerting import (
+    burn_event_floor,
+    failure_class_signals,
+    slo_burn_signals,
+    slo_outage_signals,
+)
 from ..catalog.classes import failure_classes, likely_classes
 from ..catalog.faults import FAULT_PROFILES
 from ..catalog.links import dashboard_title, runbook_url
@@ -217,6 +222,7 @@ def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
                     round(tier_factor(tier, spec.period) * slo.error_budget, 8)
                 ),
                 "for": format_duration(tier.for_) if tier.for_ is not None else "none",
+                "floor": burn_event_floor(spec, slo, tier_factor(tier, spec.period)),
                 "exhaust": _human(exhaust),
                 "enabled": tier.enabled,
                 "urgency": (
@@ -312,6 +318,8 @@ def base_context(spec: Spec, header: str, spec_path: str) -> dict[str, Any]:
         "burn_signals": {
             name: [_signal(sig) for sig in sigs] for name, sigs in slo_burn_signals(spec).items()
         },
+        "outage_alert": rec.ALERT_SLO_OUTAGE,
+        "outage_signals": {name: _signal(sig) for name, sig in slo_outage_signals(spec).items()},
         "budget_remaining": {
             slo.name: sel(rec.SLO_BUDGET_REMAINING, model=False, **{rec.LABEL_SLO: slo.name})
             for slo in spec.slos
@@ -345,6 +353,7 @@ def slo_context(base: dict[str, Any], spec: Spec, slo: SLO) -> dict[str, Any]:
         "slo": facts,
         "tiers": base["_tiers"][slo.name],
         "slo_alerts": base["burn_signals"][slo.name],
+        "slo_outage": base["outage_signals"].get(slo.name),
         "slo_budget_remaining": base["budget_remaining"][slo.name],
         "slo_panels": _panels(refs, keys),
         "check": [by_id[fc] for fc in facts["classes"]],

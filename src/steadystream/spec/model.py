@@ -264,12 +264,34 @@ class Tier(_Model):
         return self
 
 
+#: The SRE Workbook's tiers, without ``for``: the short window already rides out a bad scrape,
+#: and a ``for`` only delays the page (a hard outage by its full length).
 DEFAULT_TIERS: tuple[dict[str, Any], ...] = (
-    {"severity": "critical", "long": "1h", "short": "5m", "budget": "2%", "for": "2m"},
-    {"severity": "critical", "long": "6h", "short": "30m", "budget": "5%", "for": "15m"},
-    {"severity": "warning", "long": "1d", "short": "2h", "budget": "10%", "for": "1h"},
-    {"severity": "warning", "long": "3d", "short": "6h", "budget": "10%", "for": "3h"},
+    {"severity": "critical", "long": "1h", "short": "5m", "budget": "2%"},
+    {"severity": "critical", "long": "6h", "short": "30m", "budget": "5%"},
+    {"severity": "warning", "long": "1d", "short": "2h", "budget": "10%"},
+    {"severity": "warning", "long": "3d", "short": "6h", "budget": "10%"},
 )
+
+
+class Outage(_Model):
+    """The hard-outage fast path: pages when most events of an SLO went bad over the last 5
+    minutes, minutes before the fastest burn-rate tier can (its long window must fill first)."""
+
+    enabled: bool = True
+    ratio: Percent = Field(
+        default=0.5,
+        description="Bad share of the SLO's events over 5m above which it pages.",
+    )
+    severity: Literal["critical", "warning", "info", "page", "ticket"] = "critical"
+    for_: Duration | None = Field(default=None, alias="for", description="Prometheus 'for:'.")
+
+    @field_validator("ratio")
+    @classmethod
+    def _below_all(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("ratio must be above 0% and below 100% (every event bad)")
+        return value
 
 
 class FailureClassAlert(_Model):
@@ -289,8 +311,10 @@ class Alerting(_Model):
         default=20,
         ge=0,
         description="Low-traffic guard: burn-rate alerts need at least this many events in the "
-        "long window, so one failed request cannot page.",
+        "long window, so one failed request cannot page. Each tier raises it to the events above "
+        "which one bad event stays under its threshold; 0 turns every guard off.",
     )
+    outage: Outage = Field(default_factory=Outage)
     failure_classes: dict[
         Literal[c.FAILURE_CLASSES],  # type: ignore[valid-type]
         FailureClassAlert,
