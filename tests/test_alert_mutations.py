@@ -16,10 +16,7 @@ drops, and each expected one has a reason:
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-
-import pytest
 
 import steadystream as ss
 from mutation import SCALES, Score, mutants, score
@@ -27,17 +24,6 @@ from steadystream.spec import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR = 0.90
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not on PATH: install the Debian 'prometheus' package "
-            "(`make tools` does) — these tests never skip"
-        )
-    return path
 
 
 def _spec_30d() -> Spec:

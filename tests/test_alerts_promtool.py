@@ -8,12 +8,10 @@ label, make them red.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 import steadystream as ss
@@ -24,17 +22,6 @@ from steadystream.spec import Spec
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "chat-gateway"
 GOLDEN = Path(__file__).parent / "golden" / "alerts"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not on PATH: install the Debian 'prometheus' package "
-            "(`make tools` does) — these tests never skip"
-        )
-    return path
 
 
 def _run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
