@@ -99,12 +99,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(PROFILES))}"
         )
         return 2
-    if args.slow_consumers is not None and not 0 <= args.slow_consumers <= 1:
-        _err("steadystream demo: --slow-consumers must be a share from 0 to 1")
-        return 2
-    if args.duration <= 0 or args.streams < 1:
-        _err("steadystream demo: --duration must be positive and --streams at least 1")
-        return 2
     try:
         spec = load_spec(args.spec) if args.spec else default_spec(DEFAULT_SERVICE)
     except SpecError as exc:
@@ -236,14 +230,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(PROFILES))}"
         )
         return 2
-    try:
-        pacing = {
-            name: parse_duration(getattr(args, name)) if getattr(args, name) != "0" else 0.0
-            for name in ("token_interval", "first_token_latency")
-        }
-    except ValueError as exc:
-        _err(f"steadystream simulate: {exc}")
-        return 2
+    pacing = {}
+    for name in ("token_interval", "first_token_latency"):
+        text = getattr(args, name)
+        try:
+            pacing[name] = parse_duration(text) if text != "0" else 0.0
+        except ValueError as exc:
+            _err(f"steadystream simulate: --{name.replace('_', '-')}: {exc}")
+            return 2
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -289,6 +283,33 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port {port}: use 0-65535 (0: a free one)")
     return port
+
+
+#: Most concurrent streams ``demo --streams`` starts (each is a task, a connection and a
+#: simulated generation).
+MAX_DEMO_STREAMS = 10_000
+
+
+def _streams(text: str) -> int:
+    """argparse type of ``demo --streams``: 1 to :data:`MAX_DEMO_STREAMS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number") from None
+    if not 1 <= value <= MAX_DEMO_STREAMS:
+        raise argparse.ArgumentTypeError(f"invalid count {value}: use 1-{MAX_DEMO_STREAMS}")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type of ``demo --slow-consumers``: a share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid share {text!r}: give 0 to 1") from None
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"invalid share {text!r}: give 0 to 1")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -358,14 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--duration",
-        type=float,
+        type=_seconds,
         default=DEFAULT_DURATION,
         metavar="S",
         help=f"seconds of load (default: {DEFAULT_DURATION:g})",
     )
     p.add_argument(
         "--streams",
-        type=int,
+        type=_streams,
         default=DEFAULT_STREAMS,
         metavar="N",
         help=f"concurrent streams (default: {DEFAULT_STREAMS})",
@@ -379,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         default=0,
         metavar="P",
         help="serve /metrics on 127.0.0.1:P (default: 0, a free port)",
@@ -395,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--slow-consumers",
-        type=float,
+        type=_share,
         default=None,
         metavar="SHARE",
         help="share of consumers that read slowly through a small relay buffer (the "
