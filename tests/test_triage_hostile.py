@@ -25,7 +25,9 @@ from steadystream.triage import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     MAX_CONCURRENT_QUERIES,
+    MAX_REPLY_BYTES,
     PrometheusUnreachable,
+    checks_for,
     discover_services,
     triage,
 )
@@ -131,6 +133,7 @@ MALFORMED: dict[str, Any] = {
     "data-missing": {"status": "success"},
     "status-not-a-string": {"status": ["success"], "data": {}},
     "not-json": b"<html>proxy error</html>",
+    "json-nested-100k-deep": b"[" * 100_000 + b"]" * 100_000,
     "json-but-a-list": b"[1, 2]",
 }
 
@@ -172,6 +175,20 @@ def test_cli_malformed_discovery_exits_3_without_traceback(
         data = json.loads(captured.out)
         assert data["exit_code"] == EXIT_UNREACHABLE and data["error"]["kind"] == "unreachable"
         assert "reply" in data["error"]["message"]
+
+
+def test_an_oversized_reply_is_refused_unread(fake: Any) -> None:
+    """A reply past MAX_REPLY_BYTES is an error finding, read no further than the bound."""
+    huge = (
+        b'{"status": "success", "data": {"resultType": "vector", "result": ["'
+        + b"x" * (MAX_REPLY_BYTES + 1)
+        + b'"]}}'
+    )
+    prom = fake(lambda q: COVERAGE if q.startswith("count(") else huge)
+    spec = ss.default_spec("svc")
+    report = triage(spec, prom.url, timeout=60, checks=checks_for(spec)[:1])
+    assert [f.state for f in report.findings] == ["error"]
+    assert f"over {MAX_REPLY_BYTES} bytes" in (report.findings[0].error or "")
 
 
 def test_cli_json_prints_an_error_object_when_prometheus_is_down(

@@ -32,6 +32,7 @@ triage itself is exit 5 (:data:`EXIT_INTERNAL`), never 1.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -58,6 +59,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "MAX_CONCURRENT_QUERIES",
+    "MAX_REPLY_BYTES",
     "Check",
     "Finding",
     "PrometheusUnreachable",
@@ -87,6 +89,9 @@ service. Distinct from :data:`EXIT_ACTIVE`, so scripts never read a crash as an 
 #: Queries in flight at once: enough to finish ~30 checks quickly, few enough to be gentle
 #: with a Prometheus that is already struggling during an incident.
 MAX_CONCURRENT_QUERIES = 4
+#: Largest reply read from Prometheus, in bytes (a reply to one of triage's aggregated
+#: queries is a few KiB).
+MAX_REPLY_BYTES = 32 * 1024 * 1024
 #: Default HTTP timeout of one query, in seconds.
 DEFAULT_TIMEOUT = 10.0
 #: Default bound on the whole triage (every query), in seconds.
@@ -485,13 +490,22 @@ def _query(client: httpx.Client, expr: str, at: float, timeout: float | None = N
     answer as Prometheus, :class:`_QueryError` when it rejects the query or its reply breaks
     the schema."""
     extra = {} if timeout is None else {"timeout": timeout}
+    form = {"query": expr, "time": f"{at:.3f}"}
     try:
-        response = client.post("/api/v1/query", data={"query": expr, "time": f"{at:.3f}"}, **extra)
+        with client.stream("POST", "/api/v1/query", data=form, **extra) as response:
+            raw = bytearray()
+            for chunk in response.iter_bytes():
+                raw += chunk
+                if len(raw) > MAX_REPLY_BYTES:
+                    raise _QueryError(
+                        f"{_MALFORMED}over {MAX_REPLY_BYTES} bytes; narrow the query or the "
+                        "selector"
+                    )
     except httpx.HTTPError as exc:
         raise PrometheusUnreachable(f"{client.base_url}: {exc}") from exc
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
         raise PrometheusUnreachable(
             f"{client.base_url} answered HTTP {response.status_code} with something other than "
             "the Prometheus HTTP API (a reply that is not JSON); is this the Prometheus URL?"
@@ -501,7 +515,7 @@ def _query(client: httpx.Client, expr: str, at: float, timeout: float | None = N
             f"{client.base_url} does not speak the Prometheus HTTP API (a reply without a status)"
         )
     if body["status"] != "success":
-        message = f"{body.get('errorType', 'error')}: {body.get('error', '')}"
+        message = f"{body.get('errorType', 'error')}: {body.get('error', '')}"[:500]
         if response.status_code >= 500 and body.get("errorType") not in ("execution", "timeout"):
             raise PrometheusUnreachable(f"{client.base_url}: {message}")
         raise _QueryError(_REJECTED + message)
