@@ -196,3 +196,10 @@ def test_cli_validate_reports_hostile_specs_without_traceback(tmp_path: Path, ca
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert lines and all(line.startswith(f"{spec}:") for line in lines), done.stderr
+
+
+def test_non_string_keys_are_located_at_their_line() -> None:
+    """Keys YAML reads as a number, null or date are reported at their own line, not 1:1."""
+    found = problems(MINIMAL + "1: a\n~: b\n2020-01-01: c\n1.5: d\n")
+    assert [p.line for p in found] == [3, 4, 5, 6]
+    assert all("keys should be strings" in p.message for p in found)

@@ -75,6 +75,22 @@ def _mark(node: yaml.Node, *, end: bool = False) -> _Mark:
     return _Mark(m.line + 1, m.column + 1)
 
 
+_KEY_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _key_aliases(node: yaml.Node) -> tuple[object, ...]:
+    """How Pydantic may name a non-string scalar key: its value (``1`` for ``1:``) and its
+    ``repr`` (``'None'`` for ``~:``); empty for a string key."""
+    if not isinstance(node, yaml.ScalarNode) or len(node.value) > 100:
+        return ()
+    try:
+        value = _KEY_CONSTRUCTOR.construct_object(node, deep=True)
+        hash(value)
+    except Exception:  # a key that cannot be built was already reported by the loader
+        return ()
+    return () if isinstance(value, str) else (value, repr(value))
+
+
 class _Index:
     """Positions of every key and value in the YAML document, by path."""
 
@@ -99,6 +115,10 @@ class _Index:
                     self.keys.setdefault(child, _mark(key_node))
                     self.walk(value_node, child)
                     continue
+                # Pydantic names a non-string key by its value (1, None, a date): find it so.
+                for alias in _key_aliases(key_node):
+                    self.keys.setdefault((*loc, alias), _mark(key_node))
+                    self.values.setdefault((*loc, alias), _mark(value_node))
                 if key in seen:
                     self.duplicates.append((child, _mark(key_node), seen[key]))
                 seen[key] = _mark(key_node)
