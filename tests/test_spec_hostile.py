@@ -106,6 +106,8 @@ def test_control_characters_are_located(char: str, col: int) -> None:
     [
         ("!!int abc", "!!int"),
         ("!!int 0x", "!!int"),
+        ("!!int ''", "!!int"),
+        ("!!float ''", "!!float"),
         ("!!float nope", "!!float"),
         ("!!timestamp yesterday", "!!timestamp"),
         ("!!timestamp 2020-02-30", "!!timestamp"),

@@ -310,9 +310,10 @@ class _BoundedLoader(yaml.SafeLoader):
             ) from None
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, AttributeError, ArithmeticError) as exc:
-            # PyYAML's int/float/timestamp constructors trust the tag: `!!int abc`,
-            # `!!timestamp 2020-02-30` or a 5,000-digit integer raise plain Python errors.
+        except Exception as exc:  # PyYAML's constructors on a value they do not expect
+            # PyYAML's int/float/timestamp constructors trust the tag: `!!int abc`, an empty
+            # `!!int` (IndexError), `!!timestamp 2020-02-30` or a 5,000-digit integer raise
+            # plain Python errors; whichever it is, it is this value's problem.
             detail = str(exc).split("\n", 1)[0] if not isinstance(exc, AttributeError) else ""
             value = node.value if isinstance(node, yaml.ScalarNode) else ""
             raise yaml.constructor.ConstructorError(
