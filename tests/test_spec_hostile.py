@@ -205,3 +205,31 @@ def test_non_string_keys_are_located_at_their_line() -> None:
     found = problems(MINIMAL + "1: a\n~: b\n2020-01-01: c\n1.5: d\n")
     assert [p.line for p in found] == [3, 4, 5, 6]
     assert all("keys should be strings" in p.message for p in found)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["generate", "{spec}", "--out", "{out}"], 1),
+        (["demo", "--spec", "{spec}", "--duration", "1"], 2),
+        (["triage", "--spec", "{spec}", "--prometheus", "http://127.0.0.1:9"], 2),
+    ],
+    ids=["generate", "demo", "triage"],
+)
+@pytest.mark.timeout(120)  # the alias bomb, unbounded, would run out of memory instead
+def test_every_command_that_loads_a_spec_refuses_the_alias_bomb(
+    tmp_path: Path, command: list[str], code: int
+) -> None:
+    """generate, demo --spec and triage --spec refuse the alias bomb with its located line
+    and their usual exit code, and write nothing."""
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(ALIAS_BOMB)
+    out = tmp_path / "out"
+    args = [a.format(spec=spec, out=out) for a in command]
+    done = subprocess.run(
+        [sys.executable, "-m", "steadystream", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{spec}:8:35: refused: aliases expand the document" in done.stderr
+    assert not out.exists()
