@@ -6,8 +6,9 @@ Each subcommand is a ``_cmd_<name>(args) -> int`` function registered in :func:`
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .spec import SpecError, json_schema_text, load_spec
 from .version import __version__
@@ -98,12 +99,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(PROFILES))}"
         )
         return 2
-    if args.slow_consumers is not None and not 0 <= args.slow_consumers <= 1:
-        _err("steadystream demo: --slow-consumers must be a share from 0 to 1")
-        return 2
-    if args.duration <= 0 or args.streams < 1:
-        _err("steadystream demo: --duration must be positive and --streams at least 1")
-        return 2
     try:
         spec = load_spec(args.spec) if args.spec else default_spec(DEFAULT_SERVICE)
     except SpecError as exc:
@@ -140,6 +135,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_triage(args: argparse.Namespace) -> int:
     import json
 
+    from .triage import EXIT_INTERNAL
+
+    url = args.prometheus
+
+    def fail(code: int, kind: str, message: str) -> int:
+        _err(f"steadystream triage: {message}")
+        if args.json:
+            error = {"error": {"kind": kind, "message": message}, "exit_code": code}
+            sys.stdout.write(json.dumps({**error, "prometheus": url}, indent=2, sort_keys=True))
+            sys.stdout.write("\n")
+        return code
+
+    try:
+        return _triage(args, url, fail)
+    except Exception as exc:  # a bug in triage: its own exit code, never 1 (= "active")
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        at = f" at {where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else ""
+        return fail(
+            EXIT_INTERNAL,
+            "internal",
+            f"internal error: {type(exc).__name__}: {exc}{at} (a bug in steadystream; the "
+            "state of the service is unknown)",
+        )
+
+
+def _triage(args: argparse.Namespace, url: str, fail: Callable[[int, str, str], int]) -> int:
+    import json
+
     from .spec import default_spec
     from .triage import (
         EXIT_NO_DATA,
@@ -150,7 +175,6 @@ def _cmd_triage(args: argparse.Namespace) -> int:
         triage,
     )
 
-    url = args.prometheus.rstrip("/")
     try:
         if args.spec:
             spec = load_spec(args.spec)
@@ -159,26 +183,29 @@ def _cmd_triage(args: argparse.Namespace) -> int:
             if service is None:
                 services = discover_services(url, timeout=args.timeout)
                 if not services:
-                    _err(
-                        f"steadystream triage: no data: {url} holds no steadystream series "
-                        "(stream_*); check that the service is scraped, or pass --spec"
+                    return fail(
+                        EXIT_NO_DATA,
+                        "no_data",
+                        f"no data: {url} holds no steadystream series (stream_*); check that "
+                        "the service is scraped, or pass --spec",
                     )
-                    return EXIT_NO_DATA
                 if len(services) > 1:
-                    _err(
-                        f"steadystream triage: {url} has several services "
-                        f"({', '.join(services)}); choose one with --service or --spec"
+                    return fail(
+                        EXIT_USAGE,
+                        "usage",
+                        f"{url} has several services ({', '.join(services)}); choose one "
+                        "with --service or --spec",
                     )
-                    return EXIT_USAGE
                 service = services[0]
             spec = default_spec(service)
-        report = triage(spec, url, timeout=args.timeout)
+        report = triage(spec, url, timeout=args.timeout, deadline=args.deadline)
     except SpecError as exc:
         _err(str(exc))
+        if args.json:
+            fail(EXIT_USAGE, "spec", str(exc))
         return EXIT_USAGE
     except PrometheusUnreachable as exc:
-        _err(f"steadystream triage: Prometheus unreachable: {exc}")
-        return EXIT_UNREACHABLE
+        return fail(EXIT_UNREACHABLE, "unreachable", f"Prometheus unreachable: {exc}")
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
     elif sys.stdout.isatty():
@@ -204,14 +231,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(PROFILES))}"
         )
         return 2
-    try:
-        pacing = {
-            name: parse_duration(getattr(args, name)) if getattr(args, name) != "0" else 0.0
-            for name in ("token_interval", "first_token_latency")
-        }
-    except ValueError as exc:
-        _err(f"steadystream simulate: {exc}")
-        return 2
+    pacing = {}
+    for name in ("token_interval", "first_token_latency"):
+        text = getattr(args, name)
+        try:
+            pacing[name] = parse_duration(text) if text != "0" else 0.0
+        except ValueError as exc:
+            _err(f"steadystream simulate: --{name.replace('_', '-')}: {exc}")
+            return 2
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -259,6 +286,64 @@ def _port(text: str) -> int:
     return port
 
 
+#: Most concurrent streams ``demo --streams`` starts (each is a task, a connection and a
+#: simulated generation).
+MAX_DEMO_STREAMS = 10_000
+
+
+def _streams(text: str) -> int:
+    """argparse type of ``demo --streams``: 1 to :data:`MAX_DEMO_STREAMS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number") from None
+    if not 1 <= value <= MAX_DEMO_STREAMS:
+        raise argparse.ArgumentTypeError(f"invalid count {value}: use 1-{MAX_DEMO_STREAMS}")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type of ``demo --slow-consumers``: a share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid share {text!r}: give 0 to 1") from None
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"invalid share {text!r}: give 0 to 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type of ``--timeout`` and ``--deadline``: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid number of seconds {text!r}: give a finite number above 0"
+        )
+    return value
+
+
+def _http_url(text: str) -> str:
+    """argparse type of ``--prometheus``: an http(s) URL with a host, without a trailing /."""
+    import httpx
+
+    hint = "give the base URL, e.g. http://localhost:9090"
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"invalid URL {text!r} ({exc}); {hint}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(
+            f"invalid URL {text!r}: not http:// or https:// with a host; {hint}"
+        )
+    if url.query or url.fragment:
+        raise argparse.ArgumentTypeError(f"invalid URL {text!r}: no query or fragment; {hint}")
+    return text.rstrip("/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="steadystream",
@@ -295,14 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--duration",
-        type=float,
+        type=_seconds,
         default=DEFAULT_DURATION,
         metavar="S",
         help=f"seconds of load (default: {DEFAULT_DURATION:g})",
     )
     p.add_argument(
         "--streams",
-        type=int,
+        type=_streams,
         default=DEFAULT_STREAMS,
         metavar="N",
         help=f"concurrent streams (default: {DEFAULT_STREAMS})",
@@ -316,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         default=0,
         metavar="P",
         help="serve /metrics on 127.0.0.1:P (default: 0, a free port)",
@@ -339,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--slow-consumers",
-        type=float,
+        type=_share,
         default=None,
         metavar="SHARE",
         help="share of consumers that read slowly through a small relay buffer (the "
@@ -351,11 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
         "triage",
         help="on-call: rank the active failure classes from Prometheus, print the runbook",
         description="Exit codes: 0 healthy, 1 something active, 2 usage or spec error, "
-        "3 Prometheus unreachable or a query failed, 4 no steadystream data for the service.",
+        "3 Prometheus unreachable, a malformed reply, or a query failed or ran past the "
+        "deadline, 4 no steadystream data for the service, 5 an internal error of triage.",
     )
     p.add_argument(
         "--prometheus",
         required=True,
+        type=_http_url,
         metavar="URL",
         help="Prometheus base URL, e.g. http://localhost:9090",
     )
@@ -368,10 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="S",
         help="HTTP timeout per query (default: 10)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="bound on the whole triage; queries run 4 at a time, and one not answered by "
+        "then is reported as an error (default: 60)",
     )
     p.set_defaults(func=_cmd_triage)
 

@@ -12,12 +12,18 @@ and the runbook to open, as a path or as a URL under ``links.runbooks``.
 
 It says plainly when it cannot tell:
 
-* Prometheus unreachable (or answering with errors): :class:`PrometheusUnreachable`, exit 3;
+* Prometheus unreachable, answering with errors, or with replies that break the HTTP API's
+  schema: :class:`PrometheusUnreachable`, exit 3 (a malformed or late reply to one check is
+  that check's ``error`` finding; the others still count);
 * Prometheus reachable but holding no steadystream series for the service: ``has_data`` is
   False, exit 4 ("no data" is not "healthy", and a service Prometheus has never seen is not
   proof of ``no-traffic`` either: the name or the scrape may be wrong);
 * a signal that matches no series while the service has data: state ``no_series`` (no such
   events recorded: healthy, shown apart from ``ok``).
+
+Queries run :data:`MAX_CONCURRENT_QUERIES` at a time, each bounded by ``timeout`` and all of
+them by ``deadline``; a check not answered by the deadline is an ``error`` finding. A bug in
+triage itself is exit 5 (:data:`EXIT_INTERNAL`), never 1.
 
     report = triage(spec, "http://prometheus:9090")
     for ranked in report.ranked_classes:
@@ -26,9 +32,11 @@ It says plainly when it cannot tell:
 
 from __future__ import annotations
 
+import json
 import math
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,11 +50,16 @@ from .catalog.promql import matcher
 from .spec import Spec
 
 __all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_TIMEOUT",
     "EXIT_ACTIVE",
     "EXIT_HEALTHY",
+    "EXIT_INTERNAL",
     "EXIT_NO_DATA",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "MAX_CONCURRENT_QUERIES",
+    "MAX_REPLY_BYTES",
     "Check",
     "Finding",
     "PrometheusUnreachable",
@@ -69,13 +82,36 @@ EXIT_UNREACHABLE = 3
 """Prometheus could not be reached, or answered a query with an error."""
 EXIT_NO_DATA = 4
 """Prometheus answered, but holds no steadystream series for the service: cannot tell."""
+EXIT_INTERNAL = 5
+"""triage itself failed (a bug): the message names the error; nothing is known about the
+service. Distinct from :data:`EXIT_ACTIVE`, so scripts never read a crash as an incident."""
+
+#: Queries in flight at once: enough to finish ~30 checks quickly, few enough to be gentle
+#: with a Prometheus that is already struggling during an incident.
+MAX_CONCURRENT_QUERIES = 4
+#: Largest reply read from Prometheus, in bytes (a reply to one of triage's aggregated
+#: queries is a few KiB).
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+#: Default HTTP timeout of one query, in seconds.
+DEFAULT_TIMEOUT = 10.0
+#: Default bound on the whole triage (every query), in seconds.
+DEFAULT_DEADLINE = 60.0
 
 Kind = Literal["failure_class", "slo_burn"]
 State = Literal["active", "ok", "no_series", "error"]
 
 
 class PrometheusUnreachable(RuntimeError):
-    """Prometheus did not answer (connection refused, timeout, 5xx, not the HTTP API)."""
+    """Prometheus did not answer (connection refused, timeout, 5xx, not the HTTP API, a reply
+    that breaks the API's schema)."""
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds above 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -257,6 +293,8 @@ class TriageReport:
         if self.errors:
             n = len(self.errors)
             rejected = f"Prometheus rejected {n} quer{'y' if n == 1 else 'ies'}"
+            if any((f.error or "").startswith(_NOT_REJECTED) for f in self.errors):
+                rejected = f"{n} quer{'y' if n == 1 else 'ies'} failed"
             if self.ranked_classes:
                 top = self.ranked_classes[0]
                 return (
@@ -389,37 +427,102 @@ def _ratio(score: float | None) -> str:
 
 # ----------------------------------------------------------------------------- Prometheus API
 class _QueryError(Exception):
-    """Prometheus rejected one query (bad_data and the like): a problem with that query."""
+    """One query failed (Prometheus rejected it, its reply broke the API's schema, or the
+    deadline passed): a problem with that query, reported as its finding's error."""
 
 
-def _query(client: httpx.Client, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
+_REJECTED = "rejected: "
+_MALFORMED = "malformed reply: "
+_LATE = "not answered within the --deadline"
+_NO_ANSWER = "no answer: "
+_NOT_REJECTED = (_MALFORMED, _LATE, _NO_ANSWER)
+Row = tuple[dict[str, str], float]
+
+
+class _BadReply(ValueError):
+    """A reply that breaks the Prometheus HTTP API's schema."""
+
+
+def _number(value: object, where: str) -> float:
+    # The API sends sample values as strings ("1.5", "NaN", "+Inf").
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _BadReply(f"{where} is {type(value).__name__}, not a number string")
     try:
-        response = client.post("/api/v1/query", data={"query": expr, "time": f"{at:.3f}"})
+        return float(value)
+    except ValueError:
+        raise _BadReply(f"{where} {str(value)[:40]!r} is not a number") from None
+
+
+def _sample(value: object, where: str) -> float:
+    if not isinstance(value, list) or len(value) != 2:
+        raise _BadReply(f"{where} is not a [time, value] pair")
+    _number(value[0], f"{where}[0]")
+    return _number(value[1], f"{where}[1]")
+
+
+def _rows(body: object) -> list[Row]:
+    """The samples of a successful instant-query reply, checked against the API's schema."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        raise _BadReply("data is missing or not an object")
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        return [({}, _sample(result, "the scalar result"))]
+    if kind != "vector":
+        raise _BadReply(f"resultType {str(kind)[:40]!r} is not vector or scalar")
+    if not isinstance(result, list):
+        raise _BadReply(f"result is {type(result).__name__}, not a list")
+    rows: list[Row] = []
+    for i, item in enumerate(result):
+        if not isinstance(item, dict):
+            raise _BadReply(f"result[{i}] is {type(item).__name__}, not an object")
+        metric = item.get("metric", {})
+        if not isinstance(metric, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metric.items()
+        ):
+            raise _BadReply(f"result[{i}].metric is not an object of string labels")
+        rows.append((metric, _sample(item.get("value"), f"result[{i}].value")))
+    return rows
+
+
+def _query(client: httpx.Client, expr: str, at: float, timeout: float | None = None) -> list[Row]:
+    """Run one instant query. Raises :class:`PrometheusUnreachable` when Prometheus does not
+    answer as Prometheus, :class:`_QueryError` when it rejects the query or its reply breaks
+    the schema."""
+    extra = {} if timeout is None else {"timeout": timeout}
+    form = {"query": expr, "time": f"{at:.3f}"}
+    try:
+        with client.stream("POST", "/api/v1/query", data=form, **extra) as response:
+            raw = bytearray()
+            for chunk in response.iter_bytes():
+                raw += chunk
+                if len(raw) > MAX_REPLY_BYTES:
+                    raise _QueryError(
+                        f"{_MALFORMED}over {MAX_REPLY_BYTES} bytes; narrow the query or the "
+                        "selector"
+                    )
     except httpx.HTTPError as exc:
         raise PrometheusUnreachable(f"{client.base_url}: {exc}") from exc
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
         raise PrometheusUnreachable(
             f"{client.base_url} answered HTTP {response.status_code} with something other than "
-            "the Prometheus HTTP API; is this the Prometheus URL?"
+            "the Prometheus HTTP API (a reply that is not JSON); is this the Prometheus URL?"
         ) from None
-    if not isinstance(body, dict) or "status" not in body:
-        raise PrometheusUnreachable(f"{client.base_url} does not speak the Prometheus HTTP API")
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+        raise PrometheusUnreachable(
+            f"{client.base_url} does not speak the Prometheus HTTP API (a reply without a status)"
+        )
     if body["status"] != "success":
-        message = f"{body.get('errorType', 'error')}: {body.get('error', '')}"
+        message = f"{body.get('errorType', 'error')}: {body.get('error', '')}"[:500]
         if response.status_code >= 500 and body.get("errorType") not in ("execution", "timeout"):
             raise PrometheusUnreachable(f"{client.base_url}: {message}")
-        raise _QueryError(message)
-    data = body.get("data") or {}
-    if data.get("resultType") == "scalar":
-        return [({}, float(data["result"][1]))]
-    out = []
-    for item in data.get("result") or []:
-        value = item.get("value")
-        if value is not None:
-            out.append((dict(item.get("metric") or {}), float(value[1])))
-    return out
+        raise _QueryError(_REJECTED + message)
+    try:
+        return _rows(body)
+    except _BadReply as exc:
+        raise _QueryError(f"{_MALFORMED}{exc}") from None
 
 
 def _selector(spec_selector: Mapping[str, str], service: str | None) -> str:
@@ -435,9 +538,10 @@ def discover_services(
     *,
     selector: Mapping[str, str] | None = None,
     client: httpx.Client | None = None,
-    timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> list[str]:
     """The ``service`` label values of every steadystream series Prometheus holds now."""
+    _positive("timeout", timeout)
     own = client is None
     client = client or httpx.Client(base_url=prometheus, timeout=timeout)
     try:
@@ -478,7 +582,8 @@ def triage(
     prometheus: str,
     *,
     client: httpx.Client | None = None,
-    timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
     at: float | None = None,
     checks: Sequence[Check] | None = None,
 ) -> TriageReport:
@@ -486,22 +591,42 @@ def triage(
 
     ``at`` is the evaluation time (Unix seconds; default now). ``client`` may be an
     ``httpx.Client`` whose ``base_url`` is the Prometheus (for auth headers or a proxy).
-    Raises :class:`PrometheusUnreachable` when Prometheus does not answer at all.
+    Queries run :data:`MAX_CONCURRENT_QUERIES` at a time, each within ``timeout`` seconds and
+    all within ``deadline`` seconds; a check not answered by then is an ``error`` finding.
+    Raises :class:`PrometheusUnreachable` when Prometheus does not answer at all, and
+    ValueError for a ``timeout`` or ``deadline`` that is not a finite number above 0.
     """
+    _positive("timeout", timeout)
+    _positive("deadline", deadline)
+    end = time.monotonic() + deadline
     own = client is None
     client = client or httpx.Client(base_url=prometheus, timeout=timeout)
     at = time.time() if at is None else at
     checks = list(checks_for(spec) if checks is None else checks)
+
+    def budget() -> float:
+        # A second past the deadline: the caller stops waiting at the deadline itself and
+        # reports the query as late; the HTTP timeout only frees the worker thread.
+        return max(0.001, min(timeout, end - time.monotonic() + 1.0))
+
     try:
-        coverage = _query(client, f"count({_selector(spec.selector, spec.service)})", at)
+        coverage = _query(client, f"count({_selector(spec.selector, spec.service)})", at, budget())
+        has_data = bool(coverage) and coverage[0][1] > 0
+        results = _bounded(
+            [lambda ch=ch: _evaluate(client, ch, at, budget()) for ch in checks],
+            workers=MAX_CONCURRENT_QUERIES,
+            end=end,
+        )
     except _QueryError as exc:
         raise PrometheusUnreachable(f"{prometheus}: {exc}") from None
-    try:
-        has_data = bool(coverage) and coverage[0][1] > 0
-        findings = [_evaluate(client, check, at) for check in checks]
     finally:
         if own:
             client.close()
+    late = f"{_LATE} of {deadline:g} s"
+    findings = [
+        r if r is not None else Finding(ch, "error", error=late)
+        for ch, r in zip(checks, results, strict=True)
+    ]
     return TriageReport(
         prometheus=prometheus,
         service=spec.service,
@@ -511,11 +636,57 @@ def triage(
     )
 
 
-def _evaluate(client: httpx.Client, check: Check, at: float) -> Finding:
+def _bounded(
+    tasks: Sequence[Callable[[], Finding]], *, workers: int, end: float
+) -> list[Finding | None]:
+    """Run ``tasks`` ``workers`` at a time until all are done or ``end`` (monotonic) passes;
+    a task not finished by then is None. The worker threads are daemons: a query still in
+    flight at the deadline never holds the process (its own timeout ends it)."""
+    results: list[Finding | None] = [None] * len(tasks)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    done = threading.Condition(lock)
+    state = {"next": 0, "finished": 0}
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = state["next"]
+                if i >= len(tasks) or time.monotonic() >= end:
+                    return
+                state["next"] += 1
+            try:
+                result = tasks[i]()
+            except BaseException as exc:  # a bug: re-raised in the caller's thread
+                with lock:
+                    failures.append(exc)
+                    done.notify_all()
+                return
+            with lock:
+                results[i] = result
+                state["finished"] += 1
+                done.notify_all()
+
+    for _ in range(min(workers, len(tasks))):
+        threading.Thread(target=work, name="steadystream-triage", daemon=True).start()
+    with lock:
+        while state["finished"] < len(tasks) and not failures:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            done.wait(remaining)
+        if failures:
+            raise failures[0]
+        return list(results)
+
+
+def _evaluate(client: httpx.Client, check: Check, at: float, timeout: float) -> Finding:
     try:
-        rows = _query(client, check.expr, at)
+        rows = _query(client, check.expr, at, timeout)
     except _QueryError as exc:
         return Finding(check, "error", error=str(exc))
+    except PrometheusUnreachable as exc:
+        return Finding(check, "error", error=f"{_NO_ANSWER}{exc}")
     rows = [(labels, v) for labels, v in rows if not math.isnan(v)]
     if not rows:
         return Finding(check, "no_series")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -133,6 +134,12 @@ class _ClientError(Exception):
         self.param = param
 
 
+def _int_arg(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return value
+
+
 class Upstream:
     """A fault-injecting OpenAI Responses API on ``127.0.0.1``; see :mod:`steadystream.simulate`.
 
@@ -164,8 +171,23 @@ class Upstream:
         max_stored_bytes: int = 256 * 1024 * 1024,
         record_requests: bool = False,
     ) -> None:
+        if not isinstance(profile, str | Profile):
+            raise ValueError(f"profile must be a profile name or a Profile, got {profile!r}")
         self._profile = resolve_profile(profile)
-        self.seed = seed
+        self.seed = _int_arg("seed", seed)
+        if not 0 <= _int_arg("port", port) <= 65535:
+            raise ValueError(f"port must be 0-65535 (0: a free one), got {port!r}")
+        for name, value in (
+            ("token_interval", token_interval),
+            ("first_token_latency", first_token_latency),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        for name, value in (("max_stored", max_stored), ("max_stored_bytes", max_stored_bytes)):
+            if _int_arg(name, value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value!r}")
         self._requested_port = port
         self.token_interval = token_interval
         self.first_token_latency = first_token_latency

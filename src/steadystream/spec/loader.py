@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from . import limits
 from .model import Loc, Spec, _dotted, semantic_problems
 
 __all__ = ["Problem", "SpecError", "default_spec", "load_spec", "parse_spec", "spec_digest"]
@@ -26,9 +27,25 @@ class Problem:
     path: str
     message: str
 
+    def __post_init__(self) -> None:
+        # Keys and values come from the file: escape what would break the one-line format (a
+        # newline, a terminal escape) and cut what would flood it (a 100,000-character key).
+        object.__setattr__(self, "path", _printable(self.path))
+        object.__setattr__(self, "message", _printable(self.message))
+
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+def _printable(text: str) -> str:
+    cleaned = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in text
+    )
+    if len(cleaned) > limits.MAX_PROBLEM_TEXT:
+        cleaned = cleaned[: limits.MAX_PROBLEM_TEXT] + "…"
+    return cleaned
 
 
 class SpecError(ValueError):
@@ -37,7 +54,14 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        shown = [str(p) for p in problems[: limits.MAX_PRINTED_PROBLEMS]]
+        if len(problems) > limits.MAX_PRINTED_PROBLEMS:
+            first = problems[limits.MAX_PRINTED_PROBLEMS]
+            more = len(problems) - limits.MAX_PRINTED_PROBLEMS
+            shown.append(
+                str(Problem(first.file, first.line, first.column, "", f"and {more} more problems"))
+            )
+        super().__init__("\n".join(shown))
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,22 @@ class _Mark:
 def _mark(node: yaml.Node, *, end: bool = False) -> _Mark:
     m = node.end_mark if end else node.start_mark
     return _Mark(m.line + 1, m.column + 1)
+
+
+_KEY_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _key_aliases(node: yaml.Node) -> tuple[object, ...]:
+    """How Pydantic may name a non-string scalar key: its value (``1`` for ``1:``) and its
+    ``repr`` (``'None'`` for ``~:``); empty for a string key."""
+    if not isinstance(node, yaml.ScalarNode) or len(node.value) > 100:
+        return ()
+    try:
+        value = _KEY_CONSTRUCTOR.construct_object(node, deep=True)
+        hash(value)
+    except Exception:  # a key that cannot be built was already reported by the loader
+        return ()
+    return () if isinstance(value, str) else (value, repr(value))
 
 
 class _Index:
@@ -64,8 +104,21 @@ class _Index:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, _Mark] = {}
             for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else key_node.id
                 child = (*loc, key)
+                # Pairs a merge key (<<: *base) brought in sit elsewhere in the file; the
+                # mapping's own keys override them, as YAML says.
+                merged = not (
+                    node.start_mark.index <= key_node.start_mark.index <= node.end_mark.index
+                )
+                if merged:
+                    self.keys.setdefault(child, _mark(key_node))
+                    self.walk(value_node, child)
+                    continue
+                # Pydantic names a non-string key by its value (1, None, a date): find it so.
+                for alias in _key_aliases(key_node):
+                    self.keys.setdefault((*loc, alias), _mark(key_node))
+                    self.values.setdefault((*loc, alias), _mark(value_node))
                 if key in seen:
                     self.duplicates.append((child, _mark(key_node), seen[key]))
                 seen[key] = _mark(key_node)
@@ -165,21 +218,172 @@ def _split(message: str) -> list[tuple[str | None, str]]:
     return out
 
 
-def parse_spec(text: str, filename: str = "<spec>") -> Spec:
-    """Parse and validate spec ``text``; ``filename`` is used in error messages."""
-    loader = yaml.SafeLoader(text)
-    try:
+class _Refused(yaml.MarkedYAMLError):
+    """A document past one of the :mod:`limits`, refused while it is being composed."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the :mod:`limits` applied while composing, before anything
+    is expanded or walked, and with every constructor failure turned into a located error.
+
+    PyYAML's parser and scanner are iterative; only composing and constructing recurse, so
+    a depth bound checked on the way down keeps them far from Python's recursion limit.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._nodes = 0
+        self._aliases = 0
+        self._sizes: dict[str, int] = {}  # anchor -> nodes once expanded
+        self._open: set[str] = set()  # anchors of the nodes being composed
+
+    def _count(self, n: int, mark: yaml.Mark) -> None:
+        self._nodes += n
+        if self._nodes > limits.MAX_NODES:
+            raise _Refused(
+                problem=f"the document expands to more than {limits.MAX_NODES} nodes "
+                "(through aliases, or simply too large); a spec needs a few hundred",
+                problem_mark=mark,
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            self._aliases += 1
+            if self._aliases > limits.MAX_ALIASES:
+                raise _Refused(
+                    problem=f"more than {limits.MAX_ALIASES} aliases (*name); "
+                    "write the values out instead",
+                    problem_mark=event.start_mark,
+                )
+            if event.anchor in self._open:
+                raise _Refused(
+                    problem=f"alias *{event.anchor} is inside the node it names "
+                    "(a recursive structure)",
+                    problem_mark=event.start_mark,
+                )
+            size = self._sizes.get(event.anchor, 1)
+            if self._nodes + size > limits.MAX_NODES:
+                raise _Refused(
+                    problem=f"aliases expand the document to more than {limits.MAX_NODES} "
+                    "nodes; write the values out instead",
+                    problem_mark=event.start_mark,
+                )
+            self._count(size, event.start_mark)
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        if self._depth >= limits.MAX_DEPTH:
+            raise _Refused(
+                problem=f"nested deeper than {limits.MAX_DEPTH} levels",
+                problem_mark=event.start_mark,
+            )
+        anchor = getattr(event, "anchor", None)
+        before = self._nodes
+        self._count(1, event.start_mark)
+        self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
         try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            what = exc.problem or "invalid YAML"
-            raise SpecError(
-                [Problem(filename, line, col, "", f"YAML syntax error: {what}")]
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+        if anchor is not None:
+            self._sizes[anchor] = self._nodes - before
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            value = super().construct_object(node, deep)
+            if isinstance(value, str) and not value.isascii():
+                # "\ud800" in double quotes is a lone surrogate: no file, label or header
+                # could ever be written with it.
+                value.encode("utf-8")
+            return value
+        except UnicodeEncodeError as exc:
+            raise yaml.constructor.ConstructorError(
+                problem=f"invalid Unicode: lone surrogate {exc.object[exc.start]!r} "
+                "(escape a character outside the BMP as \\UXXXXXXXX)",
+                problem_mark=node.start_mark,
             ) from None
-        except yaml.YAMLError as exc:
-            raise SpecError([Problem(filename, 1, 1, "", f"YAML error: {exc}")]) from None
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # PyYAML's constructors on a value they do not expect
+            # PyYAML's int/float/timestamp constructors trust the tag: `!!int abc`, an empty
+            # `!!int` (IndexError), `!!timestamp 2020-02-30` or a 5,000-digit integer raise
+            # plain Python errors; whichever it is, it is this value's problem.
+            detail = str(exc).split("\n", 1)[0] if not isinstance(exc, AttributeError) else ""
+            value = node.value if isinstance(node, yaml.ScalarNode) else ""
+            raise yaml.constructor.ConstructorError(
+                problem=f"cannot read {value[:40]!r} as {_tag(node.tag)}"
+                + (f" ({detail})" if detail else ""),
+                problem_mark=node.start_mark,
+            ) from None
+
+
+def _tag(tag: str) -> str:
+    return "!!" + tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
+    """One located line for any PyYAML error (its own ``str()`` spans several lines and names
+    ``"<unicode string>"``)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line, col = _position(text, exc.position)
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return Problem(
+            filename,
+            line,
+            col,
+            "",
+            f"unacceptable character #x{char:04x}: control and non-characters are not "
+            'allowed in YAML (quote it as an escape, e.g. "\\t")',
+        )
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, _Refused):
+            return Problem(filename, line, col, "", f"refused: {problem}")
+        if exc.context and exc.problem:
+            where = exc.context_mark
+            at = f" at line {where.line + 1}" if where and where.line + 1 != line else ""
+            problem = f"{problem} ({exc.context}{at})"
+        kind = (
+            "YAML syntax error"
+            if isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError)
+            else "YAML error"
+        )
+        return Problem(filename, line, col, "", f"{kind}: {problem}")
+    return Problem(
+        filename,
+        1,
+        1,
+        "",
+        f"YAML error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+    )
+
+
+def parse_spec(text: str, filename: str = "<spec>") -> Spec:
+    """Parse and validate spec ``text``; ``filename`` is used in error messages.
+
+    Bounded by :mod:`steadystream.spec.limits`: past any bound, a located :class:`SpecError`.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_SPEC_BYTES:
+        raise SpecError([_too_large(filename, size)])
+    loader: _BoundedLoader | None = None
+    try:
+        # The reader checks every character when the loader is built: inside the try.
+        loader = _BoundedLoader(text)
+        node = loader.get_single_node()
         if node is None:
             raise SpecError(
                 [
@@ -193,14 +397,12 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
                     )
                 ]
             )
-        try:
-            data = loader.construct_document(node)
-        except yaml.YAMLError as exc:
-            m = getattr(exc, "problem_mark", None)
-            line, col = (m.line + 1, m.column + 1) if m else (1, 1)
-            raise SpecError([Problem(filename, line, col, "", f"YAML error: {exc}")]) from None
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise SpecError([_yaml_problem(exc, text, filename)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     index = _Index()
     index.walk(node, ())
@@ -264,7 +466,11 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     if p.is_dir():
         raise SpecError([Problem(name, 1, 1, "", "is a directory, not a spec file")])
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as fh:
+            # One byte past the bound tells "too large" without reading a huge file whole.
+            raw = fh.read(limits.MAX_SPEC_BYTES + 1)
+            if len(raw) > limits.MAX_SPEC_BYTES:
+                raise SpecError([_too_large(name, os.fstat(fh.fileno()).st_size)])
     except FileNotFoundError:
         raise SpecError([Problem(name, 1, 1, "", "no such file")]) from None
     except OSError as exc:
@@ -275,6 +481,16 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError([Problem(name, line, 1, "", "the file is not valid UTF-8")]) from None
     return parse_spec(text, name)
+
+
+def _too_large(filename: str, size: int) -> Problem:
+    return Problem(
+        filename,
+        1,
+        1,
+        "",
+        f"the file is {size} bytes, over the limit of {limits.MAX_SPEC_BYTES} bytes for a spec",
+    )
 
 
 def default_spec(service: str) -> Spec:
