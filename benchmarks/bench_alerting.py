@@ -463,7 +463,7 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 @dataclass
 class Firing:
     """When an alert first fired, in minutes from the incident's start (negative: in the
-    healthy history), and for how many minutes of the incident it was firing."""
+    healthy history), with the labels it fired with (alertname, severity, slo, failure_class)."""
 
     alertname: str
     severity: str
@@ -473,6 +473,8 @@ class Firing:
 
 @dataclass
 class Outcome:
+    """What one promtool run of one shape under one rule set found."""
+
     shape: str
     rules: str
     incident: list[Firing] = field(default_factory=list)  # first firing after the start
@@ -663,21 +665,20 @@ def _who(f: Firing | None) -> str:
     return f"{f.alertname}" + (f" ({what})" if what else "")
 
 
-def judge(shape: Shape, ours: Outcome, sloth: Outcome) -> dict[str, Any]:
-    """The targets that apply to ``shape``: name -> met (bool), with the figures behind it."""
+def judge(shape: Shape, ours: Outcome, sloth: Outcome) -> dict[str, tuple[bool, str]]:
+    """The targets that apply to ``shape``: name -> (met, the figures behind it)."""
     page, sloth_page = ours.first(PAGE), sloth.first(PAGE)
-    targets: dict[str, bool] = {}
+    targets: dict[str, tuple[bool, str]] = {}
     if shape.burn and shape.page:
         # At or before Sloth's; a page where Sloth has none counts as at or before.
-        targets[f"{shape.key}: first page at or before Sloth's"] = page is not None and (
-            sloth_page is None or page.first_min <= sloth_page.first_min
-        )
+        met = page is not None and (sloth_page is None or page.first_min <= sloth_page.first_min)
+        figure = f"{_fmt(page)} vs {_fmt(sloth_page)}"
+        targets[f"{shape.key}: first page at or before Sloth's"] = (met, figure)
     if shape.page_within is not None:
-        targets[f"{shape.key}: paged within {shape.page_within} m"] = (
-            page is not None and page.first_min <= shape.page_within
-        )
+        met = page is not None and page.first_min <= shape.page_within
+        targets[f"{shape.key}: paged within {shape.page_within} m"] = (met, _fmt(page))
     if shape.page is False:
-        targets[f"{shape.key}: no false page"] = page is None
+        targets[f"{shape.key}: no false page"] = (page is None, _fmt(page))
     return targets
 
 
@@ -703,7 +704,7 @@ def report(
             "false alerts",
         ],
     )
-    targets: dict[str, bool] = {}
+    judged: dict[str, tuple[bool, str]] = {}
     problems: list[str] = []
     for shape in shapes:
         ours, sloth = outcomes[(shape.key, ours_name)], outcomes[(shape.key, sloth_name)]
@@ -732,7 +733,7 @@ def report(
             expected.strip(", "),
             "; ".join(false) or "none",
         )
-        targets.update(judge(shape, ours, sloth))
+        judged.update(judge(shape, ours, sloth))
     firsts = []
     for shape in shapes:
         f = outcomes[(shape.key, ours_name)].first(PAGE)
@@ -754,9 +755,10 @@ def report(
         f"{ours_name}: examples/chat-gateway/slo.yaml with one SLO and {tuning} (28d period); "
         f"{sloth_name}: its getting-started example output templated (30d period, its default)."
     )
-    summary = Table("5b. Alerting targets", ["target", ""])
-    for name, met in targets.items():
-        summary.add(name, verdict(met))
+    summary = Table("5b. Alerting targets", ["target", f"{ours_name} (vs {sloth_name})", ""])
+    for name, (met, figure) in judged.items():
+        summary.add(name, figure, verdict(met))
+    targets = {name: met for name, (met, _) in judged.items()}
     return [table, summary], targets, problems
 
 
