@@ -1,4 +1,4 @@
-"""Benchmark 5: alerting, time to detect. steadystream's rules side by side with Sloth's.
+"""Benchmark 6: alerting, time to detect. steadystream's rules side by side with Sloth's.
 
 For alerts, "performance" is how soon an incident pages (or tickets) and how often nothing
 pages for nothing. Both rule sets run in ``promtool test rules`` (the real rule engine) over the
@@ -695,7 +695,7 @@ def report(
     ours_name, sloth_name = rule_names
     history = f"{history_min / 1440:g} days" if history_min % 1440 == 0 else f"{history_min} m"
     table = Table(
-        f"5. Alerting: time to detect, stream-errors SLO at 99.5 %, after {history} of healthy "
+        f"6. Alerting: time to detect, stream-errors SLO at 99.5 %, after {history} of healthy "
         "history (minutes from the incident's start)",
         [
             "incident",
@@ -758,7 +758,7 @@ def report(
         f"{ours_name}: examples/chat-gateway/slo.yaml with one SLO and {tuning}; "
         f"{sloth_name}: its getting-started example output templated. Both: 99.5 % over 30d."
     )
-    summary = Table("5b. Alerting targets", ["target", f"{ours_name} (vs {sloth_name})", ""])
+    summary = Table("6b. Alerting targets", ["target", f"{ours_name} (vs {sloth_name})", ""])
     for name, (met, figure) in judged.items():
         summary.add(name, figure, verdict(met))
     targets = {name: met for name, (met, _) in judged.items()}

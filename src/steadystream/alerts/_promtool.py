@@ -472,7 +472,9 @@ def _tier_runs(spec: Spec, slo: SLO, a: BurnAlert) -> dict[str, _SloRun]:
     # long window holds the floor's events, firing the minute it does.
     floor = burn_event_floor(spec, slo, f)
     if floor >= 2:
-        per_min = max(1, floor // 50)
+        # Slow enough that one minute moves the count by at most 2 % of the floor, fast
+        # enough that the long window can hold the floor at all (a 1h window, 70 events).
+        per_min = max(1, floor // 50, math.ceil(floor / max(1, long_min - 10)))
         s = sim(_constant(per_min, per_min), _HORIZON)
         fires = _first(lambda t: s.tier_fires(a, t), 1, _HORIZON)
         if fires is not None and fires > 1:
