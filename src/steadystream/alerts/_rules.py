@@ -19,7 +19,12 @@ from typing import Any
 
 from .. import conventions as c
 from ..catalog import names as n
-from ..catalog.alerting import failure_class_signals, slo_burn_signals, slo_outage_signals
+from ..catalog.alerting import (
+    FIVE_MINUTES,
+    failure_class_signals,
+    slo_burn_signals,
+    slo_outage_signals,
+)
 from ..catalog.classes import failure_classes
 from ..catalog.promql import Sel, clean, dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, format_threshold
@@ -29,7 +34,6 @@ from ..spec import SLO, Spec, format_percent
 #: Samples per 5 m of a series recorded every minute: ``sum_over_time`` of 5 m increases
 #: divided by this is an event count (each event sits in five consecutive 5 m increases).
 SLI_INTERVAL_SECONDS = 60
-FIVE_MINUTES = 300.0
 SAMPLES_PER_5M = int(FIVE_MINUTES // SLI_INTERVAL_SECONDS)
 
 

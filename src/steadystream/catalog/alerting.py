@@ -19,6 +19,9 @@ from .panels import PanelRef, panel_index
 from .promql import Sel, clean, dur, matcher_labels, num
 from .signal import Queries, Signal, event_floor, tier_factor
 
+#: The shortest window the SLI rules record, and the outage fast path's.
+FIVE_MINUTES = 300.0
+
 __all__ = [
     "burn_event_floor",
     "failure_class_signals",
@@ -192,10 +195,6 @@ def slo_outage_signals(spec: Spec) -> dict[str, Signal]:
             labels=tuple(sorted({**base, n.LABEL_SLO: slo.name}.items())),
         )
     return out
-
-
-#: The window of the outage fast path: the shortest one the SLI rules record.
-FIVE_MINUTES = 300.0
 
 
 def _panel_url(spec: Spec, panels: dict[str, PanelRef], key: str, board: str) -> str:
