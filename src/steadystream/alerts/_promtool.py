@@ -174,6 +174,23 @@ def _encode(values: list[int]) -> str:
 Shape = Callable[[int], tuple[int, int]]
 
 
+#: The last spec's burn tiers and outage signal per SLO: every scenario of every SLO builds a
+#: simulator, and building every SLO's alerts for each made generation quadratic in the SLOs.
+_ALERTS: list[tuple[Spec, dict[str, tuple[list[BurnAlert], Signal | None]]]] = []
+
+
+def _slo_alerts(spec: Spec) -> dict[str, tuple[list[BurnAlert], Signal | None]]:
+    if _ALERTS and _ALERTS[0][0] is spec:
+        return _ALERTS[0][1]
+    tiers: dict[str, list[BurnAlert]] = {slo.name: [] for slo in spec.slos}
+    for a in burn_alerts(spec):
+        tiers[a.slo.name].append(a)
+    outage = slo_outage_signals(spec)
+    by_slo = {name: (mine, outage.get(name)) for name, mine in tiers.items()}
+    _ALERTS[:] = [(spec, by_slo)]
+    return by_slo
+
+
 class _Sim:
     """The SLI recording rules and the burn and outage alerts of one SLO, evaluated in Python
     on the counters a :data:`Shape` makes, with the same float operations in the same order
@@ -188,21 +205,29 @@ class _Sim:
     def __init__(self, spec: Spec, slo: SLO, shape: Shape, minutes: int) -> None:
         self.spec, self.slo = spec, slo
         self.budget = error_budget(slo)
+        self.shape, self.minutes = shape, minutes
         self.bad = [0]
         self.total = [0]
-        for m in range(1, minutes + 1):
-            b, t = shape(m)
-            self.bad.append(self.bad[-1] + b)
-            self.total.append(self.total[-1] + t)
         # Prefix sums of the recorded 5 m increases (integers, so the float sums Prometheus
         # makes are exact whatever their order).
         self.bad5 = [0]
         self.total5 = [0]
-        for m in range(1, minutes + 1):
-            self.bad5.append(self.bad5[-1] + self.bad[m] - self.bad[max(0, m - 5)])
-            self.total5.append(self.total5[-1] + self.total[m] - self.total[max(0, m - 5)])
-        self.tiers = [a for a in burn_alerts(spec) if a.slo.name == slo.name]
-        self.outage = slo_outage_signals(spec).get(slo.name)
+        self.tiers, self.outage = _slo_alerts(spec)[slo.name]
+
+    def _grow(self, t: int) -> None:
+        """Play the shape up to minute ``t`` (minutes are played only when read: most
+        scenarios are decided within minutes of a horizon of days)."""
+        bad = self.bad
+        if t < len(bad):
+            return
+        total, bad5, total5 = self.total, self.bad5, self.total5
+        for m in range(len(bad), min(t, self.minutes) + 1):
+            b, n = self.shape(m)
+            bad.append(bad[-1] + b)
+            total.append(total[-1] + n)
+            back = max(0, m - 5)
+            bad5.append(bad5[-1] + bad[m] - bad[back])
+            total5.append(total5[-1] + total[m] - total[back])
 
     def _inc(self, series: list[int], t: int, window_min: int) -> float | None:
         if t < 1:
@@ -212,6 +237,7 @@ class _Sim:
     def _counts(self, window: float, t: int) -> tuple[float, float] | None:
         """(bad, total) as the window's recorded ratio divides them (sums of 5 m increases
         for the long windows), or None without a sample."""
+        self._grow(t)
         w = int(window // 60)
         if raw_window(self.spec, window) or window == FIVE_MINUTES:
             bad, total = self._inc(self.bad, t, w), self._inc(self.total, t, w)
@@ -305,6 +331,7 @@ class _Sim:
         ]
 
     def series(self) -> list[tuple[str, str]]:
+        self._grow(self.minutes)
         good = [t - b for b, t in zip(self.bad, self.total, strict=True)]
         return _sli_series(
             self.spec, self.slo, _encode(self.bad), _encode(self.total), _encode(good)
