@@ -69,7 +69,12 @@ INJECTIONS = (
     Injection(
         c.FC_RETRY_STORM,
         "early-drops",
-        "profile early-drops: every connection dropped before content",
+        "profile early-drops: every connection dropped before content (first-token timeout "
+        "30 s, so streams end by exhausting their retries, never by the clock)",
+        # With the default 3 s first-token timeout, retries backing off from 300 ms end about
+        # when the clock does; on a loaded machine the clock wins, first-token timeouts (which
+        # explain a retry storm) become active too, and the injection stops being one class.
+        {"timeouts": {"first_token": "30s", "stream_idle": "30s", "total": "45s"}},
     ),
     Injection(
         c.FC_RESUME_FAILURE,
