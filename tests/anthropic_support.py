@@ -5,12 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
-
 import steadystream as ss
+import telemetry_support
 from steadystream import conventions as c
 
 MODEL = "claude-sim"
@@ -43,37 +39,9 @@ def make_spec(**timeouts: str) -> ss.Spec:
     )
 
 
-class Telemetry:
-    """A monitor with a fresh Prometheus registry and in-memory spans."""
-
-    def __init__(self, spec: ss.Spec | None = None) -> None:
-        self.registry = CollectorRegistry()
-        self.spans = InMemorySpanExporter()
-        tp = TracerProvider()
-        tp.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.monitor = ss.StreamMonitor(
-            spec or make_spec(), registry=self.registry, tracer_provider=tp
-        )
-
-    def value(self, name: str, **extra: str) -> float:
-        v = self.registry.get_sample_value(name, {**LABELS, **extra})
-        return 0.0 if v is None else v
-
-    def snapshot(self) -> dict[str, float]:
-        """Every sample of the registry (for exact deltas: compare two snapshots)."""
-        out: dict[str, float] = {}
-        for metric in self.registry.collect():
-            for s in metric.samples:
-                if s.name.endswith(("_created", "_bucket")) or s.name.endswith("_sum"):
-                    continue
-                key = s.name + "".join(
-                    f",{k}={v}" for k, v in sorted(s.labels.items()) if k not in LABELS
-                )
-                out[key] = s.value
-        return out
-
-    def stream_spans(self) -> list[Any]:
-        return [s for s in self.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+class Telemetry(telemetry_support.Telemetry):
+    labels = LABELS
+    default_spec = staticmethod(make_spec)
 
 
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -9,7 +9,6 @@ by promtool's own pass/fail: an alert firing at that minute, none at any minute 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_alerting as bench  # noqa: E402
 
 HISTORY_MIN = 4 * 60
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not on PATH: install the Debian 'prometheus' package "
-            "(`make tools` does) — these tests never skip"
-        )
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 import steadystream as ss
@@ -144,8 +145,10 @@ def test_demo_cli_rejects_unknown_profile() -> None:
     assert "mixed" in result.stderr
 
 
-def test_run_demo_counts_agree_with_the_metrics() -> None:
-    """The demo's own stream counts equal the exported stream_requests/errors counters."""
+@pytest.mark.parametrize(("provider", "slow"), [("openai", 0.5), ("anthropic", 0.3)])
+def test_run_demo_counts_agree_with_the_metrics(provider: str, slow: float) -> None:
+    """The demo's own stream counts equal the exported stream_requests/errors counters, for
+    each provider the demo drives (resilient Responses, resilient Messages)."""
     registry = CollectorRegistry()
     with open(os.devnull, "w") as out:
         report = run_demo(
@@ -158,7 +161,8 @@ def test_run_demo_counts_agree_with_the_metrics() -> None:
             out=out,
             registry=registry,
             # Relayed slow consumers included: stream_bytes_total counts what they received.
-            slow_consumers=0.5,
+            slow_consumers=slow,
+            provider=provider,
         )
     view = MetricsView(registry, report.service)
     assert report.streams_started > 0
@@ -168,7 +172,10 @@ def test_run_demo_counts_agree_with_the_metrics() -> None:
     assert view.by_label(c.ERRORS_TOTAL, c.LABEL_ERROR_CLASS) == {
         k: float(v) for k, v in report.errors.items()
     }
-    assert view.total(c.BYTES_TOTAL) == report.content_bytes
+    assert view.total(c.BYTES_TOTAL) == report.content_bytes > 0
+    assert view.by_label(c.REQUESTS_TOTAL, c.LABEL_PROVIDER) == {
+        provider: float(report.streams_finished)
+    }
     assert json.loads(json.dumps(report.to_dict()))["streams_finished"] == report.streams_finished
 
 

@@ -15,14 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import steadystream as ss
+import telemetry_support
 from steadystream import conventions as c
 from steadystream.exporters import start_metrics_server
 from steadystream.instrumentation.core.reassembly import ServerSentEvent, SSEParser
@@ -45,33 +43,8 @@ HOSTILE = (
 )
 
 
-class Telemetry:
-    """A monitor wired to a fresh registry, an SDK meter provider and an in-memory exporter."""
-
-    def __init__(self, spec: ss.Spec | None = None, **kw: Any) -> None:
-        self.registry = CollectorRegistry()
-        self.reader = InMemoryMetricReader()
-        self.spans = InMemorySpanExporter()
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.monitor = ss.StreamMonitor(
-            spec or ss.default_spec("svc"),
-            registry=self.registry,
-            tracer_provider=tracer_provider,
-            meter_provider=MeterProvider(metric_readers=[self.reader]),
-            **kw,
-        )
-
-    def otel_attributes(self) -> list[dict[str, Any]]:
-        data = self.reader.get_metrics_data()
-        assert data is not None
-        return [
-            dict(p.attributes or {})
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            for p in m.data.data_points
-        ]
+class Telemetry(telemetry_support.Telemetry):
+    pass
 
 
 def _clean(value: str) -> bool:

@@ -12,12 +12,9 @@ import httpx
 import httpx2
 import pytest
 from openai import AsyncOpenAI
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
 
 import steadystream as ss
+import telemetry_support
 from steadystream import conventions as c
 from steadystream.simulate import DEFAULT_TOKENS, expected_text
 
@@ -35,24 +32,9 @@ def make_spec(**timeouts: str) -> ss.Spec:
     return ss.Spec.model_validate({"version": 1, "service": "svc", "stream": {"timeouts": t}})
 
 
-class Telemetry:
-    """A monitor with a fresh registry and in-memory spans."""
-
-    def __init__(self, spec: ss.Spec | None = None) -> None:
-        self.registry = CollectorRegistry()
-        self.spans = InMemorySpanExporter()
-        tp = TracerProvider()
-        tp.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.monitor = ss.StreamMonitor(
-            spec or make_spec(), registry=self.registry, tracer_provider=tp
-        )
-
-    def value(self, name: str, **extra: str) -> float:
-        v = self.registry.get_sample_value(name, {**LABELS, **extra})
-        return 0.0 if v is None else v
-
-    def stream_spans(self) -> list[Any]:
-        return [s for s in self.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+class Telemetry(telemetry_support.Telemetry):
+    labels = LABELS
+    default_spec = staticmethod(make_spec)
 
 
 async def atee(source: Any, seen: list[Any]) -> AsyncIterator[Any]:

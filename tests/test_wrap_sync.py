@@ -13,15 +13,12 @@ import httpx
 import httpx2
 import pytest
 from openai import OpenAI
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 import steadystream as ss
+import telemetry_support
 from steadystream import conventions as c
 from steadystream.simulate import DEFAULT_TOKENS, expected_text
 
@@ -41,30 +38,9 @@ def make_spec(**timeouts: str) -> ss.Spec:
     )
 
 
-class Telemetry:
-    """A monitor with a fresh registry, in-memory spans and in-memory OTel metrics."""
-
-    def __init__(self, spec: ss.Spec | None = None, **kw: Any) -> None:
-        self.registry = CollectorRegistry()
-        self.spans = InMemorySpanExporter()
-        tp = TracerProvider()
-        tp.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.monitor = ss.StreamMonitor(
-            spec or make_spec(),
-            registry=self.registry,
-            tracer_provider=tp,
-            meter_provider=MeterProvider(metric_readers=[self.reader]),
-            **kw,
-        )
-
-    def value(self, name: str, **extra: str) -> float:
-        """A Prometheus sample (0.0 when absent)."""
-        v = self.registry.get_sample_value(name, {**LABELS, **extra})
-        return 0.0 if v is None else v
-
-    def stream_spans(self) -> list[Any]:
-        return [s for s in self.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+class Telemetry(telemetry_support.Telemetry):
+    labels = LABELS
+    default_spec = staticmethod(make_spec)
 
 
 def tee(source: Any, seen: list[Any]) -> Iterator[Any]:

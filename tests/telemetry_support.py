@@ -1,0 +1,78 @@
+"""A StreamMonitor wired to in-memory telemetry, for the wrapper tests: a fresh Prometheus
+registry, finished spans, and OTel metrics read back from an SDK meter provider.
+
+Each test module subclasses :class:`Telemetry` with its own ``labels`` (the service, model and
+provider its streams carry) and ``default_spec``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+import steadystream as ss
+from steadystream import conventions as c
+
+
+class Telemetry:
+    """A monitor with a fresh registry, in-memory spans and in-memory OTel metrics."""
+
+    labels: ClassVar[dict[str, str]] = {}
+
+    @staticmethod
+    def default_spec() -> ss.Spec:
+        return ss.default_spec("svc")
+
+    def __init__(self, spec: ss.Spec | None = None, **kw: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.monitor = ss.StreamMonitor(
+            spec or self.default_spec(),
+            registry=self.registry,
+            tracer_provider=tracer_provider,
+            meter_provider=MeterProvider(metric_readers=[self.reader]),
+            **kw,
+        )
+
+    def value(self, name: str, **extra: str) -> float:
+        """A Prometheus sample with the module's labels (0.0 when absent)."""
+        v = self.registry.get_sample_value(name, {**self.labels, **extra})
+        return 0.0 if v is None else v
+
+    def snapshot(self) -> dict[str, float]:
+        """Every counter and count sample of the registry, keyed by name and the labels beyond
+        the module's (for exact deltas: compare two snapshots)."""
+        out: dict[str, float] = {}
+        for metric in self.registry.collect():
+            for s in metric.samples:
+                if s.name.endswith(("_created", "_bucket", "_sum")):
+                    continue
+                key = s.name + "".join(
+                    f",{k}={v}" for k, v in sorted(s.labels.items()) if k not in self.labels
+                )
+                out[key] = s.value
+        return out
+
+    def stream_spans(self) -> list[Any]:
+        return [s for s in self.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+
+    def otel_attributes(self) -> list[dict[str, Any]]:
+        """The attributes of every OTel metric data point recorded so far."""
+        data = self.reader.get_metrics_data()
+        assert data is not None
+        return [
+            dict(p.attributes or {})
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for p in m.data.data_points
+        ]
