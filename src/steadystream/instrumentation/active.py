@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from .monitor import StreamMonitor
     from .policy.ingress import IngressTicket
 
-__all__ = ["ActiveStream", "stream_active"]
+__all__ = ["ActiveStream", "creates_async", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
 
@@ -134,6 +134,18 @@ class _Replay:
             result = close()
             if inspect.isawaitable(result):
                 await result
+
+
+def creates_async(client: Any, resource: str, sdk: str) -> bool:
+    """Whether ``client.<resource>.create`` is a coroutine function (an async SDK client),
+    by duck typing, so no SDK is imported. A client without it is a :class:`TypeError` naming
+    the ``sdk`` expected."""
+    create = getattr(getattr(client, resource, None), "create", None)
+    if create is None:
+        raise TypeError(f"{type(client).__name__} has no {resource}.create: not an {sdk} client")
+    return inspect.iscoroutinefunction(create) or inspect.iscoroutinefunction(
+        getattr(create, "__wrapped__", None)
+    )
 
 
 def _accepts_key(opener: Callable[..., Any]) -> bool:

@@ -48,7 +48,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .active import ActiveStream, stream_active
+from .active import ActiveStream, creates_async, stream_active
 from .errors import ResumeFailed
 from .openai import without_retries
 from .providers.anthropic_messages import Continuation, ContinuationError
@@ -65,12 +65,7 @@ _NOTHING: Any = object()
 
 def is_async_client(client: Any) -> bool:
     """True for ``AsyncAnthropic`` (anything whose ``messages.create`` is a coroutine)."""
-    create = getattr(getattr(client, "messages", None), "create", None)
-    if create is None:
-        raise TypeError(f"{type(client).__name__} has no messages.create: not an Anthropic client")
-    return inspect.iscoroutinefunction(create) or inspect.iscoroutinefunction(
-        getattr(create, "__wrapped__", None)
-    )
+    return creates_async(client, "messages", "Anthropic")
 
 
 class _Tracked:

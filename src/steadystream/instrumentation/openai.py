@@ -38,13 +38,12 @@ imported by this module.
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
-from .active import ActiveStream, stream_active
+from .active import ActiveStream, creates_async, stream_active
 from .policy.timeouts import timeout_parts
 
 if TYPE_CHECKING:
@@ -56,12 +55,7 @@ __all__ = ["is_async_client", "responses_stream", "without_retries"]
 
 def is_async_client(client: Any) -> bool:
     """True for ``AsyncOpenAI`` (or anything whose ``responses.create`` is a coroutine)."""
-    create = getattr(getattr(client, "responses", None), "create", None)
-    if create is None:
-        raise TypeError(f"{type(client).__name__} has no responses.create: not an OpenAI client")
-    return inspect.iscoroutinefunction(create) or inspect.iscoroutinefunction(
-        getattr(create, "__wrapped__", None)
-    )
+    return creates_async(client, "responses", "OpenAI")
 
 
 def without_retries(client: Any, monitor: StreamMonitor, *, timeout: Any = None) -> Any:

@@ -210,6 +210,22 @@ class LoopbackServer:
             raise self.error(f"{self.name} is not running; call start() first")
         return self._client
 
+    def _request(
+        self, method: str, path: str, *, any_status: bool = False, **kw: Any
+    ) -> httpx.Response:
+        """One HTTP call to the server. A transport failure, or (unless ``any_status``) a
+        status other than 200, raises the subclass's error with the log tail."""
+        try:
+            response = self._http().request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise self.error(f"{method} {path} failed: {exc}", log_tail=self.log_tail()) from exc
+        if not any_status and response.status_code != 200:
+            raise self.error(
+                f"{method} {path}: HTTP {response.status_code}: {response.text[:500].strip()}",
+                log_tail=self.log_tail(),
+            )
+        return response
+
     # ------------------------------------------------------------------ bounded waits
     def wait_until(
         self,

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from ._process import LoopbackServer, ServerError
@@ -131,33 +130,12 @@ class AlertmanagerServer(LoopbackServer):
     def post_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         """``POST /api/v2/alerts``: each alert a mapping with ``labels`` (and optionally
         ``annotations``, ``startsAt``, ``endsAt``, ``generatorURL``), as Prometheus sends them."""
-        body = [dict(a) for a in alerts]
-        try:
-            response = self._http().post("/api/v2/alerts", json=body)
-        except httpx.HTTPError as exc:
-            raise AlertmanagerError(
-                f"POST /api/v2/alerts failed: {exc}", log_tail=self.log_tail()
-            ) from exc
-        if response.status_code != 200:
-            raise AlertmanagerError(
-                f"POST /api/v2/alerts: HTTP {response.status_code}: {response.text[:500]}",
-                log_tail=self.log_tail(),
-            )
+        self._request("POST", "/api/v2/alerts", json=[dict(a) for a in alerts])
 
     def alerts(self) -> list[dict[str, Any]]:
         """``GET /api/v2/alerts``: every alert, active, silenced, inhibited or unprocessed, each
         with ``labels``, ``fingerprint`` and ``status`` (``state``, ``inhibitedBy``,
         ``silencedBy``)."""
         params = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
-        try:
-            response = self._http().get("/api/v2/alerts", params=params)
-        except httpx.HTTPError as exc:
-            raise AlertmanagerError(
-                f"GET /api/v2/alerts failed: {exc}", log_tail=self.log_tail()
-            ) from exc
-        if response.status_code != 200:
-            raise AlertmanagerError(
-                f"GET /api/v2/alerts: HTTP {response.status_code}: {response.text[:500]}",
-                log_tail=self.log_tail(),
-            )
+        response = self._request("GET", "/api/v2/alerts", params=params)
         return list(response.json())
