@@ -29,6 +29,7 @@ from ..catalog.alerting import (
     fc_signals_with_scenarios,
     slo_outage_signals,
 )
+from ..catalog.memo import per_render
 from ..catalog.promql import dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, event_floor
 from ..spec import SLO, Spec
@@ -174,21 +175,37 @@ def _encode(values: list[int]) -> str:
 Shape = Callable[[int], tuple[int, int]]
 
 
-#: The last spec's burn tiers and outage signal per SLO: every scenario of every SLO builds a
-#: simulator, and building every SLO's alerts for each made generation quadratic in the SLOs.
-_ALERTS: list[tuple[Spec, dict[str, tuple[list[BurnAlert], Signal | None]]]] = []
+@dataclass(frozen=True)
+class _SloAlerts:
+    """An SLO's burn tiers and outage signal, with the low-traffic floor of each."""
+
+    tiers: list[BurnAlert]
+    floors: dict[str, int]  # by the tier signal's name
+    outage: Signal | None
+    outage_floor: int
 
 
-def _slo_alerts(spec: Spec) -> dict[str, tuple[list[BurnAlert], Signal | None]]:
-    if _ALERTS and _ALERTS[0][0] is spec:
-        return _ALERTS[0][1]
+@per_render(copy=dict)
+def _slo_alerts(spec: Spec) -> dict[str, _SloAlerts]:
+    """Every SLO's :class:`_SloAlerts`. Every scenario of every SLO builds a simulator, and
+    building every SLO's alerts for each made generation quadratic in the SLOs."""
     tiers: dict[str, list[BurnAlert]] = {slo.name: [] for slo in spec.slos}
     for a in burn_alerts(spec):
         tiers[a.slo.name].append(a)
     outage = slo_outage_signals(spec)
-    by_slo = {name: (mine, outage.get(name)) for name, mine in tiers.items()}
-    _ALERTS[:] = [(spec, by_slo)]
-    return by_slo
+    out = {}
+    for slo in spec.slos:
+        signal = outage.get(slo.name)
+        out[slo.name] = _SloAlerts(
+            tiers[slo.name],
+            {
+                a.signal.name: burn_event_floor(spec, slo, a.signal.threshold)
+                for a in tiers[slo.name]
+            },
+            signal,
+            0 if signal is None else event_floor(spec, signal.threshold),
+        )
+    return out
 
 
 class _Sim:
@@ -212,15 +229,14 @@ class _Sim:
         # makes are exact whatever their order).
         self.bad5 = [0]
         self.total5 = [0]
-        self.tiers, self.outage = _slo_alerts(spec)[slo.name]
+        alerts = _slo_alerts(spec)[slo.name]
+        self.tiers, self.outage = alerts.tiers, alerts.outage
+        self._floors, self._outage_floor = alerts.floors, alerts.outage_floor
 
     def _grow(self, t: int) -> None:
         """Play the shape up to minute ``t`` (minutes are played only when read: most
         scenarios are decided within minutes of a horizon of days)."""
-        bad = self.bad
-        if t < len(bad):
-            return
-        total, bad5, total5 = self.total, self.bad5, self.total5
+        bad, total, bad5, total5 = self.bad, self.total, self.bad5, self.total5
         for m in range(len(bad), min(t, self.minutes) + 1):
             b, n = self.shape(m)
             bad.append(bad[-1] + b)
@@ -237,7 +253,8 @@ class _Sim:
     def _counts(self, window: float, t: int) -> tuple[float, float] | None:
         """(bad, total) as the window's recorded ratio divides them (sums of 5 m increases
         for the long windows), or None without a sample."""
-        self._grow(t)
+        if t >= len(self.bad):
+            self._grow(t)
         w = int(window // 60)
         if raw_window(self.spec, window) or window == FIVE_MINUTES:
             bad, total = self._inc(self.bad, t, w), self._inc(self.total, t, w)
@@ -271,7 +288,7 @@ class _Sim:
 
     def _tier_true(self, a: BurnAlert, t: int) -> bool:
         long_, short = self.burn(a.long, t), self.burn(a.short, t)
-        floor = burn_event_floor(self.spec, self.slo, a.signal.threshold)
+        floor = self._floors[a.signal.name]
         events = self.events(a.long, t)
         return (
             long_ is not None
@@ -285,7 +302,7 @@ class _Sim:
         signal = self.outage
         assert signal is not None
         ratio = self.ratio(FIVE_MINUTES, t)
-        floor = event_floor(self.spec, signal.threshold)
+        floor = self._outage_floor
         events = self.events(FIVE_MINUTES, t)
         return (
             ratio is not None
