@@ -171,24 +171,135 @@ def _encode(values: list[int]) -> str:
     return " ".join(out)
 
 
-#: A burn scenario's traffic: (bad, total) events added in each minute from minute 1 on.
-Shape = Callable[[int], tuple[int, int]]
+# ------------------------------------------------------------------ burn-test traffic shapes
+@dataclass(frozen=True)
+class _Shape:
+    """A burn scenario's traffic: (bad, total) events added in each minute from minute 1 on.
+    Shapes are values, so SLOs given the same traffic share its simulated counters."""
+
+    def __call__(self, m: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Constant(_Shape):
+    bad: int
+    total: int
+
+    def __call__(self, m: int) -> tuple[int, int]:
+        return self.bad, self.total
+
+
+@dataclass(frozen=True)
+class _Until(_Shape):
+    """``bad`` of ``total`` per minute until minute ``stop``, then ``then`` bad."""
+
+    stop: int
+    bad: int
+    total: int
+    then: int = 0
+
+    def __call__(self, m: int) -> tuple[int, int]:
+        return (self.bad if m <= self.stop else self.then), self.total
+
+
+@dataclass(frozen=True)
+class _After(_Shape):
+    """``before`` bad until minute ``start``, then ``bad`` of ``total`` per minute."""
+
+    start: int
+    bad: int
+    total: int
+    before: int = 0
+
+    def __call__(self, m: int) -> tuple[int, int]:
+        return (self.bad if m > self.start else self.before), self.total
+
+
+@dataclass(frozen=True)
+class _Edge(_Shape):
+    """Every event bad for ``heavy`` minutes, none for ``quiet``, then ``bad`` of ``total``
+    for ``tail`` minutes: a window of ``quiet + tail`` minutes sees only the tail burning,
+    a longer one the heavy start too."""
+
+    heavy: int
+    quiet: int
+    tail: int
+    bad: int
+    total: int
+
+    def __call__(self, m: int) -> tuple[int, int]:
+        if m <= self.heavy:
+            return self.total, self.total
+        return (self.bad if m > self.heavy + self.quiet else 0), self.total
+
+
+class _Traffic:
+    """A shape's counters, sampled every minute from 0 at minute 0, with prefix sums of the
+    recorded 5 m increases (integers, so the float sums Prometheus makes are exact whatever
+    their order). Minutes are played only when read: most scenarios are decided within
+    minutes of a horizon of days."""
+
+    __slots__ = ("bad", "bad5", "shape", "total", "total5")
+
+    def __init__(self, shape: _Shape) -> None:
+        self.shape = shape
+        self.bad = [0]
+        self.total = [0]
+        self.bad5 = [0]
+        self.total5 = [0]
+
+    def grow(self, t: int) -> None:
+        bad, total, bad5, total5, shape = self.bad, self.total, self.bad5, self.total5, self.shape
+        for m in range(len(bad), t + 1):
+            b, n = shape(m)
+            bad.append(bad[-1] + b)
+            total.append(total[-1] + n)
+            back = max(0, m - 5)
+            bad5.append(bad5[-1] + bad[m] - bad[back])
+            total5.append(total5[-1] + total[m] - total[back])
+
+
+@dataclass(frozen=True)
+class _TierKey:
+    """What a burn tier's firing depends on, apart from the SLO's error budget."""
+
+    threshold: float
+    long: float
+    short: float
+    for_: float | None
+    floor: int  # events the long window must hold
+
+
+@dataclass(frozen=True)
+class _OutageKey:
+    threshold: float
+    for_: float | None
+    floor: int  # events the last 5 m must hold
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """What an SLO's burn and outage alerts depend on: two SLOs with the same profile fire at
+    the same minutes on the same traffic (their labels and text differ)."""
+
+    budget: float
+    tiers: tuple[_TierKey, ...]
+    outage: _OutageKey | None
 
 
 @dataclass(frozen=True)
 class _SloAlerts:
-    """An SLO's burn tiers and outage signal, with the low-traffic floor of each."""
+    """An SLO's burn tiers (in spec order, aligned with ``profile.tiers``) and outage signal."""
 
     tiers: list[BurnAlert]
-    floors: dict[str, int]  # by the tier signal's name
     outage: Signal | None
-    outage_floor: int
+    profile: _Profile
 
 
 @per_render(copy=dict)
 def _slo_alerts(spec: Spec) -> dict[str, _SloAlerts]:
-    """Every SLO's :class:`_SloAlerts`. Every scenario of every SLO builds a simulator, and
-    building every SLO's alerts for each made generation quadratic in the SLOs."""
+    """Every SLO's :class:`_SloAlerts`, by SLO name."""
     tiers: dict[str, list[BurnAlert]] = {slo.name: [] for slo in spec.slos}
     for a in burn_alerts(spec):
         tiers[a.slo.name].append(a)
@@ -196,54 +307,46 @@ def _slo_alerts(spec: Spec) -> dict[str, _SloAlerts]:
     out = {}
     for slo in spec.slos:
         signal = outage.get(slo.name)
+        keys = tuple(
+            _TierKey(
+                a.signal.threshold,
+                a.long,
+                a.short,
+                a.signal.for_,
+                burn_event_floor(spec, slo, a.signal.threshold),
+            )
+            for a in tiers[slo.name]
+        )
+        outage_key = (
+            None
+            if signal is None
+            else _OutageKey(signal.threshold, signal.for_, event_floor(spec, signal.threshold))
+        )
         out[slo.name] = _SloAlerts(
-            tiers[slo.name],
-            {
-                a.signal.name: burn_event_floor(spec, slo, a.signal.threshold)
-                for a in tiers[slo.name]
-            },
-            signal,
-            0 if signal is None else event_floor(spec, signal.threshold),
+            tiers[slo.name], signal, _Profile(error_budget(slo), keys, outage_key)
         )
     return out
 
 
-class _Sim:
-    """The SLI recording rules and the burn and outage alerts of one SLO, evaluated in Python
-    on the counters a :data:`Shape` makes, with the same float operations in the same order
-    as Prometheus, so the generated tests predict firing minutes and annotation text exactly.
+#: The values a firing burn tier's annotation reads: (tier index, burn, budget remaining,
+#: time to exhaustion).
+_Fired = tuple[int, float, float | None, float | None]
 
-    Counters start at 0 at minute 0 and are sampled every minute; ranges are closed (as in
-    Prometheus 2), so ``increase`` over a window is the exact growth: the window's first
-    sample exists, or it is the counter's 0 at minute 0, below which Prometheus does not
-    extrapolate.
+
+class _Sim:
+    """The SLI recording rules and the burn and outage alerts of SLOs with one error budget,
+    evaluated in Python on the counters of one traffic shape, with the same float operations
+    in the same order as Prometheus, so the generated tests predict firing minutes and
+    annotation text exactly.
+
+    Ranges are closed (as in Prometheus 2), so ``increase`` over a window is the exact
+    growth: the window's first sample exists, or it is the counter's 0 at minute 0, below
+    which Prometheus does not extrapolate.
     """
 
-    def __init__(self, spec: Spec, slo: SLO, shape: Shape, minutes: int) -> None:
-        self.spec, self.slo = spec, slo
-        self.budget = error_budget(slo)
-        self.shape, self.minutes = shape, minutes
-        self.bad = [0]
-        self.total = [0]
-        # Prefix sums of the recorded 5 m increases (integers, so the float sums Prometheus
-        # makes are exact whatever their order).
-        self.bad5 = [0]
-        self.total5 = [0]
-        alerts = _slo_alerts(spec)[slo.name]
-        self.tiers, self.outage = alerts.tiers, alerts.outage
-        self._floors, self._outage_floor = alerts.floors, alerts.outage_floor
-
-    def _grow(self, t: int) -> None:
-        """Play the shape up to minute ``t`` (minutes are played only when read: most
-        scenarios are decided within minutes of a horizon of days)."""
-        bad, total, bad5, total5 = self.bad, self.total, self.bad5, self.total5
-        for m in range(len(bad), min(t, self.minutes) + 1):
-            b, n = self.shape(m)
-            bad.append(bad[-1] + b)
-            total.append(total[-1] + n)
-            back = max(0, m - 5)
-            bad5.append(bad5[-1] + bad[m] - bad[back])
-            total5.append(total5[-1] + total[m] - total[back])
+    def __init__(self, spec: Spec, budget: float, traffic: _Traffic) -> None:
+        self.spec, self.budget, self.traffic = spec, budget, traffic
+        self._fired: dict[tuple[tuple[_TierKey, ...], int], list[_Fired]] = {}
 
     def _inc(self, series: list[int], t: int, window_min: int) -> float | None:
         if t < 1:
@@ -253,19 +356,20 @@ class _Sim:
     def _counts(self, window: float, t: int) -> tuple[float, float] | None:
         """(bad, total) as the window's recorded ratio divides them (sums of 5 m increases
         for the long windows), or None without a sample."""
-        if t >= len(self.bad):
-            self._grow(t)
+        tr = self.traffic
+        if t >= len(tr.bad):
+            tr.grow(t)
         w = int(window // 60)
         if raw_window(self.spec, window) or window == FIVE_MINUTES:
-            bad, total = self._inc(self.bad, t, w), self._inc(self.total, t, w)
+            bad, total = self._inc(tr.bad, t, w), self._inc(tr.total, t, w)
             if bad is None or total is None:
                 return None
             return bad, total
         if t < 1:
             return None
         first = max(1, t - w)
-        bad = float(self.bad5[t] - self.bad5[first - 1])
-        total = float(self.total5[t] - self.total5[first - 1])
+        bad = float(tr.bad5[t] - tr.bad5[first - 1])
+        total = float(tr.total5[t] - tr.total5[first - 1])
         return bad, total
 
     def events(self, window: float, t: int) -> float | None:
@@ -286,73 +390,129 @@ class _Sim:
         ratio = self.ratio(window, t)
         return None if ratio is None else ratio / self.budget
 
-    def _tier_true(self, a: BurnAlert, t: int) -> bool:
-        long_, short = self.burn(a.long, t), self.burn(a.short, t)
-        floor = self._floors[a.signal.name]
-        events = self.events(a.long, t)
+    def _tier_true(self, k: _TierKey, t: int) -> bool:
+        long_, short = self.burn(k.long, t), self.burn(k.short, t)
+        events = self.events(k.long, t)
         return (
             long_ is not None
             and short is not None
-            and short > a.signal.threshold
-            and (floor <= 0 or (events is not None and events >= floor))
-            and long_ > a.signal.threshold
+            and short > k.threshold
+            and (k.floor <= 0 or (events is not None and events >= k.floor))
+            and long_ > k.threshold
         )
 
-    def _outage_true(self, t: int) -> bool:
-        signal = self.outage
-        assert signal is not None
+    def _outage_true(self, k: _OutageKey, t: int) -> bool:
         ratio = self.ratio(FIVE_MINUTES, t)
-        floor = self._outage_floor
         events = self.events(FIVE_MINUTES, t)
         return (
             ratio is not None
-            and (floor <= 0 or (events is not None and events >= floor))
-            and ratio > signal.threshold
+            and (k.floor <= 0 or (events is not None and events >= k.floor))
+            and ratio > k.threshold
         )
 
     @staticmethod
     def _held(true: Callable[[int], bool], t: int, for_: float | None) -> bool:
         return all(true(m) for m in range(max(0, t - ceil_minutes(for_)), t + 1))
 
-    def tier_fires(self, a: BurnAlert, t: int) -> bool:
-        return self._held(lambda m: self._tier_true(a, m), t, a.signal.for_)
+    def tier_fires(self, k: _TierKey, t: int) -> bool:
+        return self._held(lambda m: self._tier_true(k, m), t, k.for_)
 
-    def outage_fires(self, t: int) -> bool:
-        return self.outage is not None and self._held(self._outage_true, t, self.outage.for_)
+    def outage_fires(self, k: _OutageKey, t: int) -> bool:
+        return self._held(lambda m: self._outage_true(k, m), t, k.for_)
 
-    def burn_alerts_at(self, t: int) -> list[tuple[dict[str, str], dict[str, str]]]:
+    def fired(self, tiers: tuple[_TierKey, ...], t: int) -> list[_Fired]:
+        """The tiers firing at minute ``t``, with what their annotations read."""
+        hit = self._fired.get((tiers, t))
+        if hit is not None:
+            return hit
         out = []
-        for a in self.tiers:
-            if not self.tier_fires(a, t):
+        for i, k in enumerate(tiers):
+            if not self.tier_fires(k, t):
                 continue
-            burn = self.burn(a.long, t)
+            burn = self.burn(k.long, t)
             assert burn is not None
             period = self.ratio(self.spec.period, t)
             remaining = None if period is None else 1 - period / self.budget
             exhaustion = None if remaining is None else remaining * self.spec.period / burn
-            ctx = {"value": burn, "remaining": remaining, "exhaustion": exhaustion}
-            out.append((_labels(a.signal), _annotations(a.signal, expected(a.description, ctx))))
+            out.append((i, burn, remaining, exhaustion))
+        self._fired[(tiers, t)] = out
         return out
 
-    def outage_alerts_at(self, t: int) -> list[tuple[dict[str, str], dict[str, str]]]:
-        if not self.outage_fires(t):
-            return []
-        signal = self.outage
-        assert signal is not None
-        value = self.ratio(FIVE_MINUTES, t)
-        return [
-            (
-                _labels(signal),
-                _annotations(signal, expected(fc_description(signal), {"value": value})),
-            )
-        ]
 
-    def series(self) -> list[tuple[str, str]]:
-        self._grow(self.minutes)
-        good = [t - b for b, t in zip(self.bad, self.total, strict=True)]
-        return _sli_series(
-            self.spec, self.slo, _encode(self.bad), _encode(self.total), _encode(good)
-        )
+class _Sims:
+    """The simulations of one render of the tests: one :class:`_Traffic` per shape and one
+    :class:`_Sim` per (error budget, shape), shared by every SLO and scenario that asks."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self._traffic: dict[_Shape, _Traffic] = {}
+        self._sims: dict[tuple[float, _Shape], _Sim] = {}
+        self._encoded: dict[tuple[_Shape, int], tuple[str, str, str]] = {}
+
+    def __call__(self, budget: float, shape: _Shape) -> _Sim:
+        sim = self._sims.get((budget, shape))
+        if sim is None:
+            traffic = self._traffic.get(shape)
+            if traffic is None:
+                traffic = self._traffic[shape] = _Traffic(shape)
+            sim = self._sims[(budget, shape)] = _Sim(self.spec, budget, traffic)
+        return sim
+
+    def series(self, slo: SLO, shape: _Shape, minutes: int) -> list[tuple[str, str]]:
+        """The input series that feed ``slo`` the shape's counters up to ``minutes``."""
+        encoded = self._encoded.get((shape, minutes))
+        if encoded is None:
+            traffic = self._traffic.get(shape)
+            if traffic is None:
+                traffic = self._traffic[shape] = _Traffic(shape)
+            traffic.grow(minutes)
+            bad, total = traffic.bad[: minutes + 1], traffic.total[: minutes + 1]
+            good = [t - b for b, t in zip(bad, total, strict=True)]
+            encoded = self._encoded[(shape, minutes)] = (
+                _encode(bad),
+                _encode(total),
+                _encode(good),
+            )
+        return _sli_series(self.spec, slo, *encoded)
+
+
+def _burn_alerts_at(
+    sims: _Sims, spec: Spec, alerts: _SloAlerts, shape: _Shape, t: int
+) -> list[tuple[dict[str, str], dict[str, str]]]:
+    out = []
+    for i, burn, remaining, exhaustion in sims(alerts.profile.budget, shape).fired(
+        alerts.profile.tiers, t
+    ):
+        a = alerts.tiers[i]
+        ctx = {"value": burn, "remaining": remaining, "exhaustion": exhaustion}
+        out.append((_labels(a.signal), _annotations(a.signal, expected(a.description, ctx))))
+    return out
+
+
+def _outage_alerts_at(
+    sims: _Sims, alerts: _SloAlerts, shape: _Shape, t: int
+) -> list[tuple[dict[str, str], dict[str, str]]]:
+    signal, key = alerts.outage, alerts.profile.outage
+    if signal is None or key is None:
+        return []
+    sim = sims(alerts.profile.budget, shape)
+    if not sim.outage_fires(key, t):
+        return []
+    value = sim.ratio(FIVE_MINUTES, t)
+    return [
+        (_labels(signal), _annotations(signal, expected(fc_description(signal), {"value": value})))
+    ]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One scenario of an alert, for any SLO with the same parameters: its traffic, the
+    minutes checked, and why (``label`` follows the SLO's name)."""
+
+    scenario: str
+    label: str
+    shape: _Shape
+    minutes: tuple[int, ...]
 
 
 @dataclass
@@ -361,8 +521,8 @@ class _SloRun:
 
     slo: SLO
     label: str
-    shape: Shape
-    minutes: list[int]
+    shape: _Shape
+    minutes: tuple[int, ...]
 
 
 def _first(pred: Callable[[int], bool], start: int, stop: int) -> int | None:
@@ -387,94 +547,75 @@ def _fraction(share: float, near: float, above: Callable[[float], bool]) -> tupl
     return None
 
 
-def _constant(bad: int, total: int) -> Shape:
-    return lambda m: (bad, total)
-
-
-def _until(stop: int, bad: int, total: int, then: int = 0) -> Shape:
-    """``bad`` of ``total`` per minute until minute ``stop``, then ``then`` bad."""
-    return lambda m: (bad if m <= stop else then, total)
-
-
-def _after(start: int, bad: int, total: int, before: int = 0) -> Shape:
-    """``before`` bad until minute ``start``, then ``bad`` of ``total`` per minute."""
-    return lambda m: (bad if m > start else before, total)
-
-
-def _edge(heavy: int, quiet: int, tail: int, bad: int, total: int) -> Shape:
-    """Every event bad for ``heavy`` minutes, none for ``quiet``, then ``bad`` of ``total``
-    for ``tail`` minutes: a window of ``quiet + tail`` minutes sees only the tail burning,
-    a longer one the heavy start too."""
-    return lambda m: (total if m <= heavy else bad if m > heavy + quiet else 0, total)
-
-
 #: Longest burn scenario, in minutes (bounds the search for a scenario's minutes).
 _HORIZON = 3 * 24 * 60
 
 
-def _tier_runs(spec: Spec, slo: SLO, a: BurnAlert) -> dict[str, _SloRun]:
+def _tier_plans(spec: Spec, sims: _Sims, budget: float, k: _TierKey) -> list[_Plan]:
     """The logic checks of one tier: fires just above its factor and not just below it, not
     when only its long or only its short window burns, resolves once the burn stops, fires
     exactly when its low-traffic floor is reached, and reads no more than its long window."""
-    f = a.signal.threshold
-    budget = error_budget(slo)
+    f = k.threshold
     share = f * budget
-    tier = f"{dur(a.long)}/{dur(a.short)}"
-    runs: dict[str, _SloRun] = {}
+    tier = f"{dur(k.long)}/{dur(k.short)}"
+    plans: list[_Plan] = []
     if share >= 1:
-        return runs  # cannot fire: every event would have to be bad
-    sim = lambda shape, end: _Sim(spec, slo, shape, end)  # noqa: E731
+        return plans  # cannot fire: every event would have to be bad
+    sim = lambda shape: sims(budget, shape)  # noqa: E731
 
     def burns(ratio: float) -> bool:
         return ratio / budget > f
 
-    def fire_minute(shape: Shape) -> int | None:
-        s = sim(shape, _HORIZON)
-        return _first(lambda t: s.tier_fires(a, t), 1, _HORIZON)
+    def fire_minute(shape: _Shape) -> int | None:
+        s = sim(shape)
+        return _first(lambda t: s.tier_fires(k, t), 1, _HORIZON)
+
+    def plan(scenario: str, label: str, shape: _Shape, minutes: list[int]) -> None:
+        plans.append(_Plan(f"{tier} {scenario}", label, shape, tuple(minutes)))
 
     above = _fraction(share, 1.1, burns)
     below = _fraction(share, 0.9, burns)
     if above is not None:
-        at = fire_minute(_constant(*above))
+        at = fire_minute(_Constant(*above))
         if at is not None:
-            runs[f"{tier} just above"] = _SloRun(
-                slo,
-                f"{slo.name} {above[0]}/{above[1]} bad fires {tier} at {at}m",
-                _constant(*above),
+            plan(
+                "just above",
+                f"{above[0]}/{above[1]} bad fires {tier} at {at}m",
+                _Constant(*above),
                 sorted({max(at - 1, 1), at}),
             )
             if below is not None:
-                runs[f"{tier} just below"] = _SloRun(
-                    slo,
-                    f"{slo.name} {below[0]}/{below[1]} bad: {tier} silent at {at}m",
-                    _constant(*below),
+                plan(
+                    "just below",
+                    f"{below[0]}/{below[1]} bad: {tier} silent at {at}m",
+                    _Constant(*below),
                     [at],
                 )
-    short_min = int(a.short // 60)
-    long_min = int(a.long // 60)
+    short_min = int(k.short // 60)
+    long_min = int(k.long // 60)
     # Only the long window burns: every event bad until the tier fires, then a share just
     # under the factor; one short window later the short window reads just under it while
     # the long window still burns, and the tier has resolved.
     scale = below[1] if below is not None else 1000
     tail = below[0] if below is not None else 0
-    at = fire_minute(_constant(scale, scale))
+    at = fire_minute(_Constant(scale, scale))
     if at is not None:
         stop = at
         while stop <= _HORIZON // 4:
             end = stop + 2 * short_min + 5
-            s = sim(_until(stop, scale, scale, tail), end)
+            s = sim(_Until(stop, scale, scale, tail))
 
             def only_long(t: int, s: _Sim = s) -> bool:
-                long_, short = s.burn(a.long, t), s.burn(a.short, t)
+                long_, short = s.burn(k.long, t), s.burn(k.short, t)
                 return long_ is not None and long_ > f and (short is None or short <= f)
 
             quiet = _first(only_long, stop + 1, end)
             if quiet is not None:
-                runs[f"{tier} only the long window"] = _SloRun(
-                    slo,
-                    f"{slo.name} every event bad until {stop}m, then {tail}/{scale}: {tier} "
+                plan(
+                    "only the long window",
+                    f"every event bad until {stop}m, then {tail}/{scale}: {tier} "
                     f"fires, then resolves at {quiet}m with only the long window burning",
-                    _until(stop, scale, scale, tail),
+                    _Until(stop, scale, scale, tail),
                     [stop, quiet],
                 )
                 break
@@ -486,134 +627,146 @@ def _tier_runs(spec: Spec, slo: SLO, a: BurnAlert) -> dict[str, _SloRun]:
         step = max(1, short_min // 24)
         while start <= _HORIZON // 4:
             end = start + short_min
-            s = sim(_after(start, *above), end)
-            long_, short = s.burn(a.long, end), s.burn(a.short, end)
+            s = sim(_After(start, *above))
+            long_, short = s.burn(k.long, end), s.burn(k.short, end)
             if short is not None and short > f and long_ is not None and long_ <= 0.9 * f:
-                runs[f"{tier} only the short window"] = _SloRun(
-                    slo,
-                    f"{slo.name} healthy {start}m then {above[0]}/{above[1]} bad: {tier} "
-                    f"silent at {end}m",
-                    _after(start, *above),
+                plan(
+                    "only the short window",
+                    f"healthy {start}m then {above[0]}/{above[1]} bad: {tier} silent at {end}m",
+                    _After(start, *above),
                     [end],
                 )
                 break
             start += step
     # The long window's edge: a heavy burn just outside it, then a short window just above
     # the factor. A rule that read a longer window would see the heavy burn and fire.
-    if above is not None and raw_window(spec, a.long) and long_min <= 60:
-        shape = _edge(long_min, long_min - short_min, short_min, *above)
+    if above is not None and raw_window(spec, k.long) and long_min <= 60:
+        shape = _Edge(long_min, long_min - short_min, short_min, *above)
         end = 2 * long_min
-        s = sim(shape, end)
-        if not s.tier_fires(a, end):
-            runs[f"{tier} long window edge"] = _SloRun(
-                slo,
-                f"{slo.name} all bad for {long_min}m, then healthy, then {above[0]}/{above[1]}"
+        if not sim(shape).tier_fires(k, end):
+            plan(
+                "long window edge",
+                f"all bad for {long_min}m, then healthy, then {above[0]}/{above[1]}"
                 f" bad: {tier} silent at {end}m",
                 shape,
                 [end],
             )
     # The low-traffic floor: every event bad, arriving slowly; silent the minute before the
     # long window holds the floor's events, firing the minute it does.
-    floor = burn_event_floor(spec, slo, f)
+    floor = k.floor
     if floor >= 2:
         # Slow enough that one minute moves the count by at most 2 % of the floor, fast
         # enough that the long window can hold the floor at all (a 1h window, 70 events).
         per_min = max(1, floor // 50, math.ceil(floor / max(1, long_min - 10)))
-        s = sim(_constant(per_min, per_min), _HORIZON)
-        fires = _first(lambda t: s.tier_fires(a, t), 1, _HORIZON)
+        fires = fire_minute(_Constant(per_min, per_min))
         if fires is not None and fires > 1:
-            runs[f"{tier} low-traffic floor"] = _SloRun(
-                slo,
-                f"{slo.name} {per_min}/min all bad: {tier} silent under {floor} events, "
-                f"fires at {fires}m",
-                _constant(per_min, per_min),
+            plan(
+                "low-traffic floor",
+                f"{per_min}/min all bad: {tier} silent under {floor} events, fires at {fires}m",
+                _Constant(per_min, per_min),
                 [fires - 1, fires],
             )
-    return runs
+    return plans
 
 
-def _outage_runs(spec: Spec, slo: SLO) -> dict[str, _SloRun]:
+def _outage_plans(sims: _Sims, k: _OutageKey) -> list[_Plan]:
     """The fast path's checks: a hard outage after a healthy hour fires at its third minute;
     fires just above its share, not just below; resolves once 5 m are clean again; respects
-    its low-traffic floor."""
-    signal = slo_outage_signals(spec).get(slo.name)
-    runs: dict[str, _SloRun] = {}
-    if signal is None:
-        return runs
-    thr = signal.threshold
+    its low-traffic floor. The outage reads no error budget."""
+    plans: list[_Plan] = []
+    thr = k.threshold
 
-    def fires(shape: Shape, start: int, stop: int) -> int | None:
-        s = _Sim(spec, slo, shape, stop)
-        return _first(s.outage_fires, start, stop)
+    def fires(shape: _Shape, start: int, stop: int) -> int | None:
+        s = sims(1.0, shape)
+        return _first(lambda t: s.outage_fires(k, t), start, stop)
 
     total = 1000
-    at = fires(_after(60, total, total), 61, 90)
+    at = fires(_After(60, total, total), 61, 90)
     if at is not None:
-        runs["outage after a healthy hour"] = _SloRun(
-            slo,
-            f"{slo.name} every event bad from 60m: outage fires at {at}m",
-            _after(60, total, total),
-            [at - 1, at],
+        plans.append(
+            _Plan(
+                "outage after a healthy hour",
+                f"every event bad from 60m: outage fires at {at}m",
+                _After(60, total, total),
+                (at - 1, at),
+            )
         )
         stop = at + 5
-        back = fires(
-            _until(stop, total, total), stop + 1, stop + 15
-        )  # still firing right after the stop
-        s = _Sim(spec, slo, _until(stop, total, total), stop + 15)
-        clear = _first(lambda t: not s.outage_fires(t), stop + 1, stop + 15)
+        # still firing right after the stop
+        back = fires(_Until(stop, total, total), stop + 1, stop + 15)
+        s = sims(1.0, _Until(stop, total, total))
+        clear = _first(lambda t: not s.outage_fires(k, t), stop + 1, stop + 15)
         if clear is not None and back is not None:
-            runs["outage resolves"] = _SloRun(
-                slo,
-                f"{slo.name} every event bad until {stop}m: outage resolves at {clear}m",
-                _until(stop, total, total),
-                [stop, clear],
+            plans.append(
+                _Plan(
+                    "outage resolves",
+                    f"every event bad until {stop}m: outage resolves at {clear}m",
+                    _Until(stop, total, total),
+                    (stop, clear),
+                )
             )
     for near, word in ((1.1, "above"), (0.9, "below")):
         pick = _fraction(thr, near, lambda ratio: ratio > thr)
         if pick is None:
             continue
-        first = fires(_constant(*pick), 1, 30)
+        first = fires(_Constant(*pick), 1, 30)
         check = first if first is not None else 10
-        runs[f"outage just {word}"] = _SloRun(
-            slo,
-            f"{slo.name} {pick[0]}/{pick[1]} bad: outage "
-            + (f"fires at {first}m" if first is not None else f"silent at {check}m"),
-            _constant(*pick),
-            sorted({max(check - 1, 1), check}),
+        plans.append(
+            _Plan(
+                f"outage just {word}",
+                f"{pick[0]}/{pick[1]} bad: outage "
+                + (f"fires at {first}m" if first is not None else f"silent at {check}m"),
+                _Constant(*pick),
+                tuple(sorted({max(check - 1, 1), check})),
+            )
         )
-    floor = event_floor(spec, thr)
+    floor = k.floor
     if floor >= 2:
         per_min = math.ceil(floor / SAMPLES_PER_5M)
-        first = fires(_constant(per_min, per_min), 1, 30)
+        first = fires(_Constant(per_min, per_min), 1, 30)
         if first is not None and first > 1:
-            runs["outage low-traffic floor"] = _SloRun(
-                slo,
-                f"{slo.name} {per_min}/min all bad: outage silent under {floor} events in 5m, "
-                f"fires at {first}m",
-                _constant(per_min, per_min),
-                [first - 1, first],
+            plans.append(
+                _Plan(
+                    "outage low-traffic floor",
+                    f"{per_min}/min all bad: outage silent under {floor} events in 5m, "
+                    f"fires at {first}m",
+                    _Constant(per_min, per_min),
+                    (first - 1, first),
+                )
             )
-    return runs
+    return plans
 
 
-def _burn_runs(spec: Spec) -> dict[str, list[_SloRun]]:
-    """Per scenario, each SLO's run."""
-    alerts = burn_alerts(spec)
+def _burn_runs(spec: Spec, sims: _Sims) -> dict[str, list[_SloRun]]:
+    """Per scenario, each SLO's run. Plans are searched once per distinct tier (or outage)
+    parameters and given to every SLO that has them."""
+    tier_plans: dict[tuple[float, _TierKey], list[_Plan]] = {}
+    outage_plans: dict[_OutageKey, list[_Plan]] = {}
     runs: dict[str, list[_SloRun]] = {}
     for slo in spec.slos:
-        mine = [a for a in alerts if a.slo.name == slo.name]
-        scenarios: dict[str, _SloRun] = {}
-        for a in mine:
-            scenarios.update(_tier_runs(spec, slo, a))
-        scenarios.update(_outage_runs(spec, slo))
-        if mine:
+        alerts = _slo_alerts(spec)[slo.name]
+        profile = alerts.profile
+        plans: list[_Plan] = []
+        for k in profile.tiers:
+            key = (profile.budget, k)
+            if key not in tier_plans:
+                tier_plans[key] = _tier_plans(spec, sims, profile.budget, k)
+            plans += tier_plans[key]
+        if profile.outage is not None:
+            if profile.outage not in outage_plans:
+                outage_plans[profile.outage] = _outage_plans(sims, profile.outage)
+            plans += outage_plans[profile.outage]
+        if profile.tiers:
             # Healthy: burning at half the slowest tier's factor never fires.
-            factors = sorted(a.signal.threshold for a in mine)
+            factors = sorted(k.threshold for k in profile.tiers)
             total = 1000
-            bad = math.floor(factors[0] * error_budget(slo) / 2 * total)
-            scenarios["healthy"] = _SloRun(
-                slo, f"{slo.name} {bad}/{total} bad never fires", _constant(bad, total), [90]
+            bad = math.floor(factors[0] * profile.budget / 2 * total)
+            plans.append(
+                _Plan("healthy", f"{bad}/{total} bad never fires", _Constant(bad, total), (90,))
             )
+        scenarios: dict[str, _SloRun] = {}
+        for p in plans:
+            scenarios[p.scenario] = _SloRun(slo, f"{slo.name} {p.label}", p.shape, p.minutes)
         for key, run in scenarios.items():
             runs.setdefault(key, []).append(run)
     return runs
@@ -623,38 +776,63 @@ def _burn_cases(spec: Spec) -> list[Case]:
     """Burn-rate and outage test groups. SLOs whose input series differ share a group
     (promtool evaluates every rule each minute of every group, so fewer, longer groups run
     faster). Each checked minute asserts every burn and outage alert of the group's SLOs."""
-    alerts = [n.ALERT_SLO_BURN] + ([n.ALERT_SLO_OUTAGE] if slo_outage_signals(spec) else [])
+    outage = bool(slo_outage_signals(spec))
+    sims = _Sims(spec)
+    slo_alerts = _slo_alerts(spec)
     cases = []
-    for scenario, runs in _burn_runs(spec).items():
+    # The series names of each SLO (they do not depend on the traffic).
+    names = {slo.name: {x for x, _ in _sli_series(spec, slo, "", "", "")} for slo in spec.slos}
+    for scenario, runs in _burn_runs(spec, sims).items():
         batches: list[list[_SloRun]] = []
         # The series names each batch already uses, kept alongside it: recomputing them from
         # every run of every batch for each new run made this quadratic in the SLOs.
         batch_names: list[set[str]] = []
         for run in runs:
-            names = {x for x, _ in _Sim(spec, run.slo, run.shape, 1).series()}
+            mine = names[run.slo.name]
             for batch, used in zip(batches, batch_names, strict=True):
-                if not names & used:
+                if not mine & used:
                     batch.append(run)
-                    used |= names
+                    used |= mine
                     break
             else:
                 batches.append([run])
-                batch_names.append(names)
+                batch_names.append(set(mine))
         for batch in batches:
             minutes = sorted({m for run in batch for m in run.minutes})
             end = minutes[-1]
-            sims = [_Sim(spec, run.slo, run.shape, end) for run in batch]
             checks = []
             for m in minutes:
-                checks.append((n.ALERT_SLO_BURN, m, [a for s in sims for a in s.burn_alerts_at(m)]))
-                if n.ALERT_SLO_OUTAGE in alerts:
+                checks.append(
+                    (
+                        n.ALERT_SLO_BURN,
+                        m,
+                        [
+                            a
+                            for run in batch
+                            for a in _burn_alerts_at(
+                                sims, spec, slo_alerts[run.slo.name], run.shape, m
+                            )
+                        ],
+                    )
+                )
+                if outage:
                     checks.append(
-                        (n.ALERT_SLO_OUTAGE, m, [a for s in sims for a in s.outage_alerts_at(m)])
+                        (
+                            n.ALERT_SLO_OUTAGE,
+                            m,
+                            [
+                                a
+                                for run in batch
+                                for a in _outage_alerts_at(
+                                    sims, slo_alerts[run.slo.name], run.shape, m
+                                )
+                            ],
+                        )
                     )
             cases.append(
                 Case(
                     f"{scenario}: " + "; ".join(r.label for r in batch),
-                    [x for s in sims for x in s.series()],
+                    [x for run in batch for x in sims.series(run.slo, run.shape, end)],
                     checks,
                 )
             )

@@ -1,22 +1,24 @@
 """Byte-stable YAML: sorted keys, two-space indent, no line folding, a header comment first.
 
-The layout is PyYAML's pure-Python emitter with block sequences indented under their key
-(``rules:\\n  - record: ...``). That emitter is slow (most of ``generate``'s time for a spec with
-many SLOs), so when libyaml is available the document is emitted by ``yaml.CSafeDumper`` and
-the one layout difference is fixed afterwards: libyaml always writes a sequence that is a
-mapping value at its key's column (``rules:\\n- record: ...``) and has no option to indent it,
-so :func:`_indent_sequences` shifts every such sequence (and everything inside it) right by
-two columns. Where the two emitters are known to differ (a string that is not ASCII, an empty
-or multi-line key, a keep-chomped ``|+`` block) or the output holds anything
-:func:`_indent_sequences` does not parse with certainty, :func:`dump` uses the pure-Python
-emitter instead, so the bytes are the same with or without libyaml. (Checked: identical on
-every generated file of the examples and goldens, and on thousands of random documents of
-ASCII strings with YAML indicators, quotes, control characters and line breaks.)
+The layout is PyYAML's block style with sequences indented under their key
+(``rules:\\n  - record: ...``), as promtool's own examples and most hand-written rule files are.
+:class:`_Dumper` is that layout, and the reference.
+
+PyYAML builds a node graph and runs its pure-Python emitter over every node, which was most of
+``generate``'s time for a spec with many SLOs (a promtool test file of 10 MB). The documents
+written here are plain trees of a few kinds (mappings with string keys, lists, strings, numbers,
+booleans, ``None``), and their layout is fixed, so :func:`_emit` writes the tree itself. What a
+scalar looks like (plain, quoted, escaped, a literal block) is PyYAML's decision, not this
+module's: every distinct scalar of a document is rendered by PyYAML once, in one list (by
+libyaml when it is installed and the text is ASCII, where the two emitters agree; see
+``tests/test_alerts_yaml.py``), and reused wherever it appears. A document this module does
+not lay out with certainty (a key that is not short, printable ASCII; a keep-chomped ``|+``
+block; a line break other than ``\\n``; a value of another type) is written by
+:class:`_Dumper` instead, so the bytes are the same either way.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -26,8 +28,7 @@ class _Dumper(yaml.SafeDumper):
     """SafeDumper that writes multi-line strings as literal blocks and indents list items."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        # Indent sequences under their key (``rules:\n  - record: ...``), as promtool's own
-        # examples and most hand-written rule files do.
+        # Indent sequences under their key (``rules:\n  - record: ...``).
         super().increase_indent(flow, False)
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -43,31 +44,7 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 _Dumper.add_representer(str, _str)
 
-
-class _Unsupported(Exception):
-    """Emitter output :func:`_indent_sequences` cannot re-indent with certainty."""
-
-
 _CSafeDumper: type | None = getattr(yaml, "CSafeDumper", None)
-_CDumper: type | None = None
-if _CSafeDumper is not None:
-
-    class _CDumperImpl(_CSafeDumper):  # type: ignore[misc, valid-type]
-        """libyaml's emitter with :class:`_Dumper`'s representers (no aliases, literal
-        blocks); its sequence indentation is fixed by :func:`_indent_sequences`."""
-
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
-
-    def _ascii_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        if not value.isascii():
-            # libyaml and PyYAML disagree on which characters are printable (libyaml escapes
-            # every character outside the Basic Multilingual Plane, for one).
-            raise _Unsupported("a string that is not ASCII")
-        return _str(dumper, value)
-
-    _CDumperImpl.add_representer(str, _ascii_str)
-    _CDumper = _CDumperImpl
 
 _OPTIONS: dict[str, Any] = {
     "sort_keys": True,
@@ -78,111 +55,187 @@ _OPTIONS: dict[str, Any] = {
     "width": 1_000_000,
 }
 
-# A literal block scalar's header: ``|`` with optional indentation and chomping indicators.
-_LITERAL = re.compile(r"\|[1-9]?[-+]?")
-# The end of a quoted scalar at the start of a string (``''`` escapes a single quote).
-_SINGLE = re.compile(r"'(?:[^']|'')*'")
-_DOUBLE = re.compile(r'"(?:[^"\\]|\\.)*"')
+#: Longest string laid out here; PyYAML starts folding long double-quoted strings near the width.
+_MAX_SCALAR = 100_000
+#: PyYAML writes a key of this many characters or more as a complex key (``? key``).
+_MAX_SIMPLE_KEY = 128
+
+#: Line breaks to YAML besides ``\n``; a string holding one is quoted over several lines.
+_OTHER_BREAKS = frozenset("\x85\u2028\u2029")
+
+_Scalar = str | int | float | bool | None
+#: A rendered scalar: one line, or a literal block (its header and its lines, unindented).
+_Rendered = str | tuple[str, list[str]]
 
 
-def _split(rest: str) -> tuple[int, str | None]:
-    """``(length of the key, value)`` for the part of a line after its dashes; the key length
-    is 0 and the value the whole of ``rest`` when it is a bare scalar, the value ``None`` when
-    the key's value starts on the next line (``key:``)."""
-    if rest == "?" or rest.startswith("? "):
-        raise _Unsupported(rest)  # a complex key (too long or multi-line for ``key: value``)
-    if (
-        rest[:1] in ("&", "*", "!", "%", "|", ">", "[", "{")
-        and rest not in ("[]", "{}")
-        and not _LITERAL.fullmatch(rest)  # a bare literal block item (``- |``) is a scalar
-    ):
-        # An anchor, alias, tag, folded block or flow collection: never written by this
-        # module's dumpers.
-        raise _Unsupported(rest)
-    if rest[:1] in ("'", '"'):
-        m = (_SINGLE if rest[0] == "'" else _DOUBLE).match(rest)
-        if m is None:
-            raise _Unsupported(rest)  # a quoted scalar over several lines
-        end = m.end()
-        if end == len(rest):
-            return 0, rest
-        if rest[end] != ":" or end == 2:
-            # PyYAML writes an empty key as a complex key (``? ''``), libyaml does not.
-            raise _Unsupported(rest)
-        key_len = end
-    else:
-        # A plain scalar never contains ": " nor ends in ":", so the first one ends the key.
-        i = rest.find(": ")
-        if i >= 0:
-            key_len = i
-        elif rest.endswith(":"):
-            key_len = len(rest) - 1
+class _Unsupported(Exception):
+    """A document :func:`_layout` does not write with certainty."""
+
+
+def _collect(data: Any) -> tuple[set[Any], set[str], dict[tuple[type, Any], _Scalar]]:
+    """Every mapping key, distinct string and other distinct scalar of ``data``."""
+    keys: set[Any] = set()
+    strings: set[str] = set()
+    others: dict[tuple[type, Any], _Scalar] = {}  # 1, 1.0 and True are equal, not the same
+    stack = [data]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is str:
+            strings.add(node)
+        elif kind is dict:
+            keys.update(node)
+            extend(node.values())
+        elif kind is list:
+            extend(node)
+        elif kind in (int, float, bool) or node is None:
+            others[(kind, node)] = node
         else:
-            return 0, rest
-    value = rest[key_len + 1 :]
-    if value == "":
-        return key_len, None
-    if not value.startswith(" "):
-        raise _Unsupported(rest)
-    return key_len, value[1:]
+            raise _Unsupported(kind.__name__)
+    for k in keys:
+        if (
+            type(k) is not str
+            or not k
+            or len(k) >= _MAX_SIMPLE_KEY
+            or not (k.isascii() and k.isprintable())  # no line breaks of any kind
+        ):
+            raise _Unsupported(f"key {k!r}")
+    for value in strings:
+        if len(value) > _MAX_SCALAR or _OTHER_BREAKS.intersection(value):
+            # Folded near the width, or broken over lines at a column of PyYAML's choosing.
+            raise _Unsupported("a very long string, or a line break other than \\n")
+    return keys, strings, others
 
 
-def _indent_sequences(text: str) -> str:
-    """libyaml's block YAML with every sequence that is a mapping value indented two columns
-    under its key, as :class:`_Dumper` writes it. Raises :class:`_Unsupported` on a construct
-    it does not handle."""
+def _render_list(values: list[_Scalar], dumper: type) -> list[str]:
+    """Each value of ``values`` (none of them multi-line) as PyYAML writes it as a list item."""
+    if not values:
+        return []
+    text = yaml.dump(values, Dumper=dumper, **_OPTIONS)
     lines = text.split("\n")
+    if lines[-1] != "" or len(lines) != len(values) + 1:
+        raise _Unsupported("a scalar over several lines")
+    out = []
+    for line in lines[:-1]:
+        if not line.startswith("- "):
+            raise _Unsupported(line)
+        out.append(line[2:])
+    return out
+
+
+def _render_block(value: str) -> _Rendered:
+    """A multi-line string as PyYAML writes it as a mapping value."""
+    lines = yaml.dump({"k": value}, Dumper=_Dumper, **_OPTIONS).split("\n")
+    head = lines[0][3:]
+    if len(lines) == 2:
+        return head  # a quoted one-liner: the text does not allow a literal block
+    if not head.startswith("|") or "+" in head or lines[-1] != "":
+        raise _Unsupported(head)  # keep-chomping: the block's trailing lines are the value's
+    body = lines[1:-1]
+    if any(line and not line.startswith("  ") for line in body):
+        raise _Unsupported(head)
+    return head, [line[2:] for line in body]
+
+
+def _render(values: list[_Scalar]) -> list[_Rendered]:
+    """Each of ``values`` as PyYAML writes it."""
+    out: list[_Rendered | None] = [None] * len(values)
+    fast: list[int] = []  # libyaml writes these as PyYAML does
+    slow: list[int] = []
+    for i, value in enumerate(values):
+        if type(value) is str and "\n" in value:
+            out[i] = _render_block(value)
+        elif _CSafeDumper is not None and (type(value) is not str or value.isascii()):
+            fast.append(i)
+        else:
+            # libyaml and PyYAML disagree on which characters are printable (libyaml escapes
+            # every character outside the Basic Multilingual Plane, for one).
+            slow.append(i)
+    for picked, dumper in ((fast, _CSafeDumper), (slow, _Dumper)):
+        if picked:
+            texts = _render_list([values[i] for i in picked], dumper)
+            for i, text in zip(picked, texts, strict=True):
+                out[i] = text
+    return out  # type: ignore[return-value]
+
+
+def _layout(data: dict[str, Any]) -> str:
+    """``data`` in :class:`_Dumper`'s layout, written directly."""
+    keys, strings, others = _collect(data)
+    # Keys render as values do: short one-line keys are simple keys, with the same style.
+    texts = list(strings | keys)
+    by_text = dict(zip(texts, _render(texts), strict=True))
+    by_other = dict(zip(others, _render(list(others.values())), strict=True))
+    key_text: dict[str, str] = {}
+    for k in keys:
+        text = by_text[k]
+        if not isinstance(text, str):
+            raise _Unsupported(f"key {k!r}")
+        key_text[k] = text
     out: list[str] = []
-    open_seqs: list[int] = []  # dash columns of the open key-level sequences, innermost last
-    literal_above: int | None = None  # inside a literal block owned by a node at this column
-    key_col: int | None = None  # column of the previous line's ``key:`` with no value
-    for line in lines:
-        if line == "":
-            out.append(line)  # a blank line of a literal block is written without indent
-            continue
-        col = len(line) - len(line.lstrip(" "))
-        if literal_above is not None:
-            if col > literal_above:
-                out.append(" " * (2 * len(open_seqs)) + line)
-                continue
-            literal_above = None
-        rest = line[col:]
-        is_item = rest.startswith("- ") or rest == "-"
-        if key_col is not None and col == key_col and is_item:
-            open_seqs.append(col)
-        elif key_col is not None and col <= key_col:
-            raise _Unsupported(line)  # ``key:`` with its value neither below nor a sequence
-        key_col = None
-        while open_seqs and (open_seqs[-1] > col or (open_seqs[-1] == col and not is_item)):
-            open_seqs.pop()
-        out.append(" " * (2 * len(open_seqs)) + line)
-        # Where the node of this line sits: past its dashes (``- - key: value``).
-        node_col = col
-        while rest.startswith("- "):
-            rest = rest[2:]
-            node_col += 2
-        if rest == "-":
-            raise _Unsupported(line)  # an empty item: libyaml writes ``- `` plus a value
-        key_len, value = _split(rest)
-        if value is None:
-            key_col = node_col
-        elif _LITERAL.fullmatch(value):
-            if value.endswith("+"):
-                # Keep-chomping: libyaml then ends the document with ``...``, PyYAML does not.
-                raise _Unsupported(line)
-            # The block's lines are indented more than the node that owns it: its key, or for
-            # a bare ``- |`` item, its dash.
-            literal_above = node_col if key_len else node_col - 2
-    if key_col is not None:
-        raise _Unsupported("a key without a value at the end")
+
+    def scalar(lead: str, value: Any, col: int) -> None:
+        # ``lead`` ends with ``key: `` or ``- ``; a literal block's lines sit two columns in
+        # from the key or dash that owns them (``col``).
+        text = by_text[value] if type(value) is str else by_other[(type(value), value)]
+        if isinstance(text, str):
+            out.append(lead + text)
+            return
+        head, body = text
+        out.append(lead + head)
+        pad = " " * (col + 2)
+        out.extend(pad + line if line else "" for line in body)
+
+    def mapping(node: dict[str, Any], col: int, lead: str) -> None:
+        pad = " " * col
+        for i, k in enumerate(sorted(node)):
+            v = node[k]
+            prefix = f"{lead if i == 0 else pad}{key_text[k]}:"
+            if type(v) is dict:
+                if v:
+                    out.append(prefix)
+                    mapping(v, col + 2, " " * (col + 2))
+                else:
+                    out.append(prefix + " {}")
+            elif type(v) is list:
+                if v:
+                    out.append(prefix)
+                    sequence(v, col + 2, " " * (col + 2))
+                else:
+                    out.append(prefix + " []")
+            else:
+                scalar(prefix + " ", v, col)
+
+    def sequence(node: list[Any], col: int, lead: str) -> None:
+        pad = " " * col
+        for i, v in enumerate(node):
+            prefix = f"{lead if i == 0 else pad}- "
+            if type(v) is dict:
+                if v:
+                    mapping(v, col + 2, prefix)
+                else:
+                    out.append(prefix + "{}")
+            elif type(v) is list:
+                if v:
+                    sequence(v, col + 2, prefix)
+                else:
+                    out.append(prefix + "[]")
+            else:
+                scalar(prefix, v, col)
+
+    if not data:
+        return "{}\n"
+    mapping(data, 0, "")
+    out.append("")
     return "\n".join(out)
 
 
 def _emit(data: Any) -> str:
-    """``data`` as YAML in :class:`_Dumper`'s layout: libyaml when installed, else PyYAML."""
-    if _CDumper is not None:
+    """``data`` as YAML in :class:`_Dumper`'s layout."""
+    if type(data) is dict:
         try:
-            return _indent_sequences(yaml.dump(data, Dumper=_CDumper, **_OPTIONS))
+            return _layout(data)
         except _Unsupported:
             pass
     return yaml.dump(data, Dumper=_Dumper, **_OPTIONS)
