@@ -57,9 +57,9 @@ attempt, retry, budget and timeout machinery (:mod:`.active`):
 * turns the client's own retries off on a copy, with the spec's timeouts (as above);
 * retries what failed before content: 429 (honouring ``retry-after``), 408, 5xx, network
   errors, first-token timeouts, an in-band ``server_error`` chunk, and a stream that ended
-  before its ``finish_reason`` chunk (and, with ``stream_options: {"include_usage": true}``,
-  before its usage chunk): a cut can look like a clean end, because the SDK swallows the
-  ``data: [DONE]`` whose absence would tell;
+  before every choice's ``finish_reason`` (and, with ``stream_options: {"include_usage":
+  true}``, before its usage chunk): a cut can look like a clean end, because the SDK swallows
+  the ``data: [DONE]`` whose absence would tell;
 * the consumer sees the chunks of one completion only: the opening chunks that carry no
   content (the assistant role) are held back until the attempt's first content or closing
   chunk, so an attempt that fails before content leaves nothing behind, and the chunks
@@ -195,11 +195,12 @@ class _ChatAttempt:
     nothing behind), the SDK's in-band ``APIError`` handed back as the error chunk it was (the
     provider layer reads it), and an end before the closing chunks raised as a cut."""
 
-    def __init__(self, upstream: Any, include_usage: bool) -> None:
+    def __init__(self, upstream: Any, include_usage: bool, choices: int) -> None:
         self.upstream = upstream
         # The watchdog shuts down the socket under the SDK stream's response.
         self.response = getattr(upstream, "response", None)
         self._include_usage = include_usage
+        self._open_choices = choices
         self._held: list[Any] = []
         self._out: list[Any] = []
         self._open = False
@@ -209,8 +210,9 @@ class _ChatAttempt:
 
     def _admit(self, item: Any) -> bool:
         """Take one upstream chunk; whether something is ready in ``_out``."""
-        if not self._finished and finishes(item):
-            self._finished = True
+        if not self._finished:
+            self._open_choices -= finishes(item)
+            self._finished = self._open_choices <= 0
         if self._finished and not self._ended:
             self._ended = not self._include_usage or reports_usage(item)
         if self._open:
@@ -323,6 +325,8 @@ def chat_stream(
     model = create_kwargs.get("model")
     options = create_kwargs.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    n = create_kwargs.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
     async_client = is_async_chat_client(client)
     create = without_retries(client, monitor, timeout=timeout).chat.completions.create
     kwargs = {**create_kwargs, "stream": True}
@@ -335,10 +339,10 @@ def chat_stream(
         if async_client:
 
             async def open_async() -> _AsyncChatAttempt:
-                return _AsyncChatAttempt(await create(**kwargs), include_usage)
+                return _AsyncChatAttempt(await create(**kwargs), include_usage, choices)
 
             return open_async()
-        return _SyncChatAttempt(create(**kwargs), include_usage)
+        return _SyncChatAttempt(create(**kwargs), include_usage, choices)
 
     return stream_active(
         monitor,

@@ -179,10 +179,11 @@ def carries_content(item: Any) -> bool:
     return choices is not None and _read_chunk(item, choices).kind == CONTENT
 
 
-def finishes(item: Any) -> bool:
-    """Whether chunk ``item`` closes its answer: a choice carries a ``finish_reason``."""
+def finishes(item: Any) -> int:
+    """How many choices chunk ``item`` closes (those carrying a ``finish_reason``; a chunk
+    may carry the last text too)."""
     choices = get(item, "choices") or ()
-    return any(get(choice, "finish_reason") is not None for choice in choices)
+    return sum(get(choice, "finish_reason") is not None for choice in choices)
 
 
 def reports_usage(item: Any) -> bool:
