@@ -189,6 +189,9 @@ _CHAT_NO_RESUME = (
 )
 
 
+_HOLD: Any = object()
+
+
 class _ChatAttempt:
     """One attempt's SDK chunk stream as the consumer will see it: the leading chunks without
     content held back until the first content or closing chunk (so a failed attempt leaves
@@ -208,24 +211,28 @@ class _ChatAttempt:
         self._ended = False
         self._it: Any = None
 
-    def _admit(self, item: Any) -> bool:
-        """Take one upstream chunk; whether something is ready in ``_out``."""
+    def _admit(self, item: Any) -> Any:
+        """Take one upstream chunk: returns the chunk to hand over now, or :data:`_HOLD`."""
         if not self._finished:
-            self._open_choices -= finishes(item)
-            self._finished = self._open_choices <= 0
+            closed = finishes(item)
+            if closed:
+                self._open_choices -= closed
+                self._finished = self._open_choices <= 0
         if self._finished and not self._ended:
             self._ended = not self._include_usage or reports_usage(item)
         if self._open:
-            self._out.append(item)
-            return True
+            return item
         if not (self._finished or carries_content(item)):
             self._held.append(item)
-            return False
+            return _HOLD
         self._open = True
-        self._out.extend(self._held)
+        if not self._held:
+            return item
+        first, *rest = self._held
+        self._out.extend(rest)
         self._out.append(item)
         self._held.clear()
-        return True
+        return first
 
     def _exhausted(self) -> None:
         if not self._ended:
@@ -247,18 +254,21 @@ class _SyncChatAttempt(_ChatAttempt):
         return self
 
     def __next__(self) -> Any:
-        while not self._out:
+        if self._out:
+            return self._out.pop(0)
+        while True:
             try:
                 item = next(self._it)
             except StopIteration:
                 self._exhausted()
-                if not self._out:
-                    raise
-                break
+                if self._out:
+                    return self._out.pop(0)
+                raise
             except Exception as exc:
                 return self._error(exc)
-            self._admit(item)
-        return self._out.pop(0)
+            out = self._admit(item)
+            if out is not _HOLD:
+                return out
 
     def close(self) -> None:
         close = getattr(self.upstream, "close", None)
@@ -272,18 +282,21 @@ class _AsyncChatAttempt(_ChatAttempt):
         return self
 
     async def __anext__(self) -> Any:
-        while not self._out:
+        if self._out:
+            return self._out.pop(0)
+        while True:
             try:
                 item = await self._it.__anext__()
             except StopAsyncIteration:
                 self._exhausted()
-                if not self._out:
-                    raise
-                break
+                if self._out:
+                    return self._out.pop(0)
+                raise
             except Exception as exc:
                 return self._error(exc)
-            self._admit(item)
-        return self._out.pop(0)
+            out = self._admit(item)
+            if out is not _HOLD:
+                return out
 
     async def aclose(self) -> None:
         close = getattr(self.upstream, "close", None)

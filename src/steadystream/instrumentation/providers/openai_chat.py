@@ -182,6 +182,14 @@ def carries_content(item: Any) -> bool:
 def finishes(item: Any) -> int:
     """How many choices chunk ``item`` closes (those carrying a ``finish_reason``; a chunk
     may carry the last text too)."""
+    fields = getattr(item, "__dict__", None)
+    if fields is not None:
+        # Per chunk on the resilient path: an SDK chunk with one choice, two plain reads.
+        choices = fields.get("choices")
+        if type(choices) is list and len(choices) == 1:
+            choice = getattr(choices[0], "__dict__", None)
+            if choice is not None and "finish_reason" in choice:
+                return 0 if choice["finish_reason"] is None else 1
     choices = get(item, "choices") or ()
     return sum(get(choice, "finish_reason") is not None for choice in choices)
 
