@@ -98,7 +98,13 @@ if TYPE_CHECKING:
     from .core.checkpoint import Checkpoint
     from .monitor import StreamMonitor
 
-__all__ = ["chat_stream", "is_async_client", "responses_stream", "without_retries"]
+__all__ = [
+    "chat_stream",
+    "is_async_chat_client",
+    "is_async_client",
+    "responses_stream",
+    "without_retries",
+]
 
 
 def is_async_client(client: Any) -> bool:
