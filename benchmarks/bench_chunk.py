@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import _events
+import reference
 import steadystream as ss
 from _common import Summary, Table, alternate, emit, verdict
 from steadystream import conventions as c
@@ -47,6 +48,7 @@ TARGET_NS = 1500.0
 # measured here. ``--wall`` switches to wall-clock time.
 CLOCK = time.process_time
 N_DELTAS = 200_000
+NAMES = ("prometheus", "otel", "both")
 MODEL = _events.MODEL
 
 
@@ -219,34 +221,106 @@ class OpenAIv2Chat:
         return self.cls(it, span, self.logger, False)
 
 
+def reference_runner(
+    events: list[Any], sink: reference.ReferenceSink, text_of: Callable[[Any], str | None]
+) -> Callable[[], float]:
+    """The reference wrapper (``reference.py``) over the stream once, sync; returns seconds."""
+
+    def run() -> float:
+        t0 = CLOCK()
+        for _event in reference.reference(iter(events), sink, text_of):
+            pass
+        return CLOCK() - t0
+
+    return run
+
+
+def reference_sink(spec: ss.Spec) -> reference.ReferenceSink:
+    return reference.ReferenceSink(tuple(spec.histogram_buckets()[c.CHUNK_GAP]))
+
+
+def check_reference(sink: reference.ReferenceSink, runs: int, n_deltas: int) -> list[str]:
+    """The reference did its work: every gap counted, every byte hashed and counted."""
+    problems = []
+    if sink.gaps_counted() != (n_deltas - 1) * runs:
+        problems.append(f"reference: {sink.gaps_counted()} gaps != {n_deltas - 1}x{runs}")
+    if sink.streams._value.get() != runs:
+        problems.append(f"reference: {sink.streams._value.get()} streams != {runs}")
+    return problems
+
+
+class OpenLLMetryChat:
+    """OpenLLMetry's (``opentelemetry-instrumentation-openai``) Chat Completions stream wrapper
+    (``ChatStream``, what its patched ``chat.completions.create(stream=True)`` returns), with a
+    real SDK span. Its optional metric instruments are not passed, so its figure is a floor."""
+
+    def __init__(self) -> None:
+        from opentelemetry.instrumentation.openai.shared.chat_wrappers import ChatStream
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.cls = ChatStream
+        self.exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = provider.get_tracer("openllmetry-bench")
+
+    def wrap(self, it: Any) -> Any:
+        from opentelemetry.trace import SpanKind
+
+        self.exporter.clear()
+        span = self.tracer.start_span("openai.chat", kind=SpanKind.CLIENT)
+        source = _Chunks(it)
+        return self.cls(span, source, start_time=time.time(), request_kwargs={"model": MODEL})
+
+
+class _Chunks:
+    """An iterator that takes attributes, as the SDK's ``Stream`` does (OpenLLMetry's proxy
+    stores its state on the object it wraps)."""
+
+    def __init__(self, it: Any) -> None:
+        self._it = it
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+
 def chat_comparison(rounds: int, n_chunks: int) -> tuple[Table, dict[str, Any]]:
     """Per-chunk overhead on Chat Completions chunks: steadystream vs openai-v2, in process."""
     chunks = _events.chat_chunks(n_chunks)
     n = len(chunks)
     spec = ss.default_spec("bench")
     setups = make_setups(spec)
+    ref_sink = reference_sink(spec)
     variants: dict[str, Callable[[], float]] = {"raw": sync_runner(chunks, None)}
+    variants["reference"] = reference_runner(chunks, ref_sink, reference.chat_text)
     variants["steadystream prometheus"] = sync_runner(chunks, setups["prometheus"])
     variants["steadystream both"] = sync_runner(chunks, setups["both"])
-    v2_error = None
-    try:
-        v2 = OpenAIv2Chat()
-    except Exception as exc:  # not installed, or an incompatible opentelemetry-util-genai
-        v2_error = f"{type(exc).__name__}: {exc}"
-    else:
+    others = {"openai-v2": OpenAIv2Chat, "OpenLLMetry": OpenLLMetryChat}
+    errors: dict[str, str] = {}
+    for label, cls in others.items():
+        try:
+            other = cls()
+        except Exception as exc:  # not installed, or an incompatible dependency
+            errors[label] = f"{type(exc).__name__}: {exc}"
+            continue
 
-        def run_v2() -> float:
+        def run_other(other: Any = other) -> float:
             t0 = CLOCK()
-            for _chunk in v2.wrap(iter(chunks)):
+            for _chunk in other.wrap(iter(chunks)):
                 pass
             return CLOCK() - t0
 
-        variants["openai-v2"] = run_v2
+        variants[label] = run_other
     times = alternate(variants, rounds)
     raw = times["raw"]
     table = Table(
         f"1b. Per-chunk overhead in process, Chat Completions: {n:,} ChatCompletionChunk "
-        "objects, sync, steadystream vs openai-v2's stream wrapper",
+        "objects, sync: steadystream vs the reference wrapper, openai-v2 and OpenLLMetry",
         ["variant", "ns/chunk above raw", "target", ""],
     )
     over: dict[str, Summary] = {}
@@ -256,20 +330,32 @@ def chat_comparison(rounds: int, n_chunks: int) -> tuple[Table, dict[str, Any]]:
         over[name] = Summary.of((t - r) / n * 1e9 for t, r in zip(times[name], raw, strict=True))
         table.add(name, over[name].fmt(".0f"), "", "")
     data: dict[str, Any] = {k: v.as_dict() for k, v in over.items()}
-    data["openai_v2_error"] = v2_error
-    if "openai-v2" in over:
-        for name in ("steadystream prometheus", "steadystream both"):
-            share = over[name].median / over["openai-v2"].median
-            data[f"{name} / openai-v2"] = share
-            met = share <= 1 / 3
-            data[f"{name} ratio_target_met"] = met
-            table.add(f"{name} / openai-v2", f"{share:.2f}", "<= 0.33", verdict(met))
-    else:
-        table.notes.append(f"openai-v2 not measured: {v2_error}")
+    data["errors"] = errors
+    data["problems"] = check_reference(ref_sink, rounds + 1, n_chunks)
+    # Targets: full telemetry no dearer per chunk than openai-v2, and at most a third of
+    # OpenLLMetry; every steadystream figure also as a ratio to the reference wrapper.
+    targets = {"openai-v2": 1.0, "OpenLLMetry": 1 / 3}
+    for name in ("steadystream prometheus", "steadystream both"):
+        for against in ("reference", *others):
+            if against not in over:
+                continue
+            share = over[name].median / over[against].median
+            data[f"{name} / {against}"] = share
+            target = targets.get(against) if name == "steadystream both" else None
+            if target is None:
+                table.add(f"{name} / {against}", f"{share:.2f}", "", "")
+                continue
+            met = share <= target
+            data[f"{name} / {against} target_met"] = met
+            table.add(f"{name} / {against}", f"{share:.2f}", f"<= {target:.2f}", verdict(met))
+    for label, error in errors.items():
+        table.notes.append(f"{label} not measured: {error}")
     table.notes.append(
         "openai-v2 per chunk: reads id/model/service_tier/choices/usage and buffers the text; "
-        "it times nothing per chunk. steadystream per chunk: phases, gap, UTF-8 bytes, sha256, "
-        "fences, checkpoint every 16, batched metric flushes."
+        "it times nothing per chunk. OpenLLMetry: accumulates the response and sets span "
+        "attributes at the end (its optional metric instruments not passed). steadystream per "
+        "chunk: phases, gap, UTF-8 bytes, sha256, fences, checkpoint every 16, batched metric "
+        "flushes."
     )
     return table, data
 
@@ -341,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     sync_setups = make_setups(spec)
     async_setups = make_setups(spec)
 
-    variants: dict[str, Callable[[], float]] = {"sync/raw": sync_runner(events, None)}
+    ref_sink = reference_sink(spec)
+    variants: dict[str, Callable[[], float]] = {
+        "sync/raw": sync_runner(events, None),
+        "sync/reference": reference_runner(events, ref_sink, reference.responses_text),
+    }
     for name, setup in sync_setups.items():
         variants[f"sync/{name}"] = sync_runner(events, setup)
     variants["async/raw"] = async_runner(loop, events, None)
@@ -351,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     times = alternate(variants, args.rounds)
     loop.close()
 
-    problems = []
+    problems = check_reference(ref_sink, args.rounds + 1, n_deltas)
     for setups in (sync_setups, async_setups):
         for setup in setups.values():
             problems += setup.check(content_bytes, n_deltas)
@@ -367,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = times[f"{mode}/raw"]
         raw_ns = Summary.of(t / n_events * 1e9 for t in raw)
         results[f"{mode}/raw"] = {"ns_per_event": raw_ns.as_dict()}
-        for name in ("prometheus", "otel", "both"):
+        names = ("reference", "prometheus", "otel", "both") if mode == "sync" else NAMES
+        for name in names:
             ts = times[f"{mode}/{name}"]
             over = Summary.of((t - r) / n_events * 1e9 for t, r in zip(ts, raw, strict=True))
             results[f"{mode}/{name}"] = {
@@ -379,6 +470,33 @@ def main(argv: list[str] | None = None) -> int:
                 target_met = over.median <= TARGET_NS
                 target, ok = "<= 1500 ns", verdict(target_met)
             table.add(mode, name, over.fmt(".0f"), raw_ns.fmt(".0f"), target, ok)
+    # Every figure as a ratio to the reference wrapper measured in the same rounds, and async
+    # to sync: the targets of the per-chunk path.
+    ref = results["sync/reference"]["ns_per_event_above_raw"]["median"]
+    ratio_targets = {"sync/prometheus": 1.5, "sync/both": 2.0}
+    for key in ("sync/prometheus", "sync/otel", "sync/both", *(f"async/{n}" for n in NAMES)):
+        share = results[key]["ns_per_event_above_raw"]["median"] / ref
+        results[key]["ratio_to_reference"] = share
+        goal = ratio_targets.get(key)
+        met = None if goal is None else share <= goal
+        if met is not None:
+            results[key]["ratio_target_met"] = met
+        table.add(
+            *key.split("/"),
+            f"{share:.2f}x reference",
+            "",
+            "" if goal is None else f"<= {goal:.1f}x",
+            "" if met is None else verdict(met),
+        )
+    for name in NAMES:
+        share = (
+            results[f"async/{name}"]["ns_per_event_above_raw"]["median"]
+            / results[f"sync/{name}"]["ns_per_event_above_raw"]["median"]
+        )
+        met = share <= 1.5
+        results[f"async/{name}"]["ratio_to_sync"] = share
+        results[f"async/{name}"]["ratio_to_sync_target_met"] = met
+        table.add("async", name, f"{share:.2f}x sync", "", "<= 1.5x", verdict(met))
     table.notes.append(
         f"{args.rounds} alternating rounds after 1 warm-up round; each run is one whole stream "
         f"({n_events:,} events, {content_bytes:,} content bytes) including wrapper set-up and "
@@ -402,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     chat_table, chat_data = chat_comparison(args.rounds, args.chat_chunks)
     gc.collect()
     anthropic_table, anthropic_data = anthropic_comparison(args.rounds, args.anthropic_deltas)
-    problems += anthropic_data["problems"]
+    problems += anthropic_data["problems"] + chat_data["problems"]
     emit(
         "chunk",
         [table, anthropic_table, chat_table],

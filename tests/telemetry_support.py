@@ -32,7 +32,7 @@ class Telemetry:
     def __init__(self, spec: ss.Spec | None = None, **kw: Any) -> None:
         self.registry = CollectorRegistry()
         self.spans = InMemorySpanExporter()
-        tracer_provider = TracerProvider()
+        self.tracer_provider = tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.reader = InMemoryMetricReader()
         self.monitor = ss.StreamMonitor(

@@ -26,7 +26,11 @@ What happens around the opener, for sync and async consumers alike:
    resume the upstream refuses (a 4xx such as 404: the response is gone) also ends in
    ``ResumeFailed``, with the upstream's :class:`~steadystream.UpstreamError` as
    ``__cause__``. Every resume that does not catch up counts once in
-   ``stream_resume_failure_total``.
+   ``stream_resume_failure_total``. A stream that can never be resumed exactly
+   (``resume_refusal``: Chat Completions) ends a failure after content that would otherwise
+   be retried in ``ResumeFailed`` at once, with the checkpoint and the failure as
+   ``__cause__``, and counts it there too: no request is sent whose answer could not be
+   continued exactly.
 5. **In-band failures.** An item the provider layer (:mod:`.providers`) reads as an in-band
    error ends the stream with ``UpstreamError`` carrying its ``error_class`` (e.g.
    ``upstream_error_event``, ``response_failed``); the item itself is not yielded. It is
@@ -73,9 +77,16 @@ if TYPE_CHECKING:
     from .monitor import StreamMonitor
     from .policy.ingress import IngressTicket
 
-__all__ = ["ActiveStream", "creates_async", "stream_active"]
+__all__ = ["ActiveStream", "creates_async", "missing_terminal", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
+
+
+def missing_terminal(detail: str = "") -> UpstreamError:
+    """The error of a stream that ended cleanly before its terminal item: it was cut short
+    (a dropped connection can look like a clean end), and is retried like a dropped
+    connection. ``detail`` names the terminal item the format expected."""
+    return UpstreamError(f"{_MISSING_TERMINAL}{detail}", retryable=True)
 
 
 # ---------------------------------------------------------------------------------- attempts
@@ -172,12 +183,14 @@ class _Run:
         resumable: bool,
         expect_json: bool,
         idempotency_key: str,
+        resume_refusal: str | None = None,
     ) -> None:
         self.monitor = monitor
         self.opener = opener
         self.model = model
         self.provider = provider
-        self.resumable = resumable
+        self.resumable = resumable and resume_refusal is None
+        self.resume_refusal = resume_refusal
         self.expect_json = expect_json
         self.idempotency_key = idempotency_key
         self.pass_key = _accepts_key(opener)
@@ -322,7 +335,7 @@ class _Run:
             # The replay caught up (Resumer.finish passed) and simply had nothing new.
             self._resumed()
         if (self.saw_sequence or self.saw_start) and not self.saw_end:
-            raise UpstreamError(_MISSING_TERMINAL, retryable=True)
+            raise missing_terminal()
 
     # -- failures
 
@@ -359,6 +372,18 @@ class _Run:
                 core.record_timeout(c.TIMEOUT_DIAL, t)
             except Exception:
                 report_telemetry_error("StreamCore", "record_timeout")
+        if self.resume_refusal is not None and verdict.reason is not None and core.content_bytes:
+            # A transient failure after content, on a stream that cannot be continued exactly:
+            # retrying would re-generate text behind the consumer's back.
+            self.resume_pending = True
+            self._resume_failed(t)
+            cause = self._final(exc, verdict)
+            if cause is not exc:
+                cause.__cause__ = exc
+            raise ResumeFailed(
+                f"{self.resume_refusal}; the stream was cut after content by {_describe(exc)}",
+                checkpoint=self._checkpoint(),
+            ) from cause
         if self.resume_pending and verdict.reason is None and verdict.status is not None:
             # The upstream refused the resume itself (404: the background response expired or
             # was never stored): the stream cannot continue. That is a resume failure, not a
@@ -705,13 +730,17 @@ def stream_active(
     resumable: bool = True,
     expect_json: bool = False,
     idempotency_key: str | None = None,
+    resume_refusal: str | None = None,
 ) -> ActiveStream:
     """Open, retry and resume a stream under ``monitor``'s policy (``monitor.stream``).
 
     ``opener(checkpoint)`` (optionally also ``idempotency_key=``) opens one attempt; see the
     module docstring. ``resumable=False`` says the opener cannot replay, so nothing is retried
     once the consumer has content. ``idempotency_key``: the key of this logical request
-    (default: a fresh random one).
+    (default: a fresh random one). ``resume_refusal``: why this stream can never be continued
+    exactly once the consumer has content (implies ``resumable=False``); a failure after
+    content that would otherwise be retried then ends in :class:`~steadystream.ResumeFailed`
+    with this reason and the checkpoint, counted in ``stream_resume_failure_total``.
 
     Nothing happens until iteration starts: then the stream is admitted, opened, and timed.
 
@@ -732,5 +761,6 @@ def stream_active(
         resumable=resumable,
         expect_json=expect_json,
         idempotency_key=idempotency_key or f"ss-{uuid.uuid4().hex}",
+        resume_refusal=resume_refusal,
     )
     return ActiveStream(run)

@@ -43,6 +43,7 @@ Where telemetry goes:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -51,7 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import conventions as c
 from .core.machine import CorePolicy, StreamCore
-from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
+from .core.shell import AsyncStreamWrapper, EitherStreamWrapper, SyncStreamWrapper
 from .core.watchdog import Watchdog
 from .policy.budget import RetryBudget
 from .policy.ingress import IngressGuard
@@ -300,12 +301,23 @@ class StreamMonitor:
         ``.checkpoint``) when a budget runs out; and ends the stream exactly once on every exit
         path. Use it as a context manager (``with`` / ``async with``) to close early cleanly.
         """
-        core = self.open_stream(model, provider, expect_json=expect_json)
+        kind = _iteration_kind(stream)
+        with _foreign_span_current(stream):
+            core = self.open_stream(model, provider, expect_json=expect_json)
         core.begin_attempt(self.clock())
-        if hasattr(stream, "__aiter__"):
+        if kind is _ASYNC:
             return AsyncStreamWrapper(core, stream, self.clock, sse=sse)
-        if hasattr(stream, "__iter__") and not isinstance(stream, (str, bytes, bytearray)):
+        if kind is _SYNC:
             return SyncStreamWrapper(core, stream, self.clock, watchdog=self.watchdog, sse=sse)
+        if kind is _EITHER:
+            return EitherStreamWrapper(
+                core,
+                self.clock,
+                lambda: SyncStreamWrapper(
+                    core, stream, self.clock, watchdog=self.watchdog, sse=sse
+                ),
+                lambda: AsyncStreamWrapper(core, stream, self.clock, sse=sse),
+            )
         if hasattr(stream, "iter_bytes") or hasattr(stream, "aiter_bytes"):
             if sse is None:
                 ctype = str(getattr(stream, "headers", {}).get("content-type", ""))
@@ -371,6 +383,68 @@ class StreamMonitor:
         from .policy.timeouts import openai_client_options
 
         return openai_client_options(self.spec)
+
+
+_SYNC, _ASYNC, _EITHER = "sync", "async", "either"
+#: Where other instrumentations' stream wrappers keep the stream they wrap (wrapt proxies:
+#: ``__wrapped__``; opentelemetry-instrumentation-openai-v2: ``stream``).
+_WRAPPED_ATTRS = ("__wrapped__", "stream", "_stream")
+
+
+def _iteration_kind(stream: Any, depth: int = 0) -> str | None:
+    """Whether ``stream`` is read with ``for`` (:data:`_SYNC`) or ``async for``
+    (:data:`_ASYNC`); :data:`_EITHER` when it cannot be told; None when it is not iterable.
+
+    Another GenAI instrumentation may have wrapped the SDK stream in an object that defines
+    both ``__iter__`` and ``__aiter__`` whatever it wraps, so both together decide nothing:
+    then the class the object claims to be (a proxy forwards ``__class__``) decides, or the
+    stream it wraps, else how the caller iterates."""
+    if isinstance(stream, (str, bytes, bytearray)):
+        return None
+    sync, async_ = hasattr(stream, "__iter__"), hasattr(stream, "__aiter__")
+    if sync != async_:
+        return _SYNC if sync else _ASYNC
+    if not sync:
+        return None
+    claimed = getattr(stream, "__class__", type(stream))
+    if claimed is not type(stream):
+        sync, async_ = hasattr(claimed, "__iter__"), hasattr(claimed, "__aiter__")
+        if sync != async_:
+            return _SYNC if sync else _ASYNC
+    if depth < 4:
+        for attr in _WRAPPED_ATTRS:
+            try:
+                inner = getattr(stream, attr, None)
+            except Exception:
+                continue
+            if inner is not None and inner is not stream:
+                kind = _iteration_kind(inner, depth + 1)
+                if kind in (_SYNC, _ASYNC):
+                    return kind
+    return _EITHER
+
+
+#: Where other instrumentations' stream wrappers keep their span (openai-v2: ``span``,
+#: OpenLLMetry: ``_span``).
+_SPAN_ATTRS = ("span", "_span")
+
+
+def _foreign_span_current(stream: Any) -> contextlib.AbstractContextManager[Any]:
+    """While opening the stream, make the span of another instrumentation's stream wrapper
+    current (they end their ``with`` before handing the stream back), so the stream span is a
+    child of that call's span; see :class:`~.sinks.otel.TracingSink`."""
+    for attr in _SPAN_ATTRS:
+        try:
+            span = getattr(stream, attr, None)
+        except Exception:
+            continue
+        if span is None or not callable(getattr(span, "get_span_context", None)):
+            continue
+        from opentelemetry import trace
+
+        if isinstance(span, trace.Span) and span.is_recording():
+            return trace.use_span(span, end_on_exit=False)
+    return contextlib.nullcontext()
 
 
 def _is_async_response(response: Any) -> bool:

@@ -1,5 +1,5 @@
-"""A fault-injecting OpenAI Responses API and Anthropic Messages upstream on loopback, for tests,
-the demo and benchmarks.
+"""A fault-injecting OpenAI Responses API, Chat Completions and Anthropic Messages upstream on
+loopback, for tests, the demo and benchmarks.
 
 The real ``openai`` client streams from it unmodified; faults act at the byte and socket level
 (frames cut inside UTF-8 characters, connections aborted mid-body, stalls), so the failure modes
@@ -78,7 +78,17 @@ What it serves
     ``api_error``, ``incomplete`` ends with ``stop_reason: max_tokens``. A request with
     ``thinking: {"type": "enabled"}`` gets a ``thinking`` block (``THINKING_TEXT``) at index 0
     before the text block at index 1. Every other fault
-    works as for Responses. ``Upstream(record_requests=True)`` keeps each request
+    works as for Responses.
+``POST /v1/chat/completions``
+    OpenAI Chat Completions (``OpenAI(base_url=up.base_url)``): ``model`` and ``messages`` are
+    required, ``max_completion_tokens`` (or ``max_tokens``) is the number of pieces; the answer
+    to a single user message ``"hi"`` is ``expected_text("hi")``. Streamed: ``data:``-only
+    ``chat.completion.chunk`` frames (the assistant role, a chunk per delta, a closing chunk
+    with ``finish_reason``, a usage chunk with ``stream_options: {"include_usage": true}``),
+    then ``data: [DONE]``; without ``stream``, one ``chat.completion``. ``error_event`` and
+    ``failed`` send an ``{"error": ...}`` chunk (``server_error``) and end without
+    ``[DONE]``; ``incomplete`` ends with ``finish_reason: length``. Every other fault works as
+    for Responses. ``Upstream(record_requests=True)`` keeps each request
     (``up.recorded_requests``) so a test can assert what went over the wire.
 ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``
     Cancel a background generation; forget a response.
@@ -175,6 +185,7 @@ from ._server import (
     HEADER_DELTA_SIZE,
     HEADER_TOKENS,
     ROUTE_CANCEL,
+    ROUTE_CHAT,
     ROUTE_CREATE,
     ROUTE_DELETE,
     ROUTE_MESSAGES,
@@ -194,6 +205,7 @@ __all__ = [
     "PROFILES",
     "PROFILE_FOR_FAILURE_CLASS",
     "ROUTE_CANCEL",
+    "ROUTE_CHAT",
     "ROUTE_CREATE",
     "ROUTE_DELETE",
     "ROUTE_MESSAGES",

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from . import _protocol as proto
 from ._faults import KIND_ERROR_EVENT, KIND_FAILED, FaultPlan
-from ._generation import Generation, resolve_terminal
+from ._generation import Generation, pace_deltas, resolve_terminal
 from ._textgen import pieces, prompt_key
 
 __all__ = [
@@ -304,7 +304,8 @@ async def generate_message(
     on_fault: Callable[[str], None],
 ) -> None:
     """Append the Messages stream's events to ``gen``'s log (see :func:`._generation.generate`,
-    its Responses twin: same pacing, same terminal-fault placement)."""
+    its Responses twin: the same pacing, :func:`._generation.pace_deltas`, and the same
+    terminal-fault placement)."""
     try:
         gen.status = "in_progress"
         if _stop_at(gen, on_fault):
@@ -331,29 +332,23 @@ async def generate_message(
         if _stop_at(gen, on_fault):
             return
         gen.append(_frame({"type": "ping"}))
-        if first_token_latency:
-            await asyncio.sleep(first_token_latency)
-        for i, delta in enumerate(gen.deltas):
-            if _stop_at(gen, on_fault):
-                return
-            if i and token_interval:
-                await asyncio.sleep(token_interval)
-            elif i % 64 == 63:
-                await asyncio.sleep(0)
-            gen.text_parts.append(delta)
-            gen.append(
-                _frame(
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "text_delta", "text": delta},
-                    }
-                ),
-                is_delta=True,
-            )
-        if _stop_at(gen, on_fault):
-            return
-        _end(gen, "end_turn")
+
+        def emit_delta(delta: str) -> None:
+            data = {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "text_delta", "text": delta},
+            }
+            gen.append(_frame(data), is_delta=True)
+
+        if await pace_deltas(
+            gen,
+            emit_delta,
+            first_token_latency=first_token_latency,
+            token_interval=token_interval,
+            stop=lambda: _stop_at(gen, on_fault),
+        ):
+            _end(gen, "end_turn")
     except asyncio.CancelledError:
         gen.status = "cancelled"
         raise

@@ -30,6 +30,7 @@ __all__ = [
     "StoredResponse",
     "generate",
     "new_generation",
+    "pace_deltas",
     "resolve_terminal",
 ]
 
@@ -230,22 +231,21 @@ async def generate(
             "response.content_part.added",
             {**ids, "content_index": 0, "part": proto.output_text("")},
         )
-        if first_token_latency:
-            await asyncio.sleep(first_token_latency)
-        for i, delta in enumerate(gen.deltas):
-            if _stop_at(gen, on_fault):
-                return
-            if i and token_interval:
-                await asyncio.sleep(token_interval)
-            elif i % 64 == 63:
-                await asyncio.sleep(0)  # let deliveries run during long generations
-            gen.text_parts.append(delta)
+
+        def emit_delta(delta: str) -> None:
             gen.emit(
                 "response.output_text.delta",
                 {**ids, "content_index": 0, "delta": delta, "logprobs": []},
                 is_delta=True,
             )
-        if _stop_at(gen, on_fault):
+
+        if not await pace_deltas(
+            gen,
+            emit_delta,
+            first_token_latency=first_token_latency,
+            token_interval=token_interval,
+            stop=lambda: _stop_at(gen, on_fault),
+        ):
             return
         text = "".join(gen.text_parts)
         gen.emit(
@@ -268,6 +268,36 @@ async def generate(
         raise
     finally:
         gen.finish()
+
+
+async def pace_deltas(
+    gen: Generation,
+    emit_delta: Callable[[str], None],
+    *,
+    first_token_latency: float,
+    token_interval: float,
+    stop: Callable[[], bool],
+) -> bool:
+    """The simulated model's pacing, shared by every wire protocol: wait
+    ``first_token_latency``, then record each of ``gen.deltas`` in ``gen.text_parts`` and hand
+    it to ``emit_delta`` (which appends the protocol's frame), ``token_interval`` apart.
+
+    ``stop()`` is asked before every delta and once after the last: it emits the planned
+    terminal fault when that is the next event, and says so. Returns ``False`` when the fault
+    ended the log, ``True`` when every delta was emitted and the protocol's tail may follow.
+    """
+    if first_token_latency:
+        await asyncio.sleep(first_token_latency)
+    for i, delta in enumerate(gen.deltas):
+        if stop():
+            return False
+        if i and token_interval:
+            await asyncio.sleep(token_interval)
+        elif i % 64 == 63:
+            await asyncio.sleep(0)  # let deliveries run during long generations
+        gen.text_parts.append(delta)
+        emit_delta(delta)
+    return not stop()
 
 
 def _stop_at(gen: Generation, on_fault: Callable[[str], None]) -> bool:

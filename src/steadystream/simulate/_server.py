@@ -21,6 +21,7 @@ from typing import Any, Final, Self
 
 from .. import conventions as conv
 from . import _anthropic as anthropic
+from . import _chat as chat
 from . import _protocol as proto
 from ._delivery import deliver_status, deliver_stream, deliver_whole, send_json
 from ._faults import (
@@ -33,7 +34,7 @@ from ._faults import (
 )
 from ._generation import Generation, ResponseStore, StoredResponse, generate, new_generation
 from ._http import BadRequest, Request, ResponseWriter, read_request
-from ._textgen import DEFAULT_TOKENS, MAX_TOKENS
+from ._textgen import DEFAULT_TOKENS, MAX_TOKENS, deltas
 
 HOST: Final = "127.0.0.1"
 HEADER_TOKENS: Final = "x-steadystream-tokens"
@@ -49,6 +50,8 @@ ROUTE_CANCEL: Final = "POST /v1/responses/{id}/cancel"
 ROUTE_DELETE: Final = "DELETE /v1/responses/{id}"
 ROUTE_MESSAGES: Final = "POST /v1/messages"
 """Anthropic Messages (see :mod:`._anthropic`)."""
+ROUTE_CHAT: Final = "POST /v1/chat/completions"
+"""OpenAI Chat Completions (see :mod:`._chat`)."""
 ROUTE_OTHER: Final = "other"
 
 _STOP_TIMEOUT: Final = 5.0
@@ -397,6 +400,8 @@ class Upstream:
         route = ROUTE_OTHER
         if parts == ["v1", "messages"] and request.method == "POST":
             route = ROUTE_MESSAGES
+        elif parts == ["v1", "chat", "completions"] and request.method == "POST":
+            route = ROUTE_CHAT
         elif parts[:2] == ["v1", "responses"]:
             if len(parts) == 2 and request.method == "POST":
                 route = ROUTE_CREATE
@@ -421,6 +426,9 @@ class Upstream:
         try:
             if route == ROUTE_MESSAGES:
                 await self._messages(request, out)
+                return out
+            if route == ROUTE_CHAT:
+                await self._chat(request, out)
                 return out
             if route == ROUTE_CREATE:
                 await self._create(request, out)
@@ -547,6 +555,51 @@ class Upstream:
             return
         stop = "max_tokens" if gen.incomplete_reason else "end_turn"
         await send_json(out, 200, anthropic.message_object(gen, stop))
+
+    async def _chat(self, request: Request, out: ResponseWriter) -> None:
+        """``POST /v1/chat/completions``: Chat Completions, with the same faults as Responses."""
+        try:
+            body = json.loads(request.body or b"null")
+            if not isinstance(body, dict):
+                raise chat.RequestError("The request body must be a JSON object.")
+            params = chat.parse_chat_request(body)
+            if HEADER_TOKENS in request.headers:
+                params.tokens = self._int_param(request.headers[HEADER_TOKENS], HEADER_TOKENS, 1)
+            delta_size = self._int_param(
+                request.headers.get(HEADER_DELTA_SIZE), HEADER_DELTA_SIZE, 1
+            )
+            seed = request.headers.get(conv.HEADER_SEED.lower())
+            text_seed = self.seed if seed is None else int(seed)
+            plan = self._plan(request, resume=False)
+        except (chat.RequestError, ValueError, UnicodeDecodeError) as exc:
+            param = exc.param if isinstance(exc, chat.RequestError) else None
+            raise _ClientError(400, str(exc), param) from None
+        rid = self._request_id()
+        if await deliver_status(plan, out, request_id=rid, on_fault=self._stats.fault):
+            return
+        self._created += 1
+        text_deltas = deltas(params.prompt, text_seed, params.tokens, delta_size)
+        gen = chat.new_completion(params, text_deltas, plan, seed=self.seed, number=self._created)
+        self._store.add(gen)
+        self._stats.bump("responses_created")
+        gen.task = asyncio.get_running_loop().create_task(
+            chat.generate_chat(
+                gen,
+                first_token_latency=self.first_token_latency,
+                token_interval=self.token_interval,
+                on_fault=self._stats.fault,
+            )
+        )
+        if params.stream:
+            await deliver_stream(gen, -1, plan, out, request_id=rid, on_fault=self._stats.fault)
+            return
+        while not gen.done:
+            await gen.changed.wait()
+        if gen.error is not None:
+            err = proto.error_body(gen.error["message"], type_="server_error")
+            await out.send(500, proto.dumps(err).encode(), "application/json", [])
+            return
+        await send_json(out, 200, chat.completion_object(gen))
 
     async def _retrieve(self, response_id: str, request: Request, out: ResponseWriter) -> None:
         stream = request.query.get("stream", "false").lower() == "true"
@@ -677,6 +730,7 @@ __all__ = [
     "HEADER_DELTA_SIZE",
     "HEADER_TOKENS",
     "ROUTE_CANCEL",
+    "ROUTE_CHAT",
     "ROUTE_CREATE",
     "ROUTE_DELETE",
     "ROUTE_MESSAGES",

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ..core.machine import StreamCore
     from ..core.watchdog import Watchdog
 
-__all__ = ["AsyncStreamWrapper", "ByteReader", "SyncStreamWrapper"]
+__all__ = ["AsyncStreamWrapper", "ByteReader", "EitherStreamWrapper", "SyncStreamWrapper"]
 
 T = TypeVar("T")
 _SKIP: Any = object()
@@ -735,3 +735,113 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             task = loop.create_task(self._close_upstream())
             _CLOSING.add(task)
             task.add_done_callback(_CLOSING.discard)
+
+
+class EitherStreamWrapper(Generic[T]):
+    """What ``monitor.wrap`` returns for a stream iterable both ways whose kind it cannot
+    tell (another instrumentation's wrapper that defines ``__iter__`` and ``__aiter__`` over a
+    stream it does not expose): the sync or the async wrapper is made on first use, from how
+    the caller iterates (``for`` / ``with``, or ``async for`` / ``async with``)."""
+
+    __slots__ = ("_clock", "_core", "_make_async", "_make_sync", "_shell")
+
+    def __init__(
+        self,
+        core: StreamCore,
+        clock: Callable[[], float],
+        make_sync: Callable[[], SyncStreamWrapper[T]],
+        make_async: Callable[[], AsyncStreamWrapper[T]],
+    ) -> None:
+        self._core = core
+        self._clock = clock
+        self._make_sync = make_sync
+        self._make_async = make_async
+        self._shell: SyncStreamWrapper[T] | AsyncStreamWrapper[T] | None = None
+
+    def _sync(self) -> SyncStreamWrapper[T]:
+        if self._shell is None:
+            self._shell = self._make_sync()
+        if not isinstance(self._shell, SyncStreamWrapper):
+            raise TypeError("this stream is already read with async for")
+        return self._shell
+
+    def _async(self) -> AsyncStreamWrapper[T]:
+        if self._shell is None:
+            self._shell = self._make_async()
+        if not isinstance(self._shell, AsyncStreamWrapper):
+            raise TypeError("this stream is already read with a for loop")
+        return self._shell
+
+    @property
+    def core(self) -> StreamCore:
+        return self._core
+
+    @property
+    def checkpoint(self) -> Any:
+        """The last :class:`~steadystream.Checkpoint` (``None`` before any content)."""
+        return self._core.checkpoint
+
+    @property
+    def finished(self) -> bool:
+        return self._shell.finished if self._shell is not None else self._core.closed
+
+    def __iter__(self) -> SyncStreamWrapper[T]:
+        return self._sync()
+
+    def __next__(self) -> T:
+        return next(self._sync())
+
+    def __enter__(self) -> SyncStreamWrapper[T]:
+        return self._sync()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop early: the stream ends as ``abandoned`` (and a sync upstream is closed)."""
+        if self._shell is None:
+            self._abandon()
+        elif isinstance(self._shell, SyncStreamWrapper):
+            self._shell.close()
+
+    def __aiter__(self) -> AsyncStreamWrapper[T]:
+        return self._async()
+
+    async def __anext__(self) -> T:
+        return await self._async().__anext__()
+
+    async def __aenter__(self) -> AsyncStreamWrapper[T]:
+        return self._async()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop early: the stream ends as ``abandoned`` and the upstream is closed."""
+        if self._shell is None:
+            self._abandon()
+        elif isinstance(self._shell, AsyncStreamWrapper):
+            await self._shell.aclose()
+
+    def _abandon(self) -> None:
+        # Never read: end the stream without touching an upstream of unknown kind.
+        if not self._core.closed:
+            try:
+                self._core.close(self._clock(), abandoned=True)
+            except Exception:
+                report_telemetry_error("StreamCore", "close")
+
+    def __del__(self) -> None:
+        if self._shell is None:
+            with contextlib.suppress(Exception):
+                self._abandon()

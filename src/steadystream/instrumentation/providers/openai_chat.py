@@ -3,8 +3,15 @@
 * ``choices[i].delta`` with ``content``, ``refusal``, ``reasoning_content`` or
   ``tool_calls[j].function.arguments`` is content; a chunk without any is lifecycle. ``id`` is
   the response id.
-* A dict with an ``error`` member (and no ``choices``) is an in-band error.
-* Over SSE, a ``data: [DONE]`` line ends the stream.
+* A dict with an ``error`` member (and no ``choices``) is an in-band error; one of type
+  ``server_error`` stands for a 500 (:data:`ERROR_STATUS`), so the resilient path retries it
+  before content like the status. The openai SDK raises such a chunk as an ``APIError``
+  (without a status) instead of yielding it: :func:`in_band_error` turns that exception back
+  into the chunk.
+* Over SSE, a ``data: [DONE]`` line ends the stream. The SDK swallows it, so what ends a
+  stream its consumer sees is the chunk with a ``finish_reason`` (:func:`finishes`), followed,
+  when the request set ``stream_options: {"include_usage": true}``, by the usage chunk
+  (:func:`reports_usage`).
 
 There is no resume by sequence number (Chat Completions has none); a replayed chunk can still
 be trimmed at a checkpoint offset.
@@ -32,12 +39,23 @@ from .base import (
     get,
 )
 
-__all__ = ["CHAT", "DONE", "ChatFormat"]
+__all__ = [
+    "CHAT",
+    "DONE",
+    "ERROR_STATUS",
+    "ChatFormat",
+    "carries_content",
+    "finishes",
+    "in_band_error",
+    "reports_usage",
+]
 
 #: The SSE ``data`` line that ends a Chat Completions stream.
 DONE: Final = "[DONE]"
 _TEXT_FIELDS: Final = ("content", "refusal", "reasoning_content")
 _END = Reading(END)
+#: The HTTP status an in-band error chunk stands for, by its ``error.type``.
+ERROR_STATUS: Final[dict[str, int]] = {"server_error": 500}
 
 
 def _read_chunk(item: Any, choices: Any) -> Reading:
@@ -115,7 +133,10 @@ class ChatFormat(BaseFormat):
             if "choices" in item:
                 return _read_chunk(item, item.get("choices"))
             if "error" in item:
-                return Reading(ERROR, error_class=c.ERROR_CLASS_UPSTREAM_EVENT)
+                err = item["error"]
+                kind = get(err, "type") if isinstance(err, dict) else None
+                status = ERROR_STATUS.get(kind) if isinstance(kind, str) else None
+                return Reading(ERROR, error_class=c.ERROR_CLASS_UPSTREAM_EVENT, status=status)
             return None
         choices = attr(item, "choices")
         return _read_chunk(item, choices) if choices is not None else None
@@ -150,6 +171,43 @@ class ChatFormat(BaseFormat):
         if message:
             parts.append(str(message))
         return " ".join(parts)
+
+
+def carries_content(item: Any) -> bool:
+    """Whether chunk ``item`` has content (text, a refusal, reasoning, tool-call arguments)."""
+    choices = get(item, "choices")
+    return choices is not None and _read_chunk(item, choices).kind == CONTENT
+
+
+def finishes(item: Any) -> int:
+    """How many choices chunk ``item`` closes (those carrying a ``finish_reason``; a chunk
+    may carry the last text too)."""
+    fields = getattr(item, "__dict__", None)
+    if fields is not None:
+        # Per chunk on the resilient path: an SDK chunk with one choice, two plain reads.
+        choices = fields.get("choices")
+        if type(choices) is list and len(choices) == 1:
+            choice = getattr(choices[0], "__dict__", None)
+            if choice is not None and "finish_reason" in choice:
+                return 0 if choice["finish_reason"] is None else 1
+    choices = get(item, "choices") or ()
+    return sum(get(choice, "finish_reason") is not None for choice in choices)
+
+
+def reports_usage(item: Any) -> bool:
+    """Whether chunk ``item`` carries the token usage (``include_usage``'s last chunk)."""
+    return get(item, "usage") is not None
+
+
+def in_band_error(exc: BaseException) -> dict[str, Any] | None:
+    """The ``{"error": ...}`` chunk the openai SDK raised as ``exc`` (an ``APIError`` with the
+    chunk's error object as ``body`` and no HTTP status), or ``None`` for any other error."""
+    body = getattr(exc, "body", None)
+    if getattr(exc, "status_code", None) is not None or not isinstance(body, dict):
+        return None
+    if not isinstance(body.get("message"), str) or "choices" in body:
+        return None
+    return {"error": body}
 
 
 #: The Chat Completions format, registered by :mod:`.registry`.

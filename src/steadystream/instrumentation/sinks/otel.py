@@ -1,8 +1,9 @@
 """OpenTelemetry sinks: metric instruments with the Prometheus names and units, and spans.
 
-Spans follow the GenAI semantic conventions: one ``gen_ai.stream`` span (kind CLIENT) per
-logical stream, a child ``gen_ai.stream.attempt`` span per attempt, and events for the first
-token, checkpoints, timeouts, retries, resumes and backpressure. Attributes:
+Spans follow the GenAI semantic conventions: one ``gen_ai.stream`` span per logical stream
+(kind CLIENT; INTERNAL under another instrumentation's GenAI CLIENT span, which then stands for
+the call), a child ``gen_ai.stream.attempt`` span per attempt, and events for the first token,
+checkpoints, timeouts, retries, resumes and backpressure. Attributes:
 ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.request.stream``,
 ``gen_ai.operation.name``, ``gen_ai.response.id``, ``gen_ai.response.time_to_first_chunk``
 (seconds), and ``steadystream.*`` (service, outcome, error class, bytes, chunks, attempts,
@@ -235,6 +236,19 @@ class OTelMetricsSink:
         self._bound(model, provider).rejected(reason, self._clock())
 
 
+_GENAI_PREFIX = "gen_ai."
+
+
+def _is_genai_client(span: Any) -> bool:
+    """A recording CLIENT span of a GenAI call: it has ``gen_ai.*`` attributes."""
+    from opentelemetry.trace import SpanKind
+
+    if getattr(span, "kind", None) is not SpanKind.CLIENT or not span.is_recording():
+        return False
+    attributes = getattr(span, "attributes", None) or {}
+    return any(key.startswith(_GENAI_PREFIX) for key in attributes)
+
+
 class _SpanStream:
     """Spans of one logical stream (a StreamObserver)."""
 
@@ -249,10 +263,15 @@ class _SpanStream:
         self._ended = False
 
     def started(self, t: float) -> None:
-        from opentelemetry.trace import SpanKind
+        from opentelemetry.trace import SpanKind, get_current_span
 
+        # Under another instrumentation's GenAI client span (openai-v2, OpenLLMetry) that
+        # span is the call: ours adds the stream's view of it as an INTERNAL child, so one
+        # call is one CLIENT span.
+        parent = get_current_span(self._ctx)
+        kind = SpanKind.INTERNAL if _is_genai_client(parent) else SpanKind.CLIENT
         self._span = self._tracer.start_span(
-            c.SPAN_STREAM, context=self._ctx, kind=SpanKind.CLIENT, attributes=self._attrs
+            c.SPAN_STREAM, context=self._ctx, kind=kind, attributes=self._attrs
         )
 
     def attempt_started(self, attempt: int, t: float) -> None:
