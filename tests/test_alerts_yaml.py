@@ -40,7 +40,8 @@ def test_fast_path_matches_pure_python_emitter(data: dict[str, Any]) -> None:
 
 
 def test_fast_path_is_taken_for_rule_files() -> None:
-    """libyaml is installed here, and a typical rule group goes through it unchanged."""
+    """libyaml is installed here, and a typical rule group goes through it unchanged, in the
+    layout both emitters write (a sequence at its key's column)."""
     assert _yaml._CDumper is not None
     group = {
         "groups": [
@@ -57,6 +58,27 @@ def test_fast_path_is_taken_for_rule_files() -> None:
             }
         ]
     }
-    fast = _yaml._indent_sequences(yaml.dump(group, Dumper=_yaml._CDumper, **OPTIONS))
-    assert fast == reference(group)
-    assert _yaml._emit(group) == reference(group)
+    fast = yaml.dump(group, Dumper=_yaml._CDumper, **OPTIONS)
+    assert fast == reference(group) == _yaml._emit(group)
+    assert fast.startswith("groups:\n- interval: 1m\n  name: steadystream-slo-ttft\n  rules:\n  - ")
+
+
+def test_inputs_the_emitters_disagree_on_take_the_pure_python_emitter() -> None:
+    """Non-ASCII text, an empty or long key and a keep-chomped block are refused by the
+    libyaml path; _emit still writes them, as the pure-Python emitter does."""
+    assert _yaml._CDumper is not None
+    for data in (
+        {"a": "⏱ \U0001f600"},
+        {"": 1},
+        {"k" * 127: 1},
+        {"a": "two\n\n"},
+        {"a": "\n"},
+    ):
+        try:
+            yaml.dump(data, Dumper=_yaml._CDumper, **OPTIONS)
+        except _yaml._Unsupported:
+            pass
+        else:
+            raise AssertionError(f"libyaml path accepted {data!r}")
+        assert _yaml._emit(data) == reference(data)
+        assert yaml.safe_load(_yaml._emit(data)) == data

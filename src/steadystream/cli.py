@@ -37,15 +37,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     try:
         spec = load_spec(args.spec)
-        raw = Path(args.spec).read_bytes()
     except SpecError as exc:
         _err(str(exc))
         return 1
-    except OSError as exc:
-        _err(f"{args.spec}: cannot read: {exc.strerror}")
-        return 1
     try:
-        files = render_all(spec, source_for(args.spec, args.out, raw))
+        files = render_all(spec, source_for(args.spec, args.out, spec))
     except Exception as exc:  # a renderer's error: report it, write nothing
         _err(f"{args.spec}: cannot generate: {type(exc).__name__}: {exc}")
         return 1

@@ -1,34 +1,27 @@
 """Byte-stable YAML: sorted keys, two-space indent, no line folding, a header comment first.
 
-The layout is PyYAML's pure-Python emitter with block sequences indented under their key
-(``rules:\\n  - record: ...``). That emitter is slow (most of ``generate``'s time for a spec with
-many SLOs), so when libyaml is available the document is emitted by ``yaml.CSafeDumper`` and
-the one layout difference is fixed afterwards: libyaml always writes a sequence that is a
-mapping value at its key's column (``rules:\\n- record: ...``) and has no option to indent it,
-so :func:`_indent_sequences` shifts every such sequence (and everything inside it) right by
-two columns. Where the two emitters are known to differ (a string that is not ASCII, an empty
-or multi-line key, a keep-chomped ``|+`` block) or the output holds anything
-:func:`_indent_sequences` does not parse with certainty, :func:`dump` uses the pure-Python
-emitter instead, so the bytes are the same with or without libyaml. (Checked: identical on
-every generated file of the examples and goldens, and on thousands of random documents of
-ASCII strings with YAML indicators, quotes, control characters and line breaks.)
+The layout is the one libyaml and PyYAML's emitter both write by default: a sequence that is a
+mapping value sits at its key's column (``rules:\\n- record: ...``), as in Prometheus'
+own documentation and ``promtool``'s output. PyYAML's pure-Python emitter is slow (most of
+``generate``'s time for a spec with many SLOs), so the document is emitted by libyaml
+(``yaml.CSafeDumper``) when it is installed. The two emitters write the same bytes except on
+a few inputs, which the libyaml representers below refuse so that :func:`_emit` takes the
+pure-Python emitter for them: a string that is not ASCII (libyaml escapes every character
+outside the Basic Multilingual Plane), a key that is empty, multi-line or long enough to need
+the complex ``? key`` form (the two disagree on the length limit), and a string that needs
+keep-chomping (``|+``, after which libyaml ends the document with ``...``). So the bytes are
+the same with or without libyaml.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that writes multi-line strings as literal blocks and indents list items."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        # Indent sequences under their key (``rules:\n  - record: ...``), as promtool's own
-        # examples and most hand-written rule files do.
-        super().increase_indent(flow, False)
+    """SafeDumper that writes multi-line strings as literal blocks and never aliases."""
 
     def ignore_aliases(self, data: Any) -> bool:
         # Shared label dicts would otherwise become &id001 anchors: valid YAML, unreadable.
@@ -45,8 +38,12 @@ _Dumper.add_representer(str, _str)
 
 
 class _Unsupported(Exception):
-    """Emitter output :func:`_indent_sequences` cannot re-indent with certainty."""
+    """A value libyaml would write differently from PyYAML's emitter."""
 
+
+#: Keys at least this long may be written as complex keys by one emitter and not the other
+#: (PyYAML's limit is under 128 characters, libyaml's up to 128): both take the safe side.
+_LONG_KEY = 100
 
 _CSafeDumper: type | None = getattr(yaml, "CSafeDumper", None)
 _CDumper: type | None = None
@@ -54,19 +51,26 @@ if _CSafeDumper is not None:
 
     class _CDumperImpl(_CSafeDumper):  # type: ignore[misc, valid-type]
         """libyaml's emitter with :class:`_Dumper`'s representers (no aliases, literal
-        blocks); its sequence indentation is fixed by :func:`_indent_sequences`."""
+        blocks), refusing the inputs on which the two emitters differ."""
 
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    def _ascii_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    def _c_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
         if not value.isascii():
-            # libyaml and PyYAML disagree on which characters are printable (libyaml escapes
-            # every character outside the Basic Multilingual Plane, for one).
             raise _Unsupported("a string that is not ASCII")
+        if value.endswith("\n") and (len(value) == 1 or value[-2] == "\n"):
+            raise _Unsupported("a string that needs keep-chomping (|+)")
         return _str(dumper, value)
 
-    _CDumperImpl.add_representer(str, _ascii_str)
+    def _c_dict(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.MappingNode:
+        for key in value:
+            if isinstance(key, str) and (key == "" or "\n" in key or len(key) >= _LONG_KEY):
+                raise _Unsupported("an empty, multi-line or long key")
+        return dumper.represent_dict(value)
+
+    _CDumperImpl.add_representer(str, _c_str)
+    _CDumperImpl.add_representer(dict, _c_dict)
     _CDumper = _CDumperImpl
 
 _OPTIONS: dict[str, Any] = {
@@ -78,111 +82,12 @@ _OPTIONS: dict[str, Any] = {
     "width": 1_000_000,
 }
 
-# A literal block scalar's header: ``|`` with optional indentation and chomping indicators.
-_LITERAL = re.compile(r"\|[1-9]?[-+]?")
-# The end of a quoted scalar at the start of a string (``''`` escapes a single quote).
-_SINGLE = re.compile(r"'(?:[^']|'')*'")
-_DOUBLE = re.compile(r'"(?:[^"\\]|\\.)*"')
-
-
-def _split(rest: str) -> tuple[int, str | None]:
-    """``(length of the key, value)`` for the part of a line after its dashes; the key length
-    is 0 and the value the whole of ``rest`` when it is a bare scalar, the value ``None`` when
-    the key's value starts on the next line (``key:``)."""
-    if rest == "?" or rest.startswith("? "):
-        raise _Unsupported(rest)  # a complex key (too long or multi-line for ``key: value``)
-    if (
-        rest[:1] in ("&", "*", "!", "%", "|", ">", "[", "{")
-        and rest not in ("[]", "{}")
-        and not _LITERAL.fullmatch(rest)  # a bare literal block item (``- |``) is a scalar
-    ):
-        # An anchor, alias, tag, folded block or flow collection: never written by this
-        # module's dumpers.
-        raise _Unsupported(rest)
-    if rest[:1] in ("'", '"'):
-        m = (_SINGLE if rest[0] == "'" else _DOUBLE).match(rest)
-        if m is None:
-            raise _Unsupported(rest)  # a quoted scalar over several lines
-        end = m.end()
-        if end == len(rest):
-            return 0, rest
-        if rest[end] != ":" or end == 2:
-            # PyYAML writes an empty key as a complex key (``? ''``), libyaml does not.
-            raise _Unsupported(rest)
-        key_len = end
-    else:
-        # A plain scalar never contains ": " nor ends in ":", so the first one ends the key.
-        i = rest.find(": ")
-        if i >= 0:
-            key_len = i
-        elif rest.endswith(":"):
-            key_len = len(rest) - 1
-        else:
-            return 0, rest
-    value = rest[key_len + 1 :]
-    if value == "":
-        return key_len, None
-    if not value.startswith(" "):
-        raise _Unsupported(rest)
-    return key_len, value[1:]
-
-
-def _indent_sequences(text: str) -> str:
-    """libyaml's block YAML with every sequence that is a mapping value indented two columns
-    under its key, as :class:`_Dumper` writes it. Raises :class:`_Unsupported` on a construct
-    it does not handle."""
-    lines = text.split("\n")
-    out: list[str] = []
-    open_seqs: list[int] = []  # dash columns of the open key-level sequences, innermost last
-    literal_above: int | None = None  # inside a literal block owned by a node at this column
-    key_col: int | None = None  # column of the previous line's ``key:`` with no value
-    for line in lines:
-        if line == "":
-            out.append(line)  # a blank line of a literal block is written without indent
-            continue
-        col = len(line) - len(line.lstrip(" "))
-        if literal_above is not None:
-            if col > literal_above:
-                out.append(" " * (2 * len(open_seqs)) + line)
-                continue
-            literal_above = None
-        rest = line[col:]
-        is_item = rest.startswith("- ") or rest == "-"
-        if key_col is not None and col == key_col and is_item:
-            open_seqs.append(col)
-        elif key_col is not None and col <= key_col:
-            raise _Unsupported(line)  # ``key:`` with its value neither below nor a sequence
-        key_col = None
-        while open_seqs and (open_seqs[-1] > col or (open_seqs[-1] == col and not is_item)):
-            open_seqs.pop()
-        out.append(" " * (2 * len(open_seqs)) + line)
-        # Where the node of this line sits: past its dashes (``- - key: value``).
-        node_col = col
-        while rest.startswith("- "):
-            rest = rest[2:]
-            node_col += 2
-        if rest == "-":
-            raise _Unsupported(line)  # an empty item: libyaml writes ``- `` plus a value
-        key_len, value = _split(rest)
-        if value is None:
-            key_col = node_col
-        elif _LITERAL.fullmatch(value):
-            if value.endswith("+"):
-                # Keep-chomping: libyaml then ends the document with ``...``, PyYAML does not.
-                raise _Unsupported(line)
-            # The block's lines are indented more than the node that owns it: its key, or for
-            # a bare ``- |`` item, its dash.
-            literal_above = node_col if key_len else node_col - 2
-    if key_col is not None:
-        raise _Unsupported("a key without a value at the end")
-    return "\n".join(out)
-
 
 def _emit(data: Any) -> str:
-    """``data`` as YAML in :class:`_Dumper`'s layout: libyaml when installed, else PyYAML."""
+    """``data`` as YAML: libyaml when installed and the emitters agree on it, else PyYAML."""
     if _CDumper is not None:
         try:
-            return _indent_sequences(yaml.dump(data, Dumper=_CDumper, **_OPTIONS))
+            return yaml.dump(data, Dumper=_CDumper, **_OPTIONS)
         except _Unsupported:
             pass
     return yaml.dump(data, Dumper=_Dumper, **_OPTIONS)

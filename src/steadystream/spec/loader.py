@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -500,7 +501,23 @@ def default_spec(service: str) -> Spec:
     return Spec.model_validate({"version": 1, "service": service})
 
 
-def spec_digest(text: str | bytes) -> str:
-    """sha256 hex digest of a spec file's bytes, as written in generated headers."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return hashlib.sha256(data).hexdigest()
+def spec_digest(spec: Spec | str | bytes) -> str:
+    """sha256 hex digest of a spec's normalised model, as written in generated headers.
+
+    The digest is of the loaded :class:`Spec` (every default filled in, every value in its
+    canonical unit), serialised as sorted, compact JSON: comments, key order, quoting,
+    indentation and equivalent spellings (``99%`` and ``0.99``, ``1h`` and ``60m``) do not
+    change it, and any change to what the spec means does. Spec text (``str`` or UTF-8
+    ``bytes``) is parsed first (:class:`SpecError` when it is invalid).
+    """
+    if not isinstance(spec, Spec):
+        text = spec.decode("utf-8") if isinstance(spec, bytes) else spec
+        spec = parse_spec(text)
+    canonical = json.dumps(
+        spec.model_dump(mode="json", by_alias=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
