@@ -187,7 +187,12 @@ def _partial_cross_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         return []
     slos = [(i, s) for i, raw in enumerate(raw_slos) if (s := _valid(SLO, raw)) is not None]
     tiers = [(j, t) for j, raw in enumerate(raw_tiers) if (t := _valid(Tier, raw)) is not None]
-    problems = cross_problems(period, slos, tiers)
+    problems = cross_problems(
+        period,
+        slos,
+        tiers,
+        tiers_from_defaults=not (isinstance(alerting, dict) and "tiers" in alerting),
+    )
     # An SLO that failed on another field still claims its name: a later valid SLO with the
     # same name is a duplicate now, not only after the first one is fixed.
     valid = {i for i, _ in slos}
@@ -333,6 +338,14 @@ def _position(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
+#: PyYAML contexts that name where a flow collection or quoted scalar was opened.
+_UNCLOSED_CONTEXTS = (
+    "while parsing a flow sequence",
+    "while parsing a flow mapping",
+    "while scanning a quoted scalar",
+)
+
+
 def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
     """One located line for any PyYAML error (its own ``str()`` spans several lines and names
     ``"<unicode string>"``)."""
@@ -353,6 +366,25 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
         problem = exc.problem or exc.context or "invalid YAML"
         if isinstance(exc, _Refused):
             return Problem(filename, line, col, "", f"refused: {problem}")
+        opened = exc.context_mark
+        if (
+            opened is not None
+            and exc.problem
+            and (exc.context or "").startswith(_UNCLOSED_CONTEXTS)
+            and opened.line + 1 < line
+            and ("end of stream" in exc.problem or "<stream end>" in exc.problem)
+        ):
+            # An unclosed [, { or quote: PyYAML notices it at the end of the file, but the
+            # fix is where it was opened.
+            opener = text[opened.index : opened.index + 1] if opened.index < len(text) else ""
+            return Problem(
+                filename,
+                opened.line + 1,
+                opened.column + 1,
+                "",
+                f"YAML syntax error: this {opener!r} is never closed (the file ends at line "
+                f"{line}; {exc.context})",
+            )
         if exc.context and exc.problem:
             where = exc.context_mark
             at = f" at line {where.line + 1}" if where and where.line + 1 != line else ""
