@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,12 +22,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 import steadystream as ss
 from steadystream import conventions as c
-from steadystream.exporters import metrics_asgi_app, setup_otlp, start_metrics_server
+from steadystream.exporters import (
+    OtlpExport,
+    metrics_asgi_app,
+    setup_otlp,
+    start_metrics_server,
+)
 
 
 def one_stream(registry: CollectorRegistry) -> None:
@@ -60,6 +66,34 @@ def test_asgi_app_mounts_in_starlette() -> None:
         resp = client.get("/metrics/")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
+    assert "stream_bytes_total" in resp.text
+
+
+def test_asgi_app_as_a_route_answers_metrics_without_a_redirect() -> None:
+    """app.add_route("/metrics", metrics_asgi_app()) answers /metrics itself: 200, no 307."""
+    registry = CollectorRegistry()
+    one_stream(registry)
+    app = Starlette()
+    app.add_route("/metrics", metrics_asgi_app(registry))
+    with TestClient(app, follow_redirects=False) as client:
+        resp = client.get("/metrics")
+        other = client.get("/other")
+    assert resp.status_code == 200, resp.headers
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert 'stream_requests_total{model="m",outcome="ok",provider="p",service="svc"} 1.0' in (
+        resp.text
+    )
+    assert other.status_code == 404
+
+
+def test_asgi_app_in_a_route_list() -> None:
+    """Route("/metrics", metrics_asgi_app()) in Starlette's route list serves the registry."""
+    registry = CollectorRegistry()
+    one_stream(registry)
+    app = Starlette(routes=[Route("/metrics", metrics_asgi_app(registry))])
+    with TestClient(app, follow_redirects=False) as client:
+        resp = client.get("/metrics")
+    assert resp.status_code == 200
     assert "stream_bytes_total" in resp.text
 
 
@@ -122,6 +156,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -130,6 +165,7 @@ class Receiver:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 outer.requests.append((self.path, self.headers["Content-Type"], body))
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
@@ -189,3 +225,134 @@ def test_setup_otlp_exports_spans_and_metrics(receiver: Receiver) -> None:
             }
     assert span_names == {c.SPAN_STREAM, c.SPAN_ATTEMPT}
     assert {c.REQUESTS_TOTAL, c.BYTES_TOTAL, c.FIRST_TOKEN_LATENCY, c.IN_FLIGHT} <= metric_names
+
+
+def resources(receiver: Receiver) -> dict[str, dict[str, str]]:
+    """The resource attributes of every request the receiver got, by path."""
+    out: dict[str, dict[str, str]] = {}
+    for path, _, body in receiver.requests:
+        req = (
+            ExportTraceServiceRequest.FromString(body)
+            if path.endswith("traces")
+            else ExportMetricsServiceRequest.FromString(body)
+        )
+        res = [
+            r.resource
+            for r in (req.resource_spans if path.endswith("traces") else req.resource_metrics)
+        ]
+        assert res, path
+        for r in res:
+            out[path] = {kv.key: kv.value.string_value for kv in r.attributes}
+    return out
+
+
+def export_one_stream(otlp: OtlpExport) -> None:
+    monitor = ss.StreamMonitor(
+        ss.default_spec("svc"),
+        registry=CollectorRegistry(),
+        tracer_provider=otlp.tracer_provider,
+        meter_provider=otlp.meter_provider,
+    )
+    list(monitor.wrap(iter(["hello"]), model="m", provider="p"))
+    assert otlp.force_flush()
+    otlp.shutdown()
+
+
+def test_setup_otlp_follows_the_standard_environment(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no arguments, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, the endpoint, the
+    per-signal endpoint and the headers variables decide what is exported where."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "chat-gateway")
+    monkeypatch.setenv(
+        "OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,team=llm%20platform"
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{receiver.url}/custom/metrics")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20t0ken,x-a=1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-a=2")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    otlp = setup_otlp(set_global=False, export_interval=3600)
+    assert otlp.traces_endpoint == f"{receiver.url}/v1/traces"
+    assert otlp.metrics_endpoint == f"{receiver.url}/custom/metrics"
+    export_one_stream(otlp)
+
+    found = resources(receiver)
+    assert set(found) == {"/v1/traces", "/custom/metrics"}
+    for attrs in found.values():
+        assert attrs["service.name"] == "chat-gateway"
+        assert attrs["deployment.environment"] == "prod"
+        assert attrs["team"] == "llm platform"
+        assert attrs["telemetry.sdk.name"] == "opentelemetry"
+    for (path, _, _), headers in zip(receiver.requests, receiver.headers, strict=True):
+        # The per-signal variable replaces the common one for its signal.
+        if path == "/v1/traces":
+            assert headers["x-a"] == "2" and "authorization" not in headers
+        else:
+            assert headers["x-a"] == "1" and headers["authorization"] == "Bearer t0ken"
+
+
+def test_setup_otlp_explicit_arguments_win_over_the_environment(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """endpoint=, service_name=, resource_attributes= and headers= override the variables;
+    the variables still add the attributes and headers no argument names."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=attr-env,region=eu,team=env")
+    # Both unreachable: the explicit endpoint must win over them.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-env=1,x-arg=env")
+    otlp = setup_otlp(
+        receiver.url,
+        service_name="explicit",
+        resource_attributes={"team": "arg"},
+        headers={"x-arg": "1"},
+        set_global=False,
+        export_interval=3600,
+    )
+    export_one_stream(otlp)
+    found = resources(receiver)
+    assert set(found) == {"/v1/traces", "/v1/metrics"}
+    for attrs in found.values():
+        assert attrs["service.name"] == "explicit"
+        assert attrs["region"] == "eu" and attrs["team"] == "arg"
+    for headers in receiver.headers:
+        assert headers["x-arg"] == "1" and headers["x-env"] == "1"
+
+
+def test_setup_otlp_service_name_precedence_without_arguments() -> None:
+    """OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES, which beats the
+    default; read from an injected environment, nothing is sent."""
+    cases = [
+        ({}, "steadystream"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=a"}, "a"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=a", "OTEL_SERVICE_NAME": "b"}, "b"),
+    ]
+    for env, expected in cases:
+        otlp = setup_otlp(environ=env, set_global=False, export_interval=3600)
+        try:
+            attrs = otlp.tracer_provider.resource.attributes
+            assert attrs["service.name"] == expected, env
+            assert otlp.traces_endpoint == "http://localhost:4318/v1/traces"
+        finally:
+            otlp.meter_provider.shutdown()
+            otlp.tracer_provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"),
+        (
+            {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/json",
+        ),
+        ({"OTEL_EXPORTER_OTLP_HEADERS": "novalue"}, "OTEL_EXPORTER_OTLP_HEADERS"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "=x"}, "OTEL_RESOURCE_ATTRIBUTES"),
+    ],
+)
+def test_setup_otlp_refuses_what_it_cannot_honour(env: dict[str, str], named: str) -> None:
+    """A protocol other than http/protobuf, or a malformed variable: ValueError naming it."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        setup_otlp(environ=env, set_global=False)

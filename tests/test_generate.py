@@ -22,6 +22,7 @@ from steadystream.generate import (
     write_output,
 )
 from steadystream.runbooks import INDEX
+from steadystream.spec import spec_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "chat-gateway"
@@ -144,11 +145,12 @@ def test_source_name_is_the_spec_path_relative_to_the_output(
     """The header names the spec relative to DIR, whatever the working directory."""
     (tmp_path / "deploy" / "gen").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    a = source_for("deploy/slo.yaml", "deploy/gen", b"x")
+    spec = ss.default_spec("svc")
+    a = source_for("deploy/slo.yaml", "deploy/gen", spec)
     monkeypatch.chdir(tmp_path / "deploy")
-    b = source_for("slo.yaml", "gen", b"x")
-    assert a == b == Source("../slo.yaml", Source.from_bytes("", b"x").sha256)
-    assert source_for("slo.yaml", ".", b"x").name == "slo.yaml"
+    b = source_for("slo.yaml", "gen", spec)
+    assert a == b == Source.from_spec("../slo.yaml", spec)
+    assert source_for("slo.yaml", ".", spec).name == "slo.yaml"
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -159,13 +161,13 @@ def test_generate_writes_the_tree_and_check_is_then_clean(
     out = tmp_path / "out"
     assert _generate(str(spec_file), "--out", str(out)) == 0
     assert "wrote" in capsys.readouterr().out
-    raw = spec_file.read_bytes()
-    expected = render_all(ss.load_spec(spec_file), source_for(spec_file, out, raw))
+    spec = ss.load_spec(spec_file)
+    expected = render_all(spec, source_for(spec_file, out, spec))
     assert _snapshot(out) == {p: t.encode() for p, t in expected.items()}
     assert (
         (out / "alerts" / "chat-gateway.rules.yaml")
         .read_text()
-        .startswith("# " + c.generated_header("../slo.yaml", Source.from_bytes("", raw).sha256))
+        .startswith("# " + c.generated_header("../slo.yaml", spec_digest(spec)))
     )
     assert _generate(str(spec_file), "--out", str(out), "--check") == 0
     captured = capsys.readouterr()
@@ -201,7 +203,7 @@ def test_check_shows_a_unified_diff_of_a_stale_file(
     assert "--- a/alerts/chat-gateway.rules.yaml\n+++ b/alerts/chat-gateway.rules.yaml\n" in (
         captured.out
     )
-    assert "-        for: 9m\n" in captured.out and "+        for: 15m\n" in captured.out
+    assert "-    for: 9m\n" in captured.out and "+    for: 15m\n" in captured.out
     assert "would change" in captured.err
     assert _snapshot(out) == before  # --check writes nothing
 
@@ -358,7 +360,7 @@ def test_committed_example_does_not_drift() -> None:
     `steadystream generate examples/chat-gateway/slo.yaml --out examples/chat-gateway
     --check`)."""
     spec = ss.load_spec(EXAMPLE_SPEC)
-    files = render_all(spec, source_for(EXAMPLE_SPEC, EXAMPLE, EXAMPLE_SPEC.read_bytes()))
+    files = render_all(spec, source_for(EXAMPLE_SPEC, EXAMPLE, spec))
     result = check_output(EXAMPLE, files)
     assert not result.stale, result.summary(str(EXAMPLE)) + "\n" + result.diff[:4000]
 

@@ -131,7 +131,7 @@ def test_bad_tagged_values_are_located(value: str, needle: str) -> None:
         ("x: *nope\n", (3, 4), "undefined alias"),
         ("x: &a 1\ny: &a 2\n", (4, 4), "duplicate anchor"),
         ("? [a, b]\n: 1\n", (3, 3), "unhashable"),
-        ("x: {a: 1\n", (4, 1), "flow mapping"),
+        ("x: {a: 1\n", (3, 4), "flow mapping"),  # the unclosed {, not the end of the file
         ("--- 1\n--- 2\n", (2, 1), "single document"),
     ],
 )

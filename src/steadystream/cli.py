@@ -9,73 +9,196 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
 
-from .spec import SpecError, json_schema_text, load_spec
+from .spec import Problem, SpecError, json_schema_text, load_spec
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .spec import Spec
 
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------- spec inputs
+#: File names a directory given as a spec argument contributes (directly in it, not below).
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One spec file named on the command line, directly or through a directory."""
+
+    path: str
+    via_directory: bool
+
+
+def _inputs(args: Sequence[str]) -> tuple[list[_Input], list[Problem]]:
+    """The spec files ``args`` name, in order: a file as given, a directory as its ``*.yaml``
+    and ``*.yml`` files (sorted, not recursive). A directory without any is a problem."""
+    import os
+
+    files: list[_Input] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for arg in args:
+        if os.path.isdir(arg):
+            found = sorted(
+                e.path
+                for e in os.scandir(arg)
+                if e.name.endswith(SPEC_SUFFIXES) and e.is_file() and not e.name.startswith(".")
+            )
+            if not found:
+                problems.append(
+                    Problem(arg, 1, 1, "", "directory holds no spec file (*.yaml, *.yml)")
+                )
+            new = [_Input(f, True) for f in found]
+        else:
+            new = [_Input(arg, False)]
+        for item in new:
+            key = os.path.realpath(item.path)
+            if key not in seen:  # the same file named twice (a file and its directory)
+                seen.add(key)
+                files.append(item)
+    return files, problems
+
+
+def _several(args: Sequence[str], files: Sequence[_Input]) -> bool:
+    """Several specs: more than one argument, or any directory. Decided by the command line,
+    never by how many files a directory holds today, so the output layout is stable."""
+    return len(args) > 1 or any(f.via_directory for f in files)
+
+
+def _load_all(files: Sequence[_Input]) -> tuple[list[tuple[str, Spec]], list[Problem]]:
+    loaded: list[tuple[str, Spec]] = []
+    problems: list[Problem] = []
+    for item in files:
+        try:
+            loaded.append((item.path, load_spec(item.path)))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    return loaded, problems
+
+
+def _problem_dict(p: Problem) -> dict[str, object]:
+    return {
+        "file": p.file,
+        "line": p.line,
+        "column": p.column,
+        "path": p.path,
+        "message": p.message,
+    }
+
+
 # ------------------------------------------------------------------------------- validate
 def _cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as exc:
-        _err(str(exc))
-        return 1
-    print(f"{args.spec}: ok ({spec.service}: {len(spec.slos)} SLOs)")
-    return 0
+    import json
+
+    files, problems = _inputs(args.spec)
+    if not args.json:
+        for p in problems:  # a directory without specs
+            _err(str(p))
+    results: list[dict[str, object]] = []
+    for item in files:
+        try:
+            spec = load_spec(item.path)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            results.append(
+                {
+                    "file": item.path,
+                    "ok": False,
+                    "problems": [_problem_dict(p) for p in exc.problems],
+                }
+            )
+            if not args.json:
+                _err(str(exc))
+            continue
+        results.append(
+            {"file": item.path, "ok": True, "service": spec.service, "slos": len(spec.slos)}
+        )
+        if not args.json:
+            print(f"{item.path}: ok ({spec.service}: {len(spec.slos)} SLOs)")
+    code = 1 if problems else 0
+    if args.json:
+        doc = {
+            "ok": code == 0,
+            "exit_code": code,
+            "specs": results,
+            "problems": [_problem_dict(p) for p in problems],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return code
 
 
 # ------------------------------------------------------------------------------- generate
 def _cmd_generate(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from .generate import check_output, render_all, source_for, write_output
 
-    try:
-        spec = load_spec(args.spec)
-        raw = Path(args.spec).read_bytes()
-    except SpecError as exc:
-        _err(str(exc))
+    files, problems = _inputs(args.spec)
+    loaded, load_problems = _load_all(files)
+    problems += load_problems
+    if problems:
+        for p in problems:  # as validate prints them; nothing is written
+            _err(str(p))
         return 1
-    except OSError as exc:
-        _err(f"{args.spec}: cannot read: {exc.strerror}")
-        return 1
-    try:
-        files = render_all(spec, source_for(args.spec, args.out, raw))
-    except Exception as exc:  # a renderer's error: report it, write nothing
-        _err(f"{args.spec}: cannot generate: {type(exc).__name__}: {exc}")
-        return 1
-    if args.check:
-        try:
-            result = check_output(args.out, files)
-        except OSError as exc:
-            _err(f"{args.out}: cannot check: {exc}")
+    # Where each spec's files go: DIR itself for one spec file, DIR/<service> for several.
+    several = _several(args.spec, files)
+    plans: list[tuple[str, str, dict[str, str]]] = []  # (spec path, output dir, files)
+    claimed: dict[str, str] = {}
+    for path, spec in loaded:
+        out = os.path.join(args.out, spec.service) if several else args.out
+        if spec.service in claimed:
+            _err(
+                f"{path}: service {spec.service!r} is also the service of "
+                f"{claimed[spec.service]}; both would be generated into {out}: give each "
+                "spec its own service, or generate them separately; nothing written"
+            )
             return 1
-        sys.stdout.write(result.diff)
-        for label, paths in (
-            ("would change", result.changed),
-            ("would be added", result.added),
-            ("would be removed", result.removed),
-        ):
-            for path in paths:
-                _err(f"{label}: {Path(args.out) / path}")
-        _err(result.summary(args.out))
-        return 1 if result.stale else 0
-    try:
-        write_output(args.out, files)
-    except (OSError, ValueError) as exc:
-        _err(f"{args.out}: nothing written: {exc}")
-        return 1
-    counts = {}
-    for path in files:
-        top = path.split("/", 1)[0]
-        counts[top] = counts.get(top, 0) + 1
-    detail = ", ".join(f"{top}: {k}" for top, k in sorted(counts.items()))
-    print(f"wrote {len(files)} files to {args.out} ({detail})")
+        claimed[spec.service] = path
+        try:
+            rendered = render_all(spec, source_for(path, out, spec))
+        except Exception as exc:  # a renderer's error: report it, write nothing
+            _err(f"{path}: cannot generate: {type(exc).__name__}: {exc}; nothing written")
+            return 1
+        plans.append((path, out, rendered))
+    if args.check:
+        stale = False
+        for _, out, rendered in plans:
+            try:
+                result = check_output(out, rendered)
+            except OSError as exc:
+                _err(f"{out}: cannot check: {exc}")
+                return 1
+            sys.stdout.write(result.diff)
+            for label, paths in (
+                ("would change", result.changed),
+                ("would be added", result.added),
+                ("would be removed", result.removed),
+            ):
+                for rel in paths:
+                    _err(f"{label}: {Path(out) / rel}")
+            _err(result.summary(out))
+            stale = stale or result.stale
+        return 1 if stale else 0
+    for _, out, rendered in plans:
+        try:
+            write_output(out, rendered)
+        except (OSError, ValueError) as exc:
+            _err(f"{out}: nothing written: {exc}")
+            return 1
+        counts: dict[str, int] = {}
+        for rel in rendered:
+            top = rel.split("/", 1)[0]
+            counts[top] = counts.get(top, 0) + 1
+        detail = ", ".join(f"{top}: {k}" for top, k in sorted(counts.items()))
+        print(f"wrote {len(rendered)} files to {out} ({detail})")
     return 0
 
 
@@ -132,9 +255,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------- triage
-def _cmd_triage(args: argparse.Namespace) -> int:
+def _json_error(code: int, kind: str, message: str, **extra: object) -> None:
+    """The JSON error document ``triage --json`` prints on stdout for every failure that
+    leaves no report: ``{"error": {"kind", "message"}, "exit_code", ...}``."""
     import json
 
+    doc = {"error": {"kind": kind, "message": message}, "exit_code": code, **extra}
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def _cmd_triage(args: argparse.Namespace) -> int:
     from .triage import EXIT_INTERNAL
 
     url = args.prometheus
@@ -142,9 +272,7 @@ def _cmd_triage(args: argparse.Namespace) -> int:
     def fail(code: int, kind: str, message: str) -> int:
         _err(f"steadystream triage: {message}")
         if args.json:
-            error = {"error": {"kind": kind, "message": message}, "exit_code": code}
-            sys.stdout.write(json.dumps({**error, "prometheus": url}, indent=2, sort_keys=True))
-            sys.stdout.write("\n")
+            _json_error(code, kind, message, prometheus=url)
         return code
 
     try:
@@ -200,9 +328,10 @@ def _triage(args: argparse.Namespace, url: str, fail: Callable[[int, str, str], 
             spec = default_spec(service)
         report = triage(spec, url, timeout=args.timeout, deadline=args.deadline)
     except SpecError as exc:
+        # The spec's own located lines, without the "steadystream triage:" prefix fail() adds.
         _err(str(exc))
         if args.json:
-            fail(EXIT_USAGE, "spec", str(exc))
+            _json_error(EXIT_USAGE, "spec", str(exc), prometheus=url)
         return EXIT_USAGE
     except PrometheusUnreachable as exc:
         return fail(EXIT_UNREACHABLE, "unreachable", f"Prometheus unreachable: {exc}")
@@ -344,16 +473,43 @@ def _http_url(text: str) -> str:
     return text.rstrip("/")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse with one addition: a usage error of ``triage --json`` is also a JSON error
+    document on stdout (``kind: usage``, exit 2), so a script reading stdout always gets
+    JSON."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            from .triage import EXIT_USAGE
+
+            _json_error(EXIT_USAGE, "usage", f"{self.prog}: {message}")
+        super().error(message)
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``json_errors`` makes ``triage``'s usage errors JSON documents too."""
+    parser = _Parser(
         prog="steadystream",
         description="Observability and SRE operations for LLM token streaming, from one SLO spec.",
     )
     parser.add_argument("--version", action="version", version=f"steadystream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check a spec; print file:line:col: path: message")
-    p.add_argument("spec", help="path to the YAML SLO spec")
+    p = sub.add_parser(
+        "validate",
+        help="check specs; print file:line:col: path: message per problem",
+        description="Validate every spec named: a file, or a directory's *.yaml and *.yml "
+        "files (not recursive). Exit 0 when all are valid, 1 otherwise.",
+    )
+    p.add_argument("spec", nargs="+", help="spec file or directory of spec files")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document: ok, exit_code, specs (file, ok, service, slos or "
+        "problems) and every problem with file, line, column, path and message",
+    )
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("schema", help="print the spec's JSON Schema")
@@ -361,10 +517,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "generate",
-        help="write DIR/alerts, DIR/dashboards and DIR/runbooks from a spec (--check: CI gate)",
+        help="write DIR/alerts, DIR/dashboards and DIR/runbooks from specs (--check: CI gate)",
     )
-    p.add_argument("spec", help="path to the YAML SLO spec")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "spec",
+        nargs="+",
+        help="spec file or directory of spec files (*.yaml, *.yml, not recursive)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory: one spec file writes DIR/alerts, DIR/dashboards, ...; "
+        "several specs or a directory write DIR/<service>/alerts, ... per spec (two specs "
+        "with one service are refused)",
+    )
     p.add_argument(
         "--check",
         action="store_true",
@@ -439,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
         "3 Prometheus unreachable, a malformed reply, or a query failed or ran past the "
         "deadline, 4 no steadystream data for the service, 5 an internal error of triage.",
     )
+    p.json_errors = json_errors
     p.add_argument(
         "--prometheus",
         required=True,
@@ -507,8 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(json_errors=words[:1] == ["triage"] and "--json" in words)
+    args = parser.parse_args(words)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -84,9 +84,10 @@ _MAX_HEADER_READ = 16 * 1024 * 1024
 
 
 def source_for(
-    spec_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], data: bytes
+    spec_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], spec: Spec
 ) -> Source:
-    """The :class:`Source` the CLI uses: the spec's path relative to the output directory.
+    """The :class:`Source` the CLI uses: the spec's path relative to the output directory, and
+    the digest of the loaded ``spec`` (no second read of the file).
 
     ``generate examples/chat-gateway/slo.yaml --out examples/chat-gateway`` names it
     ``slo.yaml`` whether the command runs from the repository root or from
@@ -94,7 +95,7 @@ def source_for(
     working directory.
     """
     rel = os.path.relpath(os.path.abspath(spec_path), os.path.abspath(out_dir))
-    return Source.from_bytes(PurePosixPath(*Path(rel).parts).as_posix(), data)
+    return Source.from_spec(PurePosixPath(*Path(rel).parts).as_posix(), spec)
 
 
 def render_all(spec: Spec, source: Source) -> dict[str, str]:

@@ -327,9 +327,24 @@ class TriageReport:
                 return f.check.runbook
         return failure_class(c.FC_NO_TRAFFIC).runbook
 
+    @property
+    def error(self) -> dict[str, str] | None:
+        """Why the report is not a verdict, as ``--json`` states every failure: ``kind``
+        ``deadline`` (a query not answered within the deadline), ``query`` (a query rejected
+        or malformed) or ``no_data``, with the headline as ``message``; None otherwise."""
+        if self.errors:
+            late = any((f.error or "").startswith(_LATE) for f in self.errors)
+            return {"kind": "deadline" if late else "query", "message": self.headline}
+        if not self.has_data:
+            return {"kind": "no_data", "message": self.headline}
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``; ``ranked`` lists the active failure classes in order."""
+        """Plain data for ``--json``; ``ranked`` lists the active failure classes in order;
+        ``error`` is present when the exit code is neither 0 nor 1 (see :attr:`error`)."""
+        error = self.error
         return {
+            **({"error": error} if error is not None else {}),
             "prometheus": self.prometheus,
             "service": self.service,
             "evaluated_at": self.evaluated_at,
@@ -716,12 +731,54 @@ def render_rich(report: TriageReport, console: Any = None) -> None:
     The runbook of each active class is printed whole on its own line, never in a table
     cell a narrow terminal would cut: it is what on-call opens next. Everything that comes from
     the spec or from Prometheus is escaped, so a ``[5m]`` in a query is printed, not parsed.
+    When a table of active classes does not fit the terminal with every value whole (a
+    60-column terminal), the report is the plain list of :meth:`TriageReport.render_text`
+    instead, so no value is squeezed into an empty or ellipsised cell.
     """
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
+    tables = []
+    fits = True
+    for title, items in (("failure class", report.ranked_classes), ("SLO", report.burning)):
+        if not items:
+            continue
+        rows = []
+        for i, r in enumerate(items, 1):
+            for j, f in enumerate(r.evidence):
+                rows.append(
+                    (
+                        str(i) if j == 0 else "",
+                        (r.name + ("\n(consequence)" if r.explained_by else "")) if j == 0 else "",
+                        f.check.name,
+                        _num(f.value),
+                        f"{f.check.op} {_num(f.check.threshold)}",
+                        _ratio(f.score),
+                    )
+                )
+        table = Table(title=f"active: {title}, most likely first", title_justify="left")
+        cols = ("#", title, "signal", "value", "threshold", "x")
+        widths = [
+            max(len(x) for row in rows for x in [*row[k].split("\n"), col])
+            for k, col in enumerate(cols)
+        ]
+        # Every cell whole: each column its widest cell plus one space each side, and the
+        # borders between and around them.
+        fits = fits and sum(w + 2 for w in widths) + len(widths) + 1 <= console.width
+        for col in cols:
+            table.add_column(
+                col, justify="right" if col in ("#", "value", "x") else "left", no_wrap=True
+            )
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        tables.append(table)
+    if not fits:
+        # Rich would squeeze the value columns to nothing: the plain list keeps every value,
+        # runbook and query whole (the terminal wraps the long lines).
+        console.print(escape(report.render_text().rstrip("\n")), highlight=False, soft_wrap=True)
+        return
     style = {EXIT_ACTIVE: "red", EXIT_UNREACHABLE: "magenta", EXIT_NO_DATA: "yellow"}.get(
         report.exit_code, "green"
     )
@@ -731,26 +788,7 @@ def render_rich(report: TriageReport, console: Any = None) -> None:
         soft_wrap=True,
     )
     console.print(f"[{style}]{escape(report.headline)}[/]", soft_wrap=True)
-    for title, items in (("failure class", report.ranked_classes), ("SLO", report.burning)):
-        if not items:
-            continue
-        table = Table(title=f"active: {title}, most likely first", title_justify="left")
-        for col in ("#", title, "signal", "value", "threshold", "x"):
-            table.add_column(
-                col,
-                justify="right" if col in ("#", "value", "x") else "left",
-                no_wrap=col in (title, "signal"),
-            )
-        for i, r in enumerate(items, 1):
-            for j, f in enumerate(r.evidence):
-                table.add_row(
-                    str(i) if j == 0 else "",
-                    (r.name + ("\n(consequence)" if r.explained_by else "")) if j == 0 else "",
-                    f.check.name,
-                    _num(f.value),
-                    f"{f.check.op} {_num(f.check.threshold)}",
-                    _ratio(f.score),
-                )
+    for table in tables:
         console.print(table)
     for r in (*report.ranked_classes, *report.burning):
         why = f" (a consequence of {', '.join(r.explained_by)})" if r.explained_by else ""

@@ -7,10 +7,15 @@ Standalone (a background thread; pick the address, default loopback)::
     ...
     server.close()
 
-Mounted in Starlette / FastAPI::
+In Starlette / FastAPI, as a route::
 
     from steadystream.exporters import metrics_asgi_app
-    app.mount("/metrics", metrics_asgi_app())
+    app.add_route("/metrics", metrics_asgi_app())
+
+A route answers ``/metrics`` itself. ``app.mount("/metrics", metrics_asgi_app())`` also works,
+but a mount only matches the paths *below* ``/metrics/``: Starlette's router answers
+``/metrics`` with a 307 redirect to ``/metrics/`` before the app sees the request (Prometheus
+follows it, at the cost of a second request per scrape).
 
 Multiprocess mode (gunicorn or uvicorn with several workers). Each worker is its own process
 with its own metric values, so prometheus_client must keep them in files that the scrape
@@ -129,10 +134,31 @@ def start_metrics_server(
     return MetricsServer(addr, server.server_port, server, thread)
 
 
+class _MetricsApp:
+    """The ASGI app :func:`metrics_asgi_app` returns.
+
+    An object, not a function: Starlette's ``Route`` (and so ``app.add_route``) wraps a plain
+    function as a request handler, but hands an object's ``__call__`` the raw ASGI scope.
+    """
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import make_asgi_app
+
+        self.registry = registry
+        self._app = make_asgi_app(registry)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+
 def metrics_asgi_app(
     registry: CollectorRegistry | None = None, *, multiprocess: bool = False
 ) -> Callable[..., Any]:
-    """An ASGI app serving the Prometheus text format (mount it at ``/metrics``)."""
-    from prometheus_client import make_asgi_app
+    """An ASGI app serving the Prometheus text format at any path it is given.
 
-    return make_asgi_app(_serving_registry(registry, multiprocess))
+    Route it at ``/metrics`` (``app.add_route("/metrics", metrics_asgi_app())`` in Starlette
+    and FastAPI, ``Route("/metrics", metrics_asgi_app())`` in a route list), so ``/metrics``
+    answers without a redirect; a mount at ``/metrics`` serves ``/metrics/`` and leaves
+    ``/metrics`` to Starlette's 307 redirect.
+    """
+    return _MetricsApp(_serving_registry(registry, multiprocess))

@@ -191,6 +191,8 @@ class Upstream:
         for name, value in (("max_stored", max_stored), ("max_stored_bytes", max_stored_bytes)):
             if _int_arg(name, value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value!r}")
+        if not isinstance(record_requests, bool):
+            raise ValueError(f"record_requests must be True or False, got {record_requests!r}")
         self._requested_port = port
         self.token_interval = token_interval
         self.first_token_latency = first_token_latency

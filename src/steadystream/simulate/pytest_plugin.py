@@ -1,6 +1,7 @@
 """pytest fixtures that run the fault-injecting upstream on loopback.
 
-Register in a ``conftest.py``::
+It needs ``pytest-asyncio``: install the ``pytest`` extra (``pip install
+'steadystream[pytest]'``). Register in a ``conftest.py``::
 
     pytest_plugins = ["steadystream.simulate.pytest_plugin"]
 
@@ -22,7 +23,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
+
+try:
+    import pytest_asyncio
+except ImportError:
+    # One line instead of pytest's import traceback: what is missing and how to get it.
+    raise pytest.UsageError(
+        "steadystream.simulate.pytest_plugin needs pytest-asyncio (for the aupstream "
+        "fixture): pip install 'steadystream[pytest]'"
+    ) from None
 
 from ._faults import Profile
 from ._server import Upstream

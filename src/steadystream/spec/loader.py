@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +187,12 @@ def _partial_cross_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         return []
     slos = [(i, s) for i, raw in enumerate(raw_slos) if (s := _valid(SLO, raw)) is not None]
     tiers = [(j, t) for j, raw in enumerate(raw_tiers) if (t := _valid(Tier, raw)) is not None]
-    problems = cross_problems(period, slos, tiers)
+    problems = cross_problems(
+        period,
+        slos,
+        tiers,
+        tiers_from_defaults=not (isinstance(alerting, dict) and "tiers" in alerting),
+    )
     # An SLO that failed on another field still claims its name: a later valid SLO with the
     # same name is a duplicate now, not only after the first one is fixed.
     valid = {i for i, _ in slos}
@@ -332,6 +338,14 @@ def _position(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
+#: PyYAML contexts that name where a flow collection or quoted scalar was opened.
+_UNCLOSED_CONTEXTS = (
+    "while parsing a flow sequence",
+    "while parsing a flow mapping",
+    "while scanning a quoted scalar",
+)
+
+
 def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
     """One located line for any PyYAML error (its own ``str()`` spans several lines and names
     ``"<unicode string>"``)."""
@@ -352,6 +366,25 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
         problem = exc.problem or exc.context or "invalid YAML"
         if isinstance(exc, _Refused):
             return Problem(filename, line, col, "", f"refused: {problem}")
+        opened = exc.context_mark
+        if (
+            opened is not None
+            and exc.problem
+            and (exc.context or "").startswith(_UNCLOSED_CONTEXTS)
+            and opened.line + 1 < line
+            and ("end of stream" in exc.problem or "<stream end>" in exc.problem)
+        ):
+            # An unclosed [, { or quote: PyYAML notices it at the end of the file, but the
+            # fix is where it was opened.
+            opener = text[opened.index : opened.index + 1] if opened.index < len(text) else ""
+            return Problem(
+                filename,
+                opened.line + 1,
+                opened.column + 1,
+                "",
+                f"YAML syntax error: this {opener!r} is never closed (the file ends at line "
+                f"{line}; {exc.context})",
+            )
         if exc.context and exc.problem:
             where = exc.context_mark
             at = f" at line {where.line + 1}" if where and where.line + 1 != line else ""
@@ -500,7 +533,23 @@ def default_spec(service: str) -> Spec:
     return Spec.model_validate({"version": 1, "service": service})
 
 
-def spec_digest(text: str | bytes) -> str:
-    """sha256 hex digest of a spec file's bytes, as written in generated headers."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return hashlib.sha256(data).hexdigest()
+def spec_digest(spec: Spec | str | bytes) -> str:
+    """sha256 hex digest of a spec's normalised model, as written in generated headers.
+
+    The digest is of the loaded :class:`Spec` (every default filled in, every value in its
+    canonical unit), serialised as sorted, compact JSON: comments, key order, quoting,
+    indentation and equivalent spellings (``99%`` and ``0.99``, ``1h`` and ``60m``) do not
+    change it, and any change to what the spec means does. Spec text (``str`` or UTF-8
+    ``bytes``) is parsed first (:class:`SpecError` when it is invalid).
+    """
+    if not isinstance(spec, Spec):
+        text = spec.decode("utf-8") if isinstance(spec, bytes) else spec
+        spec = parse_spec(text)
+    canonical = json.dumps(
+        spec.model_dump(mode="json", by_alias=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -29,6 +29,7 @@ from .units import (
     RATE_PATTERN,
     SIZE_PATTERN,
     format_duration,
+    format_percent,
     parse_duration,
     parse_percent,
     parse_rate,
@@ -620,15 +621,26 @@ def _dotted(loc: Loc) -> str:
 def semantic_problems(spec: Spec) -> list[tuple[Loc, str]]:
     """Cross-field problems, each with the location of the field at fault."""
     return cross_problems(
-        spec.period, list(enumerate(spec.slos)), list(enumerate(spec.alerting.tiers))
+        spec.period,
+        list(enumerate(spec.slos)),
+        list(enumerate(spec.alerting.tiers)),
+        tiers_from_defaults="tiers" not in spec.alerting.model_fields_set,
     )
 
 
 def cross_problems(
-    period: float, slos: list[tuple[int, SLO]], tiers: list[tuple[int, Tier]]
+    period: float,
+    slos: list[tuple[int, SLO]],
+    tiers: list[tuple[int, Tier]],
+    *,
+    tiers_from_defaults: bool = False,
 ) -> list[tuple[Loc, str]]:
     """Problems between SLOs, tiers and the period. Takes the parts that validated on their
-    own (with their indexes), so they are reported even when other parts of the spec failed."""
+    own (with their indexes), so they are reported even when other parts of the spec failed.
+
+    With ``tiers_from_defaults`` (the spec has no ``alerting.tiers``), a tier problem is not
+    located at a tier, which is nowhere in the file, but at the field that makes the default
+    tier fail: the SLO's ``objective`` or the ``period``."""
     problems: list[tuple[Loc, str]] = []
     seen: dict[str, int] = {}
     for i, slo in slos:
@@ -656,8 +668,19 @@ def cross_problems(
     windows: dict[tuple[float, float], int] = {}
     for j, tier in tiers:
         loc: Loc = ("alerting", "tiers", j)
+        default = f"the default alerting tier alerting.tiers[{j}]"
         if tier.long > period:
-            problems.append(((*loc, "long"), "long window must not exceed the SLO period"))
+            if tiers_from_defaults:
+                problems.append(
+                    (
+                        ("period",),
+                        f"period {format_duration(period)} is shorter than the long window "
+                        f"({format_duration(tier.long)}) of {default}; lengthen the period, "
+                        "or set alerting.tiers",
+                    )
+                )
+            else:
+                problems.append(((*loc, "long"), "long window must not exceed the SLO period"))
         if not tier.enabled:
             continue
         # Two enabled tiers on the same windows are one alert twice: the lower threshold
@@ -673,8 +696,18 @@ def cross_problems(
                 )
             )
         factor = tier.factor(period)
-        for _, slo in slos:
-            if factor * slo.error_budget > 1:
+        for i, slo in slos:
+            if factor * slo.error_budget > 1 and tiers_from_defaults:
+                problems.append(
+                    (
+                        ("slos", i, "objective"),
+                        f"objective {format_percent(slo.objective)} leaves an error budget of "
+                        f"{format_percent(slo.error_budget)}, which {default} (burn-rate factor "
+                        f"{factor:.4g}) could never page on; raise the objective, or set "
+                        "alerting.tiers",
+                    )
+                )
+            elif factor * slo.error_budget > 1:
                 problems.append(
                     (
                         (*loc, "budget"),
