@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import httpx2
@@ -229,7 +229,7 @@ def stream_from(server: Server, mode: str, tel: Telemetry, **kw: Any) -> tuple[l
 
 
 class CompatTelemetry(Telemetry):
-    labels = {"service": "svc", "model": MODEL, "provider": "vllm"}  # noqa: RUF012
+    labels: ClassVar[dict[str, str]] = {"service": "svc", "model": MODEL, "provider": "vllm"}
 
 
 MODES = ["sync", "async"]
