@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import steadystream as ss
 from mutation import SCALES, Score, mutants, score
 from steadystream.spec import Spec
@@ -65,11 +67,18 @@ def _check(result: Score) -> None:
         assert len(caught) / len(made) >= 0.75, result.report()
 
 
+#: Each score runs promtool once per mutant (about 250 runs): minutes on a loaded 2-core machine,
+#: past the suite's 300 s guard against a hung test. Still bounded.
+SCORE_TIMEOUT_S = 1200
+
+
+@pytest.mark.timeout(SCORE_TIMEOUT_S)
 def test_mutation_score_on_the_committed_example(promtool: str, tmp_path: Path) -> None:
     """At least 90 % of the mutants of examples/chat-gateway's alerts fail its tests."""
     _check(score(ss.load_spec(ROOT / "examples" / "chat-gateway" / "slo.yaml"), promtool, tmp_path))
 
 
+@pytest.mark.timeout(SCORE_TIMEOUT_S)
 def test_mutation_score_on_a_30d_spec(promtool: str, tmp_path: Path) -> None:
     """The same on a 30-day period with 99.9 % objectives: factors 14.4/6/3/1 and per-tier
     low-traffic floors of 70 to 1001 events."""

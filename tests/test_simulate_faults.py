@@ -551,11 +551,20 @@ def test_with_rates_scales_a_profile() -> None:
 
 
 def test_heartbeat_fills_a_stall_with_comments_only(upstream: Upstream) -> None:
-    """stall=60ms@6 with heartbeat=10ms: comments arrive between events 6 and 7, text intact."""
+    """stall=60ms@6 with heartbeat=10ms: comments arrive between events 6 and 7, text intact.
+
+    A heartbeat fills any gap longer than its interval, so on a loaded machine an ordinary gap
+    may get one too: what is asserted is that the stall got comments, not that no other gap
+    did."""
     pieces = _raw_pieces(upstream, "stall=60ms@6, heartbeat=10ms")
     frames = [f for f in b"".join(pieces).split(b"\n\n") if f]
-    comments = [i for i, f in enumerate(frames) if f == b": keep-alive"]
-    assert comments, "expected keep-alive comments during the stall"
-    assert comments == list(range(6, 6 + len(comments)))
+    # For each keep-alive comment, how many events came before it.
+    events_before = [
+        sum(1 for g in frames[:i] if g != b": keep-alive")
+        for i, f in enumerate(frames)
+        if f == b": keep-alive"
+    ]
+    assert 6 in events_before, f"no keep-alive comment during the stall: {events_before}"
+    assert all(f == b": keep-alive" or f.startswith((b"event:", b"data:")) for f in frames)
     events = list(_stream(upstream, "delay=30ms, heartbeat=5ms"))
     assert _text(events) == expected_text("fault")
