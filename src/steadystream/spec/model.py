@@ -47,6 +47,7 @@ __all__ = [
     "LatencyIndicator",
     "Links",
     "Retry",
+    "Shared",
     "Spec",
     "StreamPolicy",
     "Tier",
@@ -420,6 +421,61 @@ class Ingress(_Model):
     )
 
 
+_SHARED_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Shared(_Model):
+    """Limits shared by every process and host running this spec and service, in Redis: the
+    ingress rate limit, the retry budget and (optionally) a cluster-wide concurrency cap. When
+    the store is unreachable or slower than ``timeout``, each process falls back to its own
+    limits at once."""
+
+    url: str = Field(
+        description="Redis URL: redis://[[user]:password@]host[:port][/db], rediss:// (TLS) or "
+        "unix:///path/to/socket. STEADYSTREAM_REDIS_URL is used when the spec has no 'shared'.",
+    )
+    prefix: str = Field(
+        default="steadystream",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="First part of every key (the service name follows), so environments can "
+        "share one Redis.",
+    )
+    timeout: Duration = Field(  # type: ignore[assignment]
+        default="50ms",
+        description="Longest wait for Redis per decision (connect and answer); past it the "
+        "decision is taken on local limits.",
+    )
+    max_concurrent: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cluster-wide cap on open streams (leases that expire after the total "
+        "timeout, so a dead process cannot hold slots); the per-process ingress.max_concurrent "
+        "still applies.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(_SHARED_SCHEMES) or any(ch.isspace() for ch in value):
+            raise ValueError(
+                "url must be a Redis URL without spaces: redis://host:6379/0, rediss://… (TLS) "
+                f"or unix:///path/to/redis.sock; got {value.split('@')[-1]!r}"
+            )
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _short_timeout(cls, value: float) -> float:
+        if value > 5:
+            raise ValueError(
+                "timeout above 5s would stall every stream while Redis is slow; "
+                "use tens of milliseconds (default 50ms)"
+            )
+        return value
+
+
 class StreamPolicy(_Model):
     """The runtime policy the stream wrapper enforces."""
 
@@ -428,6 +484,11 @@ class StreamPolicy(_Model):
     flow_control: FlowControl = Field(default_factory=FlowControl)
     checkpoint: Checkpointing = Field(default_factory=Checkpointing)
     ingress: Ingress = Field(default_factory=Ingress)
+    shared: Shared | None = Field(
+        default=None,
+        description="Share the rate limit and retry budget across processes and hosts "
+        "through Redis (see docs/instrumentation.md, 'Running many workers and hosts').",
+    )
     max_models: int = Field(
         default=c.DEFAULT_MAX_MODELS,
         ge=1,

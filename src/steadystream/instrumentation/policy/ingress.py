@@ -46,11 +46,13 @@ log = logging.getLogger(__name__)
 class IngressTicket:
     """Admission of one stream; :meth:`release` (or leaving the ``with`` block) frees its slot."""
 
-    __slots__ = ("_guard", "_released")
+    __slots__ = ("_guard", "_released", "lease")
 
-    def __init__(self, guard: IngressGuard) -> None:
+    def __init__(self, guard: IngressGuard, lease: str | None = None) -> None:
         self._guard = guard
         self._released = False
+        #: The cluster-wide slot this stream holds (a shared guard's lease id), if any.
+        self.lease = lease
 
     @property
     def released(self) -> bool:
@@ -62,7 +64,7 @@ class IngressTicket:
         if self._released:
             return
         self._released = True
-        self._guard._release()
+        self._guard._release(self)
 
     def __enter__(self) -> IngressTicket:
         return self
@@ -163,11 +165,28 @@ class IngressGuard:
         self._notify(self._on_in_flight, 1)
         return IngressTicket(self)
 
+    async def acquire_async(self) -> IngressTicket:
+        """:meth:`acquire` for async callers. The local guard never waits, so this is the
+        same call; a shared guard (:mod:`.shared`) awaits its store here instead of blocking
+        the event loop."""
+        return self.acquire()
+
     def _admit(self) -> tuple[str | None, str]:
+        reason, message = self._check_concurrency()
+        if reason is not None:
+            return reason, message
+        return self._take_token()
+
+    def _check_concurrency(self) -> tuple[str | None, str]:
+        """Under the lock: is there a slot in this process?"""
         if self._in_flight >= self.max_concurrent:
             return c.REJECT_CONCURRENCY, (
                 f"too many concurrent streams ({self._in_flight} open, limit {self.max_concurrent})"
             )
+        return None, ""
+
+    def _take_token(self) -> tuple[str | None, str]:
+        """Under the lock: take one token from this process's bucket."""
         now = self._clock()
         elapsed = now - self._last
         if elapsed > 0:
@@ -181,7 +200,7 @@ class IngressGuard:
         self._tokens -= 1.0
         return None, ""
 
-    def _release(self) -> None:
+    def _release(self, ticket: IngressTicket) -> None:
         with self._lock:
             self._in_flight -= 1
         self._notify(self._on_in_flight, -1)
