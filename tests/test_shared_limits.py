@@ -5,6 +5,7 @@ variable, and the fallback to local limits while Redis is away."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -342,3 +343,37 @@ def test_unreachable_from_the_start_serves_streams_locally(upstream: Upstream) -
     assert fallbacks(registry, c.LIMIT_RATE) == 3
     assert fallbacks(registry, c.LIMIT_RETRY_BUDGET) == 3
     client.close()
+
+
+# A script that keeps Redis busy (it answers nothing else) for two seconds of its own clock.
+_BUSY = """
+local start = tonumber(redis.call('TIME')[1])
+while tonumber(redis.call('TIME')[1]) < start + 2 do end
+return 1
+"""
+
+
+def test_slow_redis_falls_back_within_the_timeout(redis_server: RedisServer) -> None:
+    """A Redis that does not answer within shared.timeout (busy in a script) is an outage too:
+    decisions go local without an exception, and later ones do not wait on it again."""
+    registry = CollectorRegistry()
+    monitor = ss.StreamMonitor(
+        make_spec(redis_server.url, ingress={"rate": "1000/s", "burst": 1000}), registry=registry
+    )
+    monitor.ingress.acquire().release()  # connected, scripts loaded
+    busy = redis.Redis.from_url(redis_server.url)
+    thread = threading.Thread(target=lambda: busy.eval(_BUSY, 0), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: not redis_server.ping(timeout=0.2), "Redis to be busy in the script")
+        got, reasons = admitted(monitor.ingress, 20)
+        assert got == 20 and not reasons
+        assert fallbacks(registry, c.LIMIT_RATE) == 20
+        assert monitor.shared is not None and not monitor.shared.available
+    finally:
+        thread.join(timeout=60)
+        busy.close()
+    wait_for(
+        lambda: (monitor.ingress.acquire().release(), monitor.shared.available)[1],
+        "the monitor to use Redis again once the script ended",
+    )

@@ -33,7 +33,6 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -242,9 +241,9 @@ class SharedStore:
         self._down_since = 0.0
         self._next_probe = 0.0
         self._client: Any = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        # A client's connections hold its loop, so a weak mapping would never let go: clients
+        # of closed loops are dropped when a new loop shows up instead.
+        self._aclients: dict[asyncio.AbstractEventLoop, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Decisions taken on local limits, by limit (this store's own count).
         self.fallbacks: dict[str, int] = dict.fromkeys(c.SHARED_LIMITS, 0)
@@ -279,7 +278,10 @@ class SharedStore:
             client = redis.asyncio.Redis.from_url(
                 self.url, retry=Retry(NoBackoff(), 0), **self._options()
             )
-            self._aclients[loop] = client
+            with self._lock:
+                for old in [old for old in self._aclients if old.is_closed()]:
+                    del self._aclients[old]
+                self._aclients[loop] = client
         return client
 
     # ------------------------------------------------------------------ availability
@@ -340,7 +342,8 @@ class SharedStore:
     def fallback(self, limits: Sequence[str]) -> None:
         """Count one decision per limit taken locally; ``on_fallback`` errors are swallowed."""
         for limit in limits:
-            self.fallbacks[limit] = self.fallbacks.get(limit, 0) + 1
+            with self._lock:
+                self.fallbacks[limit] = self.fallbacks.get(limit, 0) + 1
             if self._on_fallback is not None:
                 try:
                     self._on_fallback(limit)
