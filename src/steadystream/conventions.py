@@ -219,7 +219,10 @@ ERROR_CLASSES: Final = (
 # stream_rejected_total{reason}
 REJECT_CONCURRENCY: Final = "concurrency"
 REJECT_RATE: Final = "rate"
-REJECT_REASONS: Final = (REJECT_CONCURRENCY, REJECT_RATE)
+# With an admission queue (stream.ingress.queue): the queue was full, or the wait ran out.
+REJECT_QUEUE_FULL: Final = "queue_full"
+REJECT_QUEUE_TIMEOUT: Final = "queue_timeout"
+REJECT_REASONS: Final = (REJECT_CONCURRENCY, REJECT_RATE, REJECT_QUEUE_FULL, REJECT_QUEUE_TIMEOUT)
 
 # stream_shared_fallback_total{limit}: the limits a shared store holds cluster-wide.
 LIMIT_RATE: Final = "rate"
@@ -239,7 +242,15 @@ PHASE_OPEN: Final = "open"
 PHASE_FIRST_TOKEN_WAIT: Final = "first_token_wait"
 PHASE_UPSTREAM_WAIT: Final = "upstream_wait"
 PHASE_CONSUMER: Final = "consumer"
-PHASES: Final = (PHASE_OPEN, PHASE_FIRST_TOKEN_WAIT, PHASE_UPSTREAM_WAIT, PHASE_CONSUMER)
+# Waiting in the admission queue (stream.ingress.queue) before the stream opened.
+PHASE_QUEUE: Final = "queue"
+PHASES: Final = (
+    PHASE_QUEUE,
+    PHASE_OPEN,
+    PHASE_FIRST_TOKEN_WAIT,
+    PHASE_UPSTREAM_WAIT,
+    PHASE_CONSUMER,
+)
 
 # Default histogram buckets in milliseconds. Spec thresholds are always added on top.
 LATENCY_BUCKETS_MS: Final = (

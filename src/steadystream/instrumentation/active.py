@@ -230,8 +230,11 @@ class _Run:
 
     def _admitted(self) -> StreamCore:
         """Open the admitted stream's core (its ticket is released if that fails)."""
+        queued = self.ticket.queued if self.ticket is not None else None
         try:
-            core = self.monitor.open_stream(self.model, self.provider, expect_json=self.expect_json)
+            core = self.monitor.open_stream(
+                self.model, self.provider, expect_json=self.expect_json, queued=queued
+            )
         except BaseException:
             self.ticket.release()
             raise
@@ -241,7 +244,7 @@ class _Run:
                 self.on_core(core)
             except Exception:
                 report_telemetry_error("StreamCore", "on_core")
-        self.t_open = self.clock()
+        self.t_open = self.clock() - (queued or 0.0)
         return core
 
     def begin_attempt(self) -> tuple[Any, ...]:

@@ -252,10 +252,12 @@ class StreamMonitor:
         *,
         expect_json: bool = False,
         attributes: Mapping[str, Any] | None = None,
+        queued: float | None = None,
     ) -> StreamCore:
         """A new :class:`~.core.StreamCore` for one logical stream, opened now and wired to
         every sink (Prometheus, OpenTelemetry metrics, spans). For shells and the active mode:
-        call ``begin_attempt`` next, then feed it (see :mod:`.core`)."""
+        call ``begin_attempt`` next, then feed it (see :mod:`.core`). ``queued``: seconds the
+        stream waited in the admission queue (counted in its time to first token)."""
         label = self.model_label(model)
         prov = self.provider_label(provider)
         observers = []
@@ -269,7 +271,7 @@ class StreamMonitor:
             except Exception:
                 report_telemetry_error(type(sink).__name__, "bind")
         core = StreamCore(self.policy, Fanout(observers), expect_json=expect_json)
-        core.on_open(self.clock())
+        core.on_open(self.clock(), queued)
         return core
 
     # ------------------------------------------------------------------ passive mode

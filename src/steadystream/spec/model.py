@@ -37,6 +37,7 @@ from .units import (
 
 __all__ = [
     "SLO",
+    "AdmissionQueue",
     "Alerting",
     "Checkpointing",
     "ErrorsIndicator",
@@ -413,11 +414,26 @@ class Checkpointing(_Model):
     every: int = Field(default=16, ge=1, description="Checkpoint every N content chunks.")
 
 
+class AdmissionQueue(_Model):
+    """Streams that find every slot taken wait here, first in first out, instead of being
+    refused at once."""
+
+    max: int = Field(ge=1, le=100_000, description="Streams that may wait at once.")
+    timeout: Duration = Field(  # type: ignore[assignment]
+        default="2s",
+        description="Longest wait for a slot; it counts toward time to first token and total.",
+    )
+
+
 class Ingress(_Model):
     max_concurrent: int = Field(default=256, ge=1)
     rate: Rate = "50/s"  # type: ignore[assignment]
     burst: int | None = Field(
         default=None, ge=1, description="Token bucket size; default: one second of 'rate'."
+    )
+    queue: AdmissionQueue | None = Field(
+        default=None,
+        description="Admission queue in front of the concurrency cap; none: refuse at once.",
     )
 
 

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from ... import conventions as c
-from ..errors import IngressRejected
 from .budget import DEFAULT_TTL, BudgetStats, RetryBudget
 from .ingress import IngressGuard, IngressTicket
 
@@ -407,7 +406,8 @@ class SharedIngressGuard(IngressGuard):
     """An :class:`~.ingress.IngressGuard` whose token bucket (and optional concurrency cap)
     is shared through a :class:`SharedStore`.
 
-    The per-process concurrency cap is checked first, in process; then one script takes a
+    The per-process concurrency cap is checked first, in process (a stream may wait in the
+    admission queue for a slot there); then one script takes a
     token from the shared bucket and, with ``global_max_concurrent``, a lease on a cluster-wide
     slot (a stream refused for either spends neither). With the store down, the process's own
     bucket decides and only the per-process cap holds.
@@ -424,6 +424,8 @@ class SharedIngressGuard(IngressGuard):
         prefix: str = "steadystream",
         global_max_concurrent: int | None = None,
         lease_ttl: float = 60.0,
+        queue_max: int = 0,
+        queue_timeout: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         on_reject: Callable[[str], None] | None = None,
         on_in_flight: Callable[[int], None] | None = None,
@@ -432,6 +434,8 @@ class SharedIngressGuard(IngressGuard):
             max_concurrent,
             rate,
             burst,
+            queue_max=queue_max,
+            queue_timeout=queue_timeout,
             clock=clock,
             on_reject=on_reject,
             on_in_flight=on_in_flight,
@@ -471,43 +475,37 @@ class SharedIngressGuard(IngressGuard):
             prefix=shared.prefix,
             global_max_concurrent=shared.max_concurrent,
             lease_ttl=spec.stream.timeouts.total + LEASE_MARGIN,
+            queue_max=ingress.queue.max if ingress.queue is not None else 0,
+            queue_timeout=ingress.queue.timeout if ingress.queue is not None else 0.0,
             clock=clock,
         )
 
     def acquire(self) -> IngressTicket:
-        """Admit one stream (one round trip to Redis) or raise
-        :class:`~steadystream.IngressRejected` at once."""
-        lease, args = self._reserve()
+        """Admit one stream (one round trip to Redis, after a wait in the admission queue if
+        the process is at its cap and has one) or raise :class:`~steadystream.IngressRejected`."""
+        queued = self._slot()
+        lease, args = self._script_args()
         try:
             result = self.store.call(lambda r: ADMIT_SCRIPT.run(r, self._keys, args))
         except BaseException:
-            self._unreserve()
+            self._give_back()
             raise
-        return self._decide(result, lease)
+        return self._decide(result, lease, queued)
 
     async def acquire_async(self) -> IngressTicket:
-        """:meth:`acquire`, awaiting Redis instead of blocking the event loop."""
-        lease, args = self._reserve()
+        """:meth:`acquire`, awaiting the queue and Redis instead of blocking the event loop."""
+        queued = await self._slot_async()
+        lease, args = self._script_args()
         try:
             result = await self.store.call_async(
                 lambda r: ADMIT_SCRIPT.run_async(r, self._keys, args)
             )
         except BaseException:
-            self._unreserve()
+            self._give_back()
             raise
-        return self._decide(result, lease)
+        return self._decide(result, lease, queued)
 
-    def _reserve(self) -> tuple[str, tuple[Any, ...]]:
-        """Take a slot in this process (or reject for concurrency); the script's arguments."""
-        with self._lock:
-            reason, message = self._check_concurrency()
-            if reason is None:
-                self._in_flight += 1
-            else:
-                self._rejected[reason] += 1
-        if reason is not None:
-            self._notify(self._on_reject, reason)
-            raise IngressRejected(message, reason=reason)
+    def _script_args(self) -> tuple[str, tuple[Any, ...]]:
         lease = uuid.uuid4().hex if self.global_max_concurrent is not None else ""
         args = (
             repr(self.rate),
@@ -518,45 +516,35 @@ class SharedIngressGuard(IngressGuard):
         )
         return lease, args
 
-    def _unreserve(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
-
-    def _decide(self, result: Any, lease: str) -> IngressTicket:
+    def _decide(self, result: Any, lease: str, queued: float | None) -> IngressTicket:
+        """Holding a slot in this process: admit on Redis's answer (the local bucket's when
+        Redis did not answer), or give the slot back and refuse."""
         if result is _DOWN:
             self.store.fallback(self._limits)
             with self._lock:
                 reason, message = self._take_token()
-                if reason is not None:
-                    self._in_flight -= 1
-                    self._rejected[reason] += 1
             if reason is not None:
-                self._notify(self._on_reject, reason)
-                raise IngressRejected(message, reason=reason)
+                self._give_back()
+                self._refuse(reason, message)
             self._notify(self._on_in_flight, 1)
-            return IngressTicket(self)
+            return IngressTicket(self, queued=queued)
         status, open_now = int(result[0]), int(result[1])
         if status == 1:
             self._notify(self._on_in_flight, 1)
-            return IngressTicket(self, lease or None)
+            return IngressTicket(self, lease or None, queued)
+        self._give_back()
         if status == -1:
-            reason = c.REJECT_CONCURRENCY
-            message = (
+            self._refuse(
+                c.REJECT_CONCURRENCY,
                 f"too many concurrent streams across the cluster ({open_now} open, "
                 f"limit {self.global_max_concurrent} shared by every process of "
-                f"{self.service!r})"
+                f"{self.service!r})",
             )
-        else:
-            reason = c.REJECT_RATE
-            message = (
-                f"over the cluster-wide stream rate limit ({self.rate:g}/s, burst "
-                f"{self.burst}, shared by every process of {self.service!r})"
-            )
-        with self._lock:
-            self._in_flight -= 1
-            self._rejected[reason] += 1
-        self._notify(self._on_reject, reason)
-        raise IngressRejected(message, reason=reason)
+        self._refuse(
+            c.REJECT_RATE,
+            f"over the cluster-wide stream rate limit ({self.rate:g}/s, burst "
+            f"{self.burst}, shared by every process of {self.service!r})",
+        )
 
     def _release(self, ticket: IngressTicket) -> None:
         super()._release(ticket)
