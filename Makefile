@@ -1,7 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv, installs the
-# package (not editable: tests run against what a user installs) and the Debian `prometheus` and
-# `prometheus-alertmanager` packages when promtool, prometheus, alertmanager or amtool is missing
-# (scripts/ensure-prometheus.sh).
+# package (not editable: tests run against what a user installs) and the Debian `prometheus`,
+# `prometheus-alertmanager` and `redis-server` packages when promtool, prometheus, alertmanager,
+# amtool or redis-server is missing (scripts/ensure-prometheus.sh).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

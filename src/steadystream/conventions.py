@@ -40,6 +40,9 @@ PHASE_DURATION: Final = "stream_phase_duration_ms"
 # exports its own, so ``sum()`` across processes is the fleet's capacity, and alerts compare
 # ``sum(stream_in_flight)`` with ``sum(stream_ingress_max_concurrent)``: sums with sums.
 INGRESS_MAX_CONCURRENT: Final = "stream_ingress_max_concurrent"
+# Per process: limit decisions taken on local limits because the shared store (Redis, see
+# ``stream.shared``) was unreachable or slow, by limit.
+SHARED_FALLBACK_TOTAL: Final = "stream_shared_fallback_total"
 
 HISTOGRAMS: Final = (FIRST_TOKEN_LATENCY, CHUNK_GAP, RECOVERY_LATENCY, PHASE_DURATION)
 COUNTERS: Final = (
@@ -55,6 +58,7 @@ COUNTERS: Final = (
     RETRY_BUDGET_EXHAUSTED_TOTAL,
     REJECTED_TOTAL,
     REASSEMBLY_ERRORS_TOTAL,
+    SHARED_FALLBACK_TOTAL,
 )
 GAUGES: Final = (ERROR_RATE, IN_FLIGHT, INGRESS_MAX_CONCURRENT)
 ALL_METRICS: Final = HISTOGRAMS + COUNTERS + GAUGES
@@ -85,6 +89,7 @@ UNITS: Final = {
     ERROR_RATE: "1",
     IN_FLIGHT: "{stream}",
     INGRESS_MAX_CONCURRENT: "{stream}",
+    SHARED_FALLBACK_TOTAL: "{decision}",
 }
 
 DESCRIPTIONS: Final = {
@@ -109,6 +114,9 @@ DESCRIPTIONS: Final = {
     "stream.ingress.max_concurrent, summed over its monitors); sum() across processes is the "
     "fleet's capacity.",
     REJECTED_TOTAL: "Streams rejected at ingress, by reason.",
+    SHARED_FALLBACK_TOTAL: "Limit decisions (admissions, retry-budget deposits and withdrawals) "
+    "taken on this process's local limits because the shared store (stream.shared, Redis) was "
+    "unreachable or slower than its timeout, by limit.",
     REASSEMBLY_ERRORS_TOTAL: "Reassembly problems found in the content, by kind.",
     PHASE_DURATION: "Where a stream's wall time went, by phase (network, model or app).",
 }
@@ -125,6 +133,7 @@ LABEL_PHASE: Final = "phase"
 LABEL_OUTCOME: Final = "outcome"
 LABEL_ERROR_CLASS: Final = "error_class"
 LABEL_KIND: Final = "kind"
+LABEL_LIMIT: Final = "limit"
 BASE_LABELS: Final = (LABEL_SERVICE, LABEL_MODEL, LABEL_PROVIDER)
 
 OTHER_MODEL: Final = "other"
@@ -210,7 +219,16 @@ ERROR_CLASSES: Final = (
 # stream_rejected_total{reason}
 REJECT_CONCURRENCY: Final = "concurrency"
 REJECT_RATE: Final = "rate"
-REJECT_REASONS: Final = (REJECT_CONCURRENCY, REJECT_RATE)
+# With an admission queue (stream.ingress.queue): the queue was full, or the wait ran out.
+REJECT_QUEUE_FULL: Final = "queue_full"
+REJECT_QUEUE_TIMEOUT: Final = "queue_timeout"
+REJECT_REASONS: Final = (REJECT_CONCURRENCY, REJECT_RATE, REJECT_QUEUE_FULL, REJECT_QUEUE_TIMEOUT)
+
+# stream_shared_fallback_total{limit}: the limits a shared store holds cluster-wide.
+LIMIT_RATE: Final = "rate"
+LIMIT_CONCURRENCY: Final = "concurrency"
+LIMIT_RETRY_BUDGET: Final = "retry_budget"
+SHARED_LIMITS: Final = (LIMIT_RATE, LIMIT_CONCURRENCY, LIMIT_RETRY_BUDGET)
 
 # stream_reassembly_errors_total{kind}
 REASSEMBLY_UTF8: Final = "utf8"
@@ -224,7 +242,15 @@ PHASE_OPEN: Final = "open"
 PHASE_FIRST_TOKEN_WAIT: Final = "first_token_wait"
 PHASE_UPSTREAM_WAIT: Final = "upstream_wait"
 PHASE_CONSUMER: Final = "consumer"
-PHASES: Final = (PHASE_OPEN, PHASE_FIRST_TOKEN_WAIT, PHASE_UPSTREAM_WAIT, PHASE_CONSUMER)
+# Waiting in the admission queue (stream.ingress.queue) before the stream opened.
+PHASE_QUEUE: Final = "queue"
+PHASES: Final = (
+    PHASE_QUEUE,
+    PHASE_OPEN,
+    PHASE_FIRST_TOKEN_WAIT,
+    PHASE_UPSTREAM_WAIT,
+    PHASE_CONSUMER,
+)
 
 # Default histogram buckets in milliseconds. Spec thresholds are always added on top.
 LATENCY_BUCKETS_MS: Final = (

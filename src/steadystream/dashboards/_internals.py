@@ -187,7 +187,9 @@ def stream_internals(spec: Spec) -> Board:
             description=(
                 f"{c.DESCRIPTIONS[c.REJECTED_TOTAL]} concurrency: the "
                 f"{spec.stream.ingress.max_concurrent}-stream cap; rate: the "
-                f"{spec.stream.ingress.rate:g}/s token bucket."
+                f"{spec.stream.ingress.rate:g}/s token bucket. fallback: "
+                f"decisions taken on local limits while the shared store (Redis) was down "
+                f"({c.SHARED_FALLBACK_TOTAL}), by limit."
             ),
             unit="reqps",
             queries=(
@@ -195,6 +197,11 @@ def stream_internals(spec: Spec) -> Board:
                     f"sum by (reason) (rate({sel(c.REJECTED_TOTAL, model=False)}"
                     "[$__rate_interval]))",
                     "{{reason}}",
+                ),
+                Query(
+                    f"sum by (limit) (rate({sel(c.SHARED_FALLBACK_TOTAL, model=False)}"
+                    "[$__rate_interval]))",
+                    "fallback: {{limit}}",
                 ),
             ),
             min=0,

@@ -222,8 +222,32 @@ class _Run:
         except IngressRejected as exc:
             self.monitor.record_rejected(exc.reason, self.model, self.provider)
             raise
+        core = self._admitted()
+        self.monitor.budget.deposit()
+        return core
+
+    async def start_async(self) -> StreamCore:
+        """:meth:`start` for async consumers: a shared guard and budget are awaited."""
         try:
-            core = self.monitor.open_stream(self.model, self.provider, expect_json=self.expect_json)
+            self.ticket = await self.monitor.ingress.acquire_async()
+        except IngressRejected as exc:
+            self.monitor.record_rejected(exc.reason, self.model, self.provider)
+            raise
+        core = self._admitted()
+        try:
+            await self.monitor.budget.deposit_async()
+        except BaseException:  # cancelled while Redis answered: the slot must not leak
+            self.finish(abandoned=True)
+            raise
+        return core
+
+    def _admitted(self) -> StreamCore:
+        """Open the admitted stream's core (its ticket is released if that fails)."""
+        queued = self.ticket.queued if self.ticket is not None else None
+        try:
+            core = self.monitor.open_stream(
+                self.model, self.provider, expect_json=self.expect_json, queued=queued
+            )
         except BaseException:
             self.ticket.release()
             raise
@@ -233,8 +257,7 @@ class _Run:
                 self.on_core(core)
             except Exception:
                 report_telemetry_error("StreamCore", "on_core")
-        self.t_open = self.clock()
-        self.monitor.budget.deposit()
+        self.t_open = self.clock() - (queued or 0.0)
         return core
 
     def begin_attempt(self) -> tuple[Any, ...]:
@@ -342,6 +365,17 @@ class _Run:
     def on_failure(self, exc: BaseException) -> float:
         """An attempt failed: returns the delay before the next attempt, or raises the error
         the consumer gets (typed, with the exact checkpoint)."""
+        plan = self.plan_retry(exc)
+        return self.retry_granted(plan, self.monitor.budget.try_withdraw())
+
+    async def on_failure_async(self, exc: BaseException) -> float:
+        """:meth:`on_failure` for async consumers: a shared budget is awaited, not blocked on."""
+        plan = self.plan_retry(exc)
+        return self.retry_granted(plan, await self.monitor.budget.try_withdraw_async())
+
+    def plan_retry(self, exc: BaseException) -> tuple[BaseException, Verdict, float, float]:
+        """Everything :meth:`on_failure` decides before asking the retry budget: raises the
+        final error, or returns (failure, verdict, delay, time) for :meth:`retry_granted`."""
         core = self._core
         t = self.clock()
         if core.waiting and failure_class(exc) == c.ERROR_CLASS_NETWORK:
@@ -400,7 +434,16 @@ class _Run:
         delay = self.monitor.backoff.delay(self.retries, verdict.retry_after)
         if self.clock() + delay >= self.t_open + self.monitor.policy.total:
             raise self._final(exc, verdict) from exc
-        if not self.monitor.budget.try_withdraw():
+        return exc, verdict, delay, t
+
+    def retry_granted(
+        self, plan: tuple[BaseException, Verdict, float, float], granted: bool
+    ) -> float:
+        """The retry budget answered: the delay before the next attempt, or
+        :class:`~steadystream.RetryBudgetExhausted`."""
+        exc, verdict, delay, t = plan
+        core = self._core
+        if not granted:
             try:
                 core.record_budget_exhausted(t)
             except Exception:
@@ -536,7 +579,7 @@ def _run_sync(run: _Run) -> Iterator[Any]:
 
 async def _run_async(run: _Run) -> AsyncIterator[Any]:
     monitor = run.monitor
-    run.start()
+    await run.start_async()
     attempt: AsyncStreamWrapper[Any] | None = None
     try:
         while True:
@@ -547,7 +590,7 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
                 if inspect.isawaitable(upstream):
                     upstream = await _open_within_deadline(run, upstream)
             except Exception as exc:
-                await asyncio.sleep(run.on_failure(exc))
+                await asyncio.sleep(await run.on_failure_async(exc))
                 continue
             if not hasattr(upstream, "__aiter__"):
                 if not hasattr(upstream, "__iter__"):
@@ -563,7 +606,7 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
             except Exception as exc:
                 await attempt.aclose()
                 attempt = None
-                await asyncio.sleep(run.on_failure(exc))
+                await asyncio.sleep(await run.on_failure_async(exc))
                 continue
             attempt = None
             run.finish()

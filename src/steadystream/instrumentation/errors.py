@@ -125,7 +125,9 @@ class ResumeFailed(StreamError):
 
 
 class IngressRejected(StreamError):
-    """The monitor refused a new stream: too many concurrent streams, or over the rate limit."""
+    """The monitor refused a new stream: too many concurrent streams, over the rate limit, or
+    no slot within the admission queue (``reason``: ``concurrency``, ``rate``, ``queue_full``,
+    ``queue_timeout``)."""
 
     retryable = True
     error_class = "rejected"

@@ -30,6 +30,12 @@ Where telemetry goes:
   and backoff (:class:`~.policy.retry.Backoff`) shared by the monitor's active streams; ``None``
   builds each from the spec (on the monitor's clock). Pass your own to share one budget between
   monitors, or to drive them with a test clock.
+* Shared limits: with ``stream.shared`` in the spec, or ``STEADYSTREAM_REDIS_URL`` set when the
+  spec has no such section (the spec wins), the budget and guard built from the spec are
+  :class:`~.policy.shared.SharedRetryBudget` and :class:`~.policy.shared.SharedIngressGuard`:
+  one rate limit and one retry budget in Redis for every process and host of the service, with
+  local limits while Redis is unreachable (counted in ``stream_shared_fallback_total``). See
+  :mod:`.policy.shared`.
 * ``clock``: a monotonic clock in seconds (``time.monotonic``); tests pass a fake one.
   ``wall_clock``: Unix time (``time.time``), for HTTP-date ``retry-after`` values.
 * ``watchdog``: enforce deadlines on blocked sync reads with a watchdog thread (see
@@ -57,6 +63,7 @@ from .core.watchdog import Watchdog
 from .policy.budget import RetryBudget
 from .policy.ingress import IngressGuard
 from .policy.retry import Backoff
+from .policy.shared import SharedIngressGuard, SharedRetryBudget, SharedStore, shared_settings
 from .sinks.prometheus import PrometheusSink
 from .sinks.telemetry import Fanout, TelemetrySink, clean_label, report_telemetry_error
 
@@ -160,14 +167,25 @@ class StreamMonitor:
         self.buckets = spec.histogram_buckets()
         self._models = _LabelCap(spec.stream.max_models)
         self._providers = _LabelCap(max_providers)
+        self._sinks: tuple[TelemetrySink, ...] = ()
+        #: The Redis store behind the shared limits (``stream.shared`` or
+        #: ``STEADYSTREAM_REDIS_URL``), or ``None`` when every limit is this process's own.
+        self.shared: SharedStore | None = None
+        shared = shared_settings(spec) if ingress is None or budget is None else None
+        if shared is not None:
+            self.shared = SharedStore(
+                shared.url, timeout=shared.timeout, clock=clock, on_fallback=self._fallback
+            )
         #: The concurrency cap and rate limit in front of this monitor's active streams. Its
         #: cap is this process's ``stream_ingress_max_concurrent`` (summed over monitors with
         #: their own guards).
-        self.ingress = (
-            ingress
-            if ingress is not None
-            else IngressGuard.from_spec(spec.stream.ingress, clock=clock)
-        )
+        self.ingress: IngressGuard
+        if ingress is not None:
+            self.ingress = ingress
+        elif shared is not None and self.shared is not None:
+            self.ingress = SharedIngressGuard.for_spec(spec, shared, self.shared, clock=clock)
+        else:
+            self.ingress = IngressGuard.from_spec(spec.stream.ingress, clock=clock)
         sinks: list[TelemetrySink] = [
             PrometheusSink(registry, spec.service, self.buckets, clock, capacity=self.ingress),
         ]
@@ -193,7 +211,21 @@ class StreamMonitor:
         self.watchdog = Watchdog(clock) if watchdog else None
         retry = spec.stream.retry
         #: The retry budget every active stream of this monitor draws from.
-        self.budget = budget if budget is not None else RetryBudget.from_spec(retry, clock=clock)
+        self.budget: RetryBudget
+        if budget is not None:
+            self.budget = budget
+        elif shared is not None and self.shared is not None:
+            self.budget = SharedRetryBudget.for_spec(spec, shared, self.shared, clock=clock)
+        else:
+            self.budget = RetryBudget.from_spec(retry, clock=clock)
+        if self.shared is not None:
+            limits = [c.LIMIT_RETRY_BUDGET] if budget is None else []
+            if ingress is None:
+                limits.append(c.LIMIT_RATE)
+                if shared is not None and shared.max_concurrent is not None:
+                    limits.append(c.LIMIT_CONCURRENCY)
+            for limit in limits:
+                self._fallback(limit, 0)  # the series exist, at zero, from the first scrape
         #: The delay before each retry.
         self.backoff = (
             backoff if backoff is not None else Backoff.from_spec(retry, rng=random.Random().random)
@@ -221,10 +253,12 @@ class StreamMonitor:
         *,
         expect_json: bool = False,
         attributes: Mapping[str, Any] | None = None,
+        queued: float | None = None,
     ) -> StreamCore:
         """A new :class:`~.core.StreamCore` for one logical stream, opened now and wired to
         every sink (Prometheus, OpenTelemetry metrics, spans). For shells and the active mode:
-        call ``begin_attempt`` next, then feed it (see :mod:`.core`)."""
+        call ``begin_attempt`` next, then feed it (see :mod:`.core`). ``queued``: seconds the
+        stream waited in the admission queue (counted in its time to first token)."""
         label = self.model_label(model)
         prov = self.provider_label(provider)
         observers = []
@@ -238,7 +272,7 @@ class StreamMonitor:
             except Exception:
                 report_telemetry_error(type(sink).__name__, "bind")
         core = StreamCore(self.policy, Fanout(observers), expect_json=expect_json)
-        core.on_open(self.clock())
+        core.on_open(self.clock(), queued)
         return core
 
     # ------------------------------------------------------------------ passive mode
@@ -369,6 +403,14 @@ class StreamMonitor:
                 sink.rejected(reason, label, prov)
             except Exception:
                 report_telemetry_error(type(sink).__name__, "rejected")
+
+    def _fallback(self, limit: str, n: int = 1) -> None:
+        """A shared-limit decision was taken locally (the store is down)."""
+        for sink in self._sinks:
+            try:
+                sink.shared_fallback(limit, n)
+            except Exception:
+                report_telemetry_error(type(sink).__name__, "shared_fallback")
 
     # ------------------------------------------------------------------ client helpers
 

@@ -38,6 +38,7 @@ from .units import (
 
 __all__ = [
     "SLO",
+    "AdmissionQueue",
     "Alerting",
     "Checkpointing",
     "ErrorsIndicator",
@@ -48,6 +49,7 @@ __all__ = [
     "LatencyIndicator",
     "Links",
     "Retry",
+    "Shared",
     "Spec",
     "StreamPolicy",
     "Tier",
@@ -413,12 +415,82 @@ class Checkpointing(_Model):
     every: int = Field(default=16, ge=1, description="Checkpoint every N content chunks.")
 
 
+class AdmissionQueue(_Model):
+    """Streams that find every slot taken wait here, first in first out, instead of being
+    refused at once."""
+
+    max: int = Field(ge=1, le=100_000, description="Streams that may wait at once.")
+    timeout: Duration = Field(  # type: ignore[assignment]
+        default="2s",
+        description="Longest wait for a slot; it counts toward time to first token and total.",
+    )
+
+
 class Ingress(_Model):
     max_concurrent: int = Field(default=256, ge=1)
     rate: Rate = "50/s"  # type: ignore[assignment]
     burst: int | None = Field(
         default=None, ge=1, description="Token bucket size; default: one second of 'rate'."
     )
+    queue: AdmissionQueue | None = Field(
+        default=None,
+        description="Admission queue in front of the concurrency cap; none: refuse at once.",
+    )
+
+
+_SHARED_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Shared(_Model):
+    """Limits shared by every process and host running this spec and service, in Redis: the
+    ingress rate limit, the retry budget and (optionally) a cluster-wide concurrency cap. When
+    the store is unreachable or slower than ``timeout``, each process falls back to its own
+    limits at once."""
+
+    url: str = Field(
+        description="Redis URL: redis://[[user]:password@]host[:port][/db], rediss:// (TLS) or "
+        "unix:///path/to/socket. STEADYSTREAM_REDIS_URL is used when the spec has no 'shared'.",
+    )
+    prefix: str = Field(
+        default="steadystream",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="First part of every key (the service name follows), so environments can "
+        "share one Redis.",
+    )
+    timeout: Duration = Field(  # type: ignore[assignment]
+        default="50ms",
+        description="Longest wait for Redis per decision (connect and answer); past it the "
+        "decision is taken on local limits.",
+    )
+    max_concurrent: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cluster-wide cap on open streams (leases that expire after the total "
+        "timeout, so a dead process cannot hold slots); the per-process ingress.max_concurrent "
+        "still applies.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(_SHARED_SCHEMES) or any(ch.isspace() for ch in value):
+            raise ValueError(
+                "url must be a Redis URL without spaces: redis://host:6379/0, rediss://… (TLS) "
+                f"or unix:///path/to/redis.sock; got {value.split('@')[-1]!r}"
+            )
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _short_timeout(cls, value: float) -> float:
+        if value > 5:
+            raise ValueError(
+                "timeout above 5s would stall every stream while Redis is slow; "
+                "use tens of milliseconds (default 50ms)"
+            )
+        return value
 
 
 class StreamPolicy(_Model):
@@ -429,6 +501,11 @@ class StreamPolicy(_Model):
     flow_control: FlowControl = Field(default_factory=FlowControl)
     checkpoint: Checkpointing = Field(default_factory=Checkpointing)
     ingress: Ingress = Field(default_factory=Ingress)
+    shared: Shared | None = Field(
+        default=None,
+        description="Share the rate limit and retry budget across processes and hosts "
+        "through Redis (see docs/instrumentation.md, 'Running many workers and hosts').",
+    )
     max_models: int = Field(
         default=c.DEFAULT_MAX_MODELS,
         ge=1,

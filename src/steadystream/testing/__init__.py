@@ -1,5 +1,5 @@
-"""Test helpers shipped as API: run generated rules against a real Prometheus, and generated
-inhibit rules against a real Alertmanager, on loopback.
+"""Test helpers shipped as API: run generated rules against a real Prometheus, generated
+inhibit rules against a real Alertmanager, and shared limits against a real Redis, on loopback.
 
 ``steadystream.testing`` is for the test suites of steadystream and of the services that use it
 (in the spirit of OpenTelemetry's ``InMemorySpanExporter`` and httpx's ``MockTransport``): the
@@ -29,6 +29,7 @@ from .prometheus import (
     find_prometheus,
     scrape_config_yaml,
 )
+from .redis import RedisError, RedisNotFound, RedisServer, find_redis_server
 
 __all__ = [
     "AlertmanagerError",
@@ -37,8 +38,12 @@ __all__ = [
     "PrometheusError",
     "PrometheusNotFound",
     "PrometheusServer",
+    "RedisError",
+    "RedisNotFound",
+    "RedisServer",
     "ScrapeTarget",
     "find_alertmanager",
     "find_prometheus",
+    "find_redis_server",
     "scrape_config_yaml",
 ]

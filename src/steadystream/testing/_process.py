@@ -1,10 +1,11 @@
 """What the loopback test servers share: a binary started on a free port in its own temporary
-directory, waited for on ``/-/ready``, stopped cleanly, and bounded waits that report the tail
-of the server's own log.
+directory, waited for until ready (``/-/ready`` for the HTTP servers), stopped cleanly, and
+bounded waits that report the tail of the server's own log.
 
 :class:`~steadystream.testing.PrometheusServer` and
 :class:`~steadystream.testing.AlertmanagerServer` supply only what differs: how to find the
-binary, what to write into the directory, the command line, and their error class.
+binary, what to write into the directory, the command line, and their error class;
+:class:`~steadystream.testing.RedisServer` also how to tell it is ready.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class LoopbackServer:
         return self._dir
 
     def start(self) -> Self:
-        """Start the server and wait (bounded by ``startup_timeout``) until ``/-/ready`` is 200.
+        """Start the server and wait (bounded by ``startup_timeout``) until it is ready
+        (``/-/ready`` is 200, for the HTTP servers).
 
         Raises the subclass's error, with the log tail, when the binary is missing, the process
         exits early (a bad configuration, say) or is not ready in time. Nothing is left running
@@ -144,20 +146,26 @@ class LoopbackServer:
             if code is not None:
                 tail = self.log_tail()
                 self._discard_process()
-                if "address already in use" in tail and retry_port:
+                if "address already in use" in tail.lower() and retry_port:
                     return False
                 raise self.error(
                     f"{self.name} exited with status {code} before it was ready", log_tail=tail
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if self._client.get("/-/ready").status_code == 200:
-                    return True
+            if self._ready():
+                return True
             time.sleep(0.1)
         raise self.error(
             f"{self.name} was not ready on {self.host}:{self.port} within "
             f"{self.startup_timeout:g}s",
             log_tail=self.log_tail(),
         )
+
+    def _ready(self) -> bool:
+        """One readiness probe: ``GET /-/ready`` answers 200 (servers without HTTP override)."""
+        assert self._client is not None
+        with contextlib.suppress(httpx.HTTPError):
+            return self._client.get("/-/ready").status_code == 200
+        return False
 
     def _discard_process(self) -> None:
         if self._client is not None:

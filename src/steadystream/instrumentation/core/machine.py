@@ -156,6 +156,7 @@ class StreamCore:
         "_ph_consumer",
         "_ph_first",
         "_ph_open",
+        "_ph_queue",
         "_ph_up",
         "_policy",
         "_special",
@@ -233,11 +234,17 @@ class StreamCore:
         self._ph_first = 0.0
         self._ph_up = 0.0
         self._ph_consumer = 0.0
+        self._ph_queue: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def on_open(self, t: float) -> None:
-        """The logical stream starts now: TTFT and the total budget count from ``t``."""
+    def on_open(self, t: float, queued: float | None = None) -> None:
+        """The logical stream starts now: TTFT and the total budget count from ``t``, or from
+        ``queued`` seconds earlier when it waited that long in the admission queue (its
+        ``queue`` phase; ``None``: the guard has no queue)."""
+        self._ph_queue = queued
+        if queued:
+            t -= queued
         self._t_open = t
         self._total_deadline = t + self._policy.total
         self._obs.started(t)
@@ -699,6 +706,8 @@ class StreamCore:
             # that long for its first token (from the open, as time to first token counts).
             obs.first_token_timeout(self._ft_timeout_t - self._t_open, self._ft_timeout_t)
         phases: dict[str, float] = {}
+        if self._ph_queue is not None:
+            phases[c.PHASE_QUEUE] = self._ph_queue * 1000.0
         if self._open_measured:
             phases[c.PHASE_OPEN] = self._ph_open * 1000.0
         phases[c.PHASE_FIRST_TOKEN_WAIT] = self._ph_first * 1000.0

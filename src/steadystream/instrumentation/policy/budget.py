@@ -132,6 +132,14 @@ class RetryBudget:
             self._retries += 1
             return True
 
+    async def deposit_async(self) -> None:
+        """:meth:`deposit` for async callers (a shared budget awaits its store here)."""
+        self.deposit()
+
+    async def try_withdraw_async(self) -> bool:
+        """:meth:`try_withdraw` for async callers (a shared budget awaits its store here)."""
+        return self.try_withdraw()
+
     @property
     def balance(self) -> float:
         """Tokens available now (retries that would be granted, fractional)."""

@@ -235,6 +235,11 @@ class OTelMetricsSink:
     def rejected(self, reason: str, model: str, provider: str) -> None:
         self._bound(model, provider).rejected(reason, self._clock())
 
+    def shared_fallback(self, limit: str, n: int = 1) -> None:
+        self.i[c.SHARED_FALLBACK_TOTAL].add(
+            n, {c.LABEL_SERVICE: self._service, c.LABEL_LIMIT: limit}
+        )
+
 
 _GENAI_PREFIX = "gen_ai."
 
@@ -403,4 +408,7 @@ class TracingSink:
         return _SpanStream(self._tracer, context.get_current(), attrs)
 
     def rejected(self, reason: str, model: str, provider: str) -> None:
+        pass
+
+    def shared_fallback(self, limit: str, n: int = 1) -> None:
         pass

@@ -63,15 +63,20 @@ _EXTRA_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 
-# A process's capacity belongs to the service, not to a model or provider.
+# A process's capacity and its shared-store fallbacks belong to the service, not to a model
+# or provider.
 _SERVICE_ONLY = frozenset({c.INGRESS_MAX_CONCURRENT})
+_SERVICE_AND_LIMIT = frozenset({c.SHARED_FALLBACK_TOTAL})
 
 
 def labelnames(metric: str) -> tuple[str, ...]:
     """The label names of ``metric``: service, model, provider, plus its extra label
-    (``service`` only for the per-process capacity)."""
+    (``service`` only for the per-process capacity, ``service`` and ``limit`` for the
+    shared-store fallbacks)."""
     if metric in _SERVICE_ONLY:
         return (c.LABEL_SERVICE,)
+    if metric in _SERVICE_AND_LIMIT:
+        return (c.LABEL_SERVICE, c.LABEL_LIMIT)
     extra = _EXTRA_LABEL.get(metric)
     return (*c.BASE_LABELS, extra) if extra else c.BASE_LABELS
 
@@ -414,3 +419,6 @@ class PrometheusSink:
 
     def rejected(self, reason: str, model: str, provider: str) -> None:
         self._bound(model, provider).rejected(reason)
+
+    def shared_fallback(self, limit: str, n: int = 1) -> None:
+        self._fams.by_name[c.SHARED_FALLBACK_TOTAL].labels(self._service, limit).inc(n)

@@ -168,6 +168,10 @@ class TelemetrySink(Protocol):
     def rejected(self, reason: str, model: str, provider: str) -> None:
         """A stream was refused at ingress before it existed."""
 
+    def shared_fallback(self, limit: str, n: int = 1) -> None:
+        """``n`` decisions of ``limit`` (conventions.SHARED_LIMITS) were taken on local limits
+        because the shared store was unavailable; ``n=0`` creates the series at zero."""
+
 
 _METHODS = (
     "started",
