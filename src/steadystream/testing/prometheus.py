@@ -174,6 +174,14 @@ class PrometheusServer(LoopbackServer):
             "scrape_configs": scrape_configs,
         }
 
+    @property
+    def pid(self) -> int:
+        """The server process's id (valid once started): what a caller that must account
+        for its children (``steadystream demo``, its tests) looks for."""
+        if self._proc is None:
+            raise PrometheusError("Prometheus is not running; call start() first")
+        return self._proc.pid
+
     def _find_binary(self) -> str:
         return find_prometheus()
 
