@@ -326,6 +326,8 @@ async def run_demo_async(
                         progress.tick()
                         await asyncio.wait({script_task, stopping}, timeout=0.5)
                     stopping.cancel()
+                    # Stopped before the script's end (Ctrl-C): stop the streams now.
+                    interrupted = interrupted or not script_task.done()
                 else:
                     # --duration is seconds of load, counted from when the streams start.
                     deadline = progress.started + duration

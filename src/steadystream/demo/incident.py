@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -53,7 +54,7 @@ from ..catalog import names as n
 from ..catalog.classes import failure_classes
 from ..catalog.faults import FAULT_PROFILES
 from ..spec import Spec
-from .driver import DEFAULT_SERVICE, DEFAULT_STREAMS, LoadControl, run_demo_async
+from .driver import DEFAULT_SERVICE, LoadControl, run_demo_async
 from .report import DemoReport
 from .scrape import scrape_job
 
@@ -64,6 +65,8 @@ __all__ = [
     "FALLBACK_PHASES",
     "HEALTHY_SECONDS",
     "INCIDENT_CAP",
+    "INCIDENT_STREAMS",
+    "INCIDENT_TOKEN_INTERVAL",
     "NO_PROMETHEUS_HINT",
     "RECOVERY_CAP",
     "SCRAPE_INTERVAL",
@@ -83,6 +86,10 @@ DEFAULT_INCIDENT = "outage"
 #: The compressed time scale: failure-class rate window and ``for`` of every alert.
 DEMO_WINDOW = "10s"
 DEMO_FOR = "5s"
+#: The incident's load: 8 concurrent streams of a model writing a delta every 40 ms (about
+#: 1.5 s per answer), light enough that a loaded 2-core machine keeps healthy traffic healthy.
+INCIDENT_STREAMS = 8
+INCIDENT_TOKEN_INTERVAL = 0.04
 #: Prometheus scrapes ``/metrics`` and evaluates the rules this often (seconds).
 SCRAPE_INTERVAL = 1.0
 #: Healthy traffic before the incident: one window and a half, so every failure-class
@@ -96,9 +103,9 @@ RECOVERY_CAP = 150.0
 FALLBACK_PHASES = (5.0, 15.0, 5.0)
 #: The one line printed when there is no ``prometheus`` binary.
 NO_PROMETHEUS_HINT = (
-    "no 'prometheus' binary found: running the load and the SLO report only; for the whole "
-    "loop (rules, alerts, triage) run 'make tools' (Debian's prometheus package) or put "
-    "Prometheus >= 2.40 from https://prometheus.io/download/ on PATH"
+    "without Prometheus (no 'prometheus' binary found, or --no-prometheus): the load and the "
+    "SLO report only; for the whole loop (rules, alerts, triage) run 'make tools' (Debian's "
+    "prometheus package) or put Prometheus >= 2.40 from https://prometheus.io/download/ on PATH"
 )
 
 
@@ -109,7 +116,7 @@ def demo_spec_data(service: str = DEFAULT_SERVICE) -> dict[str, Any]:
     The baseline SLOs and runtime policy, with time scaled down so an incident fires and
     resolves within a minute or two: a 1 h period with burn tiers of 1 m/10 s and 5 m/30 s,
     failure-class windows of :data:`DEMO_WINDOW` with ``for`` :data:`DEMO_FOR` (every class
-    in the registry), a 2 s idle timeout so a stall shows in seconds, and a low-traffic floor
+    in the registry), a 4 s idle timeout so a stall shows in seconds, and a low-traffic floor
     of 10 events. The hard-outage fast path reads 5 m SLI series and is turned off: the
     tiers in seconds page as fast here.
     """
@@ -127,7 +134,7 @@ def demo_spec_data(service: str = DEFAULT_SERVICE) -> dict[str, Any]:
             "outage": {"enabled": False},
             "failure_classes": {fc.id: {"for": DEMO_FOR} for fc in failure_classes()},
         },
-        "stream": {"timeouts": {"stream_idle": "2s"}},
+        "stream": {"timeouts": {"stream_idle": "4s"}},
     }
 
 
@@ -424,7 +431,7 @@ class _State:
 async def run_incident_async(
     *,
     faults: str = DEFAULT_INCIDENT,
-    streams: int = DEFAULT_STREAMS,
+    streams: int = INCIDENT_STREAMS,
     spec: Spec | None = None,
     binary: str | None,
     seed: int = 0,
@@ -454,9 +461,15 @@ async def run_incident_async(
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        # From the very start: a Ctrl-C while Prometheus boots must still stop it.
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
     workdir = Path(tempfile.mkdtemp(prefix="steadystream-demo-"))
     server = None
     prom = None
+    load: DemoReport | None = None
     try:
         server = start_metrics_server(metrics_port, "127.0.0.1", registry=registry)
         address = f"127.0.0.1:{server.port}"
@@ -484,27 +497,45 @@ async def run_incident_async(
                 workdir=workdir,
             )
 
-        load = await run_demo_async(
-            streams=streams,
-            faults="none",
-            metrics_port=None,
-            spec=spec,
-            seed=seed,
-            registry=registry,
-            out=out,
-            live=live,
-            stop=stop,
-            handle_signals=handle_signals,
-            slow_consumers=0.03 if profile.name == "mixed" else 0.0,
-            provider=provider,
-            script=script,
-        )
+        if not stop.is_set():
+            load = await run_demo_async(
+                streams=streams,
+                faults="none",
+                metrics_port=None,
+                spec=spec,
+                seed=seed,
+                registry=registry,
+                out=out,
+                live=live,
+                stop=stop,
+                slow_consumers=0.03 if profile.name == "mixed" else 0.0,
+                provider=provider,
+                token_interval=INCIDENT_TOKEN_INTERVAL,
+                script=script,
+            )
     finally:
+        if handle_signals:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
         if prom is not None:
             await asyncio.to_thread(prom.stop)
         if server is not None:
             server.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    if load is None:  # stopped while Prometheus was starting
+        from .report import ClientTally, build_report
+
+        load = build_report(
+            spec=spec,
+            registry=registry,
+            tally=ClientTally(),
+            faults=profile.name,
+            seed=seed,
+            streams=streams,
+            duration_s=0.0,
+            interrupted=True,
+            metrics_url=None,
+        )
     load = replace(load, faults=profile.name, metrics_url=f"http://{address}/metrics")
     final = state.report
     if final is not None and not keep:
@@ -774,8 +805,8 @@ def _keep_lines(spec: Spec, prom: Any, workdir: Path, causes: tuple[str, ...]) -
     ]
     classes = failure_class_signals(spec)
     for fc in causes or tuple(classes):
-        for signal in classes.get(fc, [])[:1]:
-            lines.append(f"  graph {fc} ({signal.name}): {graph(signal.expr)}")
+        for sig in classes.get(fc, [])[:1]:
+            lines.append(f"  graph {fc} ({sig.name}): {graph(sig.expr)}")
     for slo, signals in slo_burn_signals(spec).items():
         if signals:
             lines.append(f"  graph SLO {slo} burn rate: {graph(signals[0].expr)}")
