@@ -27,6 +27,7 @@ import yaml
 
 import steadystream as ss
 from steadystream.alerts import render_rules
+from steadystream.catalog import names
 from steadystream.catalog.memo import render_scope
 from steadystream.catalog.source import Source
 from steadystream.demo import cause_classes, demo_spec
@@ -113,7 +114,7 @@ def test_demo_spec_compresses_time_through_the_spec_alone() -> None:
         g
         for text in files.values()
         for g in (yaml.safe_load(text) or {}).get("groups", [])
-        if g["name"].endswith("failure-classes")
+        if g["name"] == names.failure_class_group(spec.service)
     ]
     assert groups, sorted(files)
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
