@@ -19,9 +19,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -60,15 +62,75 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@dataclass
+class KeptRun:
+    """A ``demo --keep`` run: its output, the replies to the URLs it printed while kept
+    running, and its exit code after Ctrl-C."""
+
+    output: str = ""
+    pages: dict[str, int] = field(default_factory=dict)
+    returncode: int | None = None
+
+
+def _keep_run() -> KeptRun:
+    """``demo --keep --faults outage``: wait for it to say it is kept running, open every URL
+    it printed, then Ctrl-C it."""
+    kept = KeptRun()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steadystream", "demo", "--keep", "--faults", "outage"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in _lines(proc)], daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        # The URL lines follow "kept running"; the Ctrl-C line comes last.
+        while not any(line.startswith("Ctrl-C stops") for line in seen):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                kept.output = "".join(seen)
+                return kept
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+        for url in re.findall(
+            r"(http://127\.0\.0\.1:\d+/(?:classic/)?(?:alerts|(?:graph|query)\?\S+))", "".join(seen)
+        ):
+            kept.pages[url] = httpx.get(url, timeout=30).status_code
+        os.kill(proc.pid, signal.SIGINT)
+        kept.returncode = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    while True:
+        try:
+            seen.append(lines.get(timeout=5))
+        except queue.Empty:
+            break
+    kept.output = "".join(seen)
+    return kept
+
+
 @pytest.fixture(scope="module")
-def runs() -> dict[str, subprocess.CompletedProcess[str]]:
-    """`demo --json` for each incident, and once without Prometheus, all at once."""
+def runs() -> dict[str, Any]:
+    """`demo --json` for each incident, once without Prometheus, and once with --keep, all
+    at once."""
     find_prometheus()  # a missing binary fails here with the install hint, never a skip
     jobs = {name: ("--json", "--faults", name) for name in INCIDENTS}
     jobs["no-prometheus"] = ("--json", "--faults", "rate-limit", "--no-prometheus")
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=len(jobs) + 1) as pool:
         futures = {name: pool.submit(_run, *args) for name, args in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
+        keep = pool.submit(_keep_run)
+        done: dict[str, Any] = {name: f.result() for name, f in futures.items()}
+        done["keep"] = keep.result()
+        return done
 
 
 def _report(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -147,7 +209,7 @@ def test_each_profile_names_the_class_it_causes() -> None:
 # ------------------------------------------------------------------------------- the loop
 @pytest.mark.parametrize("profile", sorted(INCIDENTS))
 def test_incident_pages_the_injected_class_and_triage_ranks_it_first(
-    runs: dict[str, subprocess.CompletedProcess[str]], profile: str
+    runs: dict[str, Any], profile: str
 ) -> None:
     """The injected class's alert fires during the incident, with its runbook, and triage at
     the peak ranks that class first and names its runbook."""
@@ -176,9 +238,7 @@ def test_incident_pages_the_injected_class_and_triage_ranks_it_first(
 
 
 @pytest.mark.parametrize("profile", sorted(INCIDENTS))
-def test_healthy_phase_fires_nothing(
-    runs: dict[str, subprocess.CompletedProcess[str]], profile: str
-) -> None:
+def test_healthy_phase_fires_nothing(runs: dict[str, Any], profile: str) -> None:
     """No alert fires while the upstream is healthy before the incident, and none still
     fires from the warm-up."""
     report = _report(runs[profile])
@@ -193,9 +253,7 @@ def test_healthy_phase_fires_nothing(
 
 
 @pytest.mark.parametrize("profile", sorted(INCIDENTS))
-def test_recovery_resolves_every_alert_and_cleans_up(
-    runs: dict[str, subprocess.CompletedProcess[str]], profile: str
-) -> None:
+def test_recovery_resolves_every_alert_and_cleans_up(runs: dict[str, Any], profile: str) -> None:
     """Once the upstream is healthy again every alert that fired resolves; the timeline says
     when; Prometheus is gone and the temporary directory removed."""
     run = runs[profile]
@@ -223,7 +281,7 @@ def test_recovery_resolves_every_alert_and_cleans_up(
 
 
 def test_without_prometheus_the_load_and_slo_report_still_run(
-    runs: dict[str, subprocess.CompletedProcess[str]],
+    runs: dict[str, Any],
 ) -> None:
     """Without Prometheus the scripted load runs, the SLO report comes out, one line says how
     to get the whole loop, and there are no alerts or triage to report."""
@@ -235,6 +293,28 @@ def test_without_prometheus_the_load_and_slo_report_still_run(
     assert report["alerts"] == [] and report["triage"] is None
     assert report["streams_finished"] > 0
     assert report["failure_classes"]["upstream-rate-limit"] > 0
+
+
+def test_keep_keeps_prometheus_up_with_alert_and_graph_urls(runs: dict[str, Any]) -> None:
+    """--keep prints the report, then keeps Prometheus up: its alerts page and the printed
+    graph URLs answer; Ctrl-C then stops everything."""
+    kept: KeptRun = runs["keep"]
+    assert kept.returncode == 0, kept.output[-3000:]
+    assert "Traceback" not in kept.output
+    assert "steadystream demo report" in kept.output
+    assert "timeline (seconds from the start):" in kept.output
+    assert "kept running until Ctrl-C:" in kept.output
+    alerts = [u for u in kept.pages if u.endswith("alerts")]
+    graphs = [u for u in kept.pages if "?g0.expr=" in u]
+    # Each SLO's graph draws its burn rate over the fastest tier's two windows.
+    assert sum("g1.expr=" in u for u in graphs) == 3, graphs
+    # The alerts page, the cause's signal and each of the three SLOs' burn rate.
+    assert len(alerts) == 1 and len(graphs) == 4, kept.output[-3000:]
+    assert any("upstream-errors" in line and "graph" in line for line in kept.output.splitlines())
+    assert set(kept.pages.values()) == {200}, kept.pages
+    workdir, pid = _started(kept.output)
+    assert not workdir.exists()
+    assert not _pid_alive(pid, "prometheus")
 
 
 # ------------------------------------------------------------------------------- Ctrl-C

@@ -723,7 +723,7 @@ async def _script(
         progress.phase = "kept running (Ctrl-C stops)"
         if on_report is not None:
             on_report(state.report)
-        for line in _keep_lines(spec, prom, workdir, causes):
+        for line in await asyncio.to_thread(_keep_lines, spec, prom, workdir, causes):
             progress.note(line)
         while True:
             await poll()
@@ -792,24 +792,34 @@ def _report(
 
 def _keep_lines(spec: Spec, prom: Any, workdir: Path, causes: tuple[str, ...]) -> list[str]:
     """What ``--keep`` prints: the alerts page, graph URLs, where the runbooks are."""
-    from ..catalog.alerting import failure_class_signals, slo_burn_signals
+    from ..catalog.alerting import failure_class_signals
+    from ..catalog.promql import Sel, dur, matcher_labels
 
-    def graph(expr: str) -> str:
-        query = urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": "5m"})
-        return f"{prom.url}/graph?{query}"
+    graph_page = prom.ui_page("graph")
+
+    def graph(*exprs: str) -> str:
+        params: dict[str, str] = {}
+        for i, expr in enumerate(exprs):
+            params |= {f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": "5m"}
+        return f"{graph_page}?{urllib.parse.urlencode(params)}"
 
     lines = [
         "kept running until Ctrl-C:",
-        f"  alerts:   {prom.url}/alerts",
+        f"  alerts:   {prom.ui_page('alerts')}",
         f"  runbooks: {workdir / c.RUNBOOKS_DIR}",
     ]
     classes = failure_class_signals(spec)
     for fc in causes or tuple(classes):
         for sig in classes.get(fc, [])[:1]:
             lines.append(f"  graph {fc} ({sig.name}): {graph(sig.expr)}")
-    for slo, signals in slo_burn_signals(spec).items():
-        if signals:
-            lines.append(f"  graph SLO {slo} burn rate: {graph(signals[0].expr)}")
+    tier = next(t for t in spec.alerting.tiers if t.enabled)
+    for slo in spec.slos:
+        sel = Sel({**matcher_labels(spec), n.LABEL_SLO: slo.name})
+        lines.append(
+            f"  graph SLO {slo.name} burn rate ({dur(tier.long)} and {dur(tier.short)}): "
+            + graph(sel(n.slo_burn_rate(tier.long)), sel(n.slo_burn_rate(tier.short)))
+        )
+    lines.append("Ctrl-C stops the upstream, /metrics and Prometheus.")
     return lines
 
 
