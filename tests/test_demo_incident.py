@@ -386,3 +386,43 @@ def test_sigint_mid_run_leaves_no_process_and_no_temp_dir() -> None:
     assert _children_in_group(proc.pid) == set()
     assert not _pid_alive(prom_pid, "prometheus")
     assert not workdir.exists()
+
+
+def test_alert_watch_keeps_every_episode() -> None:
+    """An alert that fires, resolves and comes back is two episodes, both reported; one that
+    goes pending and drops without firing is reported apart."""
+    from steadystream.demo.incident import AlertWatch
+
+    def alert(name: str, state: str) -> dict[str, Any]:
+        labels = {"alertname": name, "failure_class": "upstream-errors", "severity": "warning"}
+        return {"labels": labels, "annotations": {"runbook_url": "runbooks/x.md"}, "state": state}
+
+    watch = AlertWatch(t0=100.0)
+    steps = [
+        (101.0, [alert("A", "pending")]),
+        (106.0, [alert("A", "firing"), alert("B", "pending")]),
+        (107.0, [alert("A", "firing")]),
+        (110.0, []),
+        (112.0, [alert("A", "pending")]),
+        (117.0, [alert("A", "firing")]),
+        (120.0, []),
+    ]
+    changes = [
+        (what, r.alertname) for now, alerts in steps for what, r in watch.update(alerts, now)
+    ]
+    assert changes == [
+        ("pending", "A"),
+        ("firing", "A"),
+        ("pending", "B"),
+        ("resolved", "B"),
+        ("resolved", "A"),
+        ("pending", "A"),
+        ("firing", "A"),
+        ("resolved", "A"),
+    ]
+    assert [(r.pending_at, r.fired_at, r.resolved_at) for r in watch.fired()] == [
+        (1.0, 6.0, 10.0),
+        (12.0, 17.0, 20.0),
+    ]
+    assert [(r.alertname, r.resolved_at) for r in watch.pending_only()] == [("B", 7.0)]
+    assert watch.fired()[0].runbook_url == "runbooks/x.md"

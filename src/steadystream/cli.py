@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--faults",
-        default=DEFAULT_FAULTS,
+        default=None,
         metavar="PROFILE",
         help=f"fault profile of the simulated upstream: the incident's (default: "
         f"{DEFAULT_INCIDENT}, every request 503) or, with --duration, the whole run's "

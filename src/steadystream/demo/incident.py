@@ -363,7 +363,10 @@ class AlertWatch:
 
     def __init__(self, t0: float) -> None:
         self.t0 = t0
+        #: The latest record of each label set; an alert that resolves and comes back gets
+        #: a new record, and :attr:`history` keeps them all.
         self.records: dict[tuple[tuple[str, str], ...], AlertRecord] = {}
+        self.history: list[AlertRecord] = []
 
     def update(self, alerts: list[dict[str, Any]], now: float) -> list[tuple[str, AlertRecord]]:
         """Fold one reply of the alerts API in; return the transitions
@@ -389,6 +392,7 @@ class AlertWatch:
                     pending_at=t,
                 )
                 self.records[key] = record
+                self.history.append(record)
                 changes.append(("pending", record))
             if state == "firing" and record.fired_at is None:
                 record.fired_at = t
@@ -406,13 +410,13 @@ class AlertWatch:
 
     def fired(self) -> list[AlertRecord]:
         return sorted(
-            (r for r in self.records.values() if r.fired_at is not None),
+            (r for r in self.history if r.fired_at is not None),
             key=lambda r: (r.fired_at or 0.0, r.alertname),
         )
 
     def pending_only(self) -> list[AlertRecord]:
         return sorted(
-            (r for r in self.records.values() if r.fired_at is None),
+            (r for r in self.history if r.fired_at is None),
             key=lambda r: (r.pending_at or 0.0, r.alertname),
         )
 
