@@ -318,7 +318,8 @@ class Alerting(_Model):
         default="5m",  # type: ignore[arg-type]
         description="Rate window of the failure-class signals (the increase, rate and p99 "
         "each of them reads). Five minutes rides out a bad scrape; a demo that compresses "
-        "time sets seconds (at least four scrape intervals, so a rate has samples to read).",
+        "time sets seconds (at least four scrape intervals, so a rate has samples to read). "
+        "The generated promtool tests play one sample a minute and assume the default.",
     )
     outage: Outage = Field(default_factory=Outage)
     failure_classes: dict[
