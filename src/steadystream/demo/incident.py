@@ -430,6 +430,7 @@ class _State:
     triage_error: str | None = None
     report: IncidentReport | None = None
     prometheus: str | None = None
+    watch: AlertWatch | None = None
 
 
 async def run_incident_async(
@@ -547,7 +548,7 @@ async def run_incident_async(
         # after the drain is the complete one.
         final = replace(final, load=load)
     if final is None:  # interrupted before the end of recovery
-        final = _report(spec, load, profile.name, causes, state, None)
+        final = _report(spec, load, profile.name, causes, state, None, state.watch)
     return final
 
 
@@ -621,7 +622,7 @@ async def _script(
     """The scripted incident, run beside the load by the driver."""
     t0 = time.monotonic()
     progress = control.progress
-    watch = AlertWatch(t0)
+    watch = state.watch = AlertWatch(t0)
     upstream = control.upstream
 
     def now() -> float:
@@ -827,14 +828,53 @@ def _keep_lines(spec: Spec, prom: Any, workdir: Path, causes: tuple[str, ...]) -
     return lines
 
 
-def run_incident(**kwargs: Any) -> IncidentReport:
+def run_incident(
+    *,
+    faults: str = DEFAULT_INCIDENT,
+    streams: int = INCIDENT_STREAMS,
+    spec: Spec | None = None,
+    binary: str | None,
+    seed: int = 0,
+    out: TextIO | None = None,
+    live: bool | None = None,
+    keep: bool = False,
+    on_report: Callable[[IncidentReport], None] | None = None,
+    handle_signals: bool = False,
+    provider: str = "openai",
+    healthy_seconds: float = HEALTHY_SECONDS,
+    incident_cap: float = INCIDENT_CAP,
+    recovery_cap: float = RECOVERY_CAP,
+    metrics_port: int = 0,
+) -> IncidentReport:
     """Run the whole loop (see the module's docstring) and return its :class:`IncidentReport`.
 
-    Keyword arguments: ``faults`` (the incident's profile, default :data:`DEFAULT_INCIDENT`),
-    ``streams``, ``spec`` (default :func:`demo_spec`), ``binary`` (the ``prometheus`` binary;
-    ``None`` runs the load and the SLO report only), ``seed``, ``out``, ``live``, ``keep``
-    (after the report, keep everything running until Ctrl-C; ``on_report`` is called with the
-    report first), ``handle_signals`` (Ctrl-C stops the run; everything still stops cleanly),
-    ``provider``, ``healthy_seconds``, ``incident_cap``, ``recovery_cap``, ``metrics_port``.
+    - ``faults``: the incident's fault profile (default :data:`DEFAULT_INCIDENT`);
+    - ``binary``: the ``prometheus`` binary (:func:`steadystream.testing.find_prometheus`);
+      ``None`` runs the load and the SLO report only;
+    - ``spec``: default :func:`demo_spec`; a spec with 5 m windows runs into the caps;
+    - ``keep``: after the report, keep everything running until Ctrl-C (``on_report`` is
+      called with the report first);
+    - ``handle_signals``: Ctrl-C and SIGTERM stop the run; everything still stops cleanly and
+      the report comes back, marked interrupted;
+    - ``streams``, ``seed``, ``provider``, ``metrics_port``, ``out`` and ``live`` as for
+      :func:`~.driver.run_demo`; ``healthy_seconds`` and the caps bound the phases.
     """
-    return asyncio.run(run_incident_async(**kwargs))
+    return asyncio.run(
+        run_incident_async(
+            faults=faults,
+            streams=streams,
+            spec=spec,
+            binary=binary,
+            seed=seed,
+            out=out,
+            live=live,
+            keep=keep,
+            on_report=on_report,
+            handle_signals=handle_signals,
+            provider=provider,
+            healthy_seconds=healthy_seconds,
+            incident_cap=incident_cap,
+            recovery_cap=recovery_cap,
+            metrics_port=metrics_port,
+        )
+    )
