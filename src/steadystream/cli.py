@@ -212,29 +212,36 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import json
 
-    from .demo import DEFAULT_SERVICE, run_demo
+    from .demo import DEFAULT_FAULTS, DEFAULT_INCIDENT, DEFAULT_SERVICE, DEFAULT_STREAMS, run_demo
     from .simulate import PROFILES
     from .spec import default_spec
 
-    if args.faults not in PROFILES:
+    steady = args.duration is not None
+    faults = args.faults or (DEFAULT_FAULTS if steady else DEFAULT_INCIDENT)
+    if faults not in PROFILES:
         _err(
-            f"steadystream demo: unknown fault profile {args.faults!r}; known: "
+            f"steadystream demo: unknown fault profile {faults!r}; known: "
             f"{', '.join(sorted(PROFILES))}"
         )
         return 2
+    if steady and args.keep:
+        _err("steadystream demo: --keep applies to the scripted incident; leave out --duration")
+        return 2
     try:
-        spec = load_spec(args.spec) if args.spec else default_spec(DEFAULT_SERVICE)
+        spec = load_spec(args.spec) if args.spec else None
     except SpecError as exc:
         _err(str(exc))
         return 2
     out = sys.stderr if args.json else sys.stdout
+    if not steady:
+        return _demo_incident(args, faults, spec, out)
     try:
         report = run_demo(
             duration=args.duration,
-            streams=args.streams,
-            faults=args.faults,
+            streams=args.streams or DEFAULT_STREAMS,
+            faults=faults,
             metrics_port=args.metrics_port,
-            spec=spec,
+            spec=spec or default_spec(DEFAULT_SERVICE),
             seed=args.seed,
             out=out,
             handle_signals=True,
@@ -251,6 +258,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(file=out)
         out.write(report.render_text())
     # The demo ran: exit 0 whatever the SLO verdict (the verdict is in the report).
+    return 0
+
+
+def _demo_incident(args: argparse.Namespace, faults: str, spec: object, out: object) -> int:
+    """``demo`` without ``--duration``: the scripted incident in a real Prometheus."""
+    import json
+
+    from .demo import IncidentReport, run_incident
+    from .demo.incident import INCIDENT_STREAMS
+    from .testing.prometheus import PrometheusError, PrometheusNotFound, find_prometheus
+
+    binary = None
+    if not args.no_prometheus:
+        try:
+            binary = find_prometheus()
+        except PrometheusNotFound:
+            binary = None  # the demo says in one line how to get the whole loop
+
+    shown: list[bool] = []
+
+    def show(report: IncidentReport) -> None:
+        shown.append(True)
+        if args.json:
+            sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        else:
+            print(file=out)  # type: ignore[call-overload]
+            out.write(report.render_text())  # type: ignore[attr-defined]
+            out.flush()  # type: ignore[attr-defined]
+
+    try:
+        report = run_incident(
+            faults=faults,
+            streams=args.streams or INCIDENT_STREAMS,
+            spec=spec,
+            binary=binary,
+            seed=args.seed,
+            out=out,
+            keep=args.keep,
+            on_report=show,
+            handle_signals=True,
+            provider=args.provider,
+            metrics_port=args.metrics_port,
+        )
+    except PrometheusError as exc:
+        _err(f"steadystream demo: Prometheus failed: {exc}")
+        return 1
+    except OSError as exc:
+        _err(f"steadystream demo: cannot start (metrics port {args.metrics_port}): {exc}")
+        return 1
+    if not shown:  # --keep showed it before waiting for Ctrl-C
+        show(report)
     return 0
 
 
@@ -539,32 +598,52 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_generate)
 
-    from .demo import DEFAULT_DURATION, DEFAULT_FAULTS, DEFAULT_STREAMS
+    from .demo import DEFAULT_FAULTS, DEFAULT_INCIDENT, DEFAULT_STREAMS
+    from .demo.incident import INCIDENT_STREAMS
 
     p = sub.add_parser(
         "demo",
-        help="drive resilient streams through injected faults; live progress and an SLO report",
+        help="an incident in a box: generated rules in a real Prometheus, alerts firing, "
+        "triage naming the runbook, a timeline",
+        description="Without --duration: the scripted incident (healthy traffic, the fault "
+        "profile, recovery) against a real Prometheus running the rules generated from a "
+        "compressed-time spec, alerts watched, triage at the peak, a timeline at the end. "
+        "With --duration: a steady load under one fault profile and the SLO report only.",
     )
     p.add_argument(
         "--duration",
         type=_seconds,
-        default=DEFAULT_DURATION,
+        default=None,
         metavar="S",
-        help=f"seconds of load (default: {DEFAULT_DURATION:g})",
+        help="a steady load for S seconds instead of the scripted incident (no Prometheus)",
     )
     p.add_argument(
         "--streams",
         type=_streams,
-        default=DEFAULT_STREAMS,
+        default=None,
         metavar="N",
-        help=f"concurrent streams (default: {DEFAULT_STREAMS})",
+        help=f"concurrent streams (default: {INCIDENT_STREAMS} in the incident, "
+        f"{DEFAULT_STREAMS} with --duration)",
     )
     p.add_argument(
         "--faults",
-        default=DEFAULT_FAULTS,
+        default=None,
         metavar="PROFILE",
-        help="fault profile of the simulated upstream (default: mixed, a realistic "
-        "mix of every failure class)",
+        help=f"fault profile of the simulated upstream: the incident's (default: "
+        f"{DEFAULT_INCIDENT}, every request 503) or, with --duration, the whole run's "
+        f"(default: {DEFAULT_FAULTS}, a realistic mix of every failure class)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the report, keep the upstream, /metrics and Prometheus running until "
+        "Ctrl-C, and print the alerts page and graph URLs",
+    )
+    p.add_argument(
+        "--no-prometheus",
+        action="store_true",
+        help="run the scripted load and the SLO report without Prometheus (what happens when "
+        "no prometheus binary is installed)",
     )
     p.add_argument(
         "--metrics-port",
@@ -573,7 +652,11 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         metavar="P",
         help="serve /metrics on 127.0.0.1:P (default: 0, a free port)",
     )
-    p.add_argument("--spec", help="SLO spec (default: the built-in baseline for chat-gateway)")
+    p.add_argument(
+        "--spec",
+        help="SLO spec (default: the compressed-time demo spec for the incident, the built-in "
+        "baseline for chat-gateway with --duration)",
+    )
     p.add_argument(
         "--seed", type=int, default=0, metavar="N", help="seed for faults and prompts (default: 0)"
     )

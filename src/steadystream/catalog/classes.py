@@ -190,7 +190,10 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
     # (stream_ingress_max_concurrent), so the fleet's share of capacity in use is right for
     # any number of workers, and no process's cap is ever compared with the fleet's load.
     in_flight = f"sum({q.sel(c.IN_FLIGHT)}) / (sum({q.sel(c.INGRESS_MAX_CONCURRENT)}) > 0)"
-    phases = f"count(sum by ({c.LABEL_PHASE}) (increase({q.sel(c.TIMEOUTS_TOTAL)}[5m])) > 0) >= 2"
+    phases = (
+        f"count(sum by ({c.LABEL_PHASE}) (increase({q.sel(c.TIMEOUTS_TOTAL)}[{q.window}])) > 0)"
+        " >= 2"
+    )
     return [
         SignalDef(
             "in-flight-with-timeouts",
@@ -242,7 +245,7 @@ def _retry_storm(q: Queries) -> list[SignalDef]:
     # The budget allows `budget` retries per request plus `min_per_second` whatever the
     # traffic, so a quiet service can still retry: only retries beyond that floor count
     # against the share, or a healthy service at 2 streams/s pages on its first few retries.
-    floor = clean(retry.min_per_second * 300)  # over the signal's 5 m window
+    floor = clean(retry.min_per_second * q.window_seconds)  # over the signal's window
     beyond = f"clamp_min({q.inc(c.RETRY_TOTAL)} - {num(floor)}, 0)"
     return [
         SignalDef(
@@ -442,8 +445,8 @@ def _no_traffic(q: Queries) -> list[SignalDef]:
     # Below that, a quiet hour is a quiet night, and silence after it pages nobody.
     steady = max(1, q.spec.alerting.min_events) * 12
     # Every stream ends within the total timeout, so in a window of twice that (at least the
-    # usual 5 m) an open stream that never finishes is a hang, not a long answer.
-    hung_seconds = max(300.0, math.ceil(2 * q.spec.stream.timeouts.total / 60) * 60)
+    # signals' window) an open stream that never finishes is a hang, not a long answer.
+    hung_seconds = max(q.window_seconds, math.ceil(2 * q.spec.stream.timeouts.total / 60) * 60)
     hung_window = format_duration(hung_seconds)
     return [
         SignalDef(
@@ -451,11 +454,11 @@ def _no_traffic(q: Queries) -> list[SignalDef]:
             "StreamTrafficStopped",
             # "or vector(0)": metrics that vanish (a broken scrape) read as no traffic too.
             f"({q.rate(c.REQUESTS_TOTAL)} or on() vector(0)) and on() "
-            f"(sum(increase({q.sel(c.REQUESTS_TOTAL)}[1h] offset 5m)) >= {steady})",
+            f"(sum(increase({q.sel(c.REQUESTS_TOTAL)}[1h] offset {q.window})) >= {steady})",
             "<",
             0.001,
             "per_second",
-            f"streams finishing per second over 5m, after an hour with at least {steady} "
+            f"streams finishing per second over {q.window}, after an hour with at least {steady} "
             "(traffic that stopped dead)",
             "Traffic stopped dead: no streams finish where there were many an hour ago",
             "critical",

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from .. import conventions as c
 from ..spec import Spec, Tier, format_percent
-from .promql import Sel, clean, matcher_labels, num
+from .promql import Sel, clean, dur, matcher_labels, num
 
 __all__ = [
     "Queries",
@@ -130,17 +130,20 @@ class Queries:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.sel = Sel(matcher_labels(spec))
+        #: The signals' rate window (``alerting.window``), in seconds and as PromQL (``5m``).
+        self.window_seconds = spec.alerting.window
+        self.window = dur(spec.alerting.window)
 
-    def inc(self, metric: str, window: str = "5m", **extra: str) -> str:
-        return f"sum(increase({self.sel(metric, **extra)}[{window}]))"
+    def inc(self, metric: str, window: str | None = None, **extra: str) -> str:
+        return f"sum(increase({self.sel(metric, **extra)}[{window or self.window}]))"
 
-    def rate(self, metric: str, window: str = "5m", **extra: str) -> str:
-        return f"sum(rate({self.sel(metric, **extra)}[{window}]))"
+    def rate(self, metric: str, window: str | None = None, **extra: str) -> str:
+        return f"sum(rate({self.sel(metric, **extra)}[{window or self.window}]))"
 
     def requests(self) -> str:
-        """Admitted streams finished over 5 m. A stream rejected at ingress never reached the
-        upstream: counting it would dilute every failure ratio exactly when load shedding
-        starts, which is when an outage is being reported."""
+        """Admitted streams finished over the window (5 m by default). A stream rejected at
+        ingress never reached the upstream: counting it would dilute every failure ratio
+        exactly when load shedding starts, which is when an outage is being reported."""
         return self.inc(c.REQUESTS_TOTAL, outcome=f"!={c.OUTCOME_REJECTED}")
 
     def per_stream(self, metric: str, **extra: str) -> str:
@@ -181,7 +184,7 @@ class Queries:
         the p99 of five observations is the slowest of them."""
         quantile = (
             f"histogram_quantile({num(P99)}, sum by (le) "
-            f"(rate({self.sel(c.bucket(histogram))}[5m])))"
+            f"(rate({self.sel(c.bucket(histogram))}[{self.window}])))"
         )
         return self.guard(quantile, self.inc(c.count(histogram)))
 

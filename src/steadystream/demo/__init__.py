@@ -14,7 +14,10 @@ The package is split by job:
 * :mod:`.report` reads the registry (:class:`MetricsView`, :func:`histogram_quantile`) and builds
   the closing :class:`DemoReport`: each SLO's verdict and the failure classes seen;
 * :mod:`.live` is the live progress view (a rich table on a TTY, plain lines otherwise);
-* :mod:`.scrape` is the ``prometheus.yml`` fragment under which the generated rules find the demo.
+* :mod:`.scrape` is the ``prometheus.yml`` fragment under which the generated rules find the demo;
+* :mod:`.incident` is the Prometheus loop: the compressed-time demo spec, its generated rules in
+  a real Prometheus, the scripted incident (healthy, fault, recovery), ``ALERTS`` watched,
+  triage at the peak and the timeline (:func:`run_incident`).
 
 Two independent views are kept, on purpose:
 
@@ -44,6 +47,16 @@ from .driver import (
     run_demo_async,
     slow_relay_stream,
 )
+from .incident import (
+    DEFAULT_INCIDENT,
+    AlertRecord,
+    IncidentReport,
+    Phase,
+    cause_classes,
+    demo_spec,
+    run_incident,
+    run_incident_async,
+)
 from .live import Progress
 from .report import (
     ClientTally,
@@ -60,21 +73,29 @@ from .scrape import scrape_config, scrape_job
 __all__ = [
     "DEFAULT_DURATION",
     "DEFAULT_FAULTS",
+    "DEFAULT_INCIDENT",
     "DEFAULT_SERVICE",
     "DEFAULT_STREAMS",
     "DEMO_MODEL",
+    "AlertRecord",
     "ClientTally",
     "DemoReport",
+    "IncidentReport",
     "MetricsView",
+    "Phase",
     "Progress",
     "SLOResult",
     "StreamFactory",
     "build_report",
+    "cause_classes",
+    "demo_spec",
     "failure_class_counts",
     "histogram_quantile",
     "resilient_stream",
     "run_demo",
     "run_demo_async",
+    "run_incident",
+    "run_incident_async",
     "scrape_config",
     "scrape_job",
     "slo_results",

@@ -15,7 +15,8 @@ import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import conventions as c
@@ -37,6 +38,8 @@ __all__ = [
     "DEMO_ANTHROPIC_MODEL",
     "DEMO_MODEL",
     "PROVIDERS",
+    "LoadControl",
+    "Script",
     "StreamFactory",
     "resilient_stream",
     "run_demo",
@@ -79,6 +82,27 @@ _PROMPTS = (
 
 #: ``stream_factory(monitor, client, prompt)``: one consumer stream of the demo.
 StreamFactory = Callable[[Any, Any, str], AsyncIterable[Any]]
+
+
+@dataclass(frozen=True)
+class LoadControl:
+    """What a :data:`Script` steers while the load runs: the simulated ``upstream`` (set
+    ``upstream.profile`` to switch its faults), the live ``progress`` view, and what the
+    report is built from (``registry``, ``tally``, and the run's ``seed``, ``streams`` and
+    monotonic ``started``)."""
+
+    upstream: Any
+    progress: Progress
+    registry: Any
+    tally: ClientTally
+    seed: int
+    streams: int
+    started: float
+
+
+#: ``script(control)``: run beside the load instead of ``duration``; the load ends when it
+#: returns (an exception it raises ends the load, then propagates).
+Script = Callable[[LoadControl], Awaitable[None]]
 
 
 def resilient_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
@@ -194,11 +218,14 @@ async def run_demo_async(
     stream_factory: StreamFactory = resilient_stream,
     slow_consumers: float | None = None,
     provider: str = "openai",
+    script: Script | None = None,
 ) -> DemoReport:
     """Run the demo in the running event loop; see :func:`run_demo` for the arguments.
 
     ``stop``: set it to end the run early (what Ctrl-C does with ``handle_signals``); ``drain``:
     seconds running streams get to finish after the duration before they are cancelled.
+    ``script``: when given, the load runs until it returns instead of for ``duration``
+    (the scripted incident of :mod:`.incident`).
     """
     from prometheus_client import CollectorRegistry as _Registry
 
@@ -254,9 +281,10 @@ async def run_demo_async(
             token_interval=token_interval,
             first_token_latency=first_token_latency,
         ) as upstream:
+            length = "the scripted incident" if script is not None else f"{duration:g}s"
             print(
                 f"upstream: {upstream.base_url} (faults {profile.name!r}, seed {seed}); "
-                f"{streams} concurrent streams for {duration:g}s; Ctrl-C stops early",
+                f"{streams} concurrent streams for {length}; Ctrl-C stops early",
                 file=out,
                 flush=True,
             )
@@ -283,17 +311,45 @@ async def run_demo_async(
                             stop.wait(), backoff_delay(failures, jitter.random())
                         )
 
-            with Progress(spec, registry, tally, out, live=live, duration=duration) as progress:
+            with Progress(
+                spec, registry, tally, out, live=live, duration=None if script else duration
+            ) as progress:
                 tasks = [asyncio.create_task(worker()) for _ in range(streams)]
-                # --duration is seconds of load, counted from when the streams start.
-                deadline = progress.started + duration
-                while not stop.is_set() and time.monotonic() < deadline:
-                    progress.tick()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            stop.wait(), timeout=min(0.5, max(deadline - time.monotonic(), 0))
-                        )
+                script_task = None
+                if script is not None:
+                    control = LoadControl(
+                        upstream, progress, registry, tally, seed, streams, progress.started
+                    )
+                    script_task = asyncio.create_task(script(control))
+                    stopping = asyncio.create_task(stop.wait())
+                    while not stop.is_set() and not script_task.done():
+                        progress.tick()
+                        await asyncio.wait({script_task, stopping}, timeout=0.5)
+                    stopping.cancel()
+                    # Stopped before the script's end (Ctrl-C): stop the streams now.
+                    interrupted = interrupted or not script_task.done()
+                else:
+                    # --duration is seconds of load, counted from when the streams start.
+                    deadline = progress.started + duration
+                    while not stop.is_set() and time.monotonic() < deadline:
+                        progress.tick()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                stop.wait(), timeout=min(0.5, max(deadline - time.monotonic(), 0))
+                            )
                 accepting = False
+                script_error: BaseException | None = None
+                if script_task is not None:
+                    if not script_task.done():  # stopped early (Ctrl-C)
+                        script_task.cancel()
+                    try:
+                        await script_task
+                    except asyncio.CancelledError:
+                        pass
+                    except Exception as exc:  # re-raised once the load has stopped
+                        script_error = exc
+                    if script_error is not None:
+                        interrupted = True  # no drain: the run failed
                 # On time: let running streams finish (bounded); on Ctrl-C: stop them now.
                 grace = 0.0 if interrupted else drain
                 if grace > 0 and tally.in_flight:
@@ -311,6 +367,8 @@ async def run_demo_async(
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await client.close()
                 progress.tick()
+                if script_error is not None:
+                    raise script_error
             injected = _injected(upstream)
     finally:
         if handle_signals:

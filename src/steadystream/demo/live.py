@@ -18,6 +18,10 @@ class Progress:
     The plain lines start after ``plain_every`` seconds (a line at 0 s would only say that
     nothing has finished yet). Once the duration is over, :meth:`finishing` marks the drain,
     so a run that goes on past ``--duration`` says why.
+
+    A scripted run (``duration=None``) sets :attr:`phase` (shown in the title) and
+    :attr:`alerts` (pending and firing alerts as ``(state, alertname, failure class,
+    runbook)``, one row each), and prints events with :meth:`note`.
     """
 
     def __init__(
@@ -28,7 +32,7 @@ class Progress:
         out: TextIO,
         *,
         live: bool,
-        duration: float,
+        duration: float | None,
         plain_every: float = 5.0,
     ) -> None:
         self.spec = spec
@@ -39,6 +43,8 @@ class Progress:
         self.plain_every = plain_every
         self.started = time.monotonic()
         self.drain_end: float | None = None
+        self.phase = ""
+        self.alerts: list[tuple[str, str, str, str]] = []
         self._live: Any = None
         self._last_plain = self.started
         if live:
@@ -70,10 +76,25 @@ class Progress:
         view = MetricsView(self.registry, self.spec.service)
         return time.monotonic() - self.started, slo_results(self.spec, view), view
 
+    def note(self, text: str) -> None:
+        """Print one event line (an alert's transition, a phase change) above the live
+        table, or as a plain line."""
+        if self._live is not None:
+            from rich.markup import escape
+
+            self._live.console.print(escape(text), soft_wrap=True)
+        else:
+            print(text, file=self.out, flush=True)
+
     def _phase(self) -> str:
         if self.drain_end is None:
-            return ""
+            return self.phase
         return f"finishing, at most {max(self.drain_end - time.monotonic(), 0):.0f}s more"
+
+    def _clock(self, elapsed: float) -> str:
+        if self.duration is None:
+            return f"{elapsed:.0f}s"
+        return f"{min(elapsed, self.duration):.0f}s / {self.duration:.0f}s"
 
     def _table(self) -> Any:
         from rich import box
@@ -84,9 +105,7 @@ class Progress:
         phase = self._phase()
         table = Table(
             title=f"steadystream demo: {self.spec.service} "
-            f"({min(elapsed, self.duration):.0f}s / {self.duration:.0f}s"
-            + (f", {phase}" if phase else "")
-            + ")",
+            f"({self._clock(elapsed)}" + (f", {phase}" if phase else "") + ")",
             title_justify="left",
             box=box.SIMPLE_HEAD,
         )
@@ -116,6 +135,9 @@ class Progress:
             "",
             f"{int(view.total(c.RESUME_FAILURE_TOTAL))} failed",
         )
+        for state, name, failure_class, runbook in self.alerts:
+            style = "red" if state == "firing" else "yellow"
+            table.add_row(f"[{style}]alert {state}[/]", name, failure_class, f"runbook {runbook}")
         return table
 
     def line(self) -> str:
@@ -131,6 +153,13 @@ class Progress:
             f"retries {int(view.total(c.RETRY_TOTAL))}, "
             f"resumes {int(view.total(c.RESUME_SUCCESS_TOTAL))}",
         ]
+        if self.alerts:
+            parts.append(
+                "alerts "
+                + ", ".join(
+                    f"{name} {state} ({runbook})" for state, name, _, runbook in self.alerts
+                )
+            )
         return " | ".join(parts)
 
     def tick(self, *, force: bool = False) -> None:

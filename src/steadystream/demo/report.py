@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter as _Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import conventions as c
+from ..catalog.classes import failure_classes
 from ..spec import SLO, Spec, format_percent
 
 __all__ = [
@@ -224,39 +225,56 @@ def _slo_result(slo: SLO, view: MetricsView) -> SLOResult:
     )
 
 
-def failure_class_counts(view: MetricsView) -> dict[str, float]:
-    """How often each failure class showed in the metrics, by the counter that reveals it.
+def _retries(view: MetricsView, reason: str) -> float:
+    return view.by_label(c.RETRY_TOTAL, c.LABEL_REASON).get(reason, 0.0)
 
-    The mapping mirrors the failure-class alerts: 429 retries and rate-limited errors are
-    upstream-rate-limit, 5xx retries and upstream error events are upstream-errors, a refused
-    retry (budget spent) is retry-storm, and so on. no-traffic has no counter: it is the absence
-    of all of them.
-    """
+
+def _errors(view: MetricsView, *classes: str) -> float:
     errors = view.by_label(c.ERRORS_TOTAL, c.LABEL_ERROR_CLASS)
-    retries = view.by_label(c.RETRY_TOTAL, c.LABEL_REASON)
+    return sum(errors.get(k, 0.0) for k in classes)
+
+
+def _timeouts(view: MetricsView, *phases: str) -> float:
     timeouts = view.by_label(c.TIMEOUTS_TOTAL, c.LABEL_PHASE)
-    return {
-        c.FC_SLOW_CONSUMER: view.total(c.ABORT_CLIENT_SLOW_TOTAL),
-        c.FC_IDLE_STALL: view.total(c.TIMEOUT_IDLE_TOTAL),
-        c.FC_FIRST_TOKEN_TIMEOUT: timeouts.get(c.TIMEOUT_FIRST_TOKEN, 0.0),
-        c.FC_TIMEOUT_CASCADE: sum(
-            timeouts.get(p, 0.0) for p in (c.TIMEOUT_TOTAL, c.TIMEOUT_DIAL, c.TIMEOUT_TLS)
-        ),
-        c.FC_RETRY_STORM: view.total(c.RETRY_BUDGET_EXHAUSTED_TOTAL),
-        c.FC_UPSTREAM_RATE_LIMIT: retries.get(c.RETRY_REASON_429, 0.0)
-        + errors.get(c.ERROR_CLASS_RATE_LIMITED, 0.0),
-        c.FC_UPSTREAM_ERRORS: retries.get(c.RETRY_REASON_5XX, 0.0)
-        + sum(
-            errors.get(k, 0.0)
-            for k in (
-                c.ERROR_CLASS_UPSTREAM_5XX,
-                c.ERROR_CLASS_UPSTREAM_EVENT,
-                c.ERROR_CLASS_RESPONSE_FAILED,
-            )
-        ),
-        c.FC_BROKEN_CHUNKS: view.total(c.REASSEMBLY_ERRORS_TOTAL),
-        c.FC_RESUME_FAILURE: view.total(c.RESUME_FAILURE_TOTAL),
-    }
+    return sum(timeouts.get(p, 0.0) for p in phases)
+
+
+#: The counters that reveal each failure class in one process's registry, mirroring its
+#: alert: 429 retries and rate-limited errors are upstream-rate-limit, 5xx retries and
+#: upstream error events are upstream-errors, a refused retry (budget spent) is retry-storm,
+#: a stream rejected at ingress is load-shedding, and so on. no-traffic has no counter: it
+#: is the absence of all of them. Every key is a registered class (checked at import).
+_EVIDENCE: dict[str, Callable[[MetricsView], float]] = {
+    c.FC_SLOW_CONSUMER: lambda v: v.total(c.ABORT_CLIENT_SLOW_TOTAL),
+    c.FC_IDLE_STALL: lambda v: v.total(c.TIMEOUT_IDLE_TOTAL),
+    c.FC_FIRST_TOKEN_TIMEOUT: lambda v: _timeouts(v, c.TIMEOUT_FIRST_TOKEN),
+    c.FC_TIMEOUT_CASCADE: lambda v: _timeouts(v, c.TIMEOUT_TOTAL, c.TIMEOUT_DIAL, c.TIMEOUT_TLS),
+    c.FC_LOAD_SHEDDING: lambda v: v.total(c.REQUESTS_TOTAL, outcome=c.OUTCOME_REJECTED),
+    c.FC_RETRY_STORM: lambda v: v.total(c.RETRY_BUDGET_EXHAUSTED_TOTAL),
+    c.FC_UPSTREAM_RATE_LIMIT: lambda v: (
+        _retries(v, c.RETRY_REASON_429) + _errors(v, c.ERROR_CLASS_RATE_LIMITED)
+    ),
+    c.FC_UPSTREAM_ERRORS: lambda v: (
+        _retries(v, c.RETRY_REASON_5XX)
+        + _errors(
+            v,
+            c.ERROR_CLASS_UPSTREAM_5XX,
+            c.ERROR_CLASS_UPSTREAM_EVENT,
+            c.ERROR_CLASS_RESPONSE_FAILED,
+        )
+    ),
+    c.FC_BROKEN_CHUNKS: lambda v: v.total(c.REASSEMBLY_ERRORS_TOTAL),
+    c.FC_RESUME_FAILURE: lambda v: v.total(c.RESUME_FAILURE_TOTAL),
+}
+_unknown = sorted(set(_EVIDENCE) - {fc.id for fc in failure_classes()})
+if _unknown:
+    raise ImportError(f"demo evidence for unregistered failure classes: {_unknown}")
+
+
+def failure_class_counts(view: MetricsView) -> dict[str, float]:
+    """How often each failure class showed in the metrics, by the counters that reveal it,
+    for every class of the registry (in its order) that has such a counter."""
+    return {fc.id: _EVIDENCE[fc.id](view) for fc in failure_classes() if fc.id in _EVIDENCE}
 
 
 # ----------------------------------------------------------------------------- the report

@@ -317,11 +317,28 @@ class Alerting(_Model):
         "long window, so one failed request cannot page. Each tier raises it to the events above "
         "which one bad event stays under its threshold; 0 turns every guard off.",
     )
+    window: Duration = Field(
+        default="5m",  # type: ignore[arg-type]
+        description="Rate window of the failure-class signals (the increase, rate and p99 "
+        "each of them reads). Five minutes rides out a bad scrape; a demo that compresses "
+        "time sets seconds (at least four scrape intervals, so a rate has samples to read). "
+        "The generated promtool tests play one sample a minute and assume the default.",
+    )
     outage: Outage = Field(default_factory=Outage)
     failure_classes: dict[
         Literal[c.FAILURE_CLASSES],  # type: ignore[valid-type]
         FailureClassAlert,
     ] = Field(default_factory=dict)
+
+    @field_validator("window")
+    @classmethod
+    def _window_bounds(cls, value: float) -> float:
+        if not 1.0 <= value <= 3600.0:
+            raise ValueError(
+                f"window must be from 1s to 1h, got {format_duration(value)}; the default 5m "
+                "suits a 15-60s scrape"
+            )
+        return value
 
     @model_validator(mode="after")
     def _some_tier(self) -> Alerting:

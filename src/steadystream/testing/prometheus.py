@@ -28,7 +28,7 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -90,6 +90,13 @@ class ScrapeTarget:
     job: str = "steadystream"
     metrics_path: str = "/metrics"
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Where each web UI page may live, the current UI first.
+_UI_PAGES: dict[str, tuple[str, ...]] = {
+    "alerts": ("/alerts", "/classic/alerts"),
+    "graph": ("/graph", "/query", "/classic/graph"),
+}
 
 
 def _seconds(value: float) -> str:
@@ -173,6 +180,14 @@ class PrometheusServer(LoopbackServer):
             "rule_files": list(self.rule_files),
             "scrape_configs": scrape_configs,
         }
+
+    @property
+    def pid(self) -> int:
+        """The server process's id (valid once started): what a caller that must account
+        for its children (``steadystream demo``, its tests) looks for."""
+        if self._proc is None:
+            raise PrometheusError("Prometheus is not running; call start() first")
+        return self._proc.pid
 
     def _find_binary(self) -> str:
         return find_prometheus()
@@ -260,6 +275,18 @@ class PrometheusServer(LoopbackServer):
     def active_targets(self) -> list[dict[str, Any]]:
         """The active scrape targets with their ``health`` and ``lastError``."""
         return list(self.api("targets", {"state": "active"})["activeTargets"])
+
+    def ui_page(self, page: Literal["alerts", "graph"]) -> str:
+        """The URL of a page of the web UI, as this build serves it: ``/alerts`` and
+        ``/graph`` (or ``/query`` from 3.0), or the classic UI's ``/classic/...`` where the
+        build ships only that one (Debian's package). A graph URL takes the ``g0.expr``
+        query parameters in all of them."""
+        candidates = _UI_PAGES[page]
+        for path in candidates:
+            response = self._request("GET", path, any_status=True, follow_redirects=False)
+            if response.status_code == 200:
+                return f"{self.url}{path}"
+        return f"{self.url}{candidates[0]}"
 
     def reload(self) -> None:
         """Ask Prometheus to re-read its config and rule files (``POST /-/reload``)."""
