@@ -536,17 +536,18 @@ def default_spec(service: str) -> Spec:
 def spec_digest(spec: Spec | str | bytes) -> str:
     """sha256 hex digest of a spec's normalised model, as written in generated headers.
 
-    The digest is of the loaded :class:`Spec` (every default filled in, every value in its
-    canonical unit), serialised as sorted, compact JSON: comments, key order, quoting,
-    indentation and equivalent spellings (``99%`` and ``0.99``, ``1h`` and ``60m``) do not
-    change it, and any change to what the spec means does. Spec text (``str`` or UTF-8
+    The digest is of the loaded :class:`Spec` (every value in its canonical unit), without
+    the fields left at their defaults, serialised as sorted, compact JSON: comments, key order,
+    quoting, indentation, equivalent spellings (``99%`` and ``0.99``, ``1h`` and ``60m``) and
+    spelling out a default do not change it, and any change to what the spec sets does. A new
+    release that adds a field with a default leaves every digest as it was. Spec text (``str`` or UTF-8
     ``bytes``) is parsed first (:class:`SpecError` when it is invalid).
     """
     if not isinstance(spec, Spec):
         text = spec.decode("utf-8") if isinstance(spec, bytes) else spec
         spec = parse_spec(text)
     canonical = json.dumps(
-        spec.model_dump(mode="json", by_alias=True),
+        spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
