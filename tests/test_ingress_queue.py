@@ -121,7 +121,7 @@ def test_without_a_queue_the_refusal_stays_immediate() -> None:
     """No queue configured: the cap refuses at once with concurrency, as before."""
     guard = IngressGuard(1, 1000.0)
     holder = guard.acquire()
-    assert holder.queued is None
+    assert holder.queued == 0.0
     with pytest.raises(ss.IngressRejected) as info:
         guard.acquire()
     assert info.value.reason == c.REJECT_CONCURRENCY

@@ -17,7 +17,7 @@ and its ``reason``), so the caller's load balancer or client can go elsewhere or
 A stream holds an :class:`IngressTicket` from admission to its end; releasing is idempotent, so
 every exit path (exhaustion, error, ``close()``, cancellation, garbage collection) may call it.
 The concurrency check comes first and a stream refused for concurrency does not spend a rate
-token. The ticket's ``queued`` is the time spent waiting (``None`` without a queue): the monitor
+token. The ticket's ``queued`` is the time spent waiting (0 without a wait): the monitor
 reports it as ``stream_phase_duration_ms{phase="queue"}`` and counts it in the time to first
 token. ``on_reject(reason)`` and ``on_in_flight(delta)`` let the monitor count
 ``stream_rejected_total{reason}`` and move the ``stream_in_flight`` gauge; exceptions they raise
@@ -58,14 +58,12 @@ class IngressTicket:
 
     __slots__ = ("_guard", "_released", "lease", "queued")
 
-    def __init__(
-        self, guard: IngressGuard, lease: str | None = None, queued: float | None = None
-    ) -> None:
+    def __init__(self, guard: IngressGuard, lease: str | None = None, queued: float = 0.0) -> None:
         self._guard = guard
         self._released = False
         #: The cluster-wide slot this stream holds (a shared guard's lease id), if any.
         self.lease = lease
-        #: Seconds the stream waited in the admission queue (``None``: the guard has none).
+        #: Seconds the stream waited in the admission queue (0 when it found a slot free).
         self.queued = queued
 
     @property
@@ -283,25 +281,25 @@ class IngressGuard:
             f"(limit {self.max_concurrent} open)",
         )
 
-    def _slot(self) -> float | None:
+    def _slot(self) -> float:
         """A slot in this process, waiting for one in the queue if there is a queue; returns
-        the seconds waited (None without a queue)."""
+        the seconds waited."""
         t0 = self._clock()
         waiter = self._enter(None)
         if waiter is None:
-            return 0.0 if self.queue_max else None
+            return 0.0
         assert waiter.event is not None
         waiter.event.wait(self.queue_timeout)
         if not self._leave(waiter):
             self._timed_out()
         return max(0.0, self._clock() - t0)
 
-    async def _slot_async(self) -> float | None:
+    async def _slot_async(self) -> float:
         """:meth:`_slot` for a task: it awaits its slot on its own loop."""
         t0 = self._clock()
         waiter = self._enter(asyncio.get_running_loop())
         if waiter is None:
-            return 0.0 if self.queue_max else None
+            return 0.0
         assert waiter.future is not None
         try:
             await asyncio.wait_for(waiter.future, self.queue_timeout)

@@ -516,7 +516,7 @@ class SharedIngressGuard(IngressGuard):
         )
         return lease, args
 
-    def _decide(self, result: Any, lease: str, queued: float | None) -> IngressTicket:
+    def _decide(self, result: Any, lease: str, queued: float) -> IngressTicket:
         """Holding a slot in this process: admit on Redis's answer (the local bucket's when
         Redis did not answer), or give the slot back and refuse."""
         if result is _DOWN:
