@@ -39,9 +39,10 @@ def text_of(chunks: list[Any]) -> str:
 
 def passive_deltas() -> dict[str, float]:
     """A healthy resilient stream's metric deltas, but the stream was opened before the
-    wrapper saw it: no ``open`` phase."""
+    wrapper saw it and never admitted at ingress: no ``open`` and no ``queue`` phase."""
     out = ok_deltas(EXPECTED)
-    del out[f"stream_phase_duration_ms_count,phase={c.PHASE_OPEN}"]
+    for phase in (c.PHASE_OPEN, c.PHASE_QUEUE):
+        del out[f"stream_phase_duration_ms_count,phase={phase}"]
     return out
 
 
