@@ -9,7 +9,8 @@ delivered by the same code (:mod:`._delivery`). Only the wire shapes live here:
 * the request: ``contents`` is required (a list of ``{"role", "parts": [{"text"}]}``), and an
   API key (``x-goog-api-key`` header or ``key`` query parameter): without one the answer is a
   403 ``PERMISSION_DENIED``. ``generationConfig.maxOutputTokens`` is the number of pieces to
-  generate. The prompt is the text of a single user content with a single text part (so
+  generate (fields are read by their camelCase or snake_case name, as Google's parser does).
+  The prompt is the text of a single user content with a single text part (so
   ``expected_text("hi")`` is the answer to ``contents="hi"``), else the contents (and
   ``systemInstruction``) as JSON.
 * the stream: one ``data: <GenerateContentResponse>`` frame per delta (``candidates[0].content
@@ -164,20 +165,30 @@ def parse_generate_request(
             raise GeminiRequestError(
                 f"* GenerateContentRequest.contents[{i}].role: must be 'user' or 'model'"
             )
-    config = body.get("generationConfig") or {}
+    config = _opt(body, "generationConfig", "generation_config") or {}
     if not isinstance(config, dict):
         raise GeminiRequestError("* GenerateContentRequest.generation_config: must be an object")
-    tokens = config.get("maxOutputTokens")
+    tokens = _opt(config, "maxOutputTokens", "max_output_tokens")
     if tokens is not None and (
         not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1
     ):
         raise GeminiRequestError(
             "* GenerateContentRequest.generation_config.max_output_tokens: must be >= 1"
         )
-    thinking = config.get("thinkingConfig")
-    thoughts = isinstance(thinking, dict) and thinking.get("includeThoughts") is True
+    thinking = _opt(config, "thinkingConfig", "thinking_config")
+    thoughts = (
+        isinstance(thinking, dict) and _opt(thinking, "includeThoughts", "include_thoughts") is True
+    )
     fields = {"tokens": tokens, "thoughts": thoughts}
-    return prompt_of(contents, body.get("systemInstruction")), fields
+    system = _opt(body, "systemInstruction", "system_instruction")
+    return prompt_of(contents, system), fields
+
+
+def _opt(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
+    """A request field by either name: Google's JSON parser accepts both (and the SDK sends
+    some nested fields in snake_case)."""
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
 
 
 def for_gemini(plan: FaultPlan) -> FaultPlan:
