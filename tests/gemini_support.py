@@ -76,9 +76,10 @@ class Script:
 def sync_client(
     up: Upstream, script: Script | None = None, **options: Any
 ) -> tuple[genai.Client, httpx2.Client]:
-    """A google-genai client on the simulator (close the httpx2 client after use)."""
-    script = script or Script()
-    http = httpx2.Client(event_hooks={"request": [script.hook], "response": [script.response_hook]})
+    """A google-genai client on the simulator (close the httpx2 client after use); with a
+    ``script``, its hooks set each request's fault."""
+    hooks = {"request": [script.hook], "response": [script.response_hook]} if script else {}
+    http = httpx2.Client(event_hooks=hooks)
     opts = types.HttpOptions(base_url=up.url, httpx_client=http, **options)
     return genai.Client(api_key="test", http_options=opts), http
 
@@ -87,11 +88,10 @@ def async_client(
     up: Upstream, script: Script | None = None, **options: Any
 ) -> tuple[Any, httpx2.AsyncClient]:
     """``client.aio`` of a google-genai client on the simulator (close the httpx2 client
-    after use, inside the event loop)."""
-    script = script or Script()
-    http = httpx2.AsyncClient(
-        event_hooks={"request": [script.ahook], "response": [script.aresponse_hook]}
-    )
+    after use, inside the event loop); with a ``script``, its hooks set each request's
+    fault."""
+    hooks = {"request": [script.ahook], "response": [script.aresponse_hook]} if script else {}
+    http = httpx2.AsyncClient(event_hooks=hooks)
     opts = types.HttpOptions(base_url=up.url, httpx_async_client=http, **options)
     return genai.Client(api_key="test", http_options=opts).aio, http
 

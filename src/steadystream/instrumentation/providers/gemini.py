@@ -215,9 +215,11 @@ def _fast_dict(core: Any, item: dict[str, Any], t: float) -> Any:
     if type(candidates) is not list or len(candidates) != 1:
         return MISS
     candidate = candidates[0]
-    if type(candidate) is not dict or candidate.get("finishReason") is not None:
+    if type(candidate) is not dict:
         return MISS
-    if core.response_id is None and item.get("responseId"):
+    if candidate.get("finishReason") is not None or candidate.get("finish_reason") is not None:
+        return MISS
+    if core.response_id is None and (item.get("responseId") or item.get("response_id")):
         return MISS  # the general path records the response id once
     content = candidate.get("content")
     parts = content.get("parts") if type(content) is dict else None
