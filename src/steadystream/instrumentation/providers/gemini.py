@@ -235,8 +235,9 @@ def _fast_dict(core: Any, item: dict[str, Any], t: float) -> Any:
 
 
 def _fast_object(core: Any, item: Any, t: float) -> Any:
-    # SDK chunks are pydantic models with their fields in the instance __dict__ (see
-    # .base.attr): plain dict reads, no pydantic __getattr__ on the per-chunk path.
+    # The item's own fields come from its instance __dict__ (see .base.attr); the nested
+    # candidate, content and part are read as plain attributes, every one a declared field of
+    # the SDK's models (cheaper than their __dict__, and never pydantic's __getattr__).
     fields = getattr(item, "__dict__", None)
     if fields is None:
         return MISS
@@ -246,17 +247,17 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     if core.response_id is None and fields.get("response_id"):
         return MISS  # the general path records the response id once
     try:
-        candidate = candidates[0].__dict__
-        if candidate["finish_reason"] is not None:
+        candidate = candidates[0]
+        if candidate.finish_reason is not None:
             return MISS
-        parts = candidate["content"].__dict__["parts"]
+        parts = candidate.content.parts
         if type(parts) is not list or len(parts) != 1:
             return MISS
-        part = parts[0].__dict__
-        if part["thought"]:
+        part = parts[0]
+        if part.thought:
             return MISS
-        text = part["text"]
-    except (AttributeError, KeyError, TypeError):
+        text = part.text
+    except AttributeError:
         return MISS
     if type(text) is str and text:
         return core.on_content(text, None, t)
