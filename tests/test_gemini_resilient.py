@@ -116,6 +116,9 @@ def test_healthy_stream(mode: str, up: Upstream) -> None:
     (body,) = bodies(up)
     assert body["generationConfig"]["maxOutputTokens"] == TOKENS
     assert body["contents"] == [{"parts": [{"text": CONTENTS}], "role": "user"}]
+    # The server's deadline is the total budget (60 s), not the 30.25 s read backstop.
+    (request,) = [r for r in up.recorded_requests if r.route == ROUTE_GEMINI_STREAM]
+    assert request.headers["x-server-timeout"] == "60"
 
 
 RETRIED_BEFORE_CONTENT = [
@@ -341,19 +344,23 @@ def test_quiet_config_merges_without_touching_the_callers_config() -> None:
     user = types.GenerateContentConfig(
         max_output_tokens=7, http_options=types.HttpOptions(headers={"x-a": "1"}, timeout=5000)
     )
-    out = quiet_config(user, 12.5)
+    out = quiet_config(user, 12.5, 44.5)
     assert isinstance(out, types.GenerateContentConfig)
     assert out.max_output_tokens == 7
-    assert out.http_options.headers == {"x-a": "1"}
+    assert out.http_options.headers == {"x-a": "1", "X-Server-Timeout": "45"}
     assert out.http_options.timeout == 5000  # the caller's own timeout is kept
     assert out.http_options.retry_options.attempts == 1
     assert user.http_options.retry_options is None
+    assert user.http_options.headers == {"x-a": "1"}
     assert quiet_config(None, 1.2) == {
         "http_options": {"retry_options": {"attempts": 1}, "timeout": 1200}
     }
-    raw = {"temperature": 0.0}
-    assert quiet_config(raw, None)["http_options"] == {"retry_options": {"attempts": 1}}
-    assert raw == {"temperature": 0.0}
+    raw = {"temperature": 0.0, "http_options": {"headers": {"x-server-timeout": "5"}}}
+    assert quiet_config(raw, None, 45.0)["http_options"] == {
+        "headers": {"x-server-timeout": "5"},  # the caller's own deadline is kept
+        "retry_options": {"attempts": 1},
+    }
+    assert raw == {"temperature": 0.0, "http_options": {"headers": {"x-server-timeout": "5"}}}
 
 
 @pytest.mark.parametrize("mode", MODES)

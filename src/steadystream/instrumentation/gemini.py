@@ -19,7 +19,10 @@ retry, budget and timeout machinery as ``responses_stream`` (:mod:`.active`):
   attempt, merged into the request's ``config``), so the monitor's retries and retry budget are
   the only ones, and gives each request a timeout (``http_options.timeout``) of the spec's read
   backstop (1.5 x the longer of ``first_token`` and ``stream_idle``), unless the config sets one
-  or you pass ``timeout=`` (seconds);
+  or you pass ``timeout=`` (seconds). The SDK also sends that timeout to the server as its
+  deadline (``X-Server-Timeout``), which would end a long answer server-side; so the deadline
+  sent is the spec's ``total`` budget instead (the monitor never waits past it), unless the
+  config's headers set one;
 * retries the whole request while nothing reached the consumer: 429 (honouring a
   ``retry-after`` header or a ``google.rpc.RetryInfo`` in the error body), 408, 500/502/503/504,
   network errors, first-token timeouts, an ``{"error": ...}`` chunk of a transient code, and a
@@ -65,6 +68,8 @@ __all__ = ["generate_content_stream", "is_async_client", "quiet_config"]
 
 _NOTHING: Any = object()
 _NO_FINISH = "the stream ended before a chunk with its finish reason"
+# The request header the SDK derives from its timeout: the server's deadline for the request.
+_SERVER_TIMEOUT = "X-Server-Timeout"
 
 
 def _method(client: Any) -> Any:
@@ -95,14 +100,20 @@ def _fields(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in obj if v is not None}
 
 
-def quiet_config(config: Any, timeout: float | None) -> Any:
+def quiet_config(config: Any, timeout: float | None, deadline: float | None = None) -> Any:
     """``config`` (``None``, a dict or a ``GenerateContentConfig``) with the SDK's retries off
-    and, unless its ``http_options`` set one, a request timeout of ``timeout`` seconds. The
-    caller's object is not changed; a model comes back as the same model type."""
+    and, unless its ``http_options`` set them, a request timeout of ``timeout`` seconds and a
+    server deadline (``X-Server-Timeout``) of ``deadline`` seconds. The caller's object is not
+    changed; a model comes back as the same model type."""
     options = _fields(_get(config, "http_options"))
     options["retry_options"] = {"attempts": 1}
     if timeout is not None and options.get("timeout") is None:
         options["timeout"] = max(1, math.ceil(timeout * 1000.0))  # HttpOptions.timeout is in ms
+    headers = dict(options.get("headers") or {})
+    if deadline is not None and not any(k.lower() == _SERVER_TIMEOUT.lower() for k in headers):
+        headers[_SERVER_TIMEOUT] = str(max(1, math.ceil(deadline)))
+    if headers:
+        options["headers"] = headers
     fields = _fields(config)
     fields["http_options"] = options
     if config is None or isinstance(config, dict):
@@ -215,7 +226,9 @@ def generate_content_stream(
     method = _method(client)
     async_client = is_async_client(client)
     request_config = quiet_config(
-        config, timeout if timeout is not None else read_backstop(monitor.spec)
+        config,
+        timeout if timeout is not None else read_backstop(monitor.spec),
+        monitor.policy.total,
     )
     state = _State()
 
