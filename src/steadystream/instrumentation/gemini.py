@@ -19,10 +19,11 @@ retry, budget and timeout machinery as ``responses_stream`` (:mod:`.active`):
   attempt, merged into the request's ``config``), so the monitor's retries and retry budget are
   the only ones, and gives each request a timeout (``http_options.timeout``) of the spec's read
   backstop (1.5 x the longer of ``first_token`` and ``stream_idle``), unless the config sets one
-  or you pass ``timeout=`` (seconds). The SDK also sends that timeout to the server as its
-  deadline (``X-Server-Timeout``), which would end a long answer server-side; so the deadline
-  sent is the spec's ``total`` budget instead (the monitor never waits past it), unless the
-  config's headers set one;
+  or you pass ``timeout=`` (seconds; the SDK applies one timeout to connecting and reading
+  alike, so the spec's ``dial`` budget is not enforced separately here). The SDK also sends
+  that timeout to the server as its deadline (``X-Server-Timeout``), which would end a long
+  answer server-side; so the deadline sent is the spec's ``total`` budget instead (the monitor
+  never waits past it), unless the config's headers set one;
 * retries the whole request while nothing reached the consumer: 429 (honouring a
   ``retry-after`` header or a ``google.rpc.RetryInfo`` in the error body), 408, 500/502/503/504,
   network errors, first-token timeouts, an ``{"error": ...}`` chunk of a transient code, and a
