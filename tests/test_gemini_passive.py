@@ -188,7 +188,7 @@ def test_a_max_tokens_end_is_an_incomplete_response(mode: str) -> None:
 
 
 def test_an_async_stall_is_an_idle_timeout_with_the_checkpoint() -> None:
-    tel = Telemetry(make_spec(stream_idle="500ms"))
+    tel = Telemetry(make_spec(stream_idle="1s"))
     with Upstream() as up, pytest.raises(ss.IdleTimeout) as info:
         stream("async", tel, up, with_fault("stall=5s@5"))
     cp = info.value.checkpoint
