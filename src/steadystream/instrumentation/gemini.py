@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 
 __all__ = ["generate_content_stream", "is_async_client", "quiet_config"]
 
-_NOTHING: Any = object()
 _NO_FINISH = "the stream ended before a chunk with its finish reason"
 # The request header the SDK derives from its timeout: the server's deadline for the request.
 _SERVER_TIMEOUT = "X-Server-Timeout"
