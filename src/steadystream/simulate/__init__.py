@@ -90,6 +90,17 @@ What it serves
     ``[DONE]``; ``incomplete`` ends with ``finish_reason: length``. Every other fault works as
     for Responses. ``Upstream(record_requests=True)`` keeps each request
     (``up.recorded_requests``) so a test can assert what went over the wire.
+``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``
+    Gemini (``genai.Client(api_key=..., http_options=types.HttpOptions(base_url=up.url))``).
+    An API key and ``contents`` are required; ``generationConfig.maxOutputTokens`` is the
+    number of pieces. The answer to ``contents="hi"`` is ``expected_text("hi")``. One
+    ``data:`` chunk (a ``GenerateContentResponse``) per delta, then one with
+    ``finishReason: STOP``; no ``event:`` lines, no SSE comments (a ``keepalive`` fault is an
+    empty body). Errors have Google's shape (``{"error": {"code", "message", "status"}}``, a
+    429 with a ``RetryInfo`` detail); ``error_event`` sends a ``503 UNAVAILABLE`` error chunk,
+    ``failed`` a ``500 INTERNAL`` one, ``incomplete`` ends with ``finishReason: MAX_TOKENS``.
+    ``thinkingConfig.includeThoughts`` adds a thought-summary chunk (``THOUGHT_TEXT``) first.
+    ``:generateContent`` answers the whole response as JSON.
 ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``
     Cancel a background generation; forget a response.
 
@@ -180,6 +191,7 @@ from ._faults import (
     parse_fault,
     resolve_profile,
 )
+from ._gemini import THOUGHT_TEXT
 from ._generation import StoredResponse
 from ._server import (
     HEADER_DELTA_SIZE,
@@ -188,6 +200,8 @@ from ._server import (
     ROUTE_CHAT,
     ROUTE_CREATE,
     ROUTE_DELETE,
+    ROUTE_GEMINI,
+    ROUTE_GEMINI_STREAM,
     ROUTE_MESSAGES,
     ROUTE_OTHER,
     ROUTE_RESUME,
@@ -208,11 +222,14 @@ __all__ = [
     "ROUTE_CHAT",
     "ROUTE_CREATE",
     "ROUTE_DELETE",
+    "ROUTE_GEMINI",
+    "ROUTE_GEMINI_STREAM",
     "ROUTE_MESSAGES",
     "ROUTE_OTHER",
     "ROUTE_RESUME",
     "ROUTE_RETRIEVE",
     "THINKING_TEXT",
+    "THOUGHT_TEXT",
     "FaultPlan",
     "FaultSyntaxError",
     "Profile",

@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 from .. import conventions as conv
 from . import _anthropic as anthropic
 from . import _chat as chat
+from . import _gemini as gemini
 from . import _protocol as proto
 from ._delivery import deliver_status, deliver_stream, deliver_whole, send_json
 from ._faults import (
@@ -52,6 +53,10 @@ ROUTE_MESSAGES: Final = "POST /v1/messages"
 """Anthropic Messages (see :mod:`._anthropic`)."""
 ROUTE_CHAT: Final = "POST /v1/chat/completions"
 """OpenAI Chat Completions (see :mod:`._chat`)."""
+ROUTE_GEMINI_STREAM: Final = "POST /{version}/models/{model}:streamGenerateContent"
+"""Gemini, streamed (``?alt=sse``; see :mod:`._gemini`)."""
+ROUTE_GEMINI: Final = "POST /{version}/models/{model}:generateContent"
+"""Gemini, the whole answer at once."""
 ROUTE_OTHER: Final = "other"
 
 _STOP_TIMEOUT: Final = 5.0
@@ -400,10 +405,14 @@ class Upstream:
     async def _dispatch(self, request: Request, writer: asyncio.StreamWriter) -> ResponseWriter:
         parts = [p for p in request.path.split("/") if p]
         route = ROUTE_OTHER
+        gemini_call = gemini.parse_path(parts) if request.method == "POST" else None
         if parts == ["v1", "messages"] and request.method == "POST":
             route = ROUTE_MESSAGES
         elif parts == ["v1", "chat", "completions"] and request.method == "POST":
             route = ROUTE_CHAT
+        elif gemini_call is not None:
+            stream = gemini_call[1] == gemini.METHOD_STREAM
+            route = ROUTE_GEMINI_STREAM if stream else ROUTE_GEMINI
         elif parts[:2] == ["v1", "responses"]:
             if len(parts) == 2 and request.method == "POST":
                 route = ROUTE_CREATE
@@ -431,6 +440,9 @@ class Upstream:
                 return out
             if route == ROUTE_CHAT:
                 await self._chat(request, out)
+                return out
+            if gemini_call is not None:
+                await self._gemini(request, out, *gemini_call)
                 return out
             if route == ROUTE_CREATE:
                 await self._create(request, out)
@@ -603,6 +615,74 @@ class Upstream:
             return
         await send_json(out, 200, chat.completion_object(gen))
 
+    async def _gemini(self, request: Request, out: ResponseWriter, model: str, method: str) -> None:
+        """``POST /v1beta/models/{model}:streamGenerateContent`` (and ``:generateContent``):
+        Gemini, with the same faults as Responses (see :mod:`._gemini`)."""
+        try:
+            body = json.loads(request.body or b"null")
+            if not isinstance(body, dict):
+                raise gemini.GeminiRequestError("the request body must be a JSON object")
+            prompt, fields = gemini.parse_generate_request(body, request.headers, request.query)
+            tokens = self._int_param(
+                request.headers.get(HEADER_TOKENS, fields["tokens"]),
+                "maxOutputTokens",
+                DEFAULT_TOKENS,
+            )
+            delta_size = self._int_param(
+                request.headers.get(HEADER_DELTA_SIZE), HEADER_DELTA_SIZE, 1
+            )
+            seed = request.headers.get(conv.HEADER_SEED.lower())
+            text_seed = self.seed if seed is None else int(seed)
+            plan = gemini.for_gemini(self._plan(request, resume=False))
+        except (gemini.GeminiRequestError, _ClientError, ValueError, UnicodeDecodeError) as exc:
+            status = (
+                exc.status if isinstance(exc, gemini.GeminiRequestError | _ClientError) else 400
+            )
+            message = exc.message if isinstance(exc, _ClientError) else str(exc)
+            await send_json(out, status, gemini.error_body(status, message))
+            return
+        rid = self._request_id()
+        if await deliver_status(
+            plan,
+            out,
+            request_id=rid,
+            on_fault=self._stats.fault,
+            error_body=lambda status: gemini.status_error_body(status, plan.retry_after),
+        ):
+            return
+        self._created += 1
+        gen = gemini.new_content(
+            prompt,
+            model,
+            plan,
+            seed=self.seed,
+            text_seed=text_seed,
+            tokens=tokens,
+            delta_size=delta_size,
+            number=self._created,
+            thoughts=fields["thoughts"],
+        )
+        self._store.add(gen)
+        self._stats.bump("responses_created")
+        gen.task = asyncio.get_running_loop().create_task(
+            gemini.generate_content(
+                gen,
+                first_token_latency=self.first_token_latency,
+                token_interval=self.token_interval,
+                on_fault=self._stats.fault,
+            )
+        )
+        if method == gemini.METHOD_STREAM:
+            await deliver_stream(gen, -1, plan, out, request_id=rid, on_fault=self._stats.fault)
+            return
+        while not gen.done:
+            await gen.changed.wait()
+        if gen.error is not None:
+            status = gen.error["code"]
+            await send_json(out, status, gemini.error_body(status, gen.error["message"]))
+            return
+        await send_json(out, 200, gemini.response_object(gen))
+
     async def _retrieve(self, response_id: str, request: Request, out: ResponseWriter) -> None:
         stream = request.query.get("stream", "false").lower() == "true"
         plan = self._plan(request, resume=True) if stream else FaultPlan()
@@ -735,6 +815,8 @@ __all__ = [
     "ROUTE_CHAT",
     "ROUTE_CREATE",
     "ROUTE_DELETE",
+    "ROUTE_GEMINI",
+    "ROUTE_GEMINI_STREAM",
     "ROUTE_MESSAGES",
     "ROUTE_OTHER",
     "ROUTE_RESUME",

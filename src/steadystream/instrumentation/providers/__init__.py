@@ -4,7 +4,8 @@
   error of a class, end), the :class:`~.base.WireFormat` protocol a format implements, and the
   duck-typed field access formats share.
 * :mod:`.openai_responses` — the OpenAI Responses API; :mod:`.openai_chat` — OpenAI Chat
-  Completions; :mod:`.anthropic_messages` — Anthropic Messages (and continuation).
+  Completions; :mod:`.anthropic_messages` — Anthropic Messages (and continuation);
+  :mod:`.gemini` — Gemini ``GenerateContentResponse`` chunks (google-genai).
 * :mod:`.registry` — the registered formats and the reading functions the core, the shells and
   the policies call (:func:`~.registry.read_item`, :func:`~.registry.fast_path`, ...). A new
   format is one module plus :func:`~.registry.register`.

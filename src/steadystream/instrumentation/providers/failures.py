@@ -23,6 +23,18 @@ imported:
   ``http.client.IncompleteRead``, ``ConnectionError`` / ``TimeoutError`` / ``EOFError``):
   ``network``, transient.
 
+Gemini (``google-genai``): its ``APIError`` (``ClientError`` 4xx, ``ServerError`` 5xx) carries
+the status as ``code``, the error JSON as ``details`` and the HTTP response (httpx / httpx2) as
+``response``, so an HTTP error reads like any other status. Two things are its own:
+
+* an ``{"error": {...}}`` chunk inside a 200 stream is raised as an ``APIError`` whose
+  ``response`` is the 200 stream's: it is an in-band error (``upstream_error_event``),
+  transient when its ``code`` is (a ``503`` ``UNAVAILABLE`` chunk is retried as ``5xx``);
+* Google sends a retry hint in the body, not in a header: a ``google.rpc.RetryInfo`` detail's
+  ``retryDelay`` (``"1.5s"``). When the response has no ``retry-after`` header of its own, the
+  hint is handed on as ``retry-after-ms`` in the failure's ``headers``, the one form the retry
+  policy reads.
+
 ``PoolTimeout`` (httpx: no pooled connection became free within the ``pool`` timeout) is
 ``network``, not ``connect_timeout``: nothing was dialled. The client's own connection pool was
 saturated, so counting it as a dial timeout (``stream_timeouts_total{phase="dial"}``) would send
@@ -140,6 +152,9 @@ def classify_failure(exc: BaseException) -> Failure:
     """Read a foreign exception (anything but steadystream's own :class:`StreamError`, which
     carries its class): see the module docstring."""
     status, headers = status_and_headers(exc)
+    google = _google_details(exc)
+    if google is not None:
+        return _google_failure(exc, status, headers, google)
     if status is not None and status < 400:
         in_band = _in_band_error(exc)
         if in_band is not None:
@@ -162,6 +177,77 @@ def _in_band_error(exc: BaseException) -> Failure | None:
         return None
     reason = reason_for_status(reading.status) if reading.status is not None else None
     return Failure(reading.error_class, reason)
+
+
+# ------------------------------------------------------------------- Gemini (google-genai)
+
+_RETRY_INFO: Final = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def _google_details(exc: BaseException) -> dict[str, Any] | None:
+    """The error JSON of a google-genai ``APIError`` (an int ``code`` and a ``details`` dict),
+    else ``None``. openai's ``APIError`` has no ``details`` and a string ``code``."""
+    if "APIError" not in _names(exc):
+        return None
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None)
+    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(details, dict):
+        return None
+    return details
+
+
+def _google_failure(
+    exc: BaseException,
+    status: int | None,
+    headers: Mapping[str, str] | None,
+    details: dict[str, Any],
+) -> Failure:
+    code: int = exc.code  # type: ignore[attr-defined]
+    if status is not None and status < 400:
+        # An error chunk inside a 200 stream: in band, transient when its code is.
+        reading = read_item(details)
+        if reading.kind == ERROR and reading.error_class is not None:
+            return Failure(reading.error_class, reason_for_status(code))
+        return Failure(c.ERROR_CLASS_UPSTREAM_EVENT, reason_for_status(code))
+    if status is None:
+        status = code  # an APIError built without a response
+    delay = _retry_info_delay(details)
+    if delay is not None and not _has_retry_after(headers):
+        headers = {**(dict(headers) if headers is not None else {}), "retry-after-ms": delay}
+    return Failure(error_class_for_status(status), reason_for_status(status), status, headers)
+
+
+def _has_retry_after(headers: Mapping[str, str] | None) -> bool:
+    if headers is None:
+        return False
+    try:
+        return any(
+            isinstance(k, str) and k.lower() in ("retry-after", "retry-after-ms") for k in headers
+        )
+    except Exception:
+        return False
+
+
+def _retry_info_delay(details: dict[str, Any]) -> str | None:
+    """``retryDelay`` of a ``google.rpc.RetryInfo`` detail, in milliseconds (as text)."""
+    err = details.get("error")
+    items = err.get("details") if isinstance(err, dict) else None
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if not isinstance(item, dict) or item.get("@type") != _RETRY_INFO:
+            continue
+        raw = item.get("retryDelay")
+        if not isinstance(raw, str) or not raw.endswith("s"):
+            return None
+        try:
+            seconds = float(raw[:-1])
+        except ValueError:
+            return None
+        if seconds != seconds or seconds < 0:  # NaN or negative: no usable hint
+            return None
+        return str(seconds * 1000.0)
+    return None
 
 
 def error_class(exc: BaseException) -> str:

@@ -2,9 +2,10 @@
 
 Formats are asked in turn, the most recently registered first, so a new format may claim items
 a built-in one would otherwise take. Built in, in this order: Anthropic Messages
-(:mod:`.anthropic_messages`), OpenAI Responses (:mod:`.openai_responses`), then OpenAI Chat
-Completions (:mod:`.openai_chat`). Adding a format is one module implementing
-:class:`~.base.WireFormat` plus :func:`register`.
+(:mod:`.anthropic_messages`), OpenAI Responses (:mod:`.openai_responses`), Gemini
+(:mod:`.gemini`; before Chat Completions, which would take Google's ``{"error": ...}`` shape
+without its status), then OpenAI Chat Completions (:mod:`.openai_chat`). Adding a format is
+one module implementing :class:`~.base.WireFormat` plus :func:`register`.
 
 What is format-neutral lives here:
 
@@ -45,6 +46,7 @@ from .base import (
     attr,
     with_field,
 )
+from .gemini import GEMINI
 from .openai_chat import CHAT
 from .openai_responses import RESPONSES
 
@@ -78,7 +80,7 @@ _MAX_WARNED: Final = 256
 
 _lock = threading.Lock()
 # Asked in this order; replaced (never mutated) on register, so readers need no lock.
-_BUILT_IN: Final[tuple[WireFormat, ...]] = (ANTHROPIC, RESPONSES, CHAT)
+_BUILT_IN: Final[tuple[WireFormat, ...]] = (ANTHROPIC, RESPONSES, GEMINI, CHAT)
 _formats: tuple[WireFormat, ...] = _BUILT_IN
 
 
