@@ -540,8 +540,8 @@ def spec_digest(spec: Spec | str | bytes) -> str:
     the fields left at their defaults, serialised as sorted, compact JSON: comments, key order,
     quoting, indentation, equivalent spellings (``99%`` and ``0.99``, ``1h`` and ``60m``) and
     spelling out a default do not change it, and any change to what the spec sets does. A new
-    release that adds a field with a default leaves every digest as it was. Spec text (``str`` or UTF-8
-    ``bytes``) is parsed first (:class:`SpecError` when it is invalid).
+    release that adds a field with a default leaves every digest as it was. Spec text (``str``
+    or UTF-8 ``bytes``) is parsed first (:class:`SpecError` when it is invalid).
     """
     if not isinstance(spec, Spec):
         text = spec.decode("utf-8") if isinstance(spec, bytes) else spec
