@@ -12,10 +12,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import steadystream as ss
 from steadystream.alerts import names, render_rules, rules_paths
+from steadystream.alerts._promtool import minute_timeline_holds
+from steadystream.demo.incident import demo_spec_data
 from steadystream.generate import Source
 from steadystream.spec import Spec
 
@@ -79,6 +82,43 @@ def test_odd_spec_passes_promtool(promtool: str, tmp_path: Path) -> None:
     ``for`` and min_events 3 still give rules and tests promtool accepts."""
     rules, tests = _write(ss.load_spec(GOLDEN / "edge" / "slo.yaml"), tmp_path)
     assert r'job="we\"ird\\job"' in rules.read_text()
+    _check_and_test(promtool, rules, tests)
+
+
+def _compressed(window: str, tiers: bool) -> Spec:
+    """The demo's compressed-time spec, with the failure-class window given and, unless
+    ``tiers``, the default burn tiers (whole minutes) instead of its tiers of seconds."""
+    data = demo_spec_data("gw")
+    data["alerting"]["window"] = window
+    if not tiers:
+        data["alerting"].pop("tiers")
+        data["period"] = "28d"
+    return Spec.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("window", "tiers", "burn", "fc"),
+    [
+        ("10s", True, False, False),  # steadystream demo's own spec
+        ("10m", False, True, False),
+        ("5m", True, False, True),
+    ],
+)
+def test_compressed_time_specs_get_only_tests_that_hold(
+    promtool: str, tmp_path: Path, window: str, tiers: bool, burn: bool, fc: bool
+) -> None:
+    """Windows the one-sample-a-minute tests cannot play (a failure-class window other than
+    5 m, burn tiers of seconds) leave those alerts' tests out; what is generated passes."""
+    spec = _compressed(window, tiers)
+    assert minute_timeline_holds(spec) == (burn, fc)
+    rules, tests = _write(spec, tmp_path)
+    names_tested = {
+        a["alertname"]
+        for t in yaml.safe_load(tests.read_text())["tests"]
+        for a in t.get("alert_rule_test", [])
+    }
+    assert (names.ALERT_SLO_BURN in names_tested) == burn
+    assert any(n != names.ALERT_SLO_BURN for n in names_tested) == fc
     _check_and_test(promtool, rules, tests)
 
 

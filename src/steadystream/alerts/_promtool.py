@@ -1307,13 +1307,27 @@ def _drives(
     return out
 
 
+def minute_timeline_holds(spec: Spec) -> tuple[bool, bool]:
+    """Whether the generated tests' one-sample-a-minute timeline can predict (the SLO burn and
+    outage alerts, the failure-class alerts) for ``spec``.
+
+    Burn predictions read every enabled tier's windows in whole minutes; the failure-class
+    scenarios are written for the default 5 m ``alerting.window``. A spec that compresses time
+    (``steadystream demo``: windows of seconds) gets the rules, but no tests for the alerts
+    the timeline cannot play, rather than tests that would fail; ``docs/generate.md`` says so.
+    """
+    burn = all(t.long % 60 == 0 and t.short % 60 == 0 for t in spec.alerting.tiers if t.enabled)
+    return burn, spec.alerting.window == FIVE_MINUTES
+
+
 def rule_tests(
     spec: Spec, rules_file: str, groups: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The promtool test file (as data) for the rules in ``rules_file`` (a path relative to
     the test file). ``groups`` are the spec's :func:`rule_groups` when the caller has them
     already (they are only read), else they are built."""
-    cases = _burn_cases(spec) + _fc_cases(spec)
+    burn_ok, fc_ok = minute_timeline_holds(spec)
+    cases = (_burn_cases(spec) if burn_ok else []) + (_fc_cases(spec) if fc_ok else [])
     return {
         "rule_files": [rules_file],
         "evaluation_interval": f"{STEP_MINUTES}m",

@@ -322,7 +322,8 @@ class Alerting(_Model):
         description="Rate window of the failure-class signals (the increase, rate and p99 "
         "each of them reads). Five minutes rides out a bad scrape; a demo that compresses "
         "time sets seconds (at least four scrape intervals, so a rate has samples to read). "
-        "The generated promtool tests play one sample a minute and assume the default.",
+        "The generated promtool tests play one sample a minute: with another window they leave "
+        "the failure-class alerts out.",
     )
     outage: Outage = Field(default_factory=Outage)
     failure_classes: dict[
