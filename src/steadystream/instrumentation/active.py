@@ -51,7 +51,7 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
@@ -184,8 +184,10 @@ class _Run:
         expect_json: bool,
         idempotency_key: str,
         resume_refusal: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.monitor = monitor
+        self.attributes = attributes
         self.opener = opener
         self.model = model
         self.provider = provider
@@ -223,7 +225,9 @@ class _Run:
             self.monitor.record_rejected(exc.reason, self.model, self.provider)
             raise
         try:
-            core = self.monitor.open_stream(self.model, self.provider, expect_json=self.expect_json)
+            core = self.monitor.open_stream(
+                self.model, self.provider, expect_json=self.expect_json, attributes=self.attributes
+            )
         except BaseException:
             self.ticket.release()
             raise
@@ -731,6 +735,7 @@ def stream_active(
     expect_json: bool = False,
     idempotency_key: str | None = None,
     resume_refusal: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> ActiveStream:
     """Open, retry and resume a stream under ``monitor``'s policy (``monitor.stream``).
 
@@ -741,6 +746,8 @@ def stream_active(
     exactly once the consumer has content (implies ``resumable=False``); a failure after
     content that would otherwise be retried then ends in :class:`~steadystream.ResumeFailed`
     with this reason and the checkpoint, counted in ``stream_resume_failure_total``.
+    ``attributes``: extra span attributes of the logical stream (``server.address``,
+    ``server.port``, or ``gen_ai.operation.name`` for an operation other than ``chat``).
 
     Nothing happens until iteration starts: then the stream is admitted, opened, and timed.
 
@@ -762,5 +769,6 @@ def stream_active(
         expect_json=expect_json,
         idempotency_key=idempotency_key or f"ss-{uuid.uuid4().hex}",
         resume_refusal=resume_refusal,
+        attributes=attributes,
     )
     return ActiveStream(run)
