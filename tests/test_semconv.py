@@ -41,6 +41,11 @@ from steadystream.instrumentation.providers.base import (
 from steadystream.simulate import Upstream
 from telemetry_support import is_stream_span, simulated_input_tokens, token_deltas
 from test_anthropic_resilient import Script
+from test_chat_resilient import MODEL as CHAT_MODEL
+from test_coexistence import (
+    client_spans,
+    instrumented,  # noqa: F401 (the fixture, used by name)
+)
 
 MODEL = "sim-model-1"
 TOKENS = 12
@@ -523,3 +528,55 @@ def test_gemini_style_operation_names_the_span_and_metrics() -> None:
     assert span.name == "generate_content gemini-x"
     (duration,) = metric_points(tel, c.GENAI_OPERATION_DURATION)
     assert duration.attributes[c.ATTR_OPERATION] == "generate_content"
+
+
+# ------------------------------------------------------------------------------ beside others
+
+#: What openai-v2 and OpenLLMetry may record on their CLIENT span that ours records too.
+SHARED = (
+    c.ATTR_SERVER_ADDRESS,
+    c.ATTR_SERVER_PORT,
+    c.ATTR_REQUEST_MODEL,
+    c.ATTR_RESPONSE_MODEL,
+    c.ATTR_INPUT_TOKENS,
+    c.ATTR_OUTPUT_TOKENS,
+    c.ATTR_FINISH_REASONS,
+)
+
+
+def test_beside_other_instrumentation_the_shared_attributes_agree(
+    instrumented: telemetry_support.Telemetry,  # noqa: F811 (the imported fixture)
+    upstream: Upstream,
+) -> None:
+    """Under openai-v2's or OpenLLMetry's CLIENT span (found through their stream wrapper),
+    ours is an INTERNAL child named by the conventions, and every attribute both record has
+    the same value: the same server, model and usage, read independently."""
+    tel = instrumented
+    client = openai.OpenAI(base_url=upstream.base_url, api_key="test", max_retries=0)
+    stream = client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": PROMPT}],
+        max_tokens=TOKENS,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    list(tel.monitor.wrap(stream, model=CHAT_MODEL, provider="openai"))
+    (call,) = client_spans(tel)
+    (ours,) = tel.stream_spans()
+    assert ours.kind is SpanKind.INTERNAL
+    assert ours.name == f"{c.OPERATION_CHAT} {CHAT_MODEL}"
+    attrs = dict(ours.attributes or {})
+    address, port = server(upstream)
+    assert (attrs[c.ATTR_SERVER_ADDRESS], attrs[c.ATTR_SERVER_PORT]) == (address, port)
+    assert (attrs[c.ATTR_INPUT_TOKENS], attrs[c.ATTR_OUTPUT_TOKENS]) == (
+        simulated_input_tokens(PROMPT),
+        TOKENS,
+    )
+    theirs = dict(call.attributes or {})
+    both = [k for k in SHARED if k in theirs]
+    assert c.ATTR_INPUT_TOKENS in both  # both read the usage chunk: a real comparison
+    assert {k: _plain(attrs[k]) for k in both} == {k: _plain(theirs[k]) for k in both}
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
