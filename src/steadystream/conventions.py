@@ -329,7 +329,9 @@ METER_NAME: Final = "steadystream"
 #: The GenAI semantic conventions release the names below follow. (Later, the GenAI
 #: conventions moved to their own repository, still unreleased and in flux.)
 SEMCONV_VERSION: Final = "1.41.1"
-SEMCONV_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.1"
+#: The instrumentation scope's schema URL: 1.41.1 changed nothing in the GenAI conventions
+#: and published no schema file of its own, so it is 1.41.0's.
+SEMCONV_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.0"
 # The logical stream's span is named ``{gen_ai.operation.name} {gen_ai.request.model}`` (just
 # the operation without a model): see :func:`span_name`. Its attempts are INTERNAL children
 # named SPAN_ATTEMPT, with no gen_ai.* attributes (a retry is not a second GenAI operation).

@@ -322,7 +322,7 @@ class StreamMonitor:
         every timeout. ``opener(checkpoint)`` returns an iterable / async iterable (or an
         awaitable of one); ``checkpoint`` is ``None`` for the first attempt, else the last
         :class:`~steadystream.Checkpoint`. Keyword arguments (``model``, ``provider``,
-        ``resumable``, ``expect_json``, ``idempotency_key``) are those of
+        ``resumable``, ``expect_json``, ``idempotency_key``, ``attributes``) are those of
         :func:`steadystream.instrumentation.active.stream_active`."""
         from .active import stream_active
 

@@ -6,8 +6,8 @@ Everything GenAI follows the OpenTelemetry GenAI semantic conventions of release
 
 Spans: one span per logical stream, named ``{gen_ai.operation.name} {gen_ai.request.model}``
 (``chat gpt-4.1``; the operation alone without a model), kind CLIENT (INTERNAL under another
-instrumentation's GenAI CLIENT span, which then stands for the call); it covers every attempt,
-as the conventions ask of retried operations. Each attempt is an INTERNAL child named
+instrumentation's GenAI CLIENT span, which then stands for the call); it covers every attempt
+(one request of the caller is one GenAI span). Each attempt is an INTERNAL child named
 ``steadystream.attempt`` with no ``gen_ai.*`` attributes (a retry is not a second GenAI
 operation). ``steadystream.span`` (``stream`` / ``attempt``) tells them apart. Events for the
 first token, checkpoints, timeouts, retries, resumes and backpressure. Attributes:
@@ -189,7 +189,7 @@ class OTelMetricsSink:
         clock: Callable[[], float],
         capacity: CapacitySource | None = None,
     ) -> None:
-        meter = meter_provider.get_meter(c.METER_NAME, __version__)
+        meter = meter_provider.get_meter(c.METER_NAME, __version__, schema_url=c.SEMCONV_SCHEMA_URL)
         self._service = service = clean_label(service)
         self._clock = clock
         self._streams: dict[tuple[str, str], _OTelStream] = {}
@@ -505,7 +505,9 @@ class TracingSink:
     """:class:`~.telemetry.TelemetrySink` producing spans through ``tracer_provider``."""
 
     def __init__(self, tracer_provider: TracerProvider, service: str) -> None:
-        self._tracer = tracer_provider.get_tracer(c.TRACER_NAME, __version__)
+        self._tracer = tracer_provider.get_tracer(
+            c.TRACER_NAME, __version__, schema_url=c.SEMCONV_SCHEMA_URL
+        )
         self._service = clean_label(service)
 
     def bind(
