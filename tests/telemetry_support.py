@@ -18,6 +18,35 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
+from steadystream.simulate import prompt_key
+
+
+def simulated_input_tokens(prompt: object) -> int:
+    """The input tokens the simulator reports for a request whose prompt is ``prompt``: its
+    usage generation counts a quarter of the prompt's canonical key (``prompt_key``) in UTF-8
+    bytes, at least 1 (the same for Responses, Chat Completions and Messages; a Messages
+    continuation's prompt is the conversation without its assistant prefill)."""
+    return max(1, len(prompt_key(prompt).encode()) // 4)
+
+
+def token_deltas(input_tokens: int, output_tokens: int) -> dict[str, float]:
+    """The ``stream_tokens_total`` deltas of a stream whose requests reported these sums."""
+    return {
+        f"{c.TOKENS_TOTAL},{c.LABEL_TOKEN_TYPE}={c.TOKEN_INPUT}": input_tokens,
+        f"{c.TOKENS_TOTAL},{c.LABEL_TOKEN_TYPE}={c.TOKEN_OUTPUT}": output_tokens,
+    }
+
+
+def is_stream_span(span: Any) -> bool:
+    """The span of a logical stream (the GenAI span, named ``{operation} {model}``), told
+    apart from its attempts and from other instrumentations' spans by steadystream's role
+    attribute, not by its name."""
+    return (span.attributes or {}).get(c.ATTR_SPAN_ROLE) == c.SPAN_ROLE_STREAM
+
+
+def is_attempt_span(span: Any) -> bool:
+    """One attempt of a logical stream (an INTERNAL child of the stream span)."""
+    return (span.attributes or {}).get(c.ATTR_SPAN_ROLE) == c.SPAN_ROLE_ATTEMPT
 
 
 class Telemetry:
@@ -63,7 +92,7 @@ class Telemetry:
         return out
 
     def stream_spans(self) -> list[Any]:
-        return [s for s in self.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+        return [s for s in self.spans.get_finished_spans() if is_stream_span(s)]
 
     def otel_attributes(self) -> list[dict[str, Any]]:
         """The attributes of every OTel metric data point recorded so far."""

@@ -14,6 +14,7 @@ import steadystream as ss
 from anthropic_support import (
     MESSAGES,
     MODEL,
+    PROMPT,
     TOKENS,
     Telemetry,
     delta,
@@ -25,6 +26,7 @@ from anthropic_support import (
 )
 from steadystream import conventions as c
 from steadystream.simulate import ROUTE_MESSAGES, Upstream, expected_text
+from telemetry_support import simulated_input_tokens, token_deltas
 
 EXPECTED = expected_text("hi", tokens=TOKENS)
 HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "test"}
@@ -51,6 +53,8 @@ def ok_deltas(text: str) -> dict[str, float]:
         f"stream_phase_duration_ms_count,phase={c.PHASE_FIRST_TOKEN_WAIT}": 1,
         f"stream_phase_duration_ms_count,phase={c.PHASE_UPSTREAM_WAIT}": 1,
         "stream_requests_total,outcome=ok": 1,
+        # message_start reports the input tokens, message_delta the output (one per piece)
+        **token_deltas(simulated_input_tokens(PROMPT), chunks),
     }
 
 

@@ -22,6 +22,7 @@ import steadystream as ss
 from anthropic_support import (
     MESSAGES,
     MODEL,
+    PROMPT,
     TOKENS,
     Telemetry,
     delta,
@@ -37,6 +38,7 @@ from steadystream.instrumentation.providers.anthropic_messages import (
     ContinuationError,
 )
 from steadystream.simulate import ROUTE_MESSAGES, THINKING_TEXT, Upstream, expected_text
+from telemetry_support import simulated_input_tokens, token_deltas
 
 EXPECTED = expected_text("hi", tokens=TOKENS)
 
@@ -147,9 +149,13 @@ def test_retried_before_content(mode: str, fault: str, reason: str, up: Upstream
     assert [b["messages"] for b in bodies(up)] == [MESSAGES, MESSAGES]
 
 
-def continuation_deltas(reason: str) -> dict[str, float]:
-    """Every metric a stream continued once after content changes, and by how much."""
+def continuation_deltas(reason: str, pieces: int) -> dict[str, float]:
+    """Every metric a stream continued once after content changes, and by how much. Tokens are
+    the sums over both requests: each reported the prompt's input tokens (the continuation's
+    prompt is the conversation without its prefill); the cut one reported only its
+    message_start's output count (1), the continuation one per remaining piece."""
     return {
+        **token_deltas(2 * simulated_input_tokens(PROMPT), 1 + TOKENS - pieces),
         "stream_bytes_total": len(EXPECTED.encode()),
         "stream_chunk_gap_ms_count": TOKENS - 1,
         "stream_first_token_latency_ms_count": 1,
@@ -180,7 +186,7 @@ def test_cut_after_content_is_continued(
     assert_one_sequence(events)
     assert sha(text_of(events)) == sha(EXPECTED)  # the full answer, nothing lost or repeated
     d = delta(before, tel.snapshot())
-    assert without_gauges(d) == continuation_deltas(reason)
+    assert without_gauges(d) == continuation_deltas(reason, pieces)
     assert len(tel.stream_spans()) == 1
     # On the wire: the continuation repeats the conversation plus exactly the delivered text
     # as the last, assistant, message.

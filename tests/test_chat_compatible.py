@@ -22,6 +22,7 @@ from anthropic_support import delta, sha
 from steadystream import conventions as c
 from steadystream.instrumentation.openai import chat_stream
 from steadystream.simulate import Upstream, expected_text
+from telemetry_support import simulated_input_tokens, token_deltas
 from test_anthropic_resilient import without_gauges
 from test_chat_resilient import MESSAGES, MODEL, TOKENS, Telemetry, ok_deltas
 
@@ -72,7 +73,9 @@ async def test_passive_async_sdk_stream_is_measured_exactly(aupstream: Upstream)
     )
     chunks = [ch async for ch in tel.monitor.wrap(stream, model=MODEL, provider="openai")]
     assert sha(text_of(chunks)) == sha(EXPECTED)
-    assert without_gauges(delta(before, tel.snapshot())) == passive_deltas()
+    # include_usage: the usage chunk reports the prompt's tokens and one per piece
+    usage = token_deltas(simulated_input_tokens("hi"), TOKENS)
+    assert without_gauges(delta(before, tel.snapshot())) == {**passive_deltas(), **usage}
     assert len(tel.stream_spans()) == 1
 
 

@@ -169,7 +169,7 @@ def test_phases_split_the_wall_time() -> None:
             c.PHASE_CONSUMER: 1750.0,
         }
     )
-    assert info == {"bytes": 2, "chunks": 2, "attempts": 1}
+    assert info == {"bytes": 2, "chunks": 2, "attempts": 1, "duration": 3.5}
 
 
 def test_open_phase_measured_in_active_mode_and_recovery_latency() -> None:

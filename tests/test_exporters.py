@@ -223,7 +223,7 @@ def test_setup_otlp_exports_spans_and_metrics(receiver: Receiver) -> None:
                 for sm in rm.scope_metrics
                 for m in sm.metrics
             }
-    assert span_names == {c.SPAN_STREAM, c.SPAN_ATTEMPT}
+    assert span_names == {c.span_name(c.OPERATION_CHAT, "m"), c.SPAN_ATTEMPT}
     assert {c.REQUESTS_TOTAL, c.BYTES_TOTAL, c.FIRST_TOKEN_LATENCY, c.IN_FLIGHT} <= metric_names
 
 

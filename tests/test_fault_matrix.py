@@ -27,6 +27,7 @@ from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.openai import responses_stream, without_retries
 from steadystream.instrumentation.policy.retry import Backoff
 from steadystream.simulate import ROUTE_CREATE, ROUTE_RESUME, Upstream, deltas, expected_text
+from telemetry_support import is_attempt_span, is_stream_span
 
 MODEL = "gpt-4.1"
 PROMPT = "tell me about streams"
@@ -277,8 +278,8 @@ def check(h: Harness, case: Case, events: list[Any], error: BaseException | None
 
     # Spans: one logical stream span, one child per attempt, events for retry/resume/timeout.
     spans = h.exporter.get_finished_spans()
-    streams = [s for s in spans if s.name == c.SPAN_STREAM]
-    tries = [s for s in spans if s.name == c.SPAN_ATTEMPT]
+    streams = [s for s in spans if is_stream_span(s)]
+    tries = [s for s in spans if is_attempt_span(s)]
     assert len(streams) == 1
     assert len(tries) == attempts
     root = streams[0]

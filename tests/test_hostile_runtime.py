@@ -25,6 +25,7 @@ from steadystream import conventions as c
 from steadystream.exporters import start_metrics_server
 from steadystream.instrumentation.core.reassembly import ServerSentEvent, SSEParser
 from steadystream.instrumentation.sinks.telemetry import MAX_LABEL_CHARS, clean_label
+from telemetry_support import is_stream_span
 
 # ---------------------------------------------------------------------------- label values
 
@@ -124,7 +125,7 @@ def test_metrics_scrape_survives_hostile_model_and_provider_names() -> None:
             if key in attrs:
                 assert _clean(attrs[key]), (key, attrs[key][:40])
 
-    spans = [s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+    spans = [s for s in tel.spans.get_finished_spans() if is_stream_span(s)]
     assert len(spans) == len(HOSTILE) + 1
     for span in spans:
         attrs = dict(span.attributes or {})
@@ -286,7 +287,7 @@ def assert_ended_too_large(tel: Telemetry, err: ss.EventTooLarge, delivered: str
     assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_SSE) == 1
     assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_ERROR) == 1
     assert prom(tel, "stream_in_flight") == 0
-    spans = [s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_STREAM]
+    spans = [s for s in tel.spans.get_finished_spans() if is_stream_span(s)]
     assert len(spans) == 1
     attrs = dict(spans[0].attributes or {})
     assert attrs[c.ATTR_ERROR_CLASS] == c.ERROR_CLASS_EVENT_TOO_LARGE
@@ -513,7 +514,7 @@ def test_expect_json_on_content_nested_too_deep_still_ends_the_stream() -> None:
     assert prom(tel, "stream_requests_total", outcome=c.OUTCOME_OK) == 1
     assert prom(tel, "stream_in_flight") == 0
     assert prom(tel, "stream_reassembly_errors_total", kind=c.REASSEMBLY_JSON) == 1
-    assert len([s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_STREAM]) == 1
+    assert len([s for s in tel.spans.get_finished_spans() if is_stream_span(s)]) == 1
 
 
 def test_active_stream_past_the_cap_fails_without_retrying() -> None:

@@ -21,6 +21,7 @@ from steadystream.instrumentation.policy.relay import ITEM_OVERHEAD, relay
 from steadystream.instrumentation.providers import base as ev
 from steadystream.instrumentation.providers.registry import read_item
 from steadystream.simulate import HEADER_TOKENS, Upstream, expected_text
+from telemetry_support import is_stream_span
 
 MODEL = "gpt-4.1"
 PROMPT = "a long answer please"
@@ -90,7 +91,7 @@ async def test_pause_stops_reading_and_resumes_without_loss(upstream: Upstream) 
     assert relayed.peak <= CAP + largest_item(items)
     assert value(registry, "stream_requests_total", outcome=c.OUTCOME_OK) == 1
     assert value(registry, "stream_bytes_total") == len(EXPECTED.encode())
-    (root,) = [s for s in exporter.get_finished_spans() if s.name == c.SPAN_STREAM]
+    (root,) = [s for s in exporter.get_finished_spans() if is_stream_span(s)]
     backpressure = [e for e in root.events if e.name == c.EVENT_BACKPRESSURE]
     assert len(backpressure) == relayed.breaches
     assert backpressure[0].attributes["terminated"] is False
@@ -139,7 +140,7 @@ async def test_terminate_ends_with_resumable_client_too_slow(upstream: Upstream)
     assert value(registry, "stream_errors_total", error_class=c.ERROR_CLASS_CLIENT_TOO_SLOW) == 1
     assert value(registry, "stream_requests_total", outcome=c.OUTCOME_ERROR) == 1
     assert value(registry, "stream_in_flight") == 0
-    (root,) = [s for s in exporter.get_finished_spans() if s.name == c.SPAN_STREAM]
+    (root,) = [s for s in exporter.get_finished_spans() if is_stream_span(s)]
     assert [e.attributes["terminated"] for e in root.events if e.name == c.EVENT_BACKPRESSURE] == [
         True
     ]

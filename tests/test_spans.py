@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 import steadystream as ss
 from steadystream import conventions as c
+from telemetry_support import is_attempt_span, is_stream_span
 
 SECRET = "the-secret-prompt-and-content"
 
@@ -58,8 +59,8 @@ def test_stream_span_attributes_events_and_parent() -> None:
     ]
     with tp.get_tracer("test").start_as_current_span("request") as parent:
         list(m.wrap(iter(items), model="gpt-4.1-mini", provider="openai"))
-    spans = {s.name: s for s in exporter.get_finished_spans()}
-    stream = spans[c.SPAN_STREAM]
+    (stream,) = [s for s in exporter.get_finished_spans() if is_stream_span(s)]
+    assert stream.name == "chat gpt-4.1-mini"
     assert stream.parent is not None and stream.parent.span_id == parent.get_span_context().span_id
     assert stream.kind is trace.SpanKind.CLIENT
     attrs = dict(stream.attributes)
@@ -100,8 +101,8 @@ def test_one_span_per_logical_stream_with_a_child_per_attempt() -> None:
     core.on_item({"type": "response.completed", "response": {"id": "r"}}, clock())
     assert core.close(clock()) == c.OUTCOME_OK
     finished = exporter.get_finished_spans()
-    (stream,) = [s for s in finished if s.name == c.SPAN_STREAM]
-    attempts = [s for s in finished if s.name == c.SPAN_ATTEMPT]
+    (stream,) = [s for s in finished if is_stream_span(s)]
+    attempts = [s for s in finished if is_attempt_span(s)]
     assert [a.attributes[c.ATTR_ATTEMPT] for a in attempts] == [1, 2]
     assert all(a.parent.span_id == stream.context.span_id for a in attempts)
     assert attempts[0].status.status_code is StatusCode.ERROR
@@ -128,7 +129,7 @@ def test_timeout_event_and_error_status() -> None:
     with contextlib.suppress(ss.FirstTokenTimeout):
         next(wrapped)
     wrapped.close()
-    (stream,) = [s for s in exporter.get_finished_spans() if s.name == c.SPAN_STREAM]
+    (stream,) = [s for s in exporter.get_finished_spans() if is_stream_span(s)]
     assert stream.status.status_code is StatusCode.ERROR
     assert stream.attributes[c.ATTR_ERROR_CLASS] == c.ERROR_CLASS_FIRST_TOKEN_TIMEOUT
     (event,) = [e for e in stream.events if e.name == c.EVENT_TIMEOUT]

@@ -21,6 +21,7 @@ import steadystream as ss
 import telemetry_support
 from steadystream import conventions as c
 from steadystream.simulate import DEFAULT_TOKENS, expected_text
+from telemetry_support import is_attempt_span
 
 FAULT = c.HEADER_FAULT
 LABELS = {"service": "svc", "model": "gpt-4.1", "provider": "openai"}
@@ -218,7 +219,7 @@ def test_early_exit_is_abandoned_span_ended_once_upstream_closed(client: OpenAI,
     assert tel.value("stream_in_flight") == 0
     (span,) = tel.stream_spans()
     assert span.attributes[c.ATTR_OUTCOME] == c.OUTCOME_ABANDONED
-    attempts = [s for s in tel.spans.get_finished_spans() if s.name == c.SPAN_ATTEMPT]
+    attempts = [s for s in tel.spans.get_finished_spans() if is_attempt_span(s)]
     assert len(attempts) == 1 and attempts[0].parent.span_id == span.context.span_id
 
 

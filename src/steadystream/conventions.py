@@ -61,7 +61,15 @@ COUNTERS: Final = (
     SHARED_FALLBACK_TOTAL,
 )
 GAUGES: Final = (ERROR_RATE, IN_FLIGHT, INGRESS_MAX_CONCURRENT)
+#: The stream metrics: what the SLOs, rules, dashboards and triage read.
 ALL_METRICS: Final = HISTOGRAMS + COUNTERS + GAUGES
+
+# Usage accounting: tokens the upstream reported (cost, not reliability), emitted beside the
+# stream metrics but read by no rule or dashboard. ``type`` is ``input`` or ``output``.
+TOKENS_TOTAL: Final = "stream_tokens_total"
+USAGE_COUNTERS: Final = (TOKENS_TOTAL,)
+#: Every metric the instrumentation emits under a ``stream_*`` name.
+EMITTED_METRICS: Final = ALL_METRICS + USAGE_COUNTERS
 
 
 # Series a histogram exposes to Prometheus.
@@ -90,6 +98,7 @@ UNITS: Final = {
     IN_FLIGHT: "{stream}",
     INGRESS_MAX_CONCURRENT: "{stream}",
     SHARED_FALLBACK_TOTAL: "{decision}",
+    TOKENS_TOTAL: "{token}",
 }
 
 DESCRIPTIONS: Final = {
@@ -119,6 +128,8 @@ DESCRIPTIONS: Final = {
     "unreachable or slower than its timeout, by limit.",
     REASSEMBLY_ERRORS_TOTAL: "Reassembly problems found in the content, by kind.",
     PHASE_DURATION: "Where a stream's wall time went, by phase (network, model or app).",
+    TOKENS_TOTAL: "Tokens the upstream reported as used, by type (input or output); summed "
+    "over every request of a logical stream (retries, resumes, continuations).",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +145,7 @@ LABEL_OUTCOME: Final = "outcome"
 LABEL_ERROR_CLASS: Final = "error_class"
 LABEL_KIND: Final = "kind"
 LABEL_LIMIT: Final = "limit"
+LABEL_TOKEN_TYPE: Final = "type"
 BASE_LABELS: Final = (LABEL_SERVICE, LABEL_MODEL, LABEL_PROVIDER)
 
 OTHER_MODEL: Final = "other"
@@ -237,6 +249,11 @@ REASSEMBLY_JSON: Final = "json"
 REASSEMBLY_FENCE: Final = "fence"
 REASSEMBLY_KINDS: Final = (REASSEMBLY_UTF8, REASSEMBLY_SSE, REASSEMBLY_JSON, REASSEMBLY_FENCE)
 
+# stream_tokens_total{type} (the values of gen_ai.token.type)
+TOKEN_INPUT: Final = "input"
+TOKEN_OUTPUT: Final = "output"
+TOKEN_TYPES: Final = (TOKEN_INPUT, TOKEN_OUTPUT)
+
 # stream_phase_duration_ms{phase}
 PHASE_OPEN: Final = "open"
 PHASE_FIRST_TOKEN_WAIT: Final = "first_token_wait"
@@ -335,14 +352,56 @@ FAILURE_CLASSES: Final = (
 
 TRACER_NAME: Final = "steadystream"
 METER_NAME: Final = "steadystream"
-SPAN_STREAM: Final = "gen_ai.stream"
-SPAN_ATTEMPT: Final = "gen_ai.stream.attempt"
+#: The GenAI semantic conventions release the names below follow. (Later, the GenAI
+#: conventions moved to their own repository, still unreleased and in flux.)
+SEMCONV_VERSION: Final = "1.41.1"
+#: The instrumentation scope's schema URL: 1.41.1 changed nothing in the GenAI conventions
+#: and published no schema file of its own, so it is 1.41.0's.
+SEMCONV_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.0"
+# The logical stream's span is named ``{gen_ai.operation.name} {gen_ai.request.model}`` (just
+# the operation without a model): see :func:`span_name`. Its attempts are INTERNAL children
+# named SPAN_ATTEMPT, with no gen_ai.* attributes (a retry is not a second GenAI operation).
+SPAN_ATTEMPT: Final = "steadystream.attempt"
+#: Which of steadystream's spans this is: SPAN_ROLE_STREAM (the logical stream, the GenAI
+#: span) or SPAN_ROLE_ATTEMPT. Find the stream span by it, not by its name.
+ATTR_SPAN_ROLE: Final = "steadystream.span"
+SPAN_ROLE_STREAM: Final = "stream"
+SPAN_ROLE_ATTEMPT: Final = "attempt"
+OPERATION_CHAT: Final = "chat"
 ATTR_PROVIDER: Final = "gen_ai.provider.name"
 ATTR_REQUEST_MODEL: Final = "gen_ai.request.model"
 ATTR_REQUEST_STREAM: Final = "gen_ai.request.stream"
 ATTR_RESPONSE_ID: Final = "gen_ai.response.id"
+ATTR_RESPONSE_MODEL: Final = "gen_ai.response.model"
+ATTR_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 ATTR_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 ATTR_OPERATION: Final = "gen_ai.operation.name"
+ATTR_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+ATTR_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+ATTR_TOKEN_TYPE: Final = "gen_ai.token.type"
+ATTR_ERROR_TYPE: Final = "error.type"
+#: error.type's fallback value (the conventions' own) for ERROR_CLASS_OTHER.
+ERROR_TYPE_OTHER: Final = "_OTHER"
+ATTR_SERVER_ADDRESS: Final = "server.address"
+ATTR_SERVER_PORT: Final = "server.port"
+# GenAI client metrics (OpenTelemetry only; Prometheus has stream_tokens_total).
+GENAI_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+GENAI_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+GENAI_UNITS: Final = {GENAI_TOKEN_USAGE: "{token}", GENAI_OPERATION_DURATION: "s"}
+GENAI_DESCRIPTIONS: Final = {
+    GENAI_TOKEN_USAGE: "Number of input and output tokens used.",
+    GENAI_OPERATION_DURATION: "GenAI operation duration.",
+}
+#: The conventions' explicit bucket advice for each GenAI client histogram.
+GENAI_BUCKETS: Final = {
+    GENAI_TOKEN_USAGE: (
+        1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+        67108864,
+    ),
+    GENAI_OPERATION_DURATION: (
+        0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    ),
+}  # fmt: skip
 ATTR_SERVICE: Final = "steadystream.service"
 ATTR_OUTCOME: Final = "steadystream.outcome"
 ATTR_ERROR_CLASS: Final = "steadystream.error_class"
@@ -356,6 +415,19 @@ EVENT_RESUME: Final = "resume"
 EVENT_BACKPRESSURE: Final = "backpressure"
 EVENT_TIMEOUT: Final = "timeout"
 EVENT_CHECKPOINT: Final = "checkpoint"
+
+
+def span_name(operation: str, request_model: str | None) -> str:
+    """The GenAI span name: ``{gen_ai.operation.name} {gen_ai.request.model}``, or the operation
+    alone when the model is not known."""
+    return f"{operation} {request_model}" if request_model else operation
+
+
+def error_type(error_class: str) -> str:
+    """``error.type`` for a stream that ended with ``error_class`` (one of ERROR_CLASSES: a
+    documented, low-cardinality list, as the conventions ask); ``other`` becomes ``_OTHER``."""
+    return ERROR_TYPE_OTHER if error_class == ERROR_CLASS_OTHER else error_class
+
 
 # --------------------------------------------------------------------------------------------
 # HTTP headers.

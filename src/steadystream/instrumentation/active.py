@@ -51,7 +51,7 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
@@ -184,8 +184,10 @@ class _Run:
         expect_json: bool,
         idempotency_key: str,
         resume_refusal: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.monitor = monitor
+        self.attributes = attributes
         self.opener = opener
         self.model = model
         self.provider = provider
@@ -246,7 +248,11 @@ class _Run:
         queued = self.ticket.queued if self.ticket is not None else None
         try:
             core = self.monitor.open_stream(
-                self.model, self.provider, expect_json=self.expect_json, queued=queued
+                self.model,
+                self.provider,
+                expect_json=self.expect_json,
+                queued=queued,
+                attributes=self.attributes,
             )
         except BaseException:
             self.ticket.release()
@@ -774,6 +780,7 @@ def stream_active(
     expect_json: bool = False,
     idempotency_key: str | None = None,
     resume_refusal: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> ActiveStream:
     """Open, retry and resume a stream under ``monitor``'s policy (``monitor.stream``).
 
@@ -784,6 +791,8 @@ def stream_active(
     exactly once the consumer has content (implies ``resumable=False``); a failure after
     content that would otherwise be retried then ends in :class:`~steadystream.ResumeFailed`
     with this reason and the checkpoint, counted in ``stream_resume_failure_total``.
+    ``attributes``: extra span attributes of the logical stream (``server.address``,
+    ``server.port``, or ``gen_ai.operation.name`` for an operation other than ``chat``).
 
     Nothing happens until iteration starts: then the stream is admitted, opened, and timed.
 
@@ -805,5 +814,6 @@ def stream_active(
         expect_json=expect_json,
         idempotency_key=idempotency_key or f"ss-{uuid.uuid4().hex}",
         resume_refusal=resume_refusal,
+        attributes=attributes,
     )
     return ActiveStream(run)

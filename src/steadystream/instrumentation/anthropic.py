@@ -37,8 +37,11 @@ retry, budget and timeout machinery as ``responses_stream`` (:mod:`.active`):
 
 The events are the SDK's own objects; rewritten ones are copies (``model_copy``). The
 ``message_delta`` usage of a continued stream counts the continuation's output tokens only, and
-``max_tokens`` applies to each request. The client is recognised by duck typing
-(``messages.create`` a coroutine function: async); ``anthropic`` is not imported here.
+``max_tokens`` applies to each request. The stream's telemetry counts every request: its
+``gen_ai.usage.*`` and ``stream_tokens_total`` are the sums over the first request and each
+continuation (the input tokens of each request, the output tokens each reported). The client
+is recognised by duck typing (``messages.create`` a coroutine function: async); ``anthropic``
+is not imported here.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from .errors import ResumeFailed
 from .openai import without_retries
 from .providers.anthropic_messages import Continuation, ContinuationError
 from .providers.base import MISS
+from .providers.registry import read_item
+from .sinks.telemetry import server_attributes
 
 if TYPE_CHECKING:
     from .core.checkpoint import Checkpoint
@@ -82,8 +87,10 @@ class _Tracked:
         state: Continuation,
         adapt: Callable[[Any], Any],
         prefix: str | None,
+        stream: ActiveStream | None = None,
     ) -> None:
         self.upstream = upstream
+        self._stream = stream
         # The watchdog shuts down the socket under the SDK stream's response.
         self.response = getattr(upstream, "response", None)
         self._state = state
@@ -104,6 +111,12 @@ class _Tracked:
             raise ResumeFailed(str(exc)) from None
         if out is not MISS:
             self._pending = out
+        elif self._stream is not None and self._stream.core is not None:
+            # An event the consumer already has (the continuation's own message_start) still
+            # reports this request's usage: the stream's usage is the sum over its requests.
+            meta = read_item(item).meta
+            if meta is not None:
+                self._stream.core.record_meta(meta)
         return out
 
     def _take_prefix(self) -> str | None:
@@ -193,6 +206,7 @@ def messages_stream(
     async_client = is_async_client(client)
     create = without_retries(client, monitor, timeout=timeout).messages.create
     state = Continuation(messages)
+    active: ActiveStream | None = None
 
     def opener(checkpoint: Checkpoint | None) -> Any:
         request_messages: list[Any] = messages
@@ -211,15 +225,17 @@ def messages_stream(
         if async_client:
 
             async def open_async() -> _AsyncTracked:
-                return _AsyncTracked(await create(**kwargs), state, adapt, prefix)
+                return _AsyncTracked(await create(**kwargs), state, adapt, prefix, active)
 
             return open_async()
-        return _SyncTracked(create(**kwargs), state, adapt, prefix)
+        return _SyncTracked(create(**kwargs), state, adapt, prefix, active)
 
-    return stream_active(
+    active = stream_active(
         monitor,
         opener,
         model=model if isinstance(model, str) else None,
         provider=provider,
         resumable=True,
+        attributes=server_attributes(getattr(client, "base_url", None)),
     )
+    return active

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -65,7 +64,13 @@ from .policy.ingress import IngressGuard
 from .policy.retry import Backoff
 from .policy.shared import SharedIngressGuard, SharedRetryBudget, SharedStore, shared_settings
 from .sinks.prometheus import PrometheusSink
-from .sinks.telemetry import Fanout, TelemetrySink, clean_label, report_telemetry_error
+from .sinks.telemetry import (
+    Fanout,
+    LabelCap,
+    TelemetrySink,
+    report_telemetry_error,
+    server_attributes,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -84,34 +89,6 @@ T = TypeVar("T")
 
 #: Distinct ``provider`` label values per monitor (a service talks to a handful of providers).
 DEFAULT_MAX_PROVIDERS = 8
-
-
-class _LabelCap:
-    """The first ``cap`` distinct values of a label, then ``other``: bounded cardinality.
-
-    Values are cleaned first (:func:`~.sinks.telemetry.clean_label`: printable, at most 128
-    characters), so the cap counts what is exported and holds no hostile text."""
-
-    __slots__ = ("_cap", "_lock", "_seen")
-
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, value: str | None) -> str:
-        if not value:
-            return c.UNKNOWN
-        if type(value) is str and value in self._seen:
-            return value  # seen values are clean, and a clean value cleans to itself
-        value = clean_label(value)
-        with self._lock:
-            if value in self._seen:
-                return value
-            if len(self._seen) >= self._cap:
-                return c.OTHER_MODEL
-            self._seen.add(value)
-            return value
 
 
 def _global_meter_provider() -> MeterProvider | None:
@@ -165,8 +142,8 @@ class StreamMonitor:
         self.policy = CorePolicy.from_spec(spec)
         #: Histogram bucket bounds (ms), spec thresholds included.
         self.buckets = spec.histogram_buckets()
-        self._models = _LabelCap(spec.stream.max_models)
-        self._providers = _LabelCap(max_providers)
+        self._models = LabelCap(spec.stream.max_models)
+        self._providers = LabelCap(max_providers)
         self._sinks: tuple[TelemetrySink, ...] = ()
         #: The Redis store behind the shared limits (``stream.shared`` or
         #: ``STEADYSTREAM_REDIS_URL``), or ``None`` when every limit is this process's own.
@@ -337,7 +314,12 @@ class StreamMonitor:
         """
         kind = _iteration_kind(stream)
         with _foreign_span_current(stream):
-            core = self.open_stream(model, provider, expect_json=expect_json)
+            core = self.open_stream(
+                model,
+                provider,
+                expect_json=expect_json,
+                attributes=server_attributes(_response_url(stream)),
+            )
         core.begin_attempt(self.clock())
         if kind is _ASYNC:
             return AsyncStreamWrapper(core, stream, self.clock, sse=sse)
@@ -374,7 +356,7 @@ class StreamMonitor:
         every timeout. ``opener(checkpoint)`` returns an iterable / async iterable (or an
         awaitable of one); ``checkpoint`` is ``None`` for the first attempt, else the last
         :class:`~steadystream.Checkpoint`. Keyword arguments (``model``, ``provider``,
-        ``resumable``, ``expect_json``, ``idempotency_key``) are those of
+        ``resumable``, ``expect_json``, ``idempotency_key``, ``attributes``) are those of
         :func:`steadystream.instrumentation.active.stream_active`."""
         from .active import stream_active
 
@@ -464,6 +446,32 @@ def _iteration_kind(stream: Any, depth: int = 0) -> str | None:
                 if kind in (_SYNC, _ASYNC):
                     return kind
     return _EITHER
+
+
+def _response_url(stream: Any, depth: int = 0) -> Any:
+    """The URL the stream was requested from (``server.address`` / ``server.port``): the HTTP
+    response's under an SDK stream (``stream.response.url``), an httpx response's own, or the
+    stream's inside another instrumentation's wrapper; ``None`` when none can be found."""
+    for holder in (getattr(stream, "response", None), stream):
+        if holder is None or isinstance(holder, (str, bytes, bytearray, dict)):
+            continue
+        try:
+            url = getattr(holder, "url", None)
+        except Exception:  # httpx: a response without its request
+            continue
+        if url is not None and not callable(url):
+            return url
+    if depth < 4:
+        for attr in _WRAPPED_ATTRS:
+            try:
+                inner = getattr(stream, attr, None)
+            except Exception:
+                continue
+            if inner is not None and inner is not stream:
+                url = _response_url(inner, depth + 1)
+                if url is not None:
+                    return url
+    return None
 
 
 #: Where other instrumentations' stream wrappers keep their span (openai-v2: ``span``,

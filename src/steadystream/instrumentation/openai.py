@@ -93,6 +93,7 @@ from .active import ActiveStream, creates_async, missing_terminal, stream_active
 from .errors import ResumeFailed
 from .policy.timeouts import timeout_parts
 from .providers.openai_chat import carries_content, finishes, in_band_error, reports_usage
+from .sinks.telemetry import server_attributes
 
 if TYPE_CHECKING:
     from .core.checkpoint import Checkpoint
@@ -184,6 +185,7 @@ def responses_stream(
         provider=provider,
         resumable=True,
         idempotency_key=key,
+        attributes=server_attributes(getattr(client, "base_url", None)),
     )
 
 
@@ -370,4 +372,5 @@ def chat_stream(
         provider=provider,
         resumable=False,
         resume_refusal=_CHAT_NO_RESUME,
+        attributes=server_attributes(getattr(client, "base_url", None)),
     )

@@ -61,7 +61,16 @@ from ... import conventions as c
 from .. import errors as e
 from ..core.checkpoint import Checkpoint
 from ..core.reassembly import FenceTracker, json_problem
-from ..providers.base import CONTENT, END, ERROR, KEEPALIVE, STARTED, UNKNOWN, Reading
+from ..providers.base import (
+    CONTENT,
+    END,
+    ERROR,
+    KEEPALIVE,
+    STARTED,
+    UNKNOWN,
+    Reading,
+    ResponseMeta,
+)
 from ..providers.failures import error_class as classify_exception
 from ..providers.registry import feed
 
@@ -144,6 +153,7 @@ class StreamCore:
         "_hash",
         "_hash_update",
         "_idle_used",
+        "_info",
         "_interrupted_at",
         "_json_parts",
         "_last_content_t",
@@ -228,6 +238,9 @@ class StreamCore:
         self._interrupted_at: float | None = None
         self._error_class: str | None = None
         self._ended_by_upstream = False
+        # What the upstream reported about the response (usage, finish reasons, model); made
+        # on the first report, so a stream without any pays nothing.
+        self._info: _ResponseInfo | None = None
         self._announced = False
         self._closed = False
         self._ph_open = 0.0
@@ -257,6 +270,8 @@ class StreamCore:
         """
         if self._attempt_live:
             self.end_attempt(t)
+        if self._info is not None:
+            self._info.next_request()
         self.attempt += 1
         self._attempt_live = True
         self._error_class = None
@@ -402,7 +417,11 @@ class StreamCore:
             self._obs.response_id(r.response_id)
         kind = r.kind
         if kind == CONTENT:
+            if r.meta is not None:  # rare: the last text and its finish reason in one item
+                self.record_meta(r.meta)
             return self.on_content(r.text, r.sequence_number, t)
+        if r.meta is not None:
+            self.record_meta(r.meta)
         if self._waiting:
             w = t - self._t_wait
             self._waiting = False
@@ -427,6 +446,16 @@ class StreamCore:
         elif kind == ERROR and self._error_class is None:
             self._error_class = r.error_class
         return None
+
+    def record_meta(self, meta: ResponseMeta) -> None:
+        """The upstream reported usage, finish reasons or the response model (read from a
+        lifecycle item by :meth:`on_reading`; also called directly for an item the consumer
+        never sees, such as a continuation's own ``message_start``). Reported to the sinks at
+        the end, in ``ended``'s ``info``."""
+        info = self._info
+        if info is None:
+            info = self._info = _ResponseInfo()
+        info.take(meta)
 
     def on_keepalive(self, t: float) -> None:
         """A keep-alive (SSE comment) arrived: proof of life, but not content."""
@@ -714,13 +743,15 @@ class StreamCore:
         if self._first_token_t is not None:
             phases[c.PHASE_UPSTREAM_WAIT] = self._ph_up * 1000.0
         phases[c.PHASE_CONSUMER] = self._ph_consumer * 1000.0
-        obs.ended(
-            outcome,
-            error_class,
-            phases,
-            t,
-            {"bytes": self._bytes, "chunks": self._chunks, "attempts": self.attempt},
-        )
+        info: dict[str, Any] = {
+            "bytes": self._bytes,
+            "chunks": self._chunks,
+            "attempts": self.attempt,
+            "duration": t - self._t_open,
+        }
+        if self._info is not None:
+            self._info.report(info)
+        obs.ended(outcome, error_class, phases, t, info)
         return outcome
 
     def _account_wait(self, t: float) -> None:
@@ -739,6 +770,61 @@ class StreamCore:
             else:
                 self._ph_up += w
             self._idle_used += w
+
+
+class _ResponseInfo:
+    """Usage, finish reasons and response model over the requests of one logical stream.
+
+    Within a request a later report replaces an earlier one (cumulative counts); the requests
+    of a stream (retries, resumes, continuations: one per attempt) add up their usage, since
+    each was a request the upstream served. Finish reasons and the model are the last
+    request's that reported any."""
+
+    __slots__ = ("finish", "input", "last_finish", "model", "output", "sum_input", "sum_output")
+
+    def __init__(self) -> None:
+        self.input: int | None = None
+        self.output: int | None = None
+        self.sum_input: int | None = None
+        self.sum_output: int | None = None
+        self.finish: list[str] = []
+        self.last_finish: list[str] = []
+        self.model: str | None = None
+
+    def take(self, meta: ResponseMeta) -> None:
+        if meta.input_tokens is not None:
+            self.input = meta.input_tokens
+        if meta.output_tokens is not None:
+            self.output = meta.output_tokens
+        if meta.finish_reasons:
+            self.finish.extend(meta.finish_reasons)
+        if meta.response_model:
+            self.model = meta.response_model
+
+    def next_request(self) -> None:
+        """The next attempt is a new request: fold this one's usage into the sums."""
+        if self.input is not None:
+            self.sum_input = (self.sum_input or 0) + self.input
+            self.input = None
+        if self.output is not None:
+            self.sum_output = (self.sum_output or 0) + self.output
+            self.output = None
+        if self.finish:
+            self.last_finish = self.finish
+            self.finish = []
+
+    def report(self, info: dict[str, Any]) -> None:
+        """Add ``input_tokens``, ``output_tokens``, ``finish_reasons`` and ``response_model`` to
+        the end ``info``, each only when the upstream reported it."""
+        self.next_request()
+        if self.sum_input is not None:
+            info["input_tokens"] = self.sum_input
+        if self.sum_output is not None:
+            info["output_tokens"] = self.sum_output
+        if self.last_finish:
+            info["finish_reasons"] = tuple(self.last_finish)
+        if self.model is not None:
+            info["response_model"] = self.model
 
 
 class _NullObserver:

@@ -9,7 +9,9 @@ Reading:
 * ``message_start`` starts a stream that must end with ``message_stop`` (its ``message.id`` is
   the response id); ``message_stop`` ends it. ``content_block_start`` / ``_stop`` and
   ``message_delta`` (``stop_reason``, ``usage``: see :func:`stop_reason`, :func:`usage`) are
-  lifecycle; ``ping`` is a keep-alive.
+  lifecycle; ``ping`` is a keep-alive. ``message_start`` (``message.model``, ``usage``) and
+  ``message_delta`` (``stop_reason``, cumulative ``usage``) carry the response's
+  :class:`~.base.ResponseMeta`; input tokens include the cached ones.
 * ``error`` with a nested ``error`` object (``{"type": "error", "error": {"type":
   "overloaded_error", ...}}``) is an in-band error (``upstream_error_event``) carrying the HTTP
   status it stands for: ``overloaded_error`` 529, ``api_error`` 500, ``rate_limit_error`` 429,
@@ -47,8 +49,11 @@ from .base import (
     BaseFormat,
     FastPath,
     Reading,
+    ResponseMeta,
     attr,
     get,
+    int_field,
+    str_field,
     with_field,
 )
 
@@ -80,7 +85,7 @@ _DELTA_TEXT_FIELD: Final = {
     "thinking_delta": "thinking",
     "input_json_delta": "partial_json",
 }
-_LIFECYCLE_TYPES: Final = frozenset({BLOCK_START, BLOCK_STOP, MESSAGE_DELTA})
+_LIFECYCLE_TYPES: Final = frozenset({BLOCK_START, BLOCK_STOP})
 #: In-band error types and the HTTP status each stands for (Anthropic's error reference).
 ERROR_STATUS: Final[Mapping[str, int]] = {
     "invalid_request_error": 400,
@@ -126,8 +131,16 @@ def stop_reason(item: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_CACHE_INPUT_FIELDS: Final = ("cache_read_input_tokens", "cache_creation_input_tokens")
+
+
 def usage(item: Any) -> tuple[int | None, int | None]:
-    """``(input_tokens, output_tokens)`` a ``message_start`` or ``message_delta`` reports."""
+    """``(input_tokens, output_tokens)`` a ``message_start`` or ``message_delta`` reports.
+
+    Input tokens as the GenAI conventions count them: Anthropic's ``input_tokens`` excludes
+    cached tokens, so ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` are added
+    (``None`` when the event reports no input count). ``message_delta`` counts are cumulative
+    for the request."""
     typ = _type_of(item)
     if typ == MESSAGE_START:
         u = get(get(item, "message"), "usage")
@@ -137,8 +150,22 @@ def usage(item: Any) -> tuple[int | None, int | None]:
         return None, None
     if u is None:
         return None, None
-    i, o = get(u, "input_tokens"), get(u, "output_tokens")
-    return (i if isinstance(i, int) else None, o if isinstance(o, int) else None)
+    i = int_field(u, "input_tokens")
+    if i is not None:
+        for key in _CACHE_INPUT_FIELDS:
+            i += int_field(u, key) or 0
+    return i, int_field(u, "output_tokens")
+
+
+def _meta(item: Any, typ: str) -> ResponseMeta:
+    """Usage, model (``message_start``) and stop reason (``message_delta``) of an event."""
+    i, o = usage(item)
+    if typ == MESSAGE_START:
+        return ResponseMeta(
+            input_tokens=i, output_tokens=o, response_model=str_field(get(item, "message"), "model")
+        )
+    reason = stop_reason(item)
+    return ResponseMeta(input_tokens=i, output_tokens=o, finish_reasons=(reason,) if reason else ())
 
 
 def _delta_text(delta: Any) -> tuple[str | None, str | None]:
@@ -158,9 +185,13 @@ def _read(item: Any, typ: str) -> Reading | None:
         return Reading(CONTENT, text) if text else _KEEPALIVE  # type: ignore[arg-type]
     if typ in _LIFECYCLE_TYPES:
         return _LIFECYCLE
+    if typ == MESSAGE_DELTA:
+        return Reading(LIFECYCLE, meta=_meta(item, typ))
     if typ == MESSAGE_START:
         rid = get(get(item, "message"), "id")
-        return Reading(STARTED, response_id=rid if isinstance(rid, str) else None)
+        return Reading(
+            STARTED, response_id=rid if isinstance(rid, str) else None, meta=_meta(item, typ)
+        )
     if typ == MESSAGE_STOP:
         return _END
     if typ == PING:

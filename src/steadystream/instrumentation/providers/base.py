@@ -29,10 +29,13 @@ __all__ = [
     "BaseFormat",
     "FastPath",
     "Reading",
+    "ResponseMeta",
     "WireFormat",
     "attr",
     "deep_copy",
     "get",
+    "int_field",
+    "str_field",
     "with_field",
 ]
 
@@ -56,14 +59,64 @@ STARTED: Final = 5
 UNKNOWN: Final = 6
 
 
+class ResponseMeta:
+    """What the upstream said about the response as a whole, read from a lifecycle item (the
+    Responses API's ``response.completed``, Chat Completions' closing and usage chunks,
+    Anthropic's ``message_start`` / ``message_delta``, or a registered format's own). Every
+    field is optional; ``None`` means "this item does not say".
+
+    * ``input_tokens`` / ``output_tokens``: usage as the request reported it so far. Within one
+      request a later report replaces an earlier one (Anthropic's ``message_delta`` usage is
+      cumulative); over the requests of a logical stream (retries, resumes, continuations) the
+      core adds them up. Input tokens include cached ones (the conventions'
+      ``gen_ai.usage.input_tokens``).
+    * ``finish_reasons``: why generation stopped, one per choice finished in this item, in the
+      provider's own words (``stop``, ``length``, ``end_turn``, ...).
+    * ``response_model``: the model that actually answered (``gen_ai.response.model``).
+    """
+
+    __slots__ = ("finish_reasons", "input_tokens", "output_tokens", "response_model")
+
+    def __init__(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        finish_reasons: tuple[str, ...] = (),
+        response_model: str | None = None,
+    ) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.finish_reasons = finish_reasons
+        self.response_model = response_model
+
+    def __repr__(self) -> str:
+        return (
+            f"ResponseMeta(input_tokens={self.input_tokens!r}, "
+            f"output_tokens={self.output_tokens!r}, finish_reasons={self.finish_reasons!r}, "
+            f"response_model={self.response_model!r})"
+        )
+
+
 class Reading:
     """What one item means. ``text`` is set for :data:`CONTENT`, ``error_class`` for
     :data:`ERROR`; ``sequence_number`` and ``response_id`` when the item carries them.
     ``status``: for an in-band error, the HTTP status it stands for when the format says so
     (Anthropic's ``overloaded_error`` event is a 529 that arrived inside a 200 stream); the
-    retry policy reads it like a response status."""
+    retry policy reads it like a response status. ``meta``: usage, finish reasons and the
+    response model, when the item reports them (:class:`ResponseMeta`; lifecycle, end and
+    error items; a content item only in the rare shape that carries both, such as a Chat
+    chunk with the last text and its ``finish_reason``)."""
 
-    __slots__ = ("error_class", "kind", "response_id", "sequence_number", "status", "text")
+    __slots__ = (
+        "error_class",
+        "kind",
+        "meta",
+        "response_id",
+        "sequence_number",
+        "status",
+        "text",
+    )
 
     def __init__(
         self,
@@ -73,6 +126,7 @@ class Reading:
         response_id: str | None = None,
         error_class: str | None = None,
         status: int | None = None,
+        meta: ResponseMeta | None = None,
     ) -> None:
         self.kind = kind
         self.text = text
@@ -80,6 +134,7 @@ class Reading:
         self.response_id = response_id
         self.error_class = error_class
         self.status = status
+        self.meta = meta
 
 
 class _Miss:
@@ -209,6 +264,23 @@ def get(obj: Any, key: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(key)
     return attr(obj, key)
+
+
+def int_field(obj: Any, key: str) -> int | None:
+    """An integer field (a token count) of a dict or an object, ``None`` when absent or not an
+    ``int`` (a ``bool`` is not a count)."""
+    if obj is None:
+        return None
+    value = get(obj, key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def str_field(obj: Any, key: str) -> str | None:
+    """A non-empty string field of a dict or an object, else ``None``."""
+    if obj is None:
+        return None
+    value = get(obj, key)
+    return value if isinstance(value, str) and value else None
 
 
 def with_field(item: Any, name: str, value: Any) -> Any:

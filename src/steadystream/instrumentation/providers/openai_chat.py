@@ -13,6 +13,12 @@
   when the request set ``stream_options: {"include_usage": true}``, by the usage chunk
   (:func:`reports_usage`).
 
+Usage, finish reasons and the response model (:class:`~.base.ResponseMeta`) are read from
+the chunks that carry no content (the opening role chunk, the closing chunk, the
+``include_usage`` chunk: ``usage.prompt_tokens`` / ``completion_tokens``) and from the rare
+content chunk that also carries a ``finish_reason`` (vLLM puts the last text and the reason in
+one chunk). The chunk's ``model`` is the response model.
+
 There is no resume by sequence number (Chat Completions has none); a replayed chunk can still
 be trimmed at a checkpoint offset.
 
@@ -34,9 +40,12 @@ from .base import (
     BaseFormat,
     FastPath,
     Reading,
+    ResponseMeta,
     attr,
     deep_copy,
     get,
+    int_field,
+    str_field,
 )
 
 __all__ = [
@@ -58,11 +67,25 @@ _END = Reading(END)
 ERROR_STATUS: Final[dict[str, int]] = {"server_error": 500}
 
 
+def _chunk_meta(item: Any, reasons: list[str]) -> ResponseMeta:
+    u = get(item, "usage")
+    return ResponseMeta(
+        input_tokens=int_field(u, "prompt_tokens"),
+        output_tokens=int_field(u, "completion_tokens"),
+        finish_reasons=tuple(reasons),
+        response_model=str_field(item, "model"),
+    )
+
+
 def _read_chunk(item: Any, choices: Any) -> Reading:
     rid = get(item, "id")
     rid = rid if isinstance(rid, str) else None
     parts: list[str] = []
+    reasons: list[str] = []
     for choice in choices or ():
+        reason = get(choice, "finish_reason")
+        if isinstance(reason, str) and reason:
+            reasons.append(reason)
         delta = get(choice, "delta")
         if delta is None:
             continue
@@ -76,8 +99,11 @@ def _read_chunk(item: Any, choices: Any) -> Reading:
             if isinstance(args, str) and args:
                 parts.append(args)
     if parts:
-        return Reading(CONTENT, parts[0] if len(parts) == 1 else "".join(parts), None, rid)
-    return Reading(LIFECYCLE, "", None, rid)
+        text = parts[0] if len(parts) == 1 else "".join(parts)
+        if reasons:  # the last text and the finish reason in one chunk
+            return Reading(CONTENT, text, None, rid, meta=_chunk_meta(item, reasons))
+        return Reading(CONTENT, text, None, rid)
+    return Reading(LIFECYCLE, "", None, rid, meta=_chunk_meta(item, reasons))
 
 
 def _fast_object(core: Any, item: Any, t: float) -> Any:
@@ -97,6 +123,8 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
         return MISS
     if d.get("refusal") or d.get("tool_calls") or d.get("reasoning_content"):
         return MISS
+    if choice.get("finish_reason") is not None:
+        return MISS  # the last text with its finish reason: the general path reads both
     extra = getattr(delta, "__pydantic_extra__", None)
     if extra and extra.get("reasoning_content"):
         return MISS

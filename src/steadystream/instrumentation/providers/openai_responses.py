@@ -8,6 +8,12 @@
   in-band failures (``response.incomplete`` is a truncated but legitimate end: the consumer
   gets the event and its reason).
 * ``sequence_number`` is read when present (resume by ``starting_after``).
+* Usage and the response model (:class:`~.base.ResponseMeta`) come from the ``response``
+  object of ``response.completed``, ``response.incomplete`` and ``response.failed``
+  (``usage.input_tokens`` / ``output_tokens``, ``model``); ``response.created`` gives the model
+  early. Responses have no finish reason of their own: the finish reason recorded is the
+  response's ``status`` (``completed``, ``failed``), or for ``response.incomplete`` its
+  ``incomplete_details.reason`` (``max_output_tokens``, ``content_filter``).
 
 Any other ``response.*`` item is a lifecycle event. Items whose ``type`` is neither
 ``response.*`` nor ``error`` are not this format's: the registry asks the other formats, and
@@ -34,8 +40,11 @@ from .base import (
     BaseFormat,
     FastPath,
     Reading,
+    ResponseMeta,
     attr,
     get,
+    int_field,
+    str_field,
     with_field,
 )
 
@@ -71,6 +80,29 @@ def _response_id(item: Any, getter: Callable[[Any, str], Any]) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
+def _meta(item: Any, getter: Callable[[Any, str], Any], *, final: bool) -> ResponseMeta | None:
+    """Usage, model and finish reason of the ``response`` a lifecycle event carries (``final``:
+    a terminal event, whose response is finished)."""
+    resp = getter(item, "response")
+    if resp is None:
+        return None
+    model = str_field(resp, "model")
+    if not final:
+        return ResponseMeta(response_model=model) if model else None
+    u = get(resp, "usage")
+    status = str_field(resp, "status")
+    reason = (
+        str_field(get(resp, "incomplete_details"), "reason") if status == "incomplete" else None
+    )
+    reason = reason or status
+    return ResponseMeta(
+        input_tokens=int_field(u, "input_tokens"),
+        output_tokens=int_field(u, "output_tokens"),
+        finish_reasons=(reason,) if reason else (),
+        response_model=model,
+    )
+
+
 def _typed(item: Any, typ: str, getter: Callable[[Any, str], Any]) -> Reading:
     seq = getter(item, "sequence_number")
     if typ.endswith(_DELTA_SUFFIX):
@@ -82,11 +114,22 @@ def _typed(item: Any, typ: str, getter: Callable[[Any, str], Any]) -> Reading:
         return Reading(LIFECYCLE, "", seq)
     error_class = _ERROR_TYPES.get(typ)
     if error_class is not None:
-        return Reading(ERROR, "", seq, _response_id(item, getter), error_class)
+        return Reading(
+            ERROR,
+            "",
+            seq,
+            _response_id(item, getter),
+            error_class,
+            meta=_meta(item, getter, final=True),
+        )
     if typ == _COMPLETED:
-        return Reading(END, "", seq, _response_id(item, getter))
+        return Reading(
+            END, "", seq, _response_id(item, getter), meta=_meta(item, getter, final=True)
+        )
     if typ == _CREATED:
-        return Reading(STARTED, "", seq, _response_id(item, getter))
+        return Reading(
+            STARTED, "", seq, _response_id(item, getter), meta=_meta(item, getter, final=False)
+        )
     if typ in _RESPONSE_ID_TYPES:
         return Reading(LIFECYCLE, "", seq, _response_id(item, getter))
     return Reading(LIFECYCLE, "", seq) if seq is not None else _LIFECYCLE

@@ -1,15 +1,33 @@
-"""OpenTelemetry sinks: metric instruments with the Prometheus names and units, and spans.
+"""OpenTelemetry sinks: metric instruments with the Prometheus names and units, the GenAI
+client metrics, and spans.
 
-Spans follow the GenAI semantic conventions: one ``gen_ai.stream`` span per logical stream
-(kind CLIENT; INTERNAL under another instrumentation's GenAI CLIENT span, which then stands for
-the call), a child ``gen_ai.stream.attempt`` span per attempt, and events for the first token,
-checkpoints, timeouts, retries, resumes and backpressure. Attributes:
-``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.request.stream``,
-``gen_ai.operation.name``, ``gen_ai.response.id``, ``gen_ai.response.time_to_first_chunk``
-(seconds), and ``steadystream.*`` (service, outcome, error class, bytes, chunks, attempts,
-``steadystream.phase.<phase>`` in ms). Content, prompts and keys are never recorded. Every text
-from outside (model, provider, service, response id, extra attributes) passes through
+Everything GenAI follows the OpenTelemetry GenAI semantic conventions of release
+:data:`~steadystream.conventions.SEMCONV_VERSION` (1.41.1).
+
+Spans: one span per logical stream, named ``{gen_ai.operation.name} {gen_ai.request.model}``
+(``chat gpt-4.1``; the operation alone without a model), kind CLIENT (INTERNAL under another
+instrumentation's GenAI CLIENT span, which then stands for the call); it covers every attempt
+(one request of the caller is one GenAI span). Each attempt is an INTERNAL child named
+``steadystream.attempt`` with no ``gen_ai.*`` attributes (a retry is not a second GenAI
+operation). ``steadystream.span`` (``stream`` / ``attempt``) tells them apart. Events for the
+first token, checkpoints, timeouts, retries, resumes and backpressure. Attributes:
+``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
+``gen_ai.request.stream``, ``server.address`` / ``server.port`` (when known), then as the
+stream goes: ``gen_ai.response.id``, ``gen_ai.response.time_to_first_chunk`` (seconds), and at
+the end ``gen_ai.response.model``, ``gen_ai.response.finish_reasons``,
+``gen_ai.usage.input_tokens`` / ``output_tokens`` (each when the upstream reported it) and, on
+failure, ``error.type`` (the error class). Also ``steadystream.*`` (service, outcome, error
+class, bytes, chunks, attempts, ``steadystream.phase.<phase>`` in ms). Content, prompts and keys
+are never recorded. Every text from outside (model, provider, service, response id, response
+model, finish reasons, server address, extra attributes) passes through
 :func:`~.telemetry.clean_label`, like the Prometheus labels.
+
+Metrics: the ``stream_*`` instruments (Prometheus names and units), and once per stream at its
+end ``gen_ai.client.operation.duration`` (seconds, ``error.type`` on failure) and
+``gen_ai.client.token.usage`` (``{token}``, one record per ``gen_ai.token.type`` the upstream
+reported), with the conventions' bucket advice. Their model and provider attributes are the
+capped label values; response models are capped the same way (32 distinct names, then
+``other``).
 """
 
 from __future__ import annotations
@@ -22,9 +40,11 @@ from typing import TYPE_CHECKING, Any
 from ... import conventions as c
 from ...version import __version__
 from ..sinks.telemetry import (
+    _METHODS,
     CapacitySource,
     CapacityTracker,
     ErrorRateWindow,
+    LabelCap,
     clean_label,
     report_telemetry_error,
 )
@@ -36,6 +56,9 @@ if TYPE_CHECKING:
     from ..core.checkpoint import Checkpoint
 
 __all__ = ["OTelMetricsSink", "TracingSink"]
+
+
+_TOKEN_TYPES = (("input_tokens", c.TOKEN_INPUT), ("output_tokens", c.TOKEN_OUTPUT))
 
 
 class _OTelStream:
@@ -121,6 +144,10 @@ class _OTelStream:
             i[c.ERRORS_TOTAL].add(1, self._attrs(c.LABEL_ERROR_CLASS, error_class))
         for phase, ms in phases_ms.items():
             i[c.PHASE_DURATION].record(ms, self._attrs(c.LABEL_PHASE, phase))
+        for key, token_type in _TOKEN_TYPES:
+            tokens = info.get(key)
+            if tokens:
+                i[c.TOKENS_TOTAL].add(tokens, self._attrs(c.LABEL_TOKEN_TYPE, token_type))
         self.window.record(t, error_class is not None)
 
     def rejected(self, reason: str, t: float) -> None:
@@ -162,7 +189,7 @@ class OTelMetricsSink:
         clock: Callable[[], float],
         capacity: CapacitySource | None = None,
     ) -> None:
-        meter = meter_provider.get_meter(c.METER_NAME, __version__)
+        meter = meter_provider.get_meter(c.METER_NAME, __version__, schema_url=c.SEMCONV_SCHEMA_URL)
         self._service = service = clean_label(service)
         self._clock = clock
         self._streams: dict[tuple[str, str], _OTelStream] = {}
@@ -174,10 +201,21 @@ class OTelMetricsSink:
                 description=c.DESCRIPTIONS[name],
                 explicit_bucket_boundaries_advisory=list(buckets[name]),
             )
-        for name in c.COUNTERS:
+        for name in c.COUNTERS + c.USAGE_COUNTERS:
             self.i[name] = meter.create_counter(
                 name, unit=c.UNITS.get(name, "1"), description=c.DESCRIPTIONS[name]
             )
+        #: The GenAI client histograms (semantic conventions names, units and buckets).
+        self.genai: dict[str, Any] = {
+            name: meter.create_histogram(
+                name,
+                unit=c.GENAI_UNITS[name],
+                description=c.GENAI_DESCRIPTIONS[name],
+                explicit_bucket_boundaries_advisory=list(c.GENAI_BUCKETS[name]),
+            )
+            for name in (c.GENAI_TOKEN_USAGE, c.GENAI_OPERATION_DURATION)
+        }
+        self._response_models = LabelCap(c.DEFAULT_MAX_MODELS)
         self.i[c.IN_FLIGHT] = meter.create_up_down_counter(
             c.IN_FLIGHT, unit=c.UNITS[c.IN_FLIGHT], description=c.DESCRIPTIONS[c.IN_FLIGHT]
         )
@@ -229,8 +267,38 @@ class OTelMetricsSink:
 
     def bind(
         self, model: str, provider: str, *, request_model: str, attributes: Mapping[str, Any]
-    ) -> _OTelStream:
-        return self._bound(model, provider)
+    ) -> _GenAIStream:
+        genai: dict[str, Any] = {
+            c.ATTR_OPERATION: c.OPERATION_CHAT,
+            c.ATTR_PROVIDER: clean_label(provider),
+        }
+        if request_model != c.UNKNOWN:
+            genai[c.ATTR_REQUEST_MODEL] = clean_label(model)  # the capped label, not the name
+        for key in (c.ATTR_OPERATION, c.ATTR_SERVER_ADDRESS, c.ATTR_SERVER_PORT):
+            val = attributes.get(key)
+            if val is not None:
+                genai[key] = clean_label(val) if isinstance(val, str) else val
+        return _GenAIStream(self._bound(model, provider), self, genai)
+
+    def record_genai(
+        self, genai: Mapping[str, Any], error_class: str | None, info: Mapping[str, Any]
+    ) -> None:
+        """The GenAI client metrics of one stream that ended (``genai``: its attributes)."""
+        attrs = dict(genai)
+        model = info.get("response_model")
+        if model:
+            attrs[c.ATTR_RESPONSE_MODEL] = self._response_models(model)
+        duration_attrs = attrs
+        if error_class is not None:
+            duration_attrs = {**attrs, c.ATTR_ERROR_TYPE: c.error_type(error_class)}
+        duration = info.get("duration")
+        if duration is not None:
+            self.genai[c.GENAI_OPERATION_DURATION].record(duration, duration_attrs)
+        usage = self.genai[c.GENAI_TOKEN_USAGE]
+        for key, token_type in _TOKEN_TYPES:
+            tokens = info.get(key)
+            if tokens is not None:
+                usage.record(tokens, {**attrs, c.ATTR_TOKEN_TYPE: token_type})
 
     def rejected(self, reason: str, model: str, provider: str) -> None:
         self._bound(model, provider).rejected(reason, self._clock())
@@ -239,6 +307,45 @@ class OTelMetricsSink:
         self.i[c.SHARED_FALLBACK_TOTAL].add(
             n, {c.LABEL_SERVICE: self._service, c.LABEL_LIMIT: limit}
         )
+
+
+def _forward(name: str) -> Any:
+    def call(self: _GenAIStream, *args: Any) -> None:
+        getattr(self._s, name)(*args)
+
+    call.__name__ = name
+    return call
+
+
+class _GenAIStream:
+    """One stream's OpenTelemetry metrics observer: the shared instruments of its label set,
+    plus the stream's own GenAI attributes (operation, server) for the GenAI client metrics
+    recorded when it ends."""
+
+    __slots__ = ("_genai", "_s", "_sink")
+
+    def __init__(self, shared: _OTelStream, sink: OTelMetricsSink, genai: dict[str, Any]) -> None:
+        self._s = shared
+        self._sink = sink
+        self._genai = genai
+
+    for _name in _METHODS:
+        if _name != "ended":
+            locals()[_name] = _forward(_name)
+    del _name
+
+    def ended(
+        self,
+        outcome: str,
+        error_class: str | None,
+        phases_ms: Mapping[str, float],
+        t: float,
+        info: Mapping[str, Any],
+    ) -> None:
+        try:
+            self._s.ended(outcome, error_class, phases_ms, t, info)
+        finally:
+            self._sink.record_genai(self._genai, error_class, info)
 
 
 _GENAI_PREFIX = "gen_ai."
@@ -254,15 +361,19 @@ def _is_genai_client(span: Any) -> bool:
     return any(key.startswith(_GENAI_PREFIX) for key in attributes)
 
 
+_USAGE_ATTRS = (("input_tokens", c.ATTR_INPUT_TOKENS), ("output_tokens", c.ATTR_OUTPUT_TOKENS))
+
+
 class _SpanStream:
     """Spans of one logical stream (a StreamObserver)."""
 
-    __slots__ = ("_attempt", "_attrs", "_ctx", "_ended", "_span", "_tracer")
+    __slots__ = ("_attempt", "_attrs", "_ctx", "_ended", "_name", "_span", "_tracer")
 
-    def __init__(self, tracer: Any, ctx: Any, attrs: dict[str, Any]) -> None:
+    def __init__(self, tracer: Any, ctx: Any, attrs: dict[str, Any], name: str) -> None:
         self._tracer = tracer
         self._ctx = ctx
         self._attrs = attrs
+        self._name = name
         self._span: Span | None = None
         self._attempt: Span | None = None
         self._ended = False
@@ -276,7 +387,7 @@ class _SpanStream:
         parent = get_current_span(self._ctx)
         kind = SpanKind.INTERNAL if _is_genai_client(parent) else SpanKind.CLIENT
         self._span = self._tracer.start_span(
-            c.SPAN_STREAM, context=self._ctx, kind=kind, attributes=self._attrs
+            self._name, context=self._ctx, kind=kind, attributes=self._attrs
         )
 
     def attempt_started(self, attempt: int, t: float) -> None:
@@ -287,7 +398,7 @@ class _SpanStream:
         self._attempt = self._tracer.start_span(
             c.SPAN_ATTEMPT,
             context=trace.set_span_in_context(self._span),
-            attributes={c.ATTR_ATTEMPT: attempt},
+            attributes={c.ATTR_SPAN_ROLE: c.SPAN_ROLE_ATTEMPT, c.ATTR_ATTEMPT: attempt},
         )
 
     def attempt_ended(self, attempt: int, t: float, error_class: str | None) -> None:
@@ -298,6 +409,7 @@ class _SpanStream:
             from opentelemetry.trace import Status, StatusCode
 
             span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
+            span.set_attribute(c.ATTR_ERROR_TYPE, c.error_type(error_class))
             span.set_status(Status(StatusCode.ERROR, error_class))
         span.end()
 
@@ -375,10 +487,21 @@ class _SpanStream:
         span.set_attribute(c.ATTR_ATTEMPT, int(info.get("attempts", 0)))
         for phase, ms in phases_ms.items():
             span.set_attribute(c.ATTR_PHASE_PREFIX + phase, ms)
+        model = info.get("response_model")
+        if model:
+            span.set_attribute(c.ATTR_RESPONSE_MODEL, clean_label(model))
+        reasons = info.get("finish_reasons")
+        if reasons:
+            span.set_attribute(c.ATTR_FINISH_REASONS, [clean_label(r) for r in reasons])
+        for key, attr in _USAGE_ATTRS:
+            tokens = info.get(key)
+            if tokens is not None:
+                span.set_attribute(attr, int(tokens))
         if error_class is not None:
             from opentelemetry.trace import Status, StatusCode
 
             span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
+            span.set_attribute(c.ATTR_ERROR_TYPE, c.error_type(error_class))
             span.set_status(Status(StatusCode.ERROR, error_class))
         span.end()
 
@@ -387,7 +510,9 @@ class TracingSink:
     """:class:`~.telemetry.TelemetrySink` producing spans through ``tracer_provider``."""
 
     def __init__(self, tracer_provider: TracerProvider, service: str) -> None:
-        self._tracer = tracer_provider.get_tracer(c.TRACER_NAME, __version__)
+        self._tracer = tracer_provider.get_tracer(
+            c.TRACER_NAME, __version__, schema_url=c.SEMCONV_SCHEMA_URL
+        )
         self._service = clean_label(service)
 
     def bind(
@@ -396,16 +521,19 @@ class TracingSink:
         from opentelemetry import context
 
         attrs: dict[str, Any] = {
-            c.ATTR_OPERATION: "chat",
+            c.ATTR_OPERATION: c.OPERATION_CHAT,
             c.ATTR_PROVIDER: clean_label(provider),
-            c.ATTR_REQUEST_MODEL: clean_label(request_model),
-            c.ATTR_REQUEST_STREAM: True,
-            c.ATTR_SERVICE: self._service,
         }
+        if request_model != c.UNKNOWN:  # "if available", say the conventions
+            attrs[c.ATTR_REQUEST_MODEL] = clean_label(request_model)
+        attrs[c.ATTR_REQUEST_STREAM] = True
+        attrs[c.ATTR_SERVICE] = self._service
+        attrs[c.ATTR_SPAN_ROLE] = c.SPAN_ROLE_STREAM
         for key, val in attributes.items():
             attrs[key] = clean_label(val) if isinstance(val, str) else val
+        name = c.span_name(str(attrs[c.ATTR_OPERATION]), attrs.get(c.ATTR_REQUEST_MODEL))
         # The stream span is a child of whatever span is current where the stream is wrapped.
-        return _SpanStream(self._tracer, context.get_current(), attrs)
+        return _SpanStream(self._tracer, context.get_current(), attrs, name)
 
     def rejected(self, reason: str, model: str, provider: str) -> None:
         pass

@@ -10,8 +10,8 @@ bytes arrive in batches (see :mod:`.telemetry`) and a batch of histogram observa
 lock per bucket touched, not one per observation.
 
 Label values are bounded: ``model`` is capped by the monitor (``spec.stream.max_models``, then
-``other``); ``reason``, ``phase``, ``outcome``, ``error_class`` and ``kind`` come from closed sets
-in :mod:`steadystream.conventions`. ``service``, ``model`` and ``provider`` pass through
+``other``); ``reason``, ``phase``, ``outcome``, ``error_class``, ``kind`` and ``type`` come from
+closed sets in :mod:`steadystream.conventions`. ``service``, ``model`` and ``provider`` pass through
 :func:`~.telemetry.clean_label` (printable, at most 128 characters), so no value can make the
 exposition fail to encode or grow without bound.
 """
@@ -49,6 +49,7 @@ _EXTRA_LABEL: dict[str, str] = {
     c.REJECTED_TOTAL: c.LABEL_REASON,
     c.REASSEMBLY_ERRORS_TOTAL: c.LABEL_KIND,
     c.PHASE_DURATION: c.LABEL_PHASE,
+    c.TOKENS_TOTAL: c.LABEL_TOKEN_TYPE,
 }
 # The closed value set of each extra label: series are created up front, at zero, so rate()
 # and absent() behave from the first scrape.
@@ -60,6 +61,7 @@ _EXTRA_VALUES: dict[str, tuple[str, ...]] = {
     c.REJECTED_TOTAL: c.REJECT_REASONS,
     c.REASSEMBLY_ERRORS_TOTAL: c.REASSEMBLY_KINDS,
     c.PHASE_DURATION: c.PHASES,
+    c.TOKENS_TOTAL: c.TOKEN_TYPES,
 }
 
 
@@ -137,7 +139,7 @@ class _Families:
         # registry so that two monitors never fight over one series (e.g. its set_function).
         self.streams: dict[tuple[str, str, str], PrometheusStream] = {}
         existing = getattr(registry, "_names_to_collectors", {})
-        for name in c.ALL_METRICS:
+        for name in c.EMITTED_METRICS:
             doc = c.DESCRIPTIONS[name]
             labels = labelnames(name)
             family: Any
@@ -151,7 +153,7 @@ class _Families:
                         n, d, lb, registry=registry, buckets=self.buckets[n]
                     ),
                 )
-            elif name in c.COUNTERS:
+            elif name in c.COUNTERS or name in c.USAGE_COUNTERS:
                 family = self._get_or_make(
                     registry,
                     existing,
@@ -365,6 +367,12 @@ class PrometheusStream:
             self._child(c.ERRORS_TOTAL, error_class).inc()
         for phase, ms in phases_ms.items():
             self._child(c.PHASE_DURATION, phase).observe(ms)
+        tokens = info.get("input_tokens")
+        if tokens:
+            self._child(c.TOKENS_TOTAL, c.TOKEN_INPUT).inc(tokens)
+        tokens = info.get("output_tokens")
+        if tokens:
+            self._child(c.TOKENS_TOTAL, c.TOKEN_OUTPUT).inc(tokens)
         self._window.record(t, error_class is not None)
         if self._multiprocess:
             self._error_rate.set(self._window.rate(t))

@@ -36,9 +36,11 @@ __all__ = [
     "CapacityTracker",
     "ErrorRateWindow",
     "Fanout",
+    "LabelCap",
     "StreamObserver",
     "TelemetrySink",
     "clean_label",
+    "server_attributes",
 ]
 
 log = logging.getLogger("steadystream.telemetry")
@@ -84,6 +86,70 @@ def _printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
+class LabelCap:
+    """The first ``cap`` distinct values of a label, then ``other``: bounded cardinality.
+
+    Values are cleaned first (:func:`clean_label`: printable, at most 128 characters), so the
+    cap counts what is exported and holds no hostile text."""
+
+    __slots__ = ("_cap", "_lock", "_seen")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return c.UNKNOWN
+        if type(value) is str and value in self._seen:
+            return value  # seen values are clean, and a clean value cleans to itself
+        value = clean_label(value)
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) >= self._cap:
+                return c.OTHER_MODEL
+            self._seen.add(value)
+            return value
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80, "wss": 443, "ws": 80}
+
+
+def server_attributes(url: Any) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of the upstream at ``url``: an httpx / httpx2
+    ``URL`` (a client's ``base_url``, a response's ``url``) or a URL string. The port is the
+    URL's, else the scheme's default (443 for https); ``{}`` when there is no host. The one
+    place these two attributes are made, for passive and resilient streams alike."""
+    if url is None:
+        return {}
+    host: Any = None
+    port: Any = None
+    scheme: Any = None
+    try:
+        if isinstance(url, str):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            host, scheme = parts.hostname, parts.scheme
+            port = parts.port
+        else:
+            host = getattr(url, "host", None)
+            port = getattr(url, "port", None)
+            scheme = getattr(url, "scheme", None)
+    except (ValueError, TypeError):  # a malformed port, say: no attributes, no failure
+        return {}
+    if not isinstance(host, str) or not host:
+        return {}
+    out: dict[str, Any] = {c.ATTR_SERVER_ADDRESS: clean_label(host)}
+    if not isinstance(port, int) or isinstance(port, bool):
+        port = _DEFAULT_PORTS.get(str(scheme).lower()) if scheme else None
+    if port is not None:
+        out[c.ATTR_SERVER_PORT] = port
+    return out
 
 
 class StreamObserver(Protocol):
@@ -153,7 +219,10 @@ class StreamObserver(Protocol):
         info: Mapping[str, Any],
     ) -> None:
         """The logical stream ended. ``phases_ms`` maps phase -> milliseconds (only measured
-        phases); ``info`` holds ``bytes``, ``chunks`` and ``attempts``."""
+        phases); ``info`` holds ``bytes``, ``chunks``, ``attempts`` and ``duration`` (seconds
+        from open to end), and what the upstream reported, each only when it did:
+        ``input_tokens`` and ``output_tokens`` (summed over the stream's requests),
+        ``finish_reasons`` (a tuple) and ``response_model``."""
 
 
 class TelemetrySink(Protocol):
