@@ -104,10 +104,11 @@ def test_googles_error_shape_is_gemini_and_keeps_its_status() -> None:
     assert (r.kind, r.error_class, r.status) == (ERROR, c.ERROR_CLASS_UPSTREAM_EVENT, 503)
     assert wire.describe_error(err) == "error [503 UNAVAILABLE] overloaded"
     assert error_status(err) == 503
-    # OpenAI's error shape (a string code, no status) stays Chat Completions'.
+    # OpenAI's error shape (a string type, no numeric code) stays Chat Completions': read by
+    # that format, which takes its server_error for a 500, never by Gemini's.
     openai_err = {"error": {"message": "boom", "type": "server_error", "code": None}}
-    assert wire.read_item(openai_err).status is None
     assert GEMINI.read(openai_err) is None
+    assert wire.read_item(openai_err).status == 500
 
 
 def test_raw_sse_data_is_read_as_a_chunk() -> None:

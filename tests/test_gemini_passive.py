@@ -32,6 +32,7 @@ from steadystream.simulate import (
     Upstream,
     expected_text,
 )
+from telemetry_support import simulated_input_tokens, token_deltas
 
 EXPECTED = expected_text(CONTENTS, tokens=TOKENS)
 CONFIG: dict[str, Any] = {"max_output_tokens": TOKENS}
@@ -96,6 +97,7 @@ def ok_deltas(text: str, chunks: int) -> dict[str, float]:
         f"stream_phase_duration_ms_count,phase={c.PHASE_FIRST_TOKEN_WAIT}": 1,
         f"stream_phase_duration_ms_count,phase={c.PHASE_UPSTREAM_WAIT}": 1,
         "stream_requests_total,outcome=ok": 1,
+        **token_deltas(simulated_input_tokens(CONTENTS), TOKENS),
     }
 
 

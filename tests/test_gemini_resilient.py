@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from google.genai import errors, types
@@ -35,6 +36,7 @@ from steadystream import conventions as c
 from steadystream.instrumentation.gemini import generate_content_stream, quiet_config
 from steadystream.instrumentation.policy.retry import classify
 from steadystream.simulate import ROUTE_GEMINI_STREAM, Upstream, expected_text
+from telemetry_support import simulated_input_tokens, token_deltas
 
 EXPECTED = expected_text(CONTENTS, tokens=TOKENS)
 CONFIG = {"max_output_tokens": TOKENS}
@@ -85,6 +87,10 @@ def without_gauges(d: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in d.items() if not k.startswith("stream_error_rate")}
 
 
+#: The input tokens the simulator reports for the prompt.
+INPUT_TOKENS = simulated_input_tokens(CONTENTS)
+
+
 def ok_deltas(attempts: int, retry: str | None) -> dict[str, float]:
     """Every metric a stream that succeeded after ``attempts`` changes, and by how much."""
     out = {
@@ -93,6 +99,9 @@ def ok_deltas(attempts: int, retry: str | None) -> dict[str, float]:
         "stream_first_token_latency_ms_count": 1,
         **{f"stream_phase_duration_ms_count,phase={p}": 1 for p in c.PHASES},
         "stream_requests_total,outcome=ok": 1,
+        # The answering request's usage_metadata (a request that failed before its first
+        # chunk reported none).
+        **token_deltas(INPUT_TOKENS, TOKENS),
     }
     if retry is not None:
         out[f"stream_retry_total,reason={retry}"] = attempts - 1
@@ -119,6 +128,24 @@ def test_healthy_stream(mode: str, up: Upstream) -> None:
     # The server's deadline is the total budget (60 s), not the 30.25 s read backstop.
     (request,) = [r for r in up.recorded_requests if r.route == ROUTE_GEMINI_STREAM]
     assert request.headers["x-server-timeout"] == "60"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_healthy_stream_follows_the_genai_conventions(mode: str, up: Upstream) -> None:
+    """Usage, finish reason and model from the last chunk's usage_metadata, finish_reason and
+    model_version; the server from the client's base URL; the span named for the call."""
+    tel = Telemetry()
+    run(mode, tel, up, Script())
+    (span,) = tel.stream_spans()
+    attrs = dict(span.attributes or {})
+    host, port = urlsplit(up.url).hostname, urlsplit(up.url).port
+    assert span.name == f"{c.OPERATION_CHAT} {MODEL}"
+    assert attrs[c.ATTR_INPUT_TOKENS] == INPUT_TOKENS
+    assert attrs[c.ATTR_OUTPUT_TOKENS] == TOKENS
+    assert tuple(attrs[c.ATTR_FINISH_REASONS]) == ("STOP",)
+    assert attrs[c.ATTR_RESPONSE_MODEL] == MODEL
+    assert (attrs[c.ATTR_SERVER_ADDRESS], attrs[c.ATTR_SERVER_PORT]) == (host, port)
+    assert c.ATTR_ERROR_TYPE not in attrs
 
 
 RETRIED_BEFORE_CONTENT = [
@@ -201,6 +228,9 @@ def test_a_cut_after_content_is_resume_failed(
         f"stream_errors_total,error_class={c.ERROR_CLASS_RESUME_FAILED}": 1,
         "stream_resume_failure_total": 1,
         f"stream_retry_total,reason={reason}": 1,
+        # The chunks delivered reported the prompt's tokens; the output count comes with the
+        # last chunk, which never came.
+        f"{c.TOKENS_TOTAL},{c.LABEL_TOKEN_TYPE}={c.TOKEN_INPUT}": INPUT_TOKENS,
     }
     assert len(tel.stream_spans()) == 1
     assert len(bodies(up)) == 1

@@ -60,6 +60,7 @@ from .active import ActiveStream, stream_active
 from .errors import ResumeFailed, UpstreamError
 from .policy.timeouts import read_backstop
 from .providers.gemini import is_final
+from .sinks.telemetry import server_attributes
 
 if TYPE_CHECKING:
     from .core.checkpoint import Checkpoint
@@ -249,4 +250,19 @@ def generate_content_stream(
             return open_async()
         return _SyncTracked(method(**kwargs), state)
 
-    return stream_active(monitor, opener, model=model, provider=provider, resumable=True)
+    return stream_active(
+        monitor,
+        opener,
+        model=model,
+        provider=provider,
+        resumable=True,
+        attributes=server_attributes(_base_url(client)),
+    )
+
+
+def _base_url(client: Any) -> Any:
+    """The base URL a google-genai client (or its ``aio``) sends to. The SDK has no public
+    accessor: it is read from the client's HTTP options, and is ``None`` (no server
+    attributes) if a release moves it."""
+    options = getattr(getattr(client, "_api_client", None), "_http_options", None)
+    return getattr(options, "base_url", None)

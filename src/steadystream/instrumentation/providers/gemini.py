@@ -39,6 +39,7 @@ from .base import (
     BaseFormat,
     FastPath,
     Reading,
+    ResponseMeta,
     attr,
     get,
     with_field,
@@ -197,17 +198,44 @@ def error_status(body: Any) -> int | None:
     return err["code"] if err is not None else None
 
 
+def _meta(item: Any, reason: str | None) -> ResponseMeta | None:
+    """What a chunk says about the answer as a whole: ``usage_metadata`` (:func:`usage`), the
+    finish reason, and the model that answered (``model_version``); None when it says
+    nothing. Read off the fast path only: content chunks without a finish reason never
+    carry a final count."""
+    i, o = usage(item)
+    model = _field(item, "model_version", "modelVersion")
+    model = model if isinstance(model, str) and model else None
+    if i is None and o is None and reason is None and model is None:
+        return None
+    return ResponseMeta(
+        input_tokens=i,
+        output_tokens=o,
+        finish_reasons=(reason,) if reason else (),
+        response_model=model,
+    )
+
+
 def _read_chunk(item: Any) -> Reading:
     candidate = _first(item)
     if candidate is None:
-        return _INCOMPLETE if _block_reason(item) is not None else _LIFECYCLE
+        if _block_reason(item) is None:
+            return _LIFECYCLE
+        meta = _meta(item, _block_reason(item))
+        return (
+            _INCOMPLETE
+            if meta is None
+            else Reading(_INCOMPLETE.kind, error_class=_INCOMPLETE.error_class, meta=meta)
+        )
     text = _text(candidate)
-    if text:
-        return Reading(CONTENT, text, response_id=response_id(item))
     reason = _reason_name(_field(candidate, "finish_reason", "finishReason"))
+    meta = _meta(item, reason)
+    if text:
+        return Reading(CONTENT, text, response_id=response_id(item), meta=meta)
     if reason is None:
-        return _LIFECYCLE
-    return _END if reason == FINISH_STOP else _INCOMPLETE
+        return _LIFECYCLE if meta is None else Reading(LIFECYCLE, meta=meta)
+    end = _END if reason == FINISH_STOP else _INCOMPLETE
+    return end if meta is None else Reading(end.kind, error_class=end.error_class, meta=meta)
 
 
 def _fast_dict(core: Any, item: dict[str, Any], t: float) -> Any:
