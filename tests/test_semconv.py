@@ -285,9 +285,9 @@ def test_healthy_stream_follows_the_conventions(
 #: (Anthropic).
 PASSIVE_FAILURE = {
     "responses": ("failed=6", c.ERROR_CLASS_RESPONSE_FAILED),
-    # The SDK raises Chat's error chunk as an APIError without a status, which the passive
-    # classifier counts as "other": error.type is then the conventions' fallback, _OTHER.
-    "chat": ("error_event=3", c.ERROR_CLASS_OTHER),
+    # The SDK raises Chat's error chunk as an APIError without a status; the classifier
+    # reads its body as the chunk it was.
+    "chat": ("error_event=3", c.ERROR_CLASS_UPSTREAM_EVENT),
     "anthropic": ("error_event=6", c.ERROR_CLASS_UPSTREAM_EVENT),
 }
 

@@ -13,8 +13,10 @@ imported:
   "overloaded") are transient;
 * an error raised on a *successful* response (a status below 400) whose ``body`` a wire format
   reads as an in-band error: the anthropic SDK raises an ``error`` event that arrives inside a
-  200 stream this way. It keeps the format's class (``upstream_error_event``) and is transient
-  when the status the format says it stands for is (``overloaded_error``: 529);
+  200 stream this way, and the openai SDK raises an ``{"error": {...}}`` chunk as an
+  ``APIError`` with no status and the inner object as its body. It keeps the format's class
+  (``upstream_error_event``) and is transient when the status the format says it stands for
+  is (``overloaded_error``: 529; Chat Completions' ``server_error``: 500);
 * a connect timeout (httpx's ``ConnectTimeout``, also when the openai SDK raised its
   ``APITimeoutError`` from one): ``connect_timeout``, transient. These are the spec's ``dial``
   / ``tls_handshake`` budgets running out inside the client;
@@ -161,6 +163,14 @@ def classify_failure(exc: BaseException) -> Failure:
             return in_band
     if status is not None:
         return Failure(error_class_for_status(status), reason_for_status(status), status, headers)
+    if "APIError" in _names(exc):
+        # The openai SDK raises an ``{"error": {...}}`` chunk of a 200 stream as a bare
+        # ``APIError`` whose body is the inner object: the wire format reads it in its
+        # envelope.
+        body = getattr(exc, "body", None)
+        in_band = _in_band_error(exc, {"error": body}) if isinstance(body, dict) else None
+        if in_band is not None:
+            return in_band
     if is_connect_timeout(exc):
         return Failure(c.ERROR_CLASS_CONNECT_TIMEOUT, c.RETRY_REASON_NETWORK)
     if _names(exc) & _NETWORK_NAMES or isinstance(exc, ConnectionError | TimeoutError | EOFError):
@@ -168,8 +178,10 @@ def classify_failure(exc: BaseException) -> Failure:
     return Failure(c.ERROR_CLASS_OTHER, None)
 
 
-def _in_band_error(exc: BaseException) -> Failure | None:
-    body = getattr(exc, "body", None)
+def _in_band_error(exc: BaseException, body: Any = None) -> Failure | None:
+    """The in-band error a wire format reads in ``body`` (default: the exception's)."""
+    if body is None:
+        body = getattr(exc, "body", None)
     if not isinstance(body, dict):
         return None
     reading = read_item(body)
