@@ -598,8 +598,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_generate)
 
-    from .demo import DEFAULT_FAULTS, DEFAULT_INCIDENT, DEFAULT_STREAMS
-    from .demo.incident import INCIDENT_STREAMS
+    from .demo.defaults import DEFAULT_FAULTS, DEFAULT_INCIDENT, DEFAULT_STREAMS, INCIDENT_STREAMS
 
     p = sub.add_parser(
         "demo",

@@ -31,44 +31,61 @@ The end-to-end tests check that the two agree, and that Prometheus agrees with b
 
     report = run_demo(duration=10, streams=8, faults="mixed", metrics_port=None)
     print(report.render_text())
+
+Names load on first use, so the CLI reads the demo's defaults (:mod:`.defaults`) without the
+driver, the simulator and asyncio: ``generate`` and ``triage`` do not pay for the demo.
 """
 
 from __future__ import annotations
 
-from .driver import (
-    DEFAULT_DURATION,
-    DEFAULT_FAULTS,
-    DEFAULT_SERVICE,
-    DEFAULT_STREAMS,
-    DEMO_MODEL,
-    StreamFactory,
-    resilient_stream,
-    run_demo,
-    run_demo_async,
-    slow_relay_stream,
-)
-from .incident import (
-    DEFAULT_INCIDENT,
-    AlertRecord,
-    IncidentReport,
-    Phase,
-    cause_classes,
-    demo_spec,
-    run_incident,
-    run_incident_async,
-)
-from .live import Progress
-from .report import (
-    ClientTally,
-    DemoReport,
-    MetricsView,
-    SLOResult,
-    build_report,
-    failure_class_counts,
-    histogram_quantile,
-    slo_results,
-)
-from .scrape import scrape_config, scrape_job
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "AlertRecord": ".incident",
+    "ClientTally": ".report",
+    "DEFAULT_DURATION": ".defaults",
+    "DEFAULT_FAULTS": ".defaults",
+    "DEFAULT_INCIDENT": ".defaults",
+    "DEFAULT_SERVICE": ".defaults",
+    "DEFAULT_STREAMS": ".defaults",
+    "DEMO_MODEL": ".driver",
+    "DemoReport": ".report",
+    "IncidentReport": ".incident",
+    "MetricsView": ".report",
+    "Phase": ".incident",
+    "Progress": ".live",
+    "SLOResult": ".report",
+    "StreamFactory": ".driver",
+    "build_report": ".report",
+    "cause_classes": ".incident",
+    "demo_spec": ".incident",
+    "failure_class_counts": ".report",
+    "histogram_quantile": ".report",
+    "resilient_stream": ".driver",
+    "run_demo": ".driver",
+    "run_demo_async": ".driver",
+    "run_incident": ".incident",
+    "run_incident_async": ".incident",
+    "scrape_config": ".scrape",
+    "scrape_job": ".scrape",
+    "slo_results": ".report",
+    "slow_relay_stream": ".driver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'steadystream.demo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "DEFAULT_DURATION",

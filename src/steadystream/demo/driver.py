@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import conventions as c
 from ..spec import Spec, default_spec
+from .defaults import DEFAULT_DURATION, DEFAULT_FAULTS, DEFAULT_SERVICE, DEFAULT_STREAMS
 from .live import Progress
 from .report import ClientTally, DemoReport, build_report
 from .scrape import scrape_config
@@ -47,12 +48,6 @@ __all__ = [
     "slow_relay_stream",
 ]
 
-#: The demo's service name: the example spec's, so rules generated from
-#: ``examples/chat-gateway/slo.yaml`` match the demo's series as they are.
-DEFAULT_SERVICE = "chat-gateway"
-DEFAULT_DURATION = 20.0
-DEFAULT_STREAMS = 16
-DEFAULT_FAULTS = "mixed"
 #: The simulated model: a first token after 250 ms, then a delta every 20 ms (about 1 s per
 #: stream), so 16 streams make a steady ~15 streams/s, well inside the default ingress limits.
 DEMO_FIRST_TOKEN_LATENCY = 0.25

@@ -54,7 +54,8 @@ from ..catalog import names as n
 from ..catalog.classes import failure_classes
 from ..catalog.faults import FAULT_PROFILES
 from ..spec import Spec
-from .driver import DEFAULT_SERVICE, LoadControl, run_demo_async
+from .defaults import DEFAULT_INCIDENT, DEFAULT_SERVICE, INCIDENT_STREAMS
+from .driver import LoadControl, run_demo_async
 from .report import DemoReport
 from .scrape import scrape_job
 
@@ -80,15 +81,9 @@ __all__ = [
     "run_incident_async",
 ]
 
-#: The incident ``demo`` plays by default: the upstream answers every request 503, the
-#: everyday provider outage (retries pile up behind it; the cause's runbook comes first).
-DEFAULT_INCIDENT = "outage"
 #: The compressed time scale: failure-class rate window and ``for`` of every alert.
 DEMO_WINDOW = "10s"
 DEMO_FOR = "5s"
-#: The incident's load: 8 concurrent streams of a model writing a delta every 40 ms (about
-#: 1.5 s per answer), light enough that a loaded 2-core machine keeps healthy traffic healthy.
-INCIDENT_STREAMS = 8
 INCIDENT_TOKEN_INTERVAL = 0.04
 #: Prometheus scrapes ``/metrics`` and evaluates the rules this often (seconds).
 SCRAPE_INTERVAL = 1.0
