@@ -84,6 +84,11 @@ __all__ = [
 #: The compressed time scale: failure-class rate window and ``for`` of every alert.
 DEMO_WINDOW = "10s"
 DEMO_FOR = "5s"
+#: Ingress admits 8 streams a second: healthy traffic (8 streams of about 1.5 s) stays under
+#: it, while in an outage failing streams come back at once and are shed, as a gateway's
+#: callers retrying into it would be: the incident is a 503 outage *while ingress sheds*.
+DEMO_INGRESS_RATE = "8/s"
+DEMO_INGRESS_BURST = 8
 INCIDENT_TOKEN_INTERVAL = 0.04
 #: Prometheus scrapes ``/metrics`` and evaluates the rules this often (seconds).
 SCRAPE_INTERVAL = 1.0
@@ -111,9 +116,10 @@ def demo_spec_data(service: str = DEFAULT_SERVICE) -> dict[str, Any]:
     The baseline SLOs and runtime policy, with time scaled down so an incident fires and
     resolves within a minute or two: a 1 h period with burn tiers of 1 m/10 s and 5 m/30 s,
     failure-class windows of :data:`DEMO_WINDOW` with ``for`` :data:`DEMO_FOR` (every class
-    in the registry), a 4 s idle timeout so a stall shows in seconds, and a low-traffic floor
-    of 10 events. The hard-outage fast path reads 5 m SLI series and is turned off: the
-    tiers in seconds page as fast here.
+    in the registry), a 4 s idle timeout so a stall shows in seconds, an ingress rate of 8
+    streams a second (:data:`DEMO_INGRESS_RATE`), and a low-traffic floor of 10 events. The
+    hard-outage fast path reads 5 m SLI series and is turned off: the tiers in seconds page as
+    fast here.
     """
     return {
         "version": 1,
@@ -129,7 +135,10 @@ def demo_spec_data(service: str = DEFAULT_SERVICE) -> dict[str, Any]:
             "outage": {"enabled": False},
             "failure_classes": {fc.id: {"for": DEMO_FOR} for fc in failure_classes()},
         },
-        "stream": {"timeouts": {"stream_idle": "4s"}},
+        "stream": {
+            "timeouts": {"stream_idle": "4s"},
+            "ingress": {"rate": DEMO_INGRESS_RATE, "burst": DEMO_INGRESS_BURST},
+        },
     }
 
 
