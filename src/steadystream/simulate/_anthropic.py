@@ -35,7 +35,7 @@ from typing import Any, Final
 from . import _protocol as proto
 from ._faults import KIND_ERROR_EVENT, KIND_FAILED, FaultPlan
 from ._generation import Generation, pace_deltas, resolve_terminal
-from ._textgen import pieces, prompt_key
+from ._textgen import input_tokens, pieces
 
 __all__ = [
     "HEADER_VERSION",
@@ -209,7 +209,7 @@ def new_message(
         created_at=int(time.time()),
         background=False,
         max_output_tokens=None,
-        input_tokens=max(1, len(prompt_key(prompt).encode()) // 4),
+        input_tokens=input_tokens(prompt),
         metadata={},
     )
     return Generation(

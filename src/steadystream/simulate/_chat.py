@@ -36,7 +36,7 @@ from . import _protocol as proto
 from ._anthropic import prompt_of
 from ._faults import KIND_ERROR_EVENT, KIND_FAILED, FaultPlan
 from ._generation import Generation, pace_deltas, resolve_terminal
-from ._textgen import DEFAULT_TOKENS, MAX_TOKENS, prompt_key
+from ._textgen import DEFAULT_TOKENS, MAX_TOKENS, input_tokens
 
 __all__ = [
     "DONE_FRAME",
@@ -153,7 +153,7 @@ def new_completion(
         created_at=int(time.time()),
         background=False,
         max_output_tokens=request.tokens,
-        input_tokens=max(1, len(prompt_key(request.prompt).encode()) // 4),
+        input_tokens=input_tokens(request.prompt),
         metadata={},
     )
     return Generation(

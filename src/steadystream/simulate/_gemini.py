@@ -42,7 +42,7 @@ from typing import Any, Final
 from . import _protocol as proto
 from ._faults import KIND_ERROR_EVENT, KIND_FAILED, FaultPlan
 from ._generation import Generation, resolve_terminal
-from ._textgen import deltas, prompt_key
+from ._textgen import deltas, input_tokens
 
 __all__ = [
     "METHOD_GENERATE",
@@ -222,7 +222,7 @@ def new_content(
         created_at=int(time.time()),
         background=False,
         max_output_tokens=None,
-        input_tokens=max(1, len(prompt_key(prompt).encode()) // 4),
+        input_tokens=input_tokens(prompt),
         metadata={},
     )
     return Generation(

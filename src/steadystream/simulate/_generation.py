@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _protocol as proto
 from ._faults import KIND_ERROR_EVENT, KIND_FAILED, FaultPlan
-from ._textgen import deltas, prompt_key
+from ._textgen import deltas, input_tokens
 
 __all__ = [
     "Event",
@@ -173,7 +173,7 @@ def new_generation(
         created_at=int(time.time()),
         background=params["background"],
         max_output_tokens=params["max_output_tokens"],
-        input_tokens=max(1, len(prompt_key(params["input"]).encode()) // 4),
+        input_tokens=input_tokens(params["input"]),
         metadata={str(k): str(v) for k, v in params["metadata"].items()},
     )
     return Generation(

@@ -84,6 +84,12 @@ def prompt_key(prompt: object) -> str:
     return json.dumps(prompt, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def input_tokens(prompt: object) -> int:
+    """The input tokens every simulated API reports for ``prompt``: a quarter of its
+    canonical key (:func:`prompt_key`) in UTF-8 bytes, at least 1."""
+    return max(1, len(prompt_key(prompt).encode()) // 4)
+
+
 def _piece(key: bytes, index: int) -> str:
     if index < len(_FIRST_PIECES):
         return _FIRST_PIECES[index]
