@@ -145,10 +145,10 @@ def test_demo_cli_rejects_unknown_profile() -> None:
     assert "mixed" in result.stderr
 
 
-@pytest.mark.parametrize(("provider", "slow"), [("openai", 0.5), ("anthropic", 0.3)])
+@pytest.mark.parametrize(("provider", "slow"), [("openai", 0.5), ("chat", 0.3), ("anthropic", 0.3)])
 def test_run_demo_counts_agree_with_the_metrics(provider: str, slow: float) -> None:
     """The demo's own stream counts equal the exported stream_requests/errors counters, for
-    each provider the demo drives (resilient Responses, resilient Messages)."""
+    each provider the demo drives (resilient Responses, Chat Completions and Messages)."""
     registry = CollectorRegistry()
     with open(os.devnull, "w") as out:
         report = run_demo(
@@ -173,8 +173,10 @@ def test_run_demo_counts_agree_with_the_metrics(provider: str, slow: float) -> N
         k: float(v) for k, v in report.errors.items()
     }
     assert view.total(c.BYTES_TOTAL) == report.content_bytes > 0
+    # Chat Completions is OpenAI's API: its streams carry provider="openai".
+    label = "openai" if provider == "chat" else provider
     assert view.by_label(c.REQUESTS_TOTAL, c.LABEL_PROVIDER) == {
-        provider: float(report.streams_finished)
+        label: float(report.streams_finished)
     }
     assert json.loads(json.dumps(report.to_dict()))["streams_finished"] == report.streams_finished
 

@@ -666,10 +666,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--provider",
-        choices=("openai", "anthropic"),
+        choices=("openai", "chat", "anthropic"),
         default="openai",
-        help="the API the streams speak: openai (Responses, responses_stream) or anthropic "
-        "(Messages, messages_stream) (default: openai)",
+        help="the API the streams speak: openai (Responses, responses_stream), chat (Chat "
+        "Completions, chat_stream) or anthropic (Messages, messages_stream) (default: openai)",
     )
     p.add_argument(
         "--slow-consumers",

@@ -57,8 +57,9 @@ DEMO_MODEL = "gpt-4.1-mini"
 #: reads as the answer's length in pieces, like its default for the Responses API).
 DEMO_ANTHROPIC_MODEL = "claude-sonnet-4-6"
 DEMO_MAX_TOKENS = 32
-#: The providers the demo drives (``demo --provider``).
-PROVIDERS = ("openai", "anthropic")
+#: The providers the demo drives (``demo --provider``): ``openai`` is the Responses API,
+#: ``chat`` OpenAI Chat Completions (``chat_stream``), ``anthropic`` Messages.
+PROVIDERS = ("openai", "chat", "anthropic")
 DEMO_PROVIDER = "openai"
 
 #: After the duration, streams still running get this long to finish before they are cancelled
@@ -100,10 +101,33 @@ class LoadControl:
 Script = Callable[[LoadControl], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class ChatClient:
+    """An OpenAI client the demo drives through Chat Completions (``demo --provider chat``)
+    rather than the Responses API."""
+
+    openai: Any
+
+    async def close(self) -> None:
+        await self.openai.close()
+
+
 def resilient_stream(monitor: Any, client: Any, prompt: str) -> AsyncIterable[Any]:
     """The demo's default consumer stream: ``responses_stream`` with an OpenAI client,
-    ``messages_stream`` with an Anthropic one (retries, budget, resume)."""
+    ``chat_stream`` with a :class:`ChatClient`, ``messages_stream`` with an Anthropic client
+    (retries, budget, resume where the API allows it)."""
     stream: AsyncIterable[Any]
+    if isinstance(client, ChatClient):
+        from ..instrumentation.openai import chat_stream
+
+        stream = chat_stream(
+            monitor,
+            client.openai,
+            model=DEMO_MODEL,
+            messages=[{"role": "user", "content": prompt}],
+            stream_options={"include_usage": True},
+        )
+        return stream
     if hasattr(client, "responses"):
         from ..instrumentation.openai import responses_stream
 
@@ -286,6 +310,8 @@ async def run_demo_async(
             client = (
                 _anthropic_client(upstream.url)
                 if provider == "anthropic"
+                else ChatClient(_openai_client(upstream.base_url))
+                if provider == "chat"
                 else _openai_client(upstream.base_url)
             )
             accepting = True
@@ -417,8 +443,9 @@ def run_demo(
       JSON) and keep the same tally and report;
     - ``slow_consumers``: share of streams read by :func:`slow_relay_stream` instead (default:
       3 % with the ``mixed`` profile, so every failure class shows, else none);
-    - ``provider``: ``openai`` (the Responses API, ``responses_stream``) or ``anthropic``
-      (Messages, ``messages_stream``); the simulator speaks both with the same faults;
+    - ``provider``: ``openai`` (the Responses API, ``responses_stream``), ``chat`` (Chat
+      Completions, ``chat_stream``) or ``anthropic`` (Messages, ``messages_stream``); the
+      simulator speaks all three with the same faults;
     - ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:<port>`` (0 picks a free port; None
       serves nothing, for callers that expose ``registry`` themselves);
     - ``spec`` (default ``default_spec("chat-gateway")``), ``seed`` (reproducible faults and

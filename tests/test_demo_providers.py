@@ -1,5 +1,5 @@
-"""demo --provider anthropic from the command line (the in-process counts are checked for both
-providers in test_demo_cli.py)."""
+"""demo --provider chat and anthropic from the command line (the in-process counts are checked
+for every provider in test_demo_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 
-def test_demo_cli_provider_anthropic_json() -> None:
+
+@pytest.mark.parametrize("provider", ["chat", "anthropic"])
+def test_demo_cli_provider_json(provider: str) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -16,7 +19,7 @@ def test_demo_cli_provider_anthropic_json() -> None:
             "steadystream",
             "demo",
             "--provider",
-            "anthropic",
+            provider,
             "--duration",
             "2",
             "--streams",
