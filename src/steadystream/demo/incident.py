@@ -426,6 +426,10 @@ class AlertWatch:
 
 
 # ----------------------------------------------------------------------------- the run
+#: Signals that stop the run cleanly (with ``handle_signals``).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @dataclass
 class _State:
     phases: list[Phase] = field(default_factory=list)
@@ -473,8 +477,9 @@ async def run_incident_async(
     loop = asyncio.get_running_loop()
     if handle_signals:
         # From the very start: a Ctrl-C while Prometheus boots must still stop it.
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        # A closed terminal (SIGHUP) too: Prometheus must not outlive the demo.
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
     workdir = Path(tempfile.mkdtemp(prefix="steadystream-demo-"))
     server = None
     prom = None
@@ -524,8 +529,8 @@ async def run_incident_async(
             )
     finally:
         if handle_signals:
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+            for sig in _STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
         if prom is not None:
             await asyncio.to_thread(prom.stop)
         if server is not None:

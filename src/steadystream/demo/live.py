@@ -137,7 +137,7 @@ class Progress:
         )
         for state, name, failure_class, runbook in self.alerts:
             style = "red" if state == "firing" else "yellow"
-            table.add_row(f"[{style}]alert {state}[/]", name, failure_class, f"runbook {runbook}")
+            table.add_row(f"[{style}]alert {state}[/]", name, failure_class, runbook)
         return table
 
     def line(self) -> str:
