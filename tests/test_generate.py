@@ -203,7 +203,7 @@ def test_check_shows_a_unified_diff_of_a_stale_file(
     assert "--- a/alerts/chat-gateway.rules.yaml\n+++ b/alerts/chat-gateway.rules.yaml\n" in (
         captured.out
     )
-    assert "-    for: 9m\n" in captured.out and "+    for: 15m\n" in captured.out
+    assert "-        for: 9m\n" in captured.out and "+        for: 15m\n" in captured.out
     assert "would change" in captured.err
     assert _snapshot(out) == before  # --check writes nothing
 
