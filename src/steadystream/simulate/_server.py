@@ -14,7 +14,7 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -547,16 +547,7 @@ class Upstream:
             number=self._created,
             thinking=fields["thinking"],
         )
-        self._store.add(gen)
-        self._stats.bump("responses_created")
-        gen.task = asyncio.get_running_loop().create_task(
-            anthropic.generate_message(
-                gen,
-                first_token_latency=self.first_token_latency,
-                token_interval=self.token_interval,
-                on_fault=self._stats.fault,
-            )
-        )
+        self._start(gen, anthropic.generate_message)
         if fields["stream"]:
             await deliver_stream(gen, -1, plan, out, request_id=rid, on_fault=self._stats.fault)
             return
@@ -594,16 +585,7 @@ class Upstream:
         self._created += 1
         text_deltas = deltas(params.prompt, text_seed, params.tokens, delta_size)
         gen = chat.new_completion(params, text_deltas, plan, seed=self.seed, number=self._created)
-        self._store.add(gen)
-        self._stats.bump("responses_created")
-        gen.task = asyncio.get_running_loop().create_task(
-            chat.generate_chat(
-                gen,
-                first_token_latency=self.first_token_latency,
-                token_interval=self.token_interval,
-                on_fault=self._stats.fault,
-            )
-        )
+        self._start(gen, chat.generate_chat)
         if params.stream:
             await deliver_stream(gen, -1, plan, out, request_id=rid, on_fault=self._stats.fault)
             return
@@ -662,16 +644,7 @@ class Upstream:
             number=self._created,
             thoughts=fields["thoughts"],
         )
-        self._store.add(gen)
-        self._stats.bump("responses_created")
-        gen.task = asyncio.get_running_loop().create_task(
-            gemini.generate_content(
-                gen,
-                first_token_latency=self.first_token_latency,
-                token_interval=self.token_interval,
-                on_fault=self._stats.fault,
-            )
-        )
+        self._start(gen, gemini.generate_content)
         if method == gemini.METHOD_STREAM:
             await deliver_stream(gen, -1, plan, out, request_id=rid, on_fault=self._stats.fault)
             return
@@ -682,6 +655,20 @@ class Upstream:
             await send_json(out, status, gemini.error_body(status, gen.error["message"]))
             return
         await send_json(out, 200, gemini.response_object(gen))
+
+    def _start(self, gen: Any, generate: Callable[..., Awaitable[None]]) -> None:
+        """Store a new generation and start its generator task (``generate``: the API's own,
+        paced by the upstream's first-token latency and token interval)."""
+        self._store.add(gen)
+        self._stats.bump("responses_created")
+        gen.task = asyncio.get_running_loop().create_task(
+            generate(
+                gen,
+                first_token_latency=self.first_token_latency,
+                token_interval=self.token_interval,
+                on_fault=self._stats.fault,
+            )
+        )
 
     async def _retrieve(self, response_id: str, request: Request, out: ResponseWriter) -> None:
         stream = request.query.get("stream", "false").lower() == "true"
@@ -795,16 +782,7 @@ class Upstream:
     def _new_generation(self, params: dict[str, Any], plan: FaultPlan) -> Generation:
         self._created += 1
         gen = new_generation(params, plan, seed=self.seed, number=self._created)
-        self._store.add(gen)
-        self._stats.bump("responses_created")
-        gen.task = asyncio.get_running_loop().create_task(
-            generate(
-                gen,
-                first_token_latency=self.first_token_latency,
-                token_interval=self.token_interval,
-                on_fault=self._stats.fault,
-            )
-        )
+        self._start(gen, generate)
         return gen
 
 
