@@ -102,32 +102,42 @@ def test_a_link_where_a_generated_file_goes_is_refused(
     assert _tree(out) == before and mine.read_text() == "# our index\n"
 
 
-@pytest.mark.parametrize("check", [False, True], ids=["write", "check"])
+@pytest.mark.parametrize(
+    ("check", "fmt", "sub"),
+    [
+        (False, "files", "alerts"),
+        (True, "files", "alerts"),
+        (False, "kubernetes", "kubernetes"),
+        (True, "kubernetes", "kubernetes"),
+    ],
+    ids=["write", "check", "write-kubernetes", "check-kubernetes"],
+)
 def test_a_linked_output_subdirectory_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], check: bool
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], check: bool, fmt: str, sub: str
 ) -> None:
     """A symbolic link as an owned subdirectory (alerts -> elsewhere) stays a link: generate
     refuses it with a clear message rather than replace it with a real directory."""
     spec, out = _spec(tmp_path), tmp_path / "out"
-    assert _generate(spec, out) == 0
-    shared = tmp_path / "shared-alerts"
-    (out / "alerts").rename(shared)
-    (out / "alerts").symlink_to(shared)
+    assert _generate(spec, out, "--format", fmt) == 0
+    shared = tmp_path / f"shared-{sub}"
+    (out / sub).rename(shared)
+    (out / sub).symlink_to(shared)
     before, shared_before = _tree(out), _tree(shared)
     capsys.readouterr()
-    assert _generate(spec, out, *(["--check"] if check else [])) == 1
+    assert _generate(spec, out, "--format", fmt, *(["--check"] if check else [])) == 1
     err = capsys.readouterr().err
-    assert f"{out / 'alerts'}: is a symbolic link" in err
+    assert f"{out / sub}: is a symbolic link" in err
     assert _tree(out) == before and _tree(shared) == shared_before
 
 
-def test_every_generated_file_is_recognised_as_generated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["files", "kubernetes"])
+def test_every_generated_file_is_recognised_as_generated(tmp_path: Path, fmt: str) -> None:
     """Switching the spec to another service removes every file of the first one: each
-    generated name and format is one generate recognises as its own."""
+    generated name and format is one generate recognises as its own, in either format."""
     out = tmp_path / "out"
-    assert _generate(_spec(tmp_path, "alpha"), out) == 0
+    assert _generate(_spec(tmp_path, "alpha"), out, "--format", fmt) == 0
     first = set(_tree(out))
-    assert _generate(_spec(tmp_path, "beta"), out) == 0
+    assert _generate(_spec(tmp_path, "beta"), out, "--format", fmt) == 0
     second = set(_tree(out))
     alpha = {p for p in first if "alpha" in p}
     assert alpha and not alpha & second

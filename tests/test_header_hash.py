@@ -54,34 +54,36 @@ def test_digest_is_of_the_model_not_the_text() -> None:
         spec_digest("version: 1\n")
 
 
+@pytest.mark.parametrize("fmt", ["files", "kubernetes"])
 def test_comment_and_reformat_keep_check_up_to_date(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
     """generate, then rewrite the spec with comments and another layout: --check exits 0
-    and every generated file keeps its bytes."""
+    and every generated file keeps its bytes, in either output format."""
     spec, out = tmp_path / "slo.yaml", tmp_path / "out"
     spec.write_text(SPEC)
-    assert generate(spec, out) == 0
+    assert generate(spec, out, "--format", fmt) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     spec.write_text(REFORMATTED)
     capsys.readouterr()
-    assert generate(spec, out, "--check") == 0
+    assert generate(spec, out, "--check", "--format", fmt) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and "up to date" in captured.err
-    assert generate(spec, out) == 0
+    assert generate(spec, out, "--format", fmt) == 0
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("fmt", ["files", "kubernetes"])
 def test_a_real_change_makes_check_stale(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
     """A changed objective makes --check exit 1, with the new digest in the diff."""
     spec, out = tmp_path / "slo.yaml", tmp_path / "out"
     spec.write_text(SPEC)
-    assert generate(spec, out) == 0
+    assert generate(spec, out, "--format", fmt) == 0
     spec.write_text(CHANGED)
     capsys.readouterr()
-    assert generate(spec, out, "--check") == 1
+    assert generate(spec, out, "--check", "--format", fmt) == 1
     captured = capsys.readouterr()
     assert f"(sha256 {spec_digest(CHANGED)})" in captured.out
     assert f"(sha256 {spec_digest(SPEC)})" in captured.out

@@ -163,7 +163,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             return 1
         claimed[spec.service] = path
         try:
-            rendered = render_all(spec, source_for(path, out, spec))
+            rendered = render_all(spec, source_for(path, out, spec), format=args.format)
         except Exception as exc:  # a renderer's error: report it, write nothing
             _err(f"{path}: cannot generate: {type(exc).__name__}: {exc}; nothing written")
             return 1
@@ -172,7 +172,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         stale = False
         for _, out, rendered in plans:
             try:
-                result = check_output(out, rendered)
+                result = check_output(out, rendered, format=args.format)
             except OSError as exc:
                 _err(f"{out}: cannot check: {exc}")
                 return 1
@@ -189,7 +189,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         return 1 if stale else 0
     for _, out, rendered in plans:
         try:
-            write_output(out, rendered)
+            write_output(out, rendered, format=args.format)
         except (OSError, ValueError) as exc:
             _err(f"{out}: nothing written: {exc}")
             return 1
@@ -595,6 +595,14 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="write nothing; print a unified diff and exit 1 when DIR is stale",
+    )
+    p.add_argument(
+        "--format",
+        choices=("files", "kubernetes"),
+        default="files",
+        help="files (default): rule files, Grafana JSON, Alertmanager config, runbooks; "
+        "kubernetes: DIR/kubernetes/ with PrometheusRule objects, dashboard ConfigMaps and a "
+        "kustomization.yaml, beside DIR/alertmanager/ and DIR/runbooks/ (docs/kubernetes.md)",
     )
     p.set_defaults(func=_cmd_generate)
 

@@ -3,7 +3,10 @@
 The renderers are pure (``spec -> {relative path: file text}``); this module combines them and
 owns the only file-system side of generation:
 
-* :func:`render_all` — everything for a spec, as ``{path: text}``;
+* :func:`render_all` — everything for a spec, as ``{path: text}``, in one of
+  :data:`FORMATS`: ``files`` (the default, above) or ``kubernetes`` (PrometheusRule objects,
+  dashboard ConfigMaps and a kustomization in ``DIR/kubernetes``, see
+  :mod:`steadystream.kubernetes`);
 * :func:`write_output` — an atomic write of the :data:`OWNED_DIRS` (``DIR/alerts``,
   ``DIR/rule-tests``, ``DIR/alertmanager``, ``DIR/dashboards`` and ``DIR/runbooks``): the new
   tree is built in a temporary directory next to ``DIR`` and swapped
@@ -20,6 +23,9 @@ steadystream`` header in that format's place (the first line of YAML and Markdow
 directories, symbolic links, FIFOs) is moved across untouched, never followed, replaced or
 removed, and anything else in ``DIR`` (the spec itself, a README) is never touched. An owned
 subdirectory that is a symbolic link is refused rather than replaced by a real directory.
+Each format owns its own subdirectories (:func:`owned_dirs`): ``kubernetes`` owns
+``DIR/kubernetes``, ``DIR/alertmanager`` and ``DIR/runbooks``, so both formats can share one
+``DIR``.
 """
 
 from __future__ import annotations
@@ -41,15 +47,19 @@ from .alerts import render_rules
 from .catalog.memo import render_scope
 from .catalog.source import Source
 from .dashboards import render_dashboards
+from .kubernetes import KUBERNETES_DIR
+from .kubernetes import package as kubernetes_package
 from .runbooks import render_runbooks
 from .spec import Spec
 
 __all__ = [
+    "FORMATS",
     "GENERATED_MARKER",
     "OWNED_DIRS",
     "CheckResult",
     "Source",
     "check_output",
+    "owned_dirs",
     "render_all",
     "source_for",
     "write_output",
@@ -63,6 +73,9 @@ OWNED_DIRS: tuple[str, ...] = (
     c.DASHBOARDS_DIR,
     c.RUNBOOKS_DIR,
 )
+#: The output formats: ``files`` (rule files, Grafana JSON, ...) and ``kubernetes``.
+FORMATS: tuple[str, ...] = ("files", "kubernetes")
+_KUBERNETES_OWNED: tuple[str, ...] = (KUBERNETES_DIR, c.ALERTMANAGER_DIR, c.RUNBOOKS_DIR)
 #: Text every generated file's header starts with.
 GENERATED_MARKER = c.generated_header("\0", "\0").split("\0", 1)[0]
 _HEADER = re.compile(
@@ -78,6 +91,7 @@ _OWNED_SUFFIX: dict[str, str] = {
     c.ALERTMANAGER_DIR: ".yaml",
     c.DASHBOARDS_DIR: ".json",
     c.RUNBOOKS_DIR: ".md",
+    KUBERNETES_DIR: ".yaml",
 }
 #: Largest file read to look for a header (a dashboard is about 100 KiB).
 _MAX_HEADER_READ = 16 * 1024 * 1024
@@ -98,10 +112,23 @@ def source_for(
     return Source.from_spec(PurePosixPath(*Path(rel).parts).as_posix(), spec)
 
 
-def render_all(spec: Spec, source: Source) -> dict[str, str]:
-    """Every file for ``spec``: rules, rule tests, Alertmanager config, dashboards and
-    runbooks, ``{relative path: text}``, sorted by path. Pure; raises if any renderer fails
-    or two renderers claim one path."""
+def owned_dirs(format: str = "files") -> tuple[str, ...]:
+    """The subdirectories of the output directory that ``format`` writes and owns."""
+    if format == "files":
+        return OWNED_DIRS
+    if format == "kubernetes":
+        return _KUBERNETES_OWNED
+    raise ValueError(f"unknown output format {format!r}: one of {', '.join(FORMATS)}")
+
+
+def render_all(spec: Spec, source: Source, *, format: str = "files") -> dict[str, str]:
+    """Every file for ``spec``, ``{relative path: text}``, sorted by path: with ``files``,
+    rules, rule tests, Alertmanager config, dashboards and runbooks; with ``kubernetes``, the
+    same rules and dashboards as PrometheusRule objects and ConfigMaps with their
+    kustomization, beside the Alertmanager config and runbooks. Pure; raises if any renderer
+    fails, two renderers claim one path, or Kubernetes would refuse a name or a size
+    (:class:`steadystream.kubernetes.KubernetesError`)."""
+    owned_dirs(format)  # an unknown format fails before any rendering
     files: dict[str, str] = {}
     with render_scope():
         for render in (render_rules, render_dashboards, render_runbooks):
@@ -109,12 +136,14 @@ def render_all(spec: Spec, source: Source) -> dict[str, str]:
                 if path in files:
                     raise ValueError(f"two renderers generate {path!r}")
                 files[path] = text
+    if format == "kubernetes":
+        return kubernetes_package(spec, source, files)
     return dict(sorted(files.items()))
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _check_paths(files: Mapping[str, str]) -> None:
-    """Every path is relative, normalised and inside one of :data:`OWNED_DIRS`."""
+def _check_paths(files: Mapping[str, str], owned: tuple[str, ...]) -> None:
+    """Every path is relative, normalised and inside one of the ``owned`` directories."""
     for path in files:
         p = PurePosixPath(path)
         if (
@@ -122,11 +151,11 @@ def _check_paths(files: Mapping[str, str]) -> None:
             or ".." in p.parts
             or p.as_posix() != path
             or len(p.parts) < 2
-            or p.parts[0] not in OWNED_DIRS
+            or p.parts[0] not in owned
         ):
             raise ValueError(
                 f"refusing to write {path!r}: generated paths must be relative and inside "
-                f"{', '.join(OWNED_DIRS)}"
+                f"{', '.join(owned)}"
             )
 
 
@@ -178,11 +207,11 @@ def _kind(path: Path) -> str:
     return "not a regular file"
 
 
-def _check_dirs(out: Path) -> None:
+def _check_dirs(out: Path, owned: tuple[str, ...]) -> None:
     """``out`` and its owned subdirectories, where present, are real directories."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")
-    for sub in OWNED_DIRS:
+    for sub in owned:
         path = out / sub
         if path.is_symlink():
             raise FileExistsError(
@@ -202,10 +231,10 @@ class _Existing:
     foreign: dict[str, Path]  # every other entry directly in an owned subdirectory
 
 
-def _existing(out: Path) -> _Existing:
+def _existing(out: Path, owned: tuple[str, ...]) -> _Existing:
     generated: dict[str, Path] = {}
     foreign: dict[str, Path] = {}
-    for sub in OWNED_DIRS:
+    for sub in owned:
         root = out / sub
         if not root.is_dir():
             continue
@@ -241,16 +270,20 @@ class CheckResult:
         )
 
 
-def check_output(out_dir: str | os.PathLike[str], files: Mapping[str, str]) -> CheckResult:
-    """Compare ``out_dir`` with ``files`` without writing anything.
+def check_output(
+    out_dir: str | os.PathLike[str], files: Mapping[str, str], *, format: str = "files"
+) -> CheckResult:
+    """Compare ``out_dir`` with ``files`` (rendered in ``format``) without writing anything.
 
     Files a regeneration would create show as added (diffed against ``/dev/null``), stale
-    generated files it would delete as removed; hand-written files are ignored.
+    generated files it would delete as removed; hand-written files, and the subdirectories of
+    the other format, are ignored.
     """
-    _check_paths(files)
+    owned = owned_dirs(format)
+    _check_paths(files, owned)
     out = Path(out_dir)
-    _check_dirs(out)
-    found = _existing(out)
+    _check_dirs(out, owned)
+    found = _existing(out, owned)
     # A foreign entry where a generated file goes is a conflict generate would refuse:
     # shown as changed (diffed when it is a plain file, never read through a link).
     existing = dict(found.generated)
@@ -302,11 +335,14 @@ def write_output(
     files: Mapping[str, str],
     *,
     replace: Replace = os.replace,
+    format: str = "files",
 ) -> None:
-    """Write ``files`` under ``out_dir`` atomically: all of them, or nothing.
+    """Write ``files`` (rendered in ``format``) under ``out_dir`` atomically: all of them, or
+    nothing.
 
-    The new :data:`OWNED_DIRS` (``alerts/``, ``rule-tests/``, ``alertmanager/``,
-    ``dashboards/``, ``runbooks/``) are built in a temporary directory
+    The new owned subdirectories (:func:`owned_dirs`; for ``files``, ``alerts/``,
+    ``rule-tests/``, ``alertmanager/``, ``dashboards/``, ``runbooks/``) are built in a
+    temporary directory
     in ``out_dir``'s parent (same file system, so renames are atomic), hand-written files of
     the old subdirectories are copied across, and then each old subdirectory is renamed away
     and the new one renamed in. A hand-written file (one without the generated header) where a
@@ -315,10 +351,11 @@ def write_output(
     temporary directory removed. ``replace`` is the rename (``os.replace``), injectable so
     tests can make it fail part-way.
     """
-    _check_paths(files)
+    owned = owned_dirs(format)
+    _check_paths(files, owned)
     out = Path(out_dir)
-    _check_dirs(out)
-    found = _existing(out)
+    _check_dirs(out, owned)
+    found = _existing(out, owned)
     # Whatever sits where a generated file goes and is not one (a hand-written file, a link,
     # a directory) is someone's: refuse, before anything is written, rather than replace it.
     conflicts = [p for p in files if p in found.foreign]
@@ -351,7 +388,7 @@ def write_output(
         if not out.exists():
             out.mkdir()
             created = out
-        for sub in OWNED_DIRS:
+        for sub in owned:
             fresh, current = new_root / sub, out / sub
             if not fresh.exists() and not current.exists():
                 continue

@@ -46,6 +46,7 @@ __all__ = [
     "FlowControl",
     "Indicator",
     "Ingress",
+    "Kubernetes",
     "LatencyIndicator",
     "Links",
     "Retry",
@@ -583,6 +584,137 @@ class Owners(_Model):
         return value
 
 
+# ------------------------------------------------------------------------- kubernetes
+# `generate --format kubernetes`: the namespace and labels of the objects it writes. Kubernetes'
+# own name syntax (apimachinery's validation): object names are DNS-1123 subdomains, namespaces
+# DNS-1123 labels, label and annotation keys qualified names, label values at most 63 characters.
+_DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN_RE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_QUALIFIED_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+#: Longest DNS-1123 label (a namespace, a label value, the name part of a key).
+K8S_MAX_LABEL = 63
+#: Longest DNS-1123 subdomain (an object name, the prefix of a key).
+K8S_MAX_SUBDOMAIN = 253
+
+
+def dns1123_subdomain_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid Kubernetes object name (a DNS-1123 subdomain), or None."""
+    if len(value) > K8S_MAX_SUBDOMAIN:
+        return f"{value!r} is longer than {K8S_MAX_SUBDOMAIN} characters"
+    if not _DNS1123_SUBDOMAIN_RE.match(value):
+        return (
+            f"{value!r} is not a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', "
+            "each '.'-separated part starting and ending with a letter or digit"
+        )
+    return None
+
+
+def dns1123_label_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid namespace (a DNS-1123 label), or None."""
+    if len(value) > K8S_MAX_LABEL:
+        return f"{value!r} is longer than {K8S_MAX_LABEL} characters"
+    if not _DNS1123_LABEL_RE.match(value):
+        return (
+            f"{value!r} is not a DNS-1123 label: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def k8s_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid label or annotation key (``[prefix/]name``), or None."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or dns1123_subdomain_problem(prefix)):
+        return f"key {key!r}: the prefix before '/' must be a DNS-1123 subdomain (e.g. example.com)"
+    if len(name) > K8S_MAX_LABEL or not _QUALIFIED_NAME_RE.match(name):
+        return (
+            f"key {key!r}: the name must be 1-{K8S_MAX_LABEL} letters, digits, '-', '_' "
+            "or '.', a letter or digit at both ends"
+        )
+    return None
+
+
+def k8s_label_value_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid label value, or None."""
+    if len(value) > K8S_MAX_LABEL or not _LABEL_VALUE_RE.match(value):
+        return (
+            f"label value {value!r}: at most {K8S_MAX_LABEL} letters, digits, '-', '_' or "
+            "'.', a letter or digit at both ends"
+        )
+    return None
+
+
+#: The label the Grafana sidecar (kube-prometheus-stack, the Grafana Helm chart) looks for.
+DEFAULT_DASHBOARD_LABELS: dict[str, str] = {"grafana_dashboard": "1"}
+
+
+class Kubernetes(_Model):
+    """How ``generate --format kubernetes`` packages the output: PrometheusRule objects for
+    prometheus-operator and dashboard ConfigMaps for the Grafana sidecar."""
+
+    namespace: str | None = Field(
+        default=None,
+        description="Namespace of every object (metadata.namespace and the kustomization's "
+        "namespace); default: none, the namespace kubectl or kustomize applies to.",
+    )
+    rule_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels on every PrometheusRule, so the Prometheus object's ruleSelector "
+        "picks them up (kube-prometheus-stack: {release: <helm release>}).",
+    )
+    dashboard_labels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_DASHBOARD_LABELS),
+        description="Labels on every dashboard ConfigMap, the Grafana sidecar's label.",
+    )
+    dashboard_folder: str | None = Field(
+        default=None,
+        description="Grafana folder of the dashboards, as the annotation the sidecar's "
+        "folderAnnotation names; default: no annotation.",
+    )
+    folder_annotation: str = Field(
+        default="grafana_folder",
+        description="The annotation key the sidecar reads the folder from (its folderAnnotation).",
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        problem = None if value is None else dns1123_label_problem(value)
+        if problem:
+            raise ValueError(f"invalid namespace: {problem}")
+        return value
+
+    @field_validator("rule_labels", "dashboard_labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for key, val in value.items():
+            problem = k8s_key_problem(key) or k8s_label_value_problem(val)
+            if problem:
+                problems.append((key, problem))
+        _field_problems(problems)
+        return value
+
+    @field_validator("folder_annotation")
+    @classmethod
+    def _annotation_key(cls, value: str) -> str:
+        problem = k8s_key_problem(value)
+        if problem:
+            raise ValueError(f"invalid annotation {problem}")
+        return value
+
+    @field_validator("dashboard_folder")
+    @classmethod
+    def _folder(cls, value: str | None) -> str | None:
+        # A Grafana folder title, one line; the sidecar makes it a directory name.
+        if value is not None and (not value.strip() or "\n" in value or "/" in value):
+            raise ValueError("dashboard_folder must be one non-empty line without '/'")
+        return value
+
+
 DEFAULT_SLOS: tuple[dict[str, Any], ...] = (
     {
         "name": "time-to-first-token",
@@ -620,6 +752,10 @@ class Spec(_Model):
     slos: tuple[SLO, ...] = Field(default=DEFAULT_SLOS, min_length=1)  # type: ignore[assignment]
     alerting: Alerting = Field(default_factory=Alerting)
     stream: StreamPolicy = Field(default_factory=StreamPolicy)
+    kubernetes: Kubernetes = Field(
+        default_factory=Kubernetes,
+        description="Namespace and labels of the objects `generate --format kubernetes` writes.",
+    )
 
     @field_validator("service")
     @classmethod
