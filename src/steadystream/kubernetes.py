@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from . import conventions as c
+from .alerts import dump_yaml
 from .catalog.source import Source
 from .spec import Spec
 from .spec.model import dns1123_subdomain_problem
@@ -77,37 +78,6 @@ def object_name(file_name: str) -> str:
             "rename the service or the file"
         )
     return name
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style, sequences indented under their key, multi-line text as literal blocks."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def _dump(obj: Mapping[str, Any], header: str) -> str:
-    text = yaml.dump(
-        dict(obj),
-        Dumper=_Dumper,
-        sort_keys=True,
-        default_flow_style=False,
-        allow_unicode=True,
-        indent=2,
-        width=1_000_000,
-    )
-    return f"# {header}\n{text}"
 
 
 def _metadata(
@@ -194,7 +164,7 @@ def package(spec: Spec, source: Source, files: Mapping[str, str]) -> dict[str, s
         rel = f"{KUBERNETES_DIR}/{target}"
         if rel in out:
             raise KubernetesError(f"{path}: its object {target} is also made from another file")
-        out[rel] = _dump(obj, header)
+        out[rel] = dump_yaml(obj, header)
         resources.append(target)
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -203,5 +173,5 @@ def package(spec: Spec, source: Source, files: Mapping[str, str]) -> dict[str, s
     }
     if spec.kubernetes.namespace is not None:
         kustomization["namespace"] = spec.kubernetes.namespace
-    out[f"{KUBERNETES_DIR}/{KUSTOMIZATION}"] = _dump(kustomization, header)
+    out[f"{KUBERNETES_DIR}/{KUSTOMIZATION}"] = dump_yaml(kustomization, header)
     return dict(sorted(out.items()))

@@ -30,11 +30,13 @@ from ._rules import (
     rule_groups,
     windows,
 )
+from ._yaml import dump as dump_yaml
 
 __all__ = [
     "DEFAULT_WINDOWS",
     "Signal",
     "alertmanager_config",
+    "dump_yaml",
     "error_budget",
     "failure_class_signals",
     "format_threshold",
