@@ -68,6 +68,8 @@ class SilentTLSListener:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
+        #: Called with each chunk a client sends (the ClientHello, or a proxy's CONNECT line).
+        self.on_data: Any = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -84,22 +86,26 @@ class SilentTLSListener:
                 self._conns.append(conn)
             threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
-    @staticmethod
-    def _hold(conn: socket.socket) -> None:
+    def _hold(self, conn: socket.socket) -> None:
         try:
-            while conn.recv(65536):
-                pass
+            while data := conn.recv(65536):
+                if self.on_data is not None:
+                    self.on_data(data)
         except OSError:
             pass
 
     def close(self) -> None:
+        """Stop listening and drop every held connection (idempotent)."""
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         self.sock.close()
         self._thread.join(WAIT)
         with self._lock:
             for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the reader, and the peer
                 conn.close()
+            self._conns.clear()
 
 
 class FullBacklogListener:
@@ -276,6 +282,41 @@ def test_both_connect_timeouts_are_retried(silent_tls: SilentTLSListener) -> Non
     assert silent_tls.accepted == 2
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_TLS) == 2
     assert tel.value("stream_retry_total", reason=c.RETRY_REASON_NETWORK) == 1
+
+
+def test_proxy_environment_still_applies(
+    upstream: Any, silent_tls: SilentTLSListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client given a transport would ignore HTTPS_PROXY / NO_PROXY: the options mount the
+    proxies as httpx2 does. A request to an https host goes to the proxy (the listener reads
+    its CONNECT line); one to a NO_PROXY host goes direct, through the measured pool."""
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{silent_tls.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    seen: list[bytes] = []
+    silent_tls.on_data = seen.append
+    spec = make_spec(pool={"max_connections": 2, "max_keepalive": 1})
+    tel = Telemetry(spec)
+    client: httpx2.Client = tel.monitor.openai_client_options()["http_client"]
+    failed: list[BaseException] = []
+
+    def through_proxy() -> None:
+        try:
+            client.get("https://api.example.invalid/v1/models", timeout=WAIT)
+        except httpx2.HTTPError as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=through_proxy)
+    worker.start()
+    _wait_for(lambda: b"".join(seen).startswith(b"CONNECT api.example.invalid:443"), "a CONNECT")
+    silent_tls.close()  # the proxy goes away: the request fails instead of waiting
+    worker.join(WAIT)
+    assert not worker.is_alive() and failed
+    with OpenAI(
+        base_url=upstream.base_url, api_key="test", max_retries=0, http_client=client
+    ) as cl:
+        stream = cl.responses.create(model="gpt-4.1", input="hi", stream=True)
+        list(tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"))
+    assert tel.value("stream_phase_duration_ms_count", phase=c.PHASE_POOL) == 1
 
 
 def test_an_unmarked_connect_timeout_counts_as_dial() -> None:

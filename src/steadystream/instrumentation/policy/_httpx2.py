@@ -303,17 +303,38 @@ def http_client(
 ) -> httpx2.Client | httpx2.AsyncClient:
     """An httpx2 client (``client_type``, by default ``httpx2.Client`` / ``AsyncClient``;
     the openai SDK passes its own ``DefaultHttpxClient`` so its defaults hold) over a
-    :class:`MeasuredTransport` / :class:`AsyncMeasuredTransport`."""
+    :class:`MeasuredTransport` / :class:`AsyncMeasuredTransport`.
+
+    A client given a transport ignores the proxy environment (``HTTPS_PROXY``, ``NO_PROXY``,
+    ...), so the proxies it names are mounted here as httpx2 itself would mount them, with
+    the same limits: requests through a proxy keep working and keep the pool's size, but
+    connect under one connect budget and report no pool phase."""
     if asynchronous:
         kind = client_type if client_type is not None else httpx2.AsyncClient
         return kind(
             transport=AsyncMeasuredTransport(dial=dial, tls=tls, limits=limits),
+            mounts=_proxy_mounts(limits, asynchronous=True),
             timeout=timeout,
             limits=limits,
         )
     kind = client_type if client_type is not None else httpx2.Client
     return kind(
         transport=MeasuredTransport(dial=dial, tls=tls, limits=limits),
+        mounts=_proxy_mounts(limits, asynchronous=False),
         timeout=timeout,
         limits=limits,
     )
+
+
+def _proxy_mounts(
+    limits: httpx2.Limits, *, asynchronous: bool
+) -> dict[str, httpx2.BaseTransport | httpx2.AsyncBaseTransport | None]:
+    """The transports httpx2 mounts for the proxy environment variables (``None``: a
+    ``NO_PROXY`` exception, served by the client's own transport)."""
+    from httpx2._utils import get_environment_proxies
+
+    kind = httpx2.AsyncHTTPTransport if asynchronous else httpx2.HTTPTransport
+    return {
+        pattern: None if url is None else kind(proxy=httpx2.Proxy(url=url), limits=limits)
+        for pattern, url in get_environment_proxies().items()
+    }
