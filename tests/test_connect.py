@@ -319,6 +319,29 @@ def test_proxy_environment_still_applies(
     assert tel.value("stream_phase_duration_ms_count", phase=c.PHASE_POOL) == 1
 
 
+def test_watchdog_still_cuts_a_stalled_stream_over_the_deadline_backend(upstream: Any) -> None:
+    """The backend wraps the connection's stream; the watchdog still finds its socket and
+    shuts it down when a sync stream stalls past stream_idle."""
+    spec = ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "svc",
+            "stream": {"timeouts": {"first_token": "20s", "stream_idle": "400ms", "total": "60s"}},
+        }
+    )
+    tel = Telemetry(spec)
+    options = tel.monitor.openai_client_options()
+    with OpenAI(base_url=upstream.base_url, api_key="test", max_retries=0, **options) as cl:
+        stream = cl.responses.create(
+            model="gpt-4.1", input="hi", stream=True, extra_headers={c.HEADER_FAULT: "stall=60s@10"}
+        )
+        with pytest.raises(ss.IdleTimeout):
+            for _ in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+                pass
+        assert stream.response.is_closed
+    assert tel.value("stream_timeout_idle_total") == 1
+
+
 def test_an_unmarked_connect_timeout_counts_as_dial() -> None:
     """A client built some other way has one connect budget: its ConnectTimeout is ``dial``."""
     exc = httpx2.ConnectTimeout("timed out")
