@@ -123,7 +123,7 @@ class FullBacklogListener:
         self._fillers: list[socket.socket] = []
         for _ in range(64):
             filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            filler.settimeout(0.5)
+            filler.settimeout(1.0)
             try:
                 filler.connect(("127.0.0.1", self.port))
             except TimeoutError:
