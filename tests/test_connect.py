@@ -406,6 +406,19 @@ def test_pool_limits_reach_the_clients_transport() -> None:
     assert (pool._network_backend.dial, pool._network_backend.tls) == pytest.approx((0.7, 0.3))
 
 
+def test_httpx_limits_carry_the_pool_sizes() -> None:
+    """A plain httpx client gets the same pool sizes."""
+    import httpx
+
+    spec = make_spec(pool={"max_connections": 9, "max_keepalive": 4})
+    limits = Telemetry(spec).monitor.httpx_limits()
+    assert isinstance(limits, httpx.Limits)
+    assert (limits.max_connections, limits.max_keepalive_connections) == (9, 4)
+    with httpx.Client(timeout=ss.httpx_timeout(spec), limits=limits) as client:
+        pool = client._transport._pool  # the httpcore pool behind the client
+        assert (pool._max_connections, pool._max_keepalive_connections) == (9, 4)
+
+
 def test_an_async_client_refuses_the_sync_options() -> None:
     """The options are for one kind of client; the SDK names the mistake."""
     with pytest.raises(TypeError, match="http_client"):

@@ -406,6 +406,12 @@ class StreamMonitor:
 
         return httpx_timeout(self.spec)
 
+    def httpx_limits(self) -> httpx.Limits:
+        """An ``httpx.Limits`` with the spec's pool sizes (see :mod:`.policy.timeouts`)."""
+        from .policy.timeouts import httpx_limits
+
+        return httpx_limits(self.spec)
+
     def openai_client_options(self, *, asynchronous: bool = False) -> dict[str, Any]:
         """``OpenAI(**monitor.openai_client_options())``, or
         ``AsyncOpenAI(**monitor.openai_client_options(asynchronous=True))``: the spec's

@@ -22,6 +22,7 @@ budget would race the wrapper's typed timeout with the client's untyped one. ``w
     aclient = AsyncOpenAI(**monitor.openai_client_options(asynchronous=True))
     client = OpenAI(**ss.openai_client_options(spec))                       # without a monitor
     client = httpx.Client(timeout=ss.httpx_timeout(spec))   # one connect budget: dial + TLS
+    client = httpx.Client(timeout=monitor.httpx_timeout(), limits=monitor.httpx_limits())
 
 ``openai_client_options`` gives ``timeout`` and ``http_client``: an httpx2 client (the SDK's
 own ``DefaultHttpxClient`` / ``DefaultAsyncHttpxClient``, so its other defaults hold) whose
@@ -41,7 +42,13 @@ if TYPE_CHECKING:
 
     from ...spec import Spec
 
-__all__ = ["httpx_timeout", "openai_client_options", "read_backstop", "timeout_parts"]
+__all__ = [
+    "httpx_limits",
+    "httpx_timeout",
+    "openai_client_options",
+    "read_backstop",
+    "timeout_parts",
+]
 
 
 def timeout_parts(spec: Spec) -> dict[str, float]:
@@ -67,6 +74,21 @@ def httpx_timeout(spec: Spec) -> httpx.Timeout:
     import httpx
 
     return httpx.Timeout(**timeout_parts(spec))
+
+
+def httpx_limits(spec: Spec) -> httpx.Limits:
+    """An ``httpx.Limits`` with ``stream.pool``'s sizes, for a plain httpx client
+    (``httpx.Client(timeout=httpx_timeout(spec), limits=httpx_limits(spec))``). Such a client
+    has one connect budget and reports no ``pool`` phase; :func:`openai_client_options` builds
+    one that does both."""
+    import httpx
+
+    from .pool import pool_settings
+
+    pool = pool_settings(spec)
+    return httpx.Limits(
+        max_connections=pool.max_connections, max_keepalive_connections=pool.max_keepalive
+    )
 
 
 def openai_client_options(spec: Spec, *, asynchronous: bool = False) -> dict[str, Any]:
