@@ -146,7 +146,8 @@ async def _client(url: str, spec: ss.Spec) -> Any:
 
     from steadystream.instrumentation.policy.timeouts import openai_client_options
 
-    return AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, **openai_client_options(spec))
+    options = openai_client_options(spec, asynchronous=True)
+    return AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, **options)
 
 
 async def measure_memory(

@@ -159,7 +159,8 @@ def continuation_deltas(reason: str, pieces: int) -> dict[str, float]:
         "stream_bytes_total": len(EXPECTED.encode()),
         "stream_chunk_gap_ms_count": TOKENS - 1,
         "stream_first_token_latency_ms_count": 1,
-        **{f"stream_phase_duration_ms_count,phase={p}": 1 for p in c.PHASES},
+        # Every phase but pool: the client was not built by openai_client_options.
+        **{f"stream_phase_duration_ms_count,phase={p}": 1 for p in c.PHASES if p != c.PHASE_POOL},
         "stream_recovery_latency_ms_count": 1,
         "stream_requests_total,outcome=ok": 1,
         "stream_resume_success_total": 1,

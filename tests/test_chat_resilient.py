@@ -135,7 +135,8 @@ def ok_deltas(text: str, **extra: float) -> dict[str, float]:
         "stream_bytes_total": len(text.encode()),
         "stream_chunk_gap_ms_count": TOKENS - 1,
         "stream_first_token_latency_ms_count": 1,
-        **{f"stream_phase_duration_ms_count,phase={p}": 1 for p in c.PHASES},
+        # Every phase but pool: the client was not built by openai_client_options.
+        **{f"stream_phase_duration_ms_count,phase={p}": 1 for p in c.PHASES if p != c.PHASE_POOL},
         "stream_requests_total,outcome=ok": 1,
         **extra,
     }

@@ -261,8 +261,11 @@ PHASE_UPSTREAM_WAIT: Final = "upstream_wait"
 PHASE_CONSUMER: Final = "consumer"
 # Waiting in the admission queue (stream.ingress.queue) before the stream opened.
 PHASE_QUEUE: Final = "queue"
+# Waiting for a free connection in the HTTP client's pool (stream.pool), inside "open".
+PHASE_POOL: Final = "pool"
 PHASES: Final = (
     PHASE_QUEUE,
+    PHASE_POOL,
     PHASE_OPEN,
     PHASE_FIRST_TOKEN_WAIT,
     PHASE_UPSTREAM_WAIT,

@@ -63,12 +63,13 @@ from .errors import (
     StreamError,
     UpstreamError,
 )
+from .policy.pool import pool_wait
 from .policy.resume import SKIP, Resumer
 from .policy.retry import Verdict, classify
 from .providers import registry as wire
 from .providers.base import END, ERROR, STARTED
+from .providers.failures import connect_timeout_phase, reason_for_status
 from .providers.failures import error_class as failure_class
-from .providers.failures import reason_for_status
 from .sinks.telemetry import report_telemetry_error
 
 if TYPE_CHECKING:
@@ -296,6 +297,9 @@ class _Run:
 
     def wrap_upstream(self, upstream: Any) -> Any:
         self._core.attempt_opened(self.clock())
+        waited = pool_wait(upstream)
+        if waited is not None:
+            self._core.pool_waited(waited)
         if self.resumer is not None and not self.resumer.done:
             return _Replay(upstream, self.resumer)
         return upstream
@@ -407,9 +411,9 @@ class _Run:
             now=self.monitor.wall_clock(),
         )
         if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT:
-            # The dial / TLS budget ran out inside the HTTP client (see .timeouts).
+            # The dial or TLS budget ran out inside the HTTP client (see .timeouts).
             try:
-                core.record_timeout(c.TIMEOUT_DIAL, t)
+                core.record_timeout(connect_timeout_phase(exc), t)
             except Exception:
                 report_telemetry_error("StreamCore", "record_timeout")
         if self.resume_refusal is not None and verdict.reason is not None and core.content_bytes:

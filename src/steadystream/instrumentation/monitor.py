@@ -61,6 +61,7 @@ from .core.shell import AsyncStreamWrapper, EitherStreamWrapper, SyncStreamWrapp
 from .core.watchdog import Watchdog
 from .policy.budget import RetryBudget
 from .policy.ingress import IngressGuard
+from .policy.pool import pool_wait
 from .policy.retry import Backoff
 from .policy.shared import SharedIngressGuard, SharedRetryBudget, SharedStore, shared_settings
 from .sinks.prometheus import PrometheusSink
@@ -321,6 +322,9 @@ class StreamMonitor:
                 attributes=server_attributes(_response_url(stream)),
             )
         core.begin_attempt(self.clock())
+        waited = pool_wait(stream)
+        if waited is not None:
+            core.pool_waited(waited)
         if kind is _ASYNC:
             return AsyncStreamWrapper(core, stream, self.clock, sse=sse)
         if kind is _SYNC:
@@ -402,11 +406,20 @@ class StreamMonitor:
 
         return httpx_timeout(self.spec)
 
-    def openai_client_options(self) -> dict[str, Any]:
-        """``OpenAI(**monitor.openai_client_options())``: the spec's connect/read timeouts."""
+    def httpx_limits(self) -> httpx.Limits:
+        """An ``httpx.Limits`` with the spec's pool sizes (see :mod:`.policy.timeouts`)."""
+        from .policy.timeouts import httpx_limits
+
+        return httpx_limits(self.spec)
+
+    def openai_client_options(self, *, asynchronous: bool = False) -> dict[str, Any]:
+        """``OpenAI(**monitor.openai_client_options())``, or
+        ``AsyncOpenAI(**monitor.openai_client_options(asynchronous=True))``: the spec's
+        timeouts, and a client with the spec's connection pool and separate dial and TLS
+        deadlines whose streams report their ``pool`` phase (see :mod:`.policy.timeouts`)."""
         from .policy.timeouts import openai_client_options
 
-        return openai_client_options(self.spec)
+        return openai_client_options(self.spec, asynchronous=asynchronous)
 
 
 _SYNC, _ASYNC, _EITHER = "sync", "async", "either"

@@ -49,6 +49,7 @@ __all__ = [
     "Kubernetes",
     "LatencyIndicator",
     "Links",
+    "Pool",
     "Retry",
     "Shared",
     "Spec",
@@ -512,6 +513,40 @@ class Shared(_Model):
         return value
 
 
+class Pool(_Model):
+    """The HTTP client's connection pool (the clients built by ``openai_client_options``):
+    how many connections it may open to one upstream and keep idle. A stream that finds every
+    connection busy waits for one; that wait is its ``pool`` phase."""
+
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Connections open at once (busy and idle); more concurrent requests wait "
+        "for a free one, up to the pool timeout (the dial timeout).",
+    )
+    max_keepalive: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="Idle connections kept open for reuse; at most max_connections.",
+    )
+
+    @model_validator(mode="after")
+    def _keepalive_within_max(self) -> Pool:
+        if self.max_keepalive > self.max_connections:
+            _field_problems(
+                [
+                    (
+                        "max_keepalive",
+                        f"max_keepalive ({self.max_keepalive}) must not exceed max_connections "
+                        f"({self.max_connections})",
+                    )
+                ]
+            )
+        return self
+
+
 class StreamPolicy(_Model):
     """The runtime policy the stream wrapper enforces."""
 
@@ -524,6 +559,11 @@ class StreamPolicy(_Model):
         default=None,
         description="Share the rate limit and retry budget across processes and hosts "
         "through Redis (see docs/instrumentation.md, 'Running many workers and hosts').",
+    )
+    pool: Pool | None = Field(
+        default=None,
+        description="Connection pool of the HTTP clients the package builds; none: 1000 "
+        "connections, 100 kept alive (the openai SDK's own defaults).",
     )
     max_models: int = Field(
         default=c.DEFAULT_MAX_MODELS,

@@ -166,6 +166,7 @@ class StreamCore:
         "_ph_consumer",
         "_ph_first",
         "_ph_open",
+        "_ph_pool",
         "_ph_queue",
         "_ph_up",
         "_policy",
@@ -248,6 +249,7 @@ class StreamCore:
         self._ph_up = 0.0
         self._ph_consumer = 0.0
         self._ph_queue: float | None = None
+        self._ph_pool: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -300,6 +302,12 @@ class StreamCore:
         self._ph_open += t - self._t_attempt
         self._open_measured = True
         self._last_return_t = t
+
+    def pool_waited(self, seconds: float) -> None:
+        """The attempt's request waited ``seconds`` for a pooled connection (its client
+        measured it, see :mod:`..policy.pool`): the stream's ``pool`` phase, summed over its
+        attempts, a part of ``open``."""
+        self._ph_pool = (self._ph_pool or 0.0) + max(0.0, seconds)
 
     def end_attempt(self, t: float, error_class: str | None = None) -> None:
         """End the current attempt (``error_class`` when it failed). A failed attempt marks
@@ -737,6 +745,8 @@ class StreamCore:
         phases: dict[str, float] = {}
         if self._ph_queue is not None:
             phases[c.PHASE_QUEUE] = self._ph_queue * 1000.0
+        if self._ph_pool is not None:
+            phases[c.PHASE_POOL] = self._ph_pool * 1000.0
         if self._open_measured:
             phases[c.PHASE_OPEN] = self._ph_open * 1000.0
         phases[c.PHASE_FIRST_TOKEN_WAIT] = self._ph_first * 1000.0

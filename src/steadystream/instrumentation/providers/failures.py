@@ -19,7 +19,11 @@ imported:
   is (``overloaded_error``: 529; Chat Completions' ``server_error``: 500);
 * a connect timeout (httpx's ``ConnectTimeout``, also when the openai SDK raised its
   ``APITimeoutError`` from one): ``connect_timeout``, transient. These are the spec's ``dial``
-  / ``tls_handshake`` budgets running out inside the client;
+  / ``tls_handshake`` budgets running out inside the client. Which of the two ran out
+  (``stream_timeouts_total{phase}``) is :func:`connect_timeout_phase`: the clients the package
+  builds mark the timeout they raise with its step (:data:`CONNECT_PHASE_ATTR`, set by
+  :mod:`..policy._httpx2`); an unmarked one (a client built some other way, with one connect
+  budget for both steps) counts as ``dial``;
 * other transport failures and timeouts (httpx's ``NetworkError`` and ``TimeoutException``
   families, ``RemoteProtocolError``, ``ProxyError``, the SDK's ``APIConnectionError``,
   ``http.client.IncompleteRead``, ``ConnectionError`` / ``TimeoutError`` / ``EOFError``):
@@ -55,9 +59,11 @@ from .base import ERROR
 from .registry import read_item
 
 __all__ = [
+    "CONNECT_PHASE_ATTR",
     "RETRYABLE_STATUSES",
     "Failure",
     "classify_failure",
+    "connect_timeout_phase",
     "error_class",
     "error_class_for_status",
     "is_connect_timeout",
@@ -81,6 +87,9 @@ _NETWORK_NAMES: Final = frozenset(
     }
 )
 _CONNECT_TIMEOUT_NAMES: Final = frozenset({"ConnectTimeout"})
+#: The attribute of a connect timeout naming the step that ran out (``dial`` or ``tls``).
+CONNECT_PHASE_ATTR: Final = "steadystream_connect_phase"
+_CONNECT_PHASES: Final = frozenset({c.TIMEOUT_DIAL, c.TIMEOUT_TLS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,21 @@ def is_connect_timeout(exc: BaseException) -> bool:
         current = current.__cause__ or current.__context__
         seen += 1
     return False
+
+
+def connect_timeout_phase(exc: BaseException) -> str:
+    """``dial`` or ``tls``: the step of a connect timeout (see :func:`is_connect_timeout`)
+    that ran out, read from the mark on ``exc`` or on an exception it was raised from;
+    ``dial`` when none is marked."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        phase = getattr(current, CONNECT_PHASE_ATTR, None)
+        if phase in _CONNECT_PHASES:
+            return phase  # type: ignore[no-any-return]
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return c.TIMEOUT_DIAL
 
 
 def _names(exc: BaseException) -> set[str]:
