@@ -110,6 +110,14 @@ RUNTIME_CHECKS = textwrap.dedent(
         report["redis"] = "no error"
     except ImportError as exc:
         report["redis"] = str(exc)
+
+    from steadystream.instrumentation.sse import sse_response
+
+    try:
+        sse_response(None, monitor, start=lambda: None)
+        report["starlette"] = "no error"
+    except ImportError as exc:
+        report["starlette"] = str(exc)
     print(json.dumps(report))
     """
 )
@@ -145,6 +153,7 @@ def check_runtime(install: Install, tmp: Path) -> None:
     assert report["loaded"] == []
     assert "pip install 'steadystream[otlp]'" in report["otlp"]
     assert "pip install 'steadystream[redis]'" in report["redis"]
+    assert "pip install 'steadystream[starlette]'" in report["starlette"]
 
 
 def check_cli(install: Install, tmp: Path) -> None:
