@@ -117,6 +117,7 @@ async def test_every_event_has_the_resume_id_of_what_the_browser_has(upstream: U
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["cache-control"] == "no-cache"
+    assert "content-length" not in r.headers  # a stream, not a body of known length
     events = events_of(r.text)
     rid = events[0]["data"]["response"]["id"]
     assert [e["id"] for e in events] == [f"{rid}:{e['data']['sequence_number']}" for e in events]
@@ -233,6 +234,53 @@ async def test_last_event_id_without_resume_or_unreadable(upstream: Upstream) ->
 
 def _never_called() -> Any:
     raise AssertionError("start() must not run for a Last-Event-ID request")
+
+
+async def test_a_browser_that_goes_away_ends_the_stream_as_abandoned(upstream: Upstream) -> None:
+    """The upstream stalls after 10 events; the browser disconnects after 3 frames. The app
+    returns without waiting for the stall (which outlasts the test's deadline) and the stream
+    ends as abandoned (the relay closed it)."""
+    spec = make_spec(timeouts={"first_token": "300s", "stream_idle": "300s", "total": "600s"})
+    app, registry = gateway(upstream, spec)
+    frames: list[bytes] = []
+    gone = asyncio.Event()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/chat",
+        "raw_path": b"/chat",
+        "query_string": b"prompt=gone&fault=stall%3D300s%4010",
+        "headers": [],
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+    }
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body") and not gone.is_set():
+            frames.append(message["body"])
+            if len(frames) == 3:
+                gone.set()
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=120)
+    assert len(frames) == 3
+    labels = {"service": "gateway", "model": MODEL, "provider": "openai", "outcome": "abandoned"}
+    await _until(
+        lambda: registry.get_sample_value("stream_requests_total", labels) == 1,
+        "the stream to end as abandoned",
+    )
 
 
 # ------------------------------------------------------------------- before the first byte

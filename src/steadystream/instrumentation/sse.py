@@ -325,6 +325,8 @@ def _response_class() -> type:
             headers: dict[str, str],
         ) -> None:
             super().__init__(status_code=200, headers={**SSE_HEADERS, **headers})
+            # A stream has no length (Response counts its empty body as "content-length: 0").
+            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
             self.relayed = relayed
             self._resumed = resumed
             self._retry_after = retry_after
