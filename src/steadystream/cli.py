@@ -764,12 +764,77 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+# ------------------------------------------------------------------------- install extras
+#: The commands that need an extra beyond the core install, with the modules that extra brings
+#: (``validate``, ``schema`` and ``simulate`` run on the core install).
+COMMAND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "generate": ("generate", ("grafanalib", "jinja2")),
+    "triage": ("cli", ("httpx", "rich")),
+    "demo": ("demo", ("openai", "anthropic", "grafanalib", "jinja2", "httpx", "rich")),
+}
+#: Exit code of a command whose extra is not installed (the message names the pip command).
+EXIT_MISSING_EXTRA = 2
+#: Modules only extras install: a ModuleNotFoundError for one of them (or below) is a missing
+#: extra, never a bug.
+_EXTRA_MODULES = (
+    "grafanalib",
+    "jinja2",
+    "rich",
+    "httpx",
+    "openai",
+    "anthropic",
+    "google.genai",
+    "redis",
+    "starlette",
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
+)
+
+
+def _missing(modules: Sequence[str]) -> str | None:
+    """The first of ``modules`` that cannot be imported (looked up, not imported)."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    return None
+
+
+def _missing_extra(command: str, module: str, *, json_doc: bool) -> int:
+    extra = COMMAND_EXTRAS[command][0] if command in COMMAND_EXTRAS else "all"
+    message = (
+        f"steadystream {command}: needs the '{extra}' extra ({module} is not installed): "
+        f"pip install 'steadystream[{extra}]'"
+    )
+    _err(message)
+    if json_doc:
+        _json_error(EXIT_MISSING_EXTRA, "missing_extra", message)
+    return EXIT_MISSING_EXTRA
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit codes are the command's own, or :data:`EXIT_MISSING_EXTRA` with
+    one line naming ``pip install 'steadystream[...]'`` when its extra is not installed."""
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(json_errors=words[:1] == ["triage"] and "--json" in words)
-    args = parser.parse_args(words)
+    command = next((w for w in words if not w.startswith("-")), "")
+    json_errors = words[:1] == ["triage"] and "--json" in words
+    if command in COMMAND_EXTRAS:
+        module = _missing(COMMAND_EXTRAS[command][1])
+        if module is not None:
+            return _missing_extra(command, module, json_doc=json_errors)
+    parser = build_parser(json_errors=json_errors)
     try:
+        args = parser.parse_args(words)
         return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        name = exc.name or ""
+        if not any(name == m or name.startswith(m + ".") for m in _EXTRA_MODULES):
+            raise
+        return _missing_extra(command, name, json_doc=json_errors)
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

@@ -29,11 +29,12 @@ cap after every item, so the buffer never holds more than the cap plus one item.
 
 The policy lives in :class:`RelayBuffer`, which is pure (no event loop, no clock) and unit-tested
 on its own. The async shell in :func:`relay` is a reader task and two events. Usage, in a
-Starlette handler (see ``examples/relay_app.py``)::
+Starlette handler (:mod:`steadystream.instrumentation.sse` frames it as SSE; see
+``examples/relay_app.py``)::
 
-    async def sse(request):
-        events = monitor.relay(lambda cp: client.responses.create(...), model="gpt-4.1")
-        return StreamingResponse(to_sse(events), media_type="text/event-stream")
+    async def chat(request):
+        events = monitor.relay(lambda cp: aclient.responses.create(...), model="gpt-4.1")
+        return sse_response(request, monitor, start=lambda: events)
 """
 
 from __future__ import annotations
