@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any
 
 import pytest
@@ -401,7 +401,8 @@ def test_a_failure_in_our_part_of_a_collection_keeps_the_sdk_metrics(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If adding the local histograms to a collection raises, the collection still returns
-    the SDK's own metrics (the counters) and the failure is logged, not raised."""
+    the SDK's own metrics (``stream_in_flight``, the gauges) and the failure is logged, not
+    raised."""
     setup = Setup()
     setup.sync_stream("chat", 10)
     producer = setup.otel_sink().i[c.CHUNK_GAP]._producer
@@ -412,9 +413,45 @@ def test_a_failure_in_our_part_of_a_collection_keeps_the_sdk_metrics(
     monkeypatch.setattr(producer, "add_to", fail)
     with caplog.at_level(logging.DEBUG, logger="steadystream"):
         got = cumulative(setup.cumulative)
-    assert (c.REQUESTS_TOTAL, _labels("chat") | {(c.LABEL_OUTCOME, c.OUTCOME_OK)}) in got
+    assert got[(c.IN_FLIGHT, _labels("chat"))] == {"value": 0}
     assert (c.CHUNK_GAP, _labels("chat")) not in got
     assert any("OTelMetricsSink.collect" in r.getMessage() for r in caplog.records)
     monkeypatch.undo()
     # Nothing was lost: the next collection has the histograms, whole.
     setup.assert_equal(cumulative(setup.cumulative))
+
+
+def test_failures_count_the_same_in_both_sinks() -> None:
+    """An idle timeout and a failed response: requests by outcome, errors by class, timeouts by
+    phase and the phase histograms agree between the two sinks."""
+    setup = Setup()
+    setup.sync_stream("responses", 80)
+
+    def stalled() -> Iterator[dict[str, Any]]:
+        yield from responses_events_head(setup.clock, 70)
+        setup.clock.t += 61 * 1024 * TICK  # past the 60 s idle budget
+        yield {"type": "response.output_text.delta", "delta": "late"}
+
+    with pytest.raises(ss.IdleTimeout):
+        list(setup.monitor.wrap(stalled(), model="m", provider="responses"))
+
+    def failed() -> Iterator[dict[str, Any]]:
+        yield from responses_events_head(setup.clock, 5)
+        yield {
+            "type": "response.failed",
+            "response": {"id": "r", "error": {"code": "server_error"}},
+        }
+
+    # Passive: the failure event is handed on, and counted as the stream's outcome.
+    assert len(list(setup.monitor.wrap(failed(), model="m", provider="responses"))) == 7
+    setup.collect_delta()
+    got = cumulative(setup.cumulative)
+    assert any(k[0] == c.ERRORS_TOTAL for k in got)
+    assert any(k[0] == c.TIMEOUTS_TOTAL for k in got)
+    setup.assert_equal(got)
+    setup.assert_equal(setup.delta_totals)
+
+
+def responses_events_head(clock: Clock, n: int) -> Iterator[dict[str, Any]]:
+    """A Responses stream's first ``n`` deltas, no end."""
+    yield from islice(responses_events(clock, n, 0), n + 1)

@@ -28,8 +28,8 @@ end ``gen_ai.client.operation.duration`` (seconds, ``error.type`` on failure) an
 reported), with the conventions' bucket advice. Their model and provider attributes are the
 capped label values; response models are capped the same way (32 distinct names, then
 ``other``). Histograms are bucketed in process and handed to an SDK ``MeterProvider`` once
-per collection, not recorded one observation at a time (:mod:`.otel_aggregate`); counters are
-added once per event, and ``stream_bytes_total`` once per batch of content.
+per collection, not recorded one observation at a time, and so are the counters
+(:mod:`.otel_aggregate`); ``stream_bytes_total`` is added to once per batch of content.
 """
 
 from __future__ import annotations
@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from ... import conventions as c
 from ...version import __version__
-from ..sinks.otel_aggregate import ApiHistogram, LocalHistogram, local_histograms
+from ..sinks.otel_aggregate import (
+    ApiCounter,
+    ApiHistogram,
+    LocalHistogram,
+    local_aggregation,
+)
 from ..sinks.telemetry import (
     _METHODS,
     CapacitySource,
@@ -75,7 +80,7 @@ class _OTelStream:
         # The per-stream histograms bound to this label set once: a flush costs no lookup.
         self._gaps = sink.i[c.CHUNK_GAP].point(base)
         self._ttft = sink.i[c.FIRST_TOKEN_LATENCY].point(base)
-        self._bytes = sink.i[c.BYTES_TOTAL]
+        self._bytes = sink.i[c.BYTES_TOTAL].point(base)
 
     def _attrs(self, key: str, value: str) -> dict[str, str]:
         attrs = self._extra.get((key, value))
@@ -101,7 +106,7 @@ class _OTelStream:
     def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
         # Once per batch (up to 64 chunks): one counter add, one bucketed histogram update.
         if nbytes:
-            self._bytes.add(nbytes, self._base)
+            self._bytes.add(nbytes)
         if gaps_ms:
             self._gaps.record_many(gaps_ms)
 
@@ -223,16 +228,13 @@ class OTelMetricsSink:
             for name, (unit, description, bounds) in histograms.items()
         }
         scope = getattr(meter, "_instrumentation_scope", None)
-        producer = (
-            local_histograms(meter_provider, scope, type(api[c.CHUNK_GAP]))
-            if scope is not None
-            else None
-        )
-        #: True when histograms are aggregated in process (an SDK meter provider).
+        producer = local_aggregation(meter_provider, scope) if scope is not None else None
+        #: True when histograms and counters are aggregated in process (an SDK meter
+        #: provider without views).
         self.aggregates_locally = producer is not None
         hist: dict[str, LocalHistogram | ApiHistogram] = {
             name: (
-                producer.histogram(name, *histograms[name])
+                producer.histogram(name, *histograms[name], type(instrument))
                 if producer is not None
                 else ApiHistogram(instrument)
             )
@@ -241,8 +243,12 @@ class OTelMetricsSink:
         for name in c.HISTOGRAMS:
             self.i[name] = hist[name]
         for name in c.COUNTERS + c.USAGE_COUNTERS:
-            self.i[name] = meter.create_counter(
-                name, unit=c.UNITS.get(name, "1"), description=c.DESCRIPTIONS[name]
+            unit, description = c.UNITS.get(name, "1"), c.DESCRIPTIONS[name]
+            counter = meter.create_counter(name, unit=unit, description=description)
+            self.i[name] = (
+                producer.counter(name, unit, description, type(counter))
+                if producer is not None
+                else ApiCounter(counter)
             )
         #: The GenAI client histograms (semantic conventions names, units and buckets).
         self.genai: dict[str, Any] = {

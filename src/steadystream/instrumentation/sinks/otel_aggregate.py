@@ -1,35 +1,40 @@
-"""OpenTelemetry histograms bucketed here, in the sink's batched flush, and handed to the SDK
-once per collection: no SDK call per observation.
+"""OpenTelemetry histograms and counters aggregated here, in the sink's batched flush, and
+handed to the SDK once per collection: no SDK call per observation.
 
 Why: the OpenTelemetry SDK (1.45) has no batch ``record``, no ``MetricProducer`` and no
-asynchronous histogram, and one ``Histogram.record`` costs about 5 us (attribute hashing, the
-exemplar filter, one storage per reader). The core hands chunk gaps to the sinks in batches of
-up to 64; recording them one by one made the OpenTelemetry path six times dearer than the
-Prometheus one.
+asynchronous histogram, and one ``Histogram.record`` or ``Counter.add`` costs about 5 us
+(attribute hashing, the exemplar filter, one storage per reader). The core hands chunk gaps and
+bytes to the sinks in batches of up to 64 chunks; recording the gaps one by one made the
+OpenTelemetry path six times dearer than the Prometheus one, and the one ``add`` of bytes per
+batch was still most of what remained.
 
-How: every histogram of :class:`~.otel.OTelMetricsSink` is a :class:`LocalHistogram` when its
-meter provider is an SDK ``MeterProvider`` without views. A batch is sorted once and bucketed
-with one bisect per bucket bound (the explicit-bucket histogram of the SDK, same bounds, an
+How: with an SDK ``MeterProvider`` without views, every ``stream_*`` histogram and counter and
+the two GenAI client histograms of :class:`~.otel.OTelMetricsSink` are a
+:class:`LocalHistogram` or :class:`LocalCounter`. A batch of gaps is sorted once and bucketed
+with one bisect per bucket bound (the SDK's explicit-bucket histogram: the same bounds, an
 upper bound inclusive), under one lock per attribute set. The seam is the SDK's collection
-path, the one function every reader goes through: ``MetricReader.collect`` calls the provider's
-collect callback (``SynchronousMeasurementConsumer.collect``) and hands the result to the
-reader's ``_receive_metrics``. :func:`local_histograms` wraps that callback once per provider, so
-the collection of any reader (``PeriodicExportingMetricReader`` with OTLP, the Prometheus
-reader, ``InMemoryMetricReader``) returns the SDK's metrics plus ours, as ``Histogram`` metrics
-of the same instrumentation scope, with the instruments' names, units, descriptions and bounds.
+path, the one function every reader goes through: ``MetricReader.collect`` calls the
+provider's collect callback (``SynchronousMeasurementConsumer.collect``) and hands the result
+to the reader's ``_receive_metrics``. :func:`local_aggregation` wraps that callback once per
+provider, so the collection of any reader (``PeriodicExportingMetricReader`` with OTLP, the
+Prometheus reader, ``InMemoryMetricReader``) returns the SDK's metrics plus ours (``Histogram``
+and monotonic ``Sum`` metrics of the same instrumentation scope, with the instruments' names,
+units, descriptions and bounds). ``stream_in_flight`` and the gauges stay SDK instruments.
 
 Temporality: each reader has its own accumulator per attribute set, updated by every flush
 (one reader is the usual case). A cumulative reader sees the totals since the first
 observation; a delta reader sees what came since its previous collection (nothing when nothing
-came), and its accumulator starts over; min and max follow the same windows. These are the
-SDK's own rules for synchronous histograms. A reader added later (``add_metric_reader``) starts
-empty, as in the SDK; a removed one is forgotten.
+came), and its accumulator starts over; a histogram's min and max follow the same windows.
+These are the SDK's own rules for synchronous instruments, read from each reader's preferred
+temporality. A reader added later (``add_metric_reader``) starts empty, as in the SDK; a removed
+one is forgotten.
 
-Falls back, logging nothing and losing nothing, to one ``record`` per observation through the
-OpenTelemetry API (:class:`ApiHistogram`) when the provider is not the SDK's (the API's no-op
-or proxy provider, a vendor's own), when it has views (a view may rename, re-bucket or drop an
-instrument, which only the SDK's pipeline applies), when the SDK is disabled, or when this SDK
-version lacks the parts used here. Exemplars are not attached to the locally aggregated points.
+Falls back, losing nothing, to one ``record`` / ``add`` per observation through the
+OpenTelemetry API (:class:`ApiHistogram`, :class:`ApiCounter`) when the provider is not the
+SDK's (the API's no-op or proxy provider, a vendor's own), when it has views (a view may
+rename, re-bucket or drop an instrument, which only the SDK's pipeline applies), when the SDK is
+disabled, or when this SDK version lacks the parts used here. Exemplars are not attached to
+the locally aggregated points.
 """
 
 from __future__ import annotations
@@ -43,7 +48,14 @@ from typing import Any
 
 from ..sinks.telemetry import report_telemetry_error
 
-__all__ = ["ApiHistogram", "HistogramProducer", "LocalHistogram", "local_histograms"]
+__all__ = [
+    "ApiCounter",
+    "ApiHistogram",
+    "LocalCounter",
+    "LocalHistogram",
+    "LocalProducer",
+    "local_aggregation",
+]
 
 _INF = float("inf")
 
@@ -165,23 +177,25 @@ class LocalHistogram:
     """A histogram instrument aggregated in process; :meth:`point` binds an attribute set
     (cache it: the batch path then costs no attribute hashing)."""
 
-    __slots__ = ("_lock", "_points", "_producer", "bounds", "description", "name", "unit")
+    __slots__ = ("_points", "_producer", "bounds", "description", "kind", "name", "unit")
 
     def __init__(
         self,
-        producer: HistogramProducer,
+        producer: LocalProducer,
         name: str,
         unit: str,
         description: str,
         bounds: Sequence[float],
+        kind: type,
     ) -> None:
         self._producer = producer
         self.name = name
         self.unit = unit
         self.description = description
         self.bounds = tuple(float(b) for b in bounds)
+        #: The SDK's instrument class (the key of a reader's preferred temporality).
+        self.kind = kind
         self._points: dict[frozenset[tuple[str, Any]], _Point] = {}
-        self._lock = threading.Lock()
 
     def point(self, attributes: Mapping[str, Any]) -> _Point:
         """The accumulator of ``attributes`` (created on first use)."""
@@ -207,6 +221,140 @@ class LocalHistogram:
             if dp is not None:
                 out.append(dp)
         return out
+
+    def _data(self, points: list[Any], temporality: Any) -> Any:
+        from opentelemetry.sdk.metrics.export import Histogram
+
+        return Histogram(data_points=points, aggregation_temporality=temporality)
+
+
+class _SumAcc:
+    __slots__ = ("start", "value")
+
+    def __init__(self, start: int) -> None:
+        self.value = 0
+        self.start = start
+
+
+class _SumPoint:
+    """One attribute set of a :class:`LocalCounter`: a running total per reader."""
+
+    __slots__ = ("_accs", "_lock", "_seen", "attributes")
+
+    def __init__(self, attributes: dict[str, Any], readers: Sequence[Any]) -> None:
+        self.attributes = attributes
+        self._lock = threading.Lock()
+        now = time_ns()
+        self._accs: dict[Any, _SumAcc] = {r: _SumAcc(now) for r in readers}
+        # Per reader: added to since its last collection (a delta reader reports nothing
+        # otherwise, as the SDK does; an add of 0 still counts as a measurement).
+        self._seen: dict[Any, bool] = dict.fromkeys(readers, False)
+
+    def add(self, amount: float) -> None:
+        """Add ``amount`` (not negative: these are monotonic counters)."""
+        if amount < 0:
+            return  # what the SDK does with a negative add to a counter (it logs it)
+        with self._lock:
+            for r, acc in self._accs.items():
+                acc.value += amount
+                self._seen[r] = True
+
+    def _add_reader(self, reader: Any, now: int) -> None:
+        with self._lock:
+            if reader not in self._accs:
+                self._accs[reader] = _SumAcc(now)
+                self._seen[reader] = False
+
+    def _drop_reader(self, reader: Any) -> None:
+        with self._lock:
+            self._accs.pop(reader, None)
+            self._seen.pop(reader, None)
+
+    def _collect(self, reader: Any, delta: bool, now: int) -> Any:
+        from opentelemetry.sdk.metrics.export import NumberDataPoint
+
+        with self._lock:
+            acc = self._accs.get(reader)
+            if acc is None or not self._seen.get(reader):
+                if acc is not None and delta:
+                    acc.start = now
+                return None
+            point = NumberDataPoint(
+                attributes=dict(self.attributes),
+                start_time_unix_nano=acc.start,
+                time_unix_nano=now,
+                value=acc.value,
+                exemplars=[],
+            )
+            if delta:
+                self._accs[reader] = _SumAcc(now)
+                self._seen[reader] = False
+            return point
+
+
+class LocalCounter:
+    """A monotonic counter aggregated in process (``add`` as the API instrument's)."""
+
+    __slots__ = ("_points", "_producer", "description", "kind", "name", "unit")
+
+    def __init__(
+        self, producer: LocalProducer, name: str, unit: str, description: str, kind: type
+    ) -> None:
+        self._producer = producer
+        self.name = name
+        self.unit = unit
+        self.description = description
+        self.kind = kind
+        self._points: dict[frozenset[tuple[str, Any]], _SumPoint] = {}
+
+    def point(self, attributes: Mapping[str, Any]) -> _SumPoint:
+        """The running total of ``attributes`` (created on first use)."""
+        key = frozenset(attributes.items())
+        p = self._points.get(key)
+        if p is None:
+            with self._producer._lock:
+                p = self._points.get(key)
+                if p is None:
+                    p = self._points[key] = _SumPoint(dict(attributes), self._producer._readers)
+        return p
+
+    def add(self, amount: float, attributes: Mapping[str, Any] | None = None) -> None:
+        """The API instrument's ``add``."""
+        self.point(attributes or {}).add(amount)
+
+    _collect = LocalHistogram._collect
+
+    def _data(self, points: list[Any], temporality: Any) -> Any:
+        from opentelemetry.sdk.metrics.export import Sum
+
+        return Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True)
+
+
+class _ApiSumPoint:
+    __slots__ = ("_add", "_attributes")
+
+    def __init__(self, instrument: Any, attributes: Mapping[str, Any]) -> None:
+        self._add = instrument.add
+        self._attributes = attributes
+
+    def add(self, amount: float) -> None:
+        self._add(amount, self._attributes)
+
+
+class ApiCounter:
+    """The fallback for counters: the API instrument, with :meth:`point` as on
+    :class:`LocalCounter`."""
+
+    __slots__ = ("instrument",)
+
+    def __init__(self, instrument: Any) -> None:
+        self.instrument = instrument
+
+    def point(self, attributes: Mapping[str, Any]) -> _ApiSumPoint:
+        return _ApiSumPoint(self.instrument, attributes)
+
+    def add(self, amount: float, attributes: Mapping[str, Any] | None = None) -> None:
+        self.instrument.add(amount, attributes)
 
 
 class _ApiPoint:
@@ -242,29 +390,43 @@ class ApiHistogram:
         self.instrument.record(amount, attributes)
 
 
-class HistogramProducer:
-    """The locally aggregated histograms of one SDK ``MeterProvider``, added to every
+class LocalProducer:
+    """The locally aggregated instruments of one SDK ``MeterProvider``, added to every
     collection of its readers."""
 
-    def __init__(self, meter_provider: Any, consumer: Any, scope: Any, temporality: Any) -> None:
+    def __init__(self, meter_provider: Any, consumer: Any, scope: Any) -> None:
         self._resource = meter_provider._sdk_config.resource
         self._consumer = consumer
         self._scope = scope
         self._lock = threading.Lock()
         self._readers: tuple[Any, ...] = tuple(consumer._reader_storages)
-        self._histograms: dict[str, LocalHistogram] = {}
-        self._temporality = temporality  # reader -> AggregationTemporality of histograms
+        self._instruments: dict[str, LocalHistogram | LocalCounter] = {}
 
     def histogram(
-        self, name: str, unit: str, description: str, bounds: Sequence[float]
+        self, name: str, unit: str, description: str, bounds: Sequence[float], kind: type
     ) -> LocalHistogram:
         """The histogram ``name`` (the first definition wins, as the SDK keeps the first
-        instrument created under a name)."""
+        instrument created under a name). ``kind``: the SDK's histogram class."""
         with self._lock:
-            h = self._histograms.get(name)
+            h = self._instruments.get(name)
             if h is None:
-                h = self._histograms[name] = LocalHistogram(self, name, unit, description, bounds)
-            return h
+                h = self._instruments[name] = LocalHistogram(
+                    self, name, unit, description, bounds, kind
+                )
+        if not isinstance(h, LocalHistogram):
+            raise TypeError(f"{name} is already a counter")
+        return h
+
+    def counter(self, name: str, unit: str, description: str, kind: type) -> LocalCounter:
+        """The monotonic counter ``name`` (the first definition wins). ``kind``: the SDK's
+        counter class."""
+        with self._lock:
+            h = self._instruments.get(name)
+            if h is None:
+                h = self._instruments[name] = LocalCounter(self, name, unit, description, kind)
+        if not isinstance(h, LocalCounter):
+            raise TypeError(f"{name} is already a histogram")
+        return h
 
     def _sync_readers(self) -> None:
         """Follow readers added to or removed from the provider since the last look."""
@@ -275,7 +437,9 @@ class HistogramProducer:
             added = [r for r in current if r not in self._readers]
             gone = [r for r in self._readers if r not in current]
             self._readers = current
-            points = [p for h in self._histograms.values() for p in list(h._points.values())]
+            points: list[_Point | _SumPoint] = [
+                p for h in self._instruments.values() for p in list(h._points.values())
+            ]
         now = time_ns()
         for p in points:
             for r in added:
@@ -287,7 +451,6 @@ class HistogramProducer:
         """``data`` (the SDK's ``MetricsData`` for ``reader``, or None) plus our metrics."""
         from opentelemetry.sdk.metrics.export import (
             AggregationTemporality,
-            Histogram,
             Metric,
             MetricsData,
             ResourceMetrics,
@@ -295,19 +458,19 @@ class HistogramProducer:
         )
 
         self._sync_readers()
-        temporality = self._temporality(reader)
-        delta = temporality is AggregationTemporality.DELTA
+        preferred = reader._instrument_class_temporality
         now = time_ns()
         metrics = []
-        for h in list(self._histograms.values()):
-            points = h._collect(reader, delta, now)
+        for h in list(self._instruments.values()):
+            temporality = preferred.get(h.kind, AggregationTemporality.CUMULATIVE)
+            points = h._collect(reader, temporality is AggregationTemporality.DELTA, now)
             if points:
                 metrics.append(
                     Metric(
                         name=h.name,
                         description=h.description,
                         unit=h.unit,
-                        data=Histogram(data_points=points, aggregation_temporality=temporality),
+                        data=h._data(points, temporality),
                     )
                 )
         if not metrics:
@@ -341,19 +504,15 @@ class HistogramProducer:
 
 
 # One producer per meter provider (several monitors on one provider share it).
-_PRODUCERS: weakref.WeakKeyDictionary[Any, HistogramProducer | None] = weakref.WeakKeyDictionary()
+_PRODUCERS: weakref.WeakKeyDictionary[Any, LocalProducer | None] = weakref.WeakKeyDictionary()
 _PRODUCERS_LOCK = threading.Lock()
 
 
-def local_histograms(
-    meter_provider: Any, scope: Any, histogram_class: type
-) -> HistogramProducer | None:
-    """The :class:`HistogramProducer` of ``meter_provider`` (installed on first use), or
-    ``None`` when its histograms must go through the OpenTelemetry API (see the module
-    documentation). ``scope``: the ``InstrumentationScope`` of the meter the metrics belong to;
-    ``histogram_class``: the class of the SDK's histogram instruments (the key of a reader's
-    preferred temporality).
-    """
+def local_aggregation(meter_provider: Any, scope: Any) -> LocalProducer | None:
+    """The :class:`LocalProducer` of ``meter_provider`` (installed on first use), or ``None``
+    when its instruments must go through the OpenTelemetry API (see the module
+    documentation). ``scope``: the ``InstrumentationScope`` of the meter the metrics belong
+    to."""
     try:
         from opentelemetry.sdk.metrics import MeterProvider
     except ImportError:
@@ -363,12 +522,12 @@ def local_histograms(
     with _PRODUCERS_LOCK:
         if meter_provider in _PRODUCERS:
             return _PRODUCERS[meter_provider]
-        producer = _install(meter_provider, scope, histogram_class)
+        producer = _install(meter_provider, scope)
         _PRODUCERS[meter_provider] = producer
         return producer
 
 
-def _install(meter_provider: Any, scope: Any, histogram_class: type) -> HistogramProducer | None:
+def _install(meter_provider: Any, scope: Any) -> LocalProducer | None:
     try:
         if meter_provider._disabled or tuple(meter_provider._sdk_config.views):
             return None
@@ -376,17 +535,13 @@ def _install(meter_provider: Any, scope: Any, histogram_class: type) -> Histogra
         original = consumer.collect
         readers = dict(consumer._reader_storages)
         for reader in readers:
-            if histogram_class not in reader._instrument_class_temporality:
+            if not isinstance(reader._instrument_class_temporality, dict):
                 return None
             if getattr(reader, "_collect", None) != original:
                 return None  # someone else's callback: leave this provider alone
+        producer = LocalProducer(meter_provider, consumer, scope)
     except Exception:  # an SDK without the parts used here
         return None
-
-    def temporality(reader: Any) -> Any:
-        return reader._instrument_class_temporality[histogram_class]
-
-    producer = HistogramProducer(meter_provider, consumer, scope, temporality)
 
     def collect(metric_reader: Any, timeout_millis: float = 10_000) -> Any:
         data = original(metric_reader, timeout_millis=timeout_millis)
@@ -406,7 +561,7 @@ def _install(meter_provider: Any, scope: Any, histogram_class: type) -> Histogra
     return producer
 
 
-def _then_sync(method: Any, producer: HistogramProducer) -> Any:
+def _then_sync(method: Any, producer: LocalProducer) -> Any:
     def call(metric_reader: Any) -> None:
         try:
             method(metric_reader)
