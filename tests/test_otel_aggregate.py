@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from itertools import accumulate, islice
 from typing import Any
@@ -455,3 +456,77 @@ def test_failures_count_the_same_in_both_sinks() -> None:
 def responses_events_head(clock: Clock, n: int) -> Iterator[dict[str, Any]]:
     """A Responses stream's first ``n`` deltas, no end."""
     yield from islice(responses_events(clock, n, 0), n + 1)
+
+
+def test_concurrent_streams_and_collections_lose_and_repeat_nothing() -> None:
+    """Four threads stream while a fifth collects the delta reader over and over: once the
+    streams are done, the delta totals and the cumulative reader hold exactly the Prometheus
+    counts and bucket counts (real clock here; sums then compare to within rounding, as the
+    threads' batches are added in different orders)."""
+    registry = CollectorRegistry()
+    cumulative_reader = InMemoryMetricReader()
+    delta_reader = InMemoryMetricReader(preferred_temporality=DELTA)
+    monitor = ss.StreamMonitor(
+        spec(),
+        registry=registry,
+        tracer_provider=TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=[cumulative_reader, delta_reader]),
+        watchdog=False,
+    )
+    done = threading.Event()
+    deltas: list[tuple[str, frozenset[Any], Any]] = []
+
+    def collector() -> None:
+        while not done.is_set():
+            deltas.extend((n, a, p) for n, a, p, _ in points(delta_reader) if n in COMPARED)
+
+    def streamer(provider: str) -> None:
+        for _ in range(5):
+            events = [{"type": "response.output_text.delta", "delta": "ab"}] * 300
+            list(monitor.wrap(iter(events), model="m", provider=provider))
+
+    threads = [threading.Thread(target=streamer, args=(f"p{i}",)) for i in range(4)]
+    collecting = threading.Thread(target=collector)
+    collecting.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+        assert not t.is_alive(), "a streaming thread did not finish within 300 s"
+    done.set()
+    collecting.join(timeout=60)
+    assert not collecting.is_alive(), "the collecting thread did not stop within 60 s"
+    deltas.extend((n, a, p) for n, a, p, _ in points(delta_reader) if n in COMPARED)
+
+    totals: dict[tuple[str, frozenset[Any]], list[Any]] = {}
+    for name, attrs, p in deltas:
+        t = totals.setdefault((name, attrs), [0, 0.0, None])
+        if hasattr(p, "bucket_counts"):
+            t[0] += p.count
+            t[1] += p.sum
+            t[2] = [
+                a + b
+                for a, b in zip(t[2] or [0] * len(p.bucket_counts), p.bucket_counts, strict=True)
+            ]
+        else:
+            t[0] += p.value
+    final = cumulative(cumulative_reader)
+    for i in range(4):
+        labels = {c.LABEL_SERVICE: "svc", c.LABEL_MODEL: "m", c.LABEL_PROVIDER: f"p{i}"}
+        key = (c.CHUNK_GAP, frozenset(labels.items()))
+        prom_count = registry.get_sample_value(c.count(c.CHUNK_GAP), labels)
+        assert prom_count == 5 * 299
+        assert totals[key][0] == final[key]["count"] == prom_count
+        prom_buckets = [
+            registry.get_sample_value(f"{c.CHUNK_GAP}_bucket", {**labels, "le": le})
+            for le in (*(str(b) for b in final[key]["bounds"]), "+Inf")
+        ]
+        assert list(accumulate(totals[key][2])) == prom_buckets
+        assert list(accumulate(final[key]["bucket_counts"])) == prom_buckets
+        prom_sum = registry.get_sample_value(f"{c.CHUNK_GAP}_sum", labels)
+        assert totals[key][1] == pytest.approx(prom_sum, rel=1e-9)
+        assert final[key]["sum"] == pytest.approx(prom_sum, rel=1e-9)
+        ok = (c.REQUESTS_TOTAL, frozenset({**labels, c.LABEL_OUTCOME: c.OUTCOME_OK}.items()))
+        assert totals[ok][0] == final[ok]["value"] == 5
+        nbytes = (c.BYTES_TOTAL, key[1])
+        assert totals[nbytes][0] == final[nbytes]["value"] == 5 * 600
