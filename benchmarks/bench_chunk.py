@@ -119,13 +119,18 @@ class Setup:
         if self.metric_reader is not None:
             data = self.metric_reader.get_metrics_data()
             total = 0
+            otel_gaps = 0
             for rm in data.resource_metrics:
                 for sm in rm.scope_metrics:
                     for m in sm.metrics:
                         if m.name == c.BYTES_TOTAL:
                             total += sum(p.value for p in m.data.data_points)
+                        elif m.name == c.CHUNK_GAP:
+                            otel_gaps += sum(p.count for p in m.data.data_points)
             if total != content_bytes * self.streams:
                 problems.append(f"{self.name}: OTel {c.BYTES_TOTAL} {total} != expected")
+            if otel_gaps != (n_deltas - 1) * self.streams:
+                problems.append(f"{self.name}: OTel chunk gaps {otel_gaps} != {n_deltas - 1}x")
         return problems
 
 

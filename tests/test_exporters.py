@@ -11,7 +11,9 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -356,3 +358,80 @@ def test_setup_otlp_refuses_what_it_cannot_honour(env: dict[str, str], named: st
     """A protocol other than http/protobuf, or a malformed variable: ValueError naming it."""
     with pytest.raises(ValueError, match=re.escape(named)):
         setup_otlp(environ=env, set_global=False)
+
+
+def _otlp_histograms(receiver: Receiver, since: int) -> list[Any]:
+    """The ``stream_chunk_gap_ms`` metrics of the metric requests from ``since`` on."""
+    out = []
+    for path, _, body in receiver.requests[since:]:
+        if path != "/v1/metrics":
+            continue
+        req = ExportMetricsServiceRequest.FromString(body)
+        for rm in req.resource_metrics:
+            for sm in rm.scope_metrics:
+                assert sm.scope.name == c.METER_NAME
+                out += [m for m in sm.metrics if m.name == c.CHUNK_GAP]
+    return out
+
+
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
+def test_setup_otlp_exports_locally_aggregated_histograms_exactly(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, temporality: str
+) -> None:
+    """The chunk-gap histogram, bucketed in the sink, reaches the OTLP receiver with the
+    Prometheus sink's bounds, bucket counts, count and sum, export after export, in the
+    temporality the exporter asks for."""
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", temporality)
+    otlp = setup_otlp(receiver.url, service_name="svc", set_global=False, export_interval=3600)
+    registry = CollectorRegistry()
+    monitor = ss.StreamMonitor(
+        ss.default_spec("svc"),
+        registry=registry,
+        tracer_provider=otlp.tracer_provider,
+        meter_provider=otlp.meter_provider,
+    )
+    labels = {c.LABEL_SERVICE: "svc", c.LABEL_MODEL: "m", c.LABEL_PROVIDER: "p"}
+    counts: list[int] = []
+    sums: list[float] = []
+    buckets: list[list[int]] = []
+    try:
+        for n in (150, 70):
+            events = [{"type": "response.output_text.delta", "delta": "é"}] * n
+            list(monitor.wrap(iter(events), model="m", provider="p"))
+            since = len(receiver.requests)
+            assert otlp.force_flush()
+            (metric,) = _otlp_histograms(receiver, since)
+            (point,) = metric.histogram.data_points
+            assert {kv.key: kv.value.string_value for kv in point.attributes} == labels
+            assert metric.unit == c.UNITS.get(c.CHUNK_GAP, "ms")
+            expected = getattr(
+                AggregationTemporality, f"AGGREGATION_TEMPORALITY_{temporality}".upper()
+            )
+            assert metric.histogram.aggregation_temporality == expected
+            assert list(point.explicit_bounds) == list(monitor.buckets[c.CHUNK_GAP])
+            counts.append(point.count)
+            sums.append(point.sum)
+            buckets.append(list(point.bucket_counts))
+    finally:
+        otlp.shutdown()
+    if temporality == "delta":
+        assert counts == [149, 69]
+        total_count, total_sum = sum(counts), sum(sums)
+        total_buckets = [a + b for a, b in zip(*buckets, strict=True)]
+    else:
+        assert counts == [149, 149 + 69]
+        total_count, total_sum, total_buckets = counts[-1], sums[-1], buckets[-1]
+    assert total_count == registry.get_sample_value(c.count(c.CHUNK_GAP), labels)
+    prom_sum = registry.get_sample_value(f"{c.CHUNK_GAP}_sum", labels)
+    if temporality == "delta":
+        # Two exported sums added here: the same numbers, associated differently.
+        assert total_sum == pytest.approx(prom_sum, rel=1e-12)
+    else:
+        assert total_sum == prom_sum
+    prom = [
+        registry.get_sample_value(f"{c.CHUNK_GAP}_bucket", {**labels, "le": str(float(b))})
+        for b in monitor.buckets[c.CHUNK_GAP]
+    ]
+    assert list(accumulate(total_buckets))[:-1] == prom

@@ -9,6 +9,12 @@
     ...
     otlp.shutdown()      # flushes what is pending
 
+The meter provider is the SDK's, without views, so a monitor's histograms are bucketed in the
+monitor's batched flush and added to each export (one SDK call per export, not per
+observation; see ``steadystream.instrumentation.sinks.otel_aggregate``). The temporality is
+the exporter's: ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta`` gives delta
+histograms and counters.
+
 It speaks OTLP/HTTP (protobuf) to ``{endpoint}/v1/traces`` and ``{endpoint}/v1/metrics``. With
 ``set_global=True`` (the default) the providers are also installed as OpenTelemetry's global
 ones, so a monitor created afterwards with no providers uses them.

@@ -27,7 +27,9 @@ end ``gen_ai.client.operation.duration`` (seconds, ``error.type`` on failure) an
 ``gen_ai.client.token.usage`` (``{token}``, one record per ``gen_ai.token.type`` the upstream
 reported), with the conventions' bucket advice. Their model and provider attributes are the
 capped label values; response models are capped the same way (32 distinct names, then
-``other``).
+``other``). Histograms are bucketed in process and handed to an SDK ``MeterProvider`` once
+per collection, not recorded one observation at a time, and so are the counters
+(:mod:`.otel_aggregate`); ``stream_bytes_total`` is added to once per batch of content.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from ... import conventions as c
 from ...version import __version__
+from ..sinks.otel_aggregate import (
+    ApiCounter,
+    ApiHistogram,
+    LocalHistogram,
+    local_aggregation,
+)
 from ..sinks.telemetry import (
     _METHODS,
     CapacitySource,
@@ -69,6 +77,10 @@ class _OTelStream:
         self._base = base
         self._extra: dict[tuple[str, str], dict[str, str]] = {}
         self.window = ErrorRateWindow()
+        # The per-stream histograms bound to this label set once: a flush costs no lookup.
+        self._gaps = sink.i[c.CHUNK_GAP].point(base)
+        self._ttft = sink.i[c.FIRST_TOKEN_LATENCY].point(base)
+        self._bytes = sink.i[c.BYTES_TOTAL].point(base)
 
     def _attrs(self, key: str, value: str) -> dict[str, str]:
         attrs = self._extra.get((key, value))
@@ -86,18 +98,17 @@ class _OTelStream:
         pass
 
     def first_token(self, ttft_s: float, t: float) -> None:
-        self._s.i[c.FIRST_TOKEN_LATENCY].record(ttft_s * 1000.0, self._base)
+        self._ttft.record(ttft_s * 1000.0)
 
     def first_token_timeout(self, waited_s: float, t: float) -> None:
-        self._s.i[c.FIRST_TOKEN_LATENCY].record(waited_s * 1000.0, self._base)
+        self._ttft.record(waited_s * 1000.0)
 
     def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
+        # Once per batch (up to 64 chunks): one counter add, one bucketed histogram update.
         if nbytes:
-            self._s.i[c.BYTES_TOTAL].add(nbytes, self._base)
-        record = self._s.i[c.CHUNK_GAP].record
-        base = self._base
-        for g in gaps_ms:
-            record(g, base)
+            self._bytes.add(nbytes)
+        if gaps_ms:
+            self._gaps.record_many(gaps_ms)
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         pass
@@ -194,26 +205,54 @@ class OTelMetricsSink:
         self._clock = clock
         self._streams: dict[tuple[str, str], _OTelStream] = {}
         self.i: dict[str, Any] = {}
-        for name in c.HISTOGRAMS:
-            self.i[name] = meter.create_histogram(
-                name,
-                unit=c.UNITS.get(name, "ms"),
-                description=c.DESCRIPTIONS[name],
-                explicit_bucket_boundaries_advisory=list(buckets[name]),
+        # Histograms: name -> (unit, description, bounds). With an SDK meter provider they are
+        # bucketed here and added to each collection (see .otel_aggregate); otherwise every
+        # observation is recorded through the API instrument.
+        histograms: dict[str, tuple[str, str, tuple[float, ...]]] = {
+            name: (c.UNITS.get(name, "ms"), c.DESCRIPTIONS[name], tuple(buckets[name]))
+            for name in c.HISTOGRAMS
+        }
+        for name in (c.GENAI_TOKEN_USAGE, c.GENAI_OPERATION_DURATION):
+            histograms[name] = (
+                c.GENAI_UNITS[name],
+                c.GENAI_DESCRIPTIONS[name],
+                tuple(c.GENAI_BUCKETS[name]),
             )
+        api = {
+            name: meter.create_histogram(
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=list(bounds),
+            )
+            for name, (unit, description, bounds) in histograms.items()
+        }
+        scope = getattr(meter, "_instrumentation_scope", None)
+        producer = local_aggregation(meter_provider, scope) if scope is not None else None
+        #: True when histograms and counters are aggregated in process (an SDK meter
+        #: provider without views).
+        self.aggregates_locally = producer is not None
+        hist: dict[str, LocalHistogram | ApiHistogram] = {
+            name: (
+                producer.histogram(name, *histograms[name], type(instrument))
+                if producer is not None
+                else ApiHistogram(instrument)
+            )
+            for name, instrument in api.items()
+        }
+        for name in c.HISTOGRAMS:
+            self.i[name] = hist[name]
         for name in c.COUNTERS + c.USAGE_COUNTERS:
-            self.i[name] = meter.create_counter(
-                name, unit=c.UNITS.get(name, "1"), description=c.DESCRIPTIONS[name]
+            unit, description = c.UNITS.get(name, "1"), c.DESCRIPTIONS[name]
+            counter = meter.create_counter(name, unit=unit, description=description)
+            self.i[name] = (
+                producer.counter(name, unit, description, type(counter))
+                if producer is not None
+                else ApiCounter(counter)
             )
         #: The GenAI client histograms (semantic conventions names, units and buckets).
         self.genai: dict[str, Any] = {
-            name: meter.create_histogram(
-                name,
-                unit=c.GENAI_UNITS[name],
-                description=c.GENAI_DESCRIPTIONS[name],
-                explicit_bucket_boundaries_advisory=list(c.GENAI_BUCKETS[name]),
-            )
-            for name in (c.GENAI_TOKEN_USAGE, c.GENAI_OPERATION_DURATION)
+            name: hist[name] for name in (c.GENAI_TOKEN_USAGE, c.GENAI_OPERATION_DURATION)
         }
         self._response_models = LabelCap(c.DEFAULT_MAX_MODELS)
         self.i[c.IN_FLIGHT] = meter.create_up_down_counter(
