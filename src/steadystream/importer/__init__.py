@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .. import conventions as c
 from ..spec import Spec
 from ..spec.loader import (
     Document,
@@ -82,6 +83,11 @@ def _import_docs(docs: list[Document], filename: str, fmt: Format) -> Imported:
         if not b.problems:
             import_openslo(b, docs)
     b.raise_problems()
+    # The source's SLOs read the service's own metrics, not the stream wrapper's: the
+    # failure-class alerts on stream metrics are off, as the file header says.
+    b.data["alerting"] = {
+        "failure_classes": {fc: {"enabled": False} for fc in c.FAILURE_CLASSES},
+    }
     spec = validate_mapped(b.data, filename, b.locate)
     return Imported(filename, fmt, b.data, spec, tuple(b.notes))
 
@@ -145,7 +151,9 @@ def to_yaml(imported: Imported, source: str) -> str:
     head = [
         f"# Imported by `steadystream import` from {source} ({FORMAT_NAMES[imported.format]}).",
         "# Alerting is steadystream's default: the SRE Workbook burn-rate tiers (as Sloth's),",
-        "# a low-traffic guard and an outage fast path (docs/import.md).",
+        "# a low-traffic guard and an outage fast path (docs/import.md). The failure-class",
+        "# alerts read steadystream's stream metrics: they are off; remove",
+        "# alerting.failure_classes once the service streams through steadystream.",
     ]
     head += [f"# Note: {note}" for note in imported.notes]
     body = yaml.dump(
