@@ -49,7 +49,8 @@ def generic_events(ind: Indicator, window: str, *, per_second: bool) -> tuple[st
     total = f"sum({with_window(ind.total_query, window)}){scale}"
     if ind.good_query is not None:
         good = f"sum({with_window(ind.good_query, window)}){scale}"
-        return f"clamp_min({total} - {good}, 0)", total
+        # No good event yet (every request failed since the series began) is 0 good events.
+        return f"clamp_min({total} - ({good} or 0 * {total}), 0)", total
     assert ind.errors_query is not None
     bad = f"sum({with_window(ind.errors_query, window)}){scale}"
     return f"({bad} or 0 * {total})", total
