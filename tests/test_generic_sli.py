@@ -312,3 +312,22 @@ def test_bad_slo_alerts_are_located_errors(alerts: str, expected: str) -> None:
         f"    indicator: {{errors: {{}}}}\n    alerts: {alerts}\n"
     )
     assert expected in one_problem(text)
+
+
+def test_generic_slo_gets_slo_panels_and_a_runbook_that_claims_no_failure_class(
+    tmp_path: Path,
+) -> None:
+    """A generic SLO gets the SLO overview's panels (its SLI, budget and burn) and a runbook
+    pointing at its own queries, with no stream failure class named as its likely cause."""
+    from steadystream.generate import render_all, source_for
+
+    spec = parse_spec(RATE)
+    files = render_all(spec, source_for(tmp_path / "s.yaml", tmp_path, spec))
+    board = files["dashboards/web-slo-overview.json"]
+    titles = [p.get("title", "") for p in yaml.safe_load(board)["panels"]]
+    assert any(t.startswith("availability: SLI") for t in titles), titles
+    assert any(t.startswith("availability: burn rate") for t in titles), titles
+    runbook = files["runbooks/slo-availability.md"]
+    assert 'sum(sum(rate(http_requests_total{code=~"5.."}[5m])))' in runbook
+    assert "no failure class is implied" in runbook
+    assert "failure classes most likely behind this SLO" not in runbook

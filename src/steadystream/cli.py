@@ -126,13 +126,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 _err(str(exc))
             continue
         results.append(
-            {
-                "file": item.path,
-                "ok": True,
-                "service": spec.service,
-                "slos": len(spec.slos),
-                "format": fmt,
-            }
+            {"file": item.path, "ok": True, "service": spec.service, "slos": len(spec.slos)}
         )
         if not args.json:
             via = "" if fmt == "steadystream" else f", imported from {_format_name(fmt)}"
