@@ -291,3 +291,49 @@ def test_import_of_a_steadystream_spec_is_refused(tmp_path: Path) -> None:
     result = run_cli("import", str(spec))
     assert result.returncode == 1
     assert "not a Sloth (version: prometheus/v1) or OpenSLO" in result.stderr
+
+
+_WEIRD: list[Any] = [None, 5, "x", [1, [2]], {"a": [1]}, True, 1.5, [], {}, "{{.window}}"]
+
+
+def _paths(node: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [loc]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*loc, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*loc, i))
+    return out
+
+
+def test_hostile_foreign_files_give_located_errors_never_a_traceback() -> None:
+    """Any field of the example files replaced by a value of another type (a list, a mapping,
+    a number, null, a template), a whole document included: an import either succeeds or
+    raises SpecError with located problems; nothing else escapes."""
+    import random
+
+    rng = random.Random(15)
+    sources = sorted(SLOTH.glob("*.yml")) + sorted(OPENSLO.glob("*.yaml"))
+    service_doc = {"apiVersion": "openslo/v1", "kind": "Service", "metadata": {"name": "checkout"}}
+    for _ in range(300):
+        path = rng.choice(sources)
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        if path.name == "prometheus-v1.yaml":
+            docs.append(dict(service_doc))
+        i = rng.randrange(len(docs))
+        for _ in range(rng.randint(1, 2)):
+            loc = rng.choice(_paths(docs[i]))
+            value = rng.choice(_WEIRD)
+            if not loc:
+                docs[i] = value
+                continue
+            node = docs[i]
+            for part in loc[:-1]:
+                node = node[part]
+            node[loc[-1]] = value
+        text = yaml.safe_dump_all(docs)
+        try:
+            import_text(text, "f.yaml")
+        except SpecError as exc:
+            assert exc.problems and all(p.file == "f.yaml" and p.line >= 1 for p in exc.problems)

@@ -63,7 +63,8 @@ def import_openslo(b: Builder, docs: list[Document]) -> None:
     for doc in ctx.slos:
         _slo(ctx, doc)
     for doc in ctx.services:
-        name = doc.data.get("metadata", {}).get("name")
+        meta = doc.data.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
         if ctx.service is not None and name != ctx.service[0]:
             b.refuse(
                 doc,
@@ -216,7 +217,8 @@ def _period(ctx: _Ctx, doc: Document, spec: dict[str, Any], alpha: bool) -> None
         )
         return
     if alpha:
-        unit = _V1ALPHA_UNITS.get(w.get("unit"))
+        unit_name = w.get("unit")
+        unit = _V1ALPHA_UNITS.get(unit_name) if isinstance(unit_name, str) else None
         if unit is None or not isinstance(w.get("count"), int):
             b.refuse(
                 doc,
@@ -268,7 +270,7 @@ def _indicator(ctx: _Ctx, doc: Document, spec: dict[str, Any], alpha: bool) -> _
         return None
     if "indicatorRef" in spec:
         ref = spec["indicatorRef"]
-        if ref not in ctx.slis:
+        if not isinstance(ref, str) or ref not in ctx.slis:
             b.refuse(
                 doc,
                 ("spec", "indicatorRef"),
@@ -316,8 +318,9 @@ def _v1_sli(ctx: _Ctx, doc: Document, src: tuple[Any, ...], sli: dict[str, Any])
         source = mapping(b, doc, ms_src, part.get("metricSource"), "metricSource")
         unknown_keys(b, doc, ms_src, source, ("type", "metricSourceRef", "spec"), "metricSource")
         kind = source.get("type")
-        if kind is None and source.get("metricSourceRef") in ctx.sources:
-            kind = ctx.sources[source["metricSourceRef"]][1].get("type")
+        ref = source.get("metricSourceRef")
+        if kind is None and isinstance(ref, str) and ref in ctx.sources:
+            kind = ctx.sources[ref][1].get("type")
         if not isinstance(kind, str) or kind.lower() != "prometheus":
             b.refuse(
                 doc,

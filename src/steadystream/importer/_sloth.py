@@ -28,7 +28,8 @@ def values_of(*queries: str) -> str | None:
     """``None`` (per-second rates, the default) when every query reads ``rate``/``irate``,
     else ``"count"``: Sloth's ``sum_over_time``/``increase`` style queries count events over
     the window."""
-    return None if all(_RATE.search(q) for q in queries) else "count"
+    texts = [q for q in queries if isinstance(q, str)]
+    return None if all(_RATE.search(q) for q in texts) else "count"
 
 
 def import_sloth(b: Builder, docs: list[Document]) -> None:
