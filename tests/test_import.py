@@ -197,6 +197,12 @@ def test_no_alerts_disables_page_and_ticket(tmp_path: Path) -> None:
             "slos[0].sli.plugin: cannot map sli.plugin",
         ),
         (SLOTH / "raw-home-wifi.yml", (26, 7), "slos[0].sli.raw: cannot map sli.raw"),
+        (SLOTH / "slo-plugin-getting-started.yml", (7, 1), "slo_plugins: cannot map slo_plugins"),
+        (
+            SLOTH / "slo-plugin-getting-started.yml",
+            (21, 5),
+            "slos[0].plugins: cannot map plugins",
+        ),
         (SLOTH / "multifile.yml", (34, 1), "a second Sloth document"),
         (
             OPENSLO / "budgeting-method-occurences-slo.yaml",

@@ -10,14 +10,6 @@ from ..spec.loader import Document, Problem, SpecError
 from ..spec.model import Loc
 
 
-class Refused(Exception):
-    """A source field that cannot be mapped: the problem, located in its document."""
-
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(str(problem))
-        self.problem = problem
-
-
 class Builder:
     """The steadystream spec being built from one or more source documents.
 

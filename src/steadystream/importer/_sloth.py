@@ -17,8 +17,12 @@ from ._common import Builder, mapping, str_map, unknown_keys
 #: Sloth's default SLO period (its ``--default-slo-period``).
 SLOTH_PERIOD = "30d"
 
-_TOP = ("version", "service", "labels", "slos")
-_SLO = ("id", "name", "objective", "description", "labels", "sli", "alerting")
+_TOP = ("version", "service", "labels", "slos", "slo_plugins")
+_SLO = ("name", "objective", "description", "labels", "sli", "alerting", "plugins")
+_PLUGINS = (
+    "cannot map {field}: Sloth SLO plugins are Go code that Sloth runs over its rules; "
+    "steadystream generates its rules itself (remove {field})"
+)
 _ALERTING = ("name", "labels", "annotations", "page_alert", "ticket_alert")
 _OVERRIDE = ("labels", "annotations", "disable")
 _RATE = re.compile(r"\b(i?rate)\s*\(")
@@ -45,6 +49,8 @@ def import_sloth(b: Builder, docs: list[Document]) -> None:
         )
     top = mapping(b, doc, (), doc.data, "a Sloth spec")
     unknown_keys(b, doc, (), top, _TOP, "Sloth")
+    if "slo_plugins" in top:
+        b.refuse(doc, ("slo_plugins",), _PLUGINS.format(field="slo_plugins"))
     if "service" in top:
         b.set(("service",), top["service"], doc, ("service",))
     b.set(("period",), SLOTH_PERIOD, doc, ("version",))
@@ -61,13 +67,8 @@ def _slo(b: Builder, doc: Document, i: int, raw: Any, service_labels: dict[str, 
     src = ("slos", i)
     slo = mapping(b, doc, src, raw, "an SLO")
     unknown_keys(b, doc, src, slo, _SLO, "Sloth SLO")
-    if "id" in slo:
-        b.refuse(
-            doc,
-            (*src, "id"),
-            "Sloth's SLO id cannot be mapped: steadystream names an SLO "
-            "by its name alone; remove 'id'",
-        )
+    if "plugins" in slo:
+        b.refuse(doc, (*src, "plugins"), _PLUGINS.format(field="plugins"))
     for field in ("name", "description"):
         if field in slo:
             b.set(("slos", i, field), slo[field], doc, (*src, field))
