@@ -331,3 +331,22 @@ def test_generic_slo_gets_slo_panels_and_a_runbook_that_claims_no_failure_class(
     assert 'sum(sum(rate(http_requests_total{code=~"5.."}[5m])))' in runbook
     assert "no failure class is implied" in runbook
     assert "failure classes most likely behind this SLO" not in runbook
+
+
+def test_demo_refuses_a_spec_with_generic_slos(tmp_path: Path) -> None:
+    """The demo feeds stream metrics only: a generic SLO is refused in one line, exit 2."""
+    import sys
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(RATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "steadystream", "demo", "--spec", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"steadystream demo: {spec}: SLO availability reads its own PromQL queries, which the "
+        "demo's simulated streams do not feed; give the demo a spec of stream SLOs"
+    ]

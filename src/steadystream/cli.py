@@ -264,6 +264,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except SpecError as exc:
         _err(str(exc))
         return 2
+    generic = [slo.name for slo in spec.slos if slo.indicator.generic] if spec else []
+    if generic:
+        _err(
+            f"steadystream demo: {args.spec}: SLO {', '.join(generic)} reads its own PromQL "
+            "queries, which the demo's simulated streams do not feed; give the demo a spec "
+            "of stream SLOs"
+        )
+        return 2
     out = sys.stderr if args.json else sys.stdout
     if not steady:
         return _demo_incident(args, faults, spec, out)
