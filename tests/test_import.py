@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
 from steadystream.generate import render_all, source_for
 from steadystream.importer import import_text, load_any, to_yaml
-from steadystream.spec import SpecError, parse_spec, spec_digest
+from steadystream.spec import SpecError, json_schema, parse_spec, spec_digest
 
 DATA = Path(__file__).parent / "data"
 SLOTH = DATA / "sloth"
@@ -95,6 +96,8 @@ def test_example_imports_validates_and_promtool_accepts_its_rules(
     printed = to_yaml(imported, str(path))
     assert printed.startswith(f"# Imported by `steadystream import` from {path}")
     assert spec_digest(parse_spec(printed)) == spec_digest(imported.spec)
+    # The JSON Schema (for editors) knows every field an imported spec uses.
+    jsonschema.Draft202012Validator(json_schema()).validate(yaml.safe_load(printed))
     files = _generate(path, tmp_path)
     rules = next(tmp_path.glob("alerts/*.rules.yaml"))
     check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
