@@ -350,3 +350,61 @@ def test_demo_refuses_a_spec_with_generic_slos(tmp_path: Path) -> None:
         f"steadystream demo: {spec}: SLO availability reads its own PromQL queries, which the "
         "demo's simulated streams do not feed; give the demo a spec of stream SLOs"
     ]
+
+
+def test_real_prometheus_records_generic_events_as_counts(tmp_path: Path) -> None:
+    """A running Prometheus evaluates the generated SLI rules of a generic SLO (rate queries)
+    against a scraped counter: every rule is healthy, and the recorded 5 m events are
+    `increase` of the counter over 5 m at the rule's own evaluation time (rate x 300 s is a
+    count), with every event bad."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily
+
+    from steadystream.exporters import start_metrics_server
+    from steadystream.testing import PrometheusServer, ScrapeTarget
+
+    started = time.monotonic()
+
+    class Requests:
+        """http_requests_total{code="500"} growing 10 a second: every request fails."""
+
+        def collect(self) -> list[CounterMetricFamily]:
+            family = CounterMetricFamily("http_requests", "Requests.", labels=["code"])
+            family.add_metric(["500"], 10.0 * (time.monotonic() - started))
+            return [family]
+
+    registry = CollectorRegistry()
+    registry.register(Requests())  # type: ignore[arg-type]
+    spec = parse_spec(RATE)
+    groups = [g for g in rule_groups(spec) if g["name"].startswith("steadystream.web.slo.")]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    with (
+        start_metrics_server(0, "127.0.0.1", registry=registry) as exporter,
+        PrometheusServer(
+            rule_files=[tmp_path / "rules.yaml"],
+            targets=[ScrapeTarget(f"127.0.0.1:{exporter.port}", job="web")],
+        ) as prom,
+    ):
+        prom.wait_for_targets_up()
+        recorded = 'steadystream:slo_events_total:5m{slo="availability"}'
+        # The SLI group runs every minute: wait for an evaluation that saw two scrapes.
+        result = prom.wait_for_query(
+            recorded,
+            predicate=lambda r: bool(r) and float(r[0]["value"][1]) > 0,
+            timeout=240,
+        )
+        assert result
+        # The instant query answers at "now"; the rule's own evaluation time is the sample's.
+        at = float(prom.query(f"timestamp({recorded})")[0]["value"][1])
+        value = float(prom.query(recorded, at=at)[0]["value"][1])
+        direct = prom.query("sum(increase(http_requests_total[5m]))", at=at)
+        # Equal but for a scrape that started before `at` and landed after the rule ran (one
+        # sample of 10 events a second among hundreds); a rate read as a count would be 300x
+        # smaller.
+        assert value == pytest.approx(float(direct[0]["value"][1]), rel=0.1)
+        ratio = prom.query('steadystream:slo_error_ratio:5m{slo="availability"}', at=at)
+        assert float(ratio[0]["value"][1]) == 1.0
+        unhealthy = [r for r in prom.rules() if r.get("health") != "ok"]
+        assert unhealthy == []
