@@ -65,6 +65,11 @@ def one_problem(text: str) -> str:
             "never closed",
         ),
         (
+            "      errors_query: |\n        sum(rate(x[{{.window}}])) # bad\n        or vector(0)\n"
+            "      total_query: 'sum(rate(y[{{.window}}]))'\n",
+            "s.yaml:10:21: slos[0].indicator.errors_query: a '#' comment at character 27",
+        ),
+        (
             "      errors_query: 'sum(rate(x{a=`b`}[{{.window}}]))'\n"
             "      total_query: 'sum(rate(y[{{.window}}]))'\n",
             "s.yaml:10:21: slos[0].indicator.errors_query: the query contains a backquote",
@@ -99,6 +104,7 @@ def one_problem(text: str) -> str:
     ids=[
         "no-placeholder",
         "unclosed",
+        "comment",
         "backquote",
         "template",
         "no-total",
@@ -113,9 +119,9 @@ def test_bad_generic_indicator_is_a_located_error(indicator: str, expected: str)
 
 
 def test_brackets_inside_strings_do_not_count() -> None:
-    """A ')' or '[' inside a PromQL string literal is not a bracket."""
+    """A ')', '[' or '#' inside a PromQL string literal is not a bracket or a comment."""
     spec = parse_spec(
-        BASE + "      errors_query: 'sum(rate(x{path=~\"/a(b|[c\"}[{{.window}}]))'\n"
+        BASE + "      errors_query: 'sum(rate(x{path=~\"/a(b|[c#\"}[{{.window}}]))'\n"
         "      total_query: 'sum(rate(x[{{.window}}]))'\n"
     )
     assert spec.slos[0].kind == "query"

@@ -218,7 +218,8 @@ def query_problem(query: str) -> str | None:
             "the query has no {{.window}} placeholder; write its range as [{{.window}}], "
             "e.g. sum(rate(http_requests_total[{{.window}}]))"
         )
-    rest = WINDOW_PLACEHOLDER.sub("5m", query)
+    # Same length, so the character positions below are the query's own.
+    rest = WINDOW_PLACEHOLDER.sub(lambda m: "w" * len(m.group()), query)
     if "{{" in rest or "}}" in rest:
         return "the only Go template a query may hold is the {{.window}} placeholder"
     if "`" in rest:
@@ -240,6 +241,9 @@ def query_problem(query: str) -> str | None:
             continue
         if ch in "\"'":
             quote_char = ch
+        elif ch == "#":
+            # The rules fold a query onto one line, where a comment would swallow the rest.
+            return f"a '#' comment at character {i + 1} of the query; remove it"
         elif ch in "([{":
             stack.append((ch, i))
         elif ch in _PAIRS:
