@@ -197,12 +197,28 @@ def test_catalog_sits_on_spec_and_conventions() -> None:
     assert bad == []
 
 
+def test_importer_sits_between_cli_and_spec() -> None:
+    """The importer (Sloth and OpenSLO files in) reads the spec and the conventions only, and
+    only the CLI imports it."""
+    bad = [
+        (module, target)
+        for module, target in _edges()
+        if _part(module) == "importer" and _part(target) not in {"importer", "spec", "conventions"}
+    ]
+    bad += [
+        (module, target)
+        for module, target in _edges()
+        if _part(target) == "importer" and _part(module) not in {"importer", "cli"}
+    ]
+    assert bad == []
+
+
 def test_runtime_and_simulator_never_import_generators() -> None:
     """The instrumentation, the exporters and the spec never import a generator, the catalog or
     the simulator; the simulator never imports what it tests (it reads the failure-class
     registry in the catalog, which names the profile that reproduces each class)."""
     runtime = {"instrumentation", "exporters", "spec", "conventions"}
-    generation = {*GENERATORS, "catalog", "generate", "triage", "demo", "cli"}
+    generation = {*GENERATORS, "catalog", "generate", "triage", "demo", "cli", "importer"}
     bad = [
         (module, target)
         for module, target in _edges()

@@ -72,12 +72,20 @@ def _several(args: Sequence[str], files: Sequence[_Input]) -> bool:
     return len(args) > 1 or any(f.via_directory for f in files)
 
 
+def _load_any(path: str) -> tuple[Spec, str]:
+    """The spec at ``path`` and its format: a steadystream spec, or a Sloth or OpenSLO file
+    imported on the way (detected by its ``version``/``apiVersion``)."""
+    from .importer import load_any
+
+    return load_any(path)
+
+
 def _load_all(files: Sequence[_Input]) -> tuple[list[tuple[str, Spec]], list[Problem]]:
     loaded: list[tuple[str, Spec]] = []
     problems: list[Problem] = []
     for item in files:
         try:
-            loaded.append((item.path, load_spec(item.path)))
+            loaded.append((item.path, _load_any(item.path)[0]))
         except SpecError as exc:
             problems.extend(exc.problems)
     return loaded, problems
@@ -104,7 +112,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     results: list[dict[str, object]] = []
     for item in files:
         try:
-            spec = load_spec(item.path)
+            spec, fmt = _load_any(item.path)
         except SpecError as exc:
             problems.extend(exc.problems)
             results.append(
@@ -121,7 +129,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             {"file": item.path, "ok": True, "service": spec.service, "slos": len(spec.slos)}
         )
         if not args.json:
-            print(f"{item.path}: ok ({spec.service}: {len(spec.slos)} SLOs)")
+            via = "" if fmt == "steadystream" else f", imported from {_format_name(fmt)}"
+            print(f"{item.path}: ok ({spec.service}: {len(spec.slos)} SLOs{via})")
     code = 1 if problems else 0
     if args.json:
         doc = {
@@ -132,6 +141,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return code
+
+
+def _format_name(fmt: str) -> str:
+    from .importer import FORMAT_NAMES
+
+    return FORMAT_NAMES[fmt]
+
+
+# --------------------------------------------------------------------------------- import
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .importer import import_text, to_yaml
+    from .spec import parse_spec, read_spec_text
+
+    try:
+        imported = import_text(read_spec_text(args.file), args.file)
+    except SpecError as exc:
+        _err(str(exc))
+        return 1
+    text = to_yaml(imported, args.file)
+    # What is printed must validate as it is (the round trip `validate` relies on).
+    parse_spec(text, "<imported>")
+    sys.stdout.write(text)
+    return 0
 
 
 # ------------------------------------------------------------------------------- generate
@@ -231,6 +263,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec) if args.spec else None
     except SpecError as exc:
         _err(str(exc))
+        return 2
+    generic = [slo.name for slo in spec.slos if slo.indicator.generic] if spec else []
+    if generic:
+        _err(
+            f"steadystream demo: {args.spec}: SLO {', '.join(generic)} reads its own PromQL "
+            "queries, which the demo's simulated streams do not feed; give the demo a spec "
+            "of stream SLOs"
+        )
         return 2
     out = sys.stderr if args.json else sys.stdout
     if not steady:
@@ -570,6 +610,16 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "problems) and every problem with file, line, column, path and message",
     )
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser(
+        "import",
+        help="print the steadystream spec equivalent to a Sloth or OpenSLO file",
+        description="Map a Sloth prometheus/v1 or OpenSLO v1alpha/v1 file to a steadystream "
+        "spec and print it as YAML (validate and generate also read such files directly). "
+        "What cannot be mapped is an error naming the field; exit 1.",
+    )
+    p.add_argument("file", help="Sloth or OpenSLO YAML file")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("schema", help="print the spec's JSON Schema")
     p.set_defaults(func=_cmd_schema)

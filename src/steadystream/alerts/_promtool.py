@@ -108,8 +108,8 @@ class Case:
 
 def _labels(signal: Signal) -> dict[str, str]:
     return {
-        **dict(signal.labels),
         n.LABEL_SEVERITY: signal.severity,
+        **dict(signal.labels),
         n.LABEL_FAILURE_CLASS: signal.failure_class,
     }
 
@@ -120,6 +120,7 @@ def _annotations(signal: Signal, description: str) -> dict[str, str]:
         "description": description,
         "runbook_url": signal.runbook,
         "dashboard_url": signal.dashboard,
+        **dict(signal.annotations),
     }
 
 
@@ -743,7 +744,7 @@ def _burn_runs(spec: Spec, sims: _Sims) -> dict[str, list[_SloRun]]:
     tier_plans: dict[tuple[float, _TierKey], list[_Plan]] = {}
     outage_plans: dict[_OutageKey, list[_Plan]] = {}
     runs: dict[str, list[_SloRun]] = {}
-    for slo in spec.slos:
+    for slo in tested_slos(spec):
         alerts = _slo_alerts(spec)[slo.name]
         profile = alerts.profile
         plans: list[_Plan] = []
@@ -772,6 +773,13 @@ def _burn_runs(spec: Spec, sims: _Sims) -> dict[str, list[_SloRun]]:
     return runs
 
 
+def tested_slos(spec: Spec) -> list[SLO]:
+    """The SLOs whose burn and outage alerts the generated tests play: not those with a
+    generic PromQL indicator, for which no input series can be invented (its queries may read
+    any metric in any shape)."""
+    return [slo for slo in spec.slos if not slo.indicator.generic]
+
+
 def _burn_cases(spec: Spec) -> list[Case]:
     """Burn-rate and outage test groups. SLOs whose input series differ share a group
     (promtool evaluates every rule each minute of every group, so fewer, longer groups run
@@ -781,7 +789,9 @@ def _burn_cases(spec: Spec) -> list[Case]:
     slo_alerts = _slo_alerts(spec)
     cases = []
     # The series names of each SLO (they do not depend on the traffic).
-    names = {slo.name: {x for x, _ in _sli_series(spec, slo, "", "", "")} for slo in spec.slos}
+    names = {
+        slo.name: {x for x, _ in _sli_series(spec, slo, "", "", "")} for slo in tested_slos(spec)
+    }
     for scenario, runs in _burn_runs(spec, sims).items():
         batches: list[list[_SloRun]] = []
         # The series names each batch already uses, kept alongside it: recomputing them from
@@ -801,20 +811,24 @@ def _burn_cases(spec: Spec) -> list[Case]:
             minutes = sorted({m for run in batch for m in run.minutes})
             end = minutes[-1]
             checks = []
+            # An SLO may name its own burn alerts (alerts.name): one check per alert name.
+            alert_names = sorted({run.slo.alerts.name or n.ALERT_SLO_BURN for run in batch})
             for m in minutes:
-                checks.append(
-                    (
-                        n.ALERT_SLO_BURN,
-                        m,
-                        [
-                            a
-                            for run in batch
-                            for a in _burn_alerts_at(
-                                sims, spec, slo_alerts[run.slo.name], run.shape, m
-                            )
-                        ],
+                for alert_name in alert_names:
+                    checks.append(
+                        (
+                            alert_name,
+                            m,
+                            [
+                                a
+                                for run in batch
+                                if (run.slo.alerts.name or n.ALERT_SLO_BURN) == alert_name
+                                for a in _burn_alerts_at(
+                                    sims, spec, slo_alerts[run.slo.name], run.shape, m
+                                )
+                            ],
+                        )
                     )
-                )
                 if outage:
                     checks.append(
                         (

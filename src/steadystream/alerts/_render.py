@@ -41,5 +41,18 @@ def render_rules(spec: Spec, source: Source) -> dict[str, str]:
         return {
             rules: dump({"groups": groups}, header),
             alertmanager: dump(alertmanager_config(spec), header),
-            tests: dump(rule_tests(spec, rules_from_tests, groups), header),
+            tests: dump(rule_tests(spec, rules_from_tests, groups), _tests_header(spec, header)),
         }
+
+
+def _tests_header(spec: Spec, header: str) -> str:
+    """The test file's header, naming the SLOs whose alerts it does not play: those with a
+    generic PromQL indicator, whose queries may read any metric in any shape, so no input
+    series can be invented for them (docs/generate.md, "Generic PromQL SLIs")."""
+    untested = [slo.name for slo in spec.slos if slo.indicator.generic]
+    if not untested:
+        return header
+    return (
+        f"{header}\n# Not tested here: the burn and outage alerts of "
+        f"{', '.join(untested)} (generic PromQL SLIs: no input series can be invented for them)"
+    )

@@ -24,11 +24,12 @@ from ..catalog.alerting import (
     failure_class_signals,
     slo_burn_signals,
     slo_outage_signals,
+    slo_tiers,
 )
 from ..catalog.classes import failure_classes
 from ..catalog.promql import Sel, clean, dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, format_threshold
-from ..catalog.slo import slo_what
+from ..catalog.slo import generic_events, slo_what
 from ..spec import SLO, Spec, format_percent
 
 #: Samples per 5 m of a series recorded every minute: ``sum_over_time`` of 5 m increases
@@ -78,9 +79,16 @@ def raw_window(spec: Spec, window: float) -> bool:
 
 
 def _events(spec: Spec, slo: SLO, window: float) -> tuple[str, str]:
-    """(bad, total) events of ``slo`` over ``window``, summed over the service."""
+    """(bad, total) events of ``slo`` over ``window``, summed over the service.
+
+    A generic PromQL indicator gives its queries with ``{{.window}}`` replaced by the window,
+    read as counts (``values: rate`` multiplies them by the window's seconds), so the
+    low-traffic guard and the event-weighted long windows count events as for stream metrics.
+    """
     sel = Sel(matcher_labels(spec))
     w = dur(window)
+    if slo.indicator.generic:
+        return generic_events(slo.indicator, w, per_second=False)
     lat = slo.indicator.latency
     if lat is not None:
         total = f"sum(increase({sel(c.count(lat.metric))}[{w}]))"
@@ -277,8 +285,7 @@ def _tier_budget(spec: Spec, long_: float, short: float) -> float:
 
 # ------------------------------------------------------------------------------- alert rules
 def _alert(signal: Signal, description: list[Piece]) -> dict[str, Any]:
-    labels = dict(signal.labels)
-    labels[n.LABEL_SEVERITY] = signal.severity
+    labels = {n.LABEL_SEVERITY: signal.severity, **dict(signal.labels)}
     labels[n.LABEL_FAILURE_CLASS] = signal.failure_class
     rule: dict[str, Any] = {
         "alert": signal.alert,
@@ -289,6 +296,7 @@ def _alert(signal: Signal, description: list[Piece]) -> dict[str, Any]:
             "description": expand(description),
             "runbook_url": signal.runbook,
             "dashboard_url": signal.dashboard,
+            **dict(signal.annotations),
         },
     }
     if signal.for_:
@@ -309,13 +317,12 @@ class BurnAlert:
 
 def burn_alerts(spec: Spec) -> list[BurnAlert]:
     """Every burn-rate alert, SLOs in spec order, tiers in spec order."""
-    enabled = [t for t in spec.alerting.tiers if t.enabled]
     # Once for all SLOs: each call builds every SLO's signals (and the dashboards' panel
     # index), so calling it per SLO made generation quadratic in the number of SLOs.
     signals = slo_burn_signals(spec)
     out = []
     for slo in spec.slos:
-        for tier, signal in zip(enabled, signals[slo.name], strict=True):
+        for tier, signal in zip(slo_tiers(spec, slo), signals[slo.name], strict=True):
             out.append(
                 BurnAlert(
                     slo,

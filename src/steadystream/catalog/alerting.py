@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import conventions as c
 from ..spec import SLO, Spec, Tier, format_percent
+from ..spec.model import AlertOverride as SLOAlertOverride
 from . import names as n
 from .classes import failure_classes
 from .links import dashboard_url, runbook_url
@@ -28,6 +29,7 @@ __all__ = [
     "fc_signals_with_scenarios",
     "slo_burn_signals",
     "slo_outage_signals",
+    "slo_tiers",
 ]
 
 
@@ -100,9 +102,7 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
     for slo in spec.slos:
         sel = Sel({**base, n.LABEL_SLO: slo.name})
         signals = []
-        for tier in spec.alerting.tiers:
-            if not tier.enabled:
-                continue
+        for tier in slo_tiers(spec, slo):
             factor = tier_factor(tier, spec.period)
             long_, short = dur(tier.long), dur(tier.short)
             expr = (
@@ -112,18 +112,22 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
             floor = burn_event_floor(spec, slo, factor)
             if floor > 0:
                 expr += f" and ({sel(n.slo_events(tier.long))} >= {floor})"
+            own = slo.alerts.override(tier.severity)
+            summary = (
+                f"{slo.name}: error budget burning over {num(factor)}x as fast "
+                f"as sustainable over {long_} and {short}"
+            )
             signals.append(
                 Signal(
                     failure_class=n.BURN_FAILURE_CLASS,
                     name=f"{slo.name}-{long_}-{short}",
-                    alert=n.ALERT_SLO_BURN,
+                    alert=slo.alerts.name or n.ALERT_SLO_BURN,
                     expr=expr,
                     op=">",
                     threshold=factor,
                     unit="burn_rate",
                     description=_burn_description(spec, slo, tier, factor),
-                    summary=f"{slo.name}: error budget burning over {num(factor)}x as fast "
-                    f"as sustainable over {long_} and {short}",
+                    summary=_own_summary(slo, own) or summary,
                     severity=tier.severity,
                     for_=tier.for_,
                     runbook=runbook_url(spec, c.slo_runbook(slo.name)),
@@ -134,6 +138,7 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
                     labels=tuple(
                         sorted(
                             {
+                                **_own_labels(slo, own),
                                 **base,
                                 n.LABEL_SLO: slo.name,
                                 n.LABEL_LONG: long_,
@@ -141,10 +146,32 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
                             }.items()
                         )
                     ),
+                    annotations=_own_annotations(slo, own),
                 )
             )
         out[slo.name] = signals
     return out
+
+
+def slo_tiers(spec: Spec, slo: SLO) -> list[Tier]:
+    """The tiers that alert for ``slo``: the enabled tiers, less those of a severity the SLO
+    turns off (``alerts.page.enabled``/``alerts.ticket.enabled``), in spec order."""
+    return [t for t in spec.alerting.tiers if t.enabled and slo.alerts.override(t.severity).enabled]
+
+
+def _own_labels(slo: SLO, own: SLOAlertOverride) -> dict[str, str]:
+    # The SLO's own labels, then its page or ticket labels; a 'severity' among them replaces
+    # the tier's (Sloth's page/ticket severities are routing labels of their own).
+    return {**slo.alerts.labels, **own.labels}
+
+
+def _own_annotations(slo: SLO, own: SLOAlertOverride) -> tuple[tuple[str, str], ...]:
+    merged = {**slo.alerts.annotations, **own.annotations}
+    return tuple(sorted((k, v) for k, v in merged.items() if k != "summary"))
+
+
+def _own_summary(slo: SLO, own: SLOAlertOverride) -> str | None:
+    return {**slo.alerts.annotations, **own.annotations}.get("summary")
 
 
 def burn_event_floor(spec: Spec, slo: SLO, factor: float) -> int:
@@ -173,6 +200,9 @@ def slo_outage_signals(spec: Spec) -> dict[str, Signal]:
     floor = event_floor(spec, threshold)
     out: dict[str, Signal] = {}
     for slo in spec.slos:
+        own = slo.alerts.override(outage.severity)
+        if not own.enabled:
+            continue
         sel = Sel({**base, n.LABEL_SLO: slo.name})
         expr = sel(n.slo_error_ratio(FIVE_MINUTES))
         if floor > 0:
@@ -192,7 +222,8 @@ def slo_outage_signals(spec: Spec) -> dict[str, Signal]:
             runbook=runbook_url(spec, c.slo_runbook(slo.name)),
             dashboard=_panel_url(spec, panels, f"slo-{slo.name}-burn", c.BOARD_SLO_OVERVIEW),
             slo=slo.name,
-            labels=tuple(sorted({**base, n.LABEL_SLO: slo.name}.items())),
+            labels=tuple(sorted({**_own_labels(slo, own), **base, n.LABEL_SLO: slo.name}.items())),
+            annotations=_own_annotations(slo, own),
         )
     return out
 

@@ -61,7 +61,8 @@ class Signal:
     (relative to the generated output) or URL (under ``links.runbooks``); ``dashboard`` links
     the panel that shows the signal. ``severity`` and ``for_`` (seconds, ``None`` for none) are
     the alert's; ``labels`` are the alert's identifying labels besides ``severity`` and
-    ``failure_class`` (the spec's matchers, plus ``slo``/``long``/``short`` for burn signals).
+    ``failure_class`` (the spec's matchers, plus ``slo``/``long``/``short`` for burn signals,
+    and an SLO's own ``alerts`` labels); ``annotations`` are an SLO's own extra annotations.
     """
 
     failure_class: str
@@ -79,6 +80,7 @@ class Signal:
     dashboard: str
     slo: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @property
     def condition(self) -> str:

@@ -178,7 +178,14 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
     lat = slo.indicator.latency
     errs = slo.indicator.errors
     sel = Selector.concrete(spec)
-    if lat is not None:
+    if slo.indicator.generic:
+        ind = slo.indicator
+        indicator = (
+            "an event of the SLO's total_query that its errors_query does not count"
+            if ind.errors_query is not None
+            else "an event its good_query counts, out of its total_query"
+        )
+    elif lat is not None:
         indicator = (
             f"an observation of {lat.metric} at or below {format_duration(lat.threshold)} "
             f'(bucket le="{c.le_label(lat.threshold_ms)}")'
@@ -198,7 +205,11 @@ def _slo_facts(spec: Spec, slo: SLO) -> dict[str, Any]:
         "runbook": _rel(c.slo_runbook(slo.name)),
         "error_ratio_5m": error_ratio(sel, slo, WINDOW),
         "error_ratio_1h": error_ratio(sel, slo, "1h"),
-        "classes": likely_classes(slo.kind, lat.metric if lat is not None else None),
+        # A generic PromQL SLO measures the service's own metrics: no failure class of the
+        # stream wrapper is implied.
+        "classes": ()
+        if slo.indicator.generic
+        else likely_classes(slo.kind, lat.metric if lat is not None else None),
     }
 
 
@@ -224,7 +235,7 @@ def _tiers(spec: Spec, slo: SLO) -> list[dict[str, Any]]:
                 "for": format_duration(tier.for_) if tier.for_ is not None else "none",
                 "floor": burn_event_floor(spec, slo, tier_factor(tier, spec.period)),
                 "exhaust": _human(exhaust),
-                "enabled": tier.enabled,
+                "enabled": tier.enabled and slo.alerts.override(tier.severity).enabled,
                 "urgency": (
                     "none: this tier is disabled in the spec, so it never fires"
                     if not tier.enabled
@@ -351,6 +362,7 @@ def slo_context(base: dict[str, Any], spec: Spec, slo: SLO) -> dict[str, Any]:
     return {
         **base,
         "slo": facts,
+        "burn_alert": slo.alerts.name or base["burn_alert"],
         "tiers": base["_tiers"][slo.name],
         "slo_alerts": base["burn_signals"][slo.name],
         "slo_outage": base["outage_signals"].get(slo.name),

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .loader import Problem, SpecError, default_spec, load_spec, parse_spec, spec_digest
+from .loader import (
+    Problem,
+    SpecError,
+    default_spec,
+    load_spec,
+    parse_spec,
+    read_spec_text,
+    spec_digest,
+)
 from .model import (
     SLO,
     Alerting,
@@ -40,6 +48,7 @@ __all__ = [
     "json_schema_text",
     "load_spec",
     "parse_spec",
+    "read_spec_text",
     "semantic_problems",
     "spec_digest",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,19 @@ from pydantic import ValidationError
 from . import limits
 from .model import Loc, Spec, _dotted, semantic_problems
 
-__all__ = ["Problem", "SpecError", "default_spec", "load_spec", "parse_spec", "spec_digest"]
+__all__ = [
+    "Document",
+    "Locator",
+    "Problem",
+    "SpecError",
+    "default_spec",
+    "load_spec",
+    "parse_documents",
+    "parse_spec",
+    "read_spec_text",
+    "spec_digest",
+    "validate_mapped",
+]
 
 
 @dataclass(frozen=True)
@@ -404,58 +417,128 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
     )
 
 
-def parse_spec(text: str, filename: str = "<spec>") -> Spec:
-    """Parse and validate spec ``text``; ``filename`` is used in error messages.
-
-    Bounded by :mod:`steadystream.spec.limits`: past any bound, a located :class:`SpecError`.
-    """
+def _compose(text: str, filename: str, *, single: bool = False) -> list[tuple[Any, yaml.Node]]:
+    """Every YAML document of ``text`` as (data, node), bounded by :mod:`limits` (over all
+    documents together); a located :class:`SpecError` for any YAML problem, and with
+    ``single`` for a second document."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > limits.MAX_SPEC_BYTES:
         raise SpecError([_too_large(filename, size)])
     loader: _BoundedLoader | None = None
+    docs: list[tuple[Any, yaml.Node]] = []
     try:
         # The reader checks every character when the loader is built: inside the try.
         loader = _BoundedLoader(text)
-        node = loader.get_single_node()
-        if node is None:
-            raise SpecError(
-                [
-                    Problem(
-                        filename,
-                        1,
-                        1,
-                        "",
-                        "the file is empty; a spec needs at least "
-                        "'version: 1' and 'service: <name>'",
-                    )
-                ]
-            )
-        data = loader.construct_document(node)
+        if single:
+            node = loader.get_single_node()
+            if node is not None:
+                docs.append((loader.construct_document(node), node))
+        while not single and loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                docs.append((loader.construct_document(node), node))
     except yaml.YAMLError as exc:
         raise SpecError([_yaml_problem(exc, text, filename)]) from None
     finally:
         if loader is not None:
             loader.dispose()
+    return docs
 
-    index = _Index()
-    index.walk(node, ())
-    if not isinstance(data, dict):
-        m = index.locate(())
-        raise SpecError(
-            [Problem(filename, m.line, m.column, "", "the spec must be a YAML mapping of fields")]
-        )
 
-    problems: list[Problem] = []
-    for loc, here, first in index.duplicates:
-        problems.append(
+def _empty(filename: str) -> SpecError:
+    return SpecError(
+        [
             Problem(
                 filename,
+                1,
+                1,
+                "",
+                "the file is empty; a spec needs at least 'version: 1' and 'service: <name>'",
+            )
+        ]
+    )
+
+
+class Document:
+    """One YAML document of a file: its ``data`` and where each of its fields sits."""
+
+    def __init__(self, filename: str, data: Any, node: yaml.Node) -> None:
+        self.filename = filename
+        self.data = data
+        self._index = _Index()
+        self._index.walk(node, ())
+
+    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """1-based (line, column) of ``loc`` (its key with ``key``), or of its nearest
+        ancestor present in the document."""
+        m = self._index.locate(loc, key=key)
+        return m.line, m.column
+
+    def problem(self, loc: Loc, message: str, *, key: bool = False) -> Problem:
+        """A :class:`Problem` at ``loc`` of this document."""
+        line, column = self.position(loc, key=key)
+        return Problem(self.filename, line, column, _dotted(loc), message)
+
+    def duplicate_problems(self) -> list[Problem]:
+        """A problem per key set twice in one mapping."""
+        return [
+            Problem(
+                self.filename,
                 here.line,
                 here.column,
                 _dotted(loc),
                 f"duplicate key (already set at line {first.line})",
             )
+            for loc, here, first in self._index.duplicates
+        ]
+
+
+def parse_documents(text: str, filename: str = "<spec>", *, single: bool = False) -> list[Document]:
+    """Every YAML document of ``text`` (``---``-separated), bounded like :func:`parse_spec`,
+    with the positions of their fields; a located :class:`SpecError` for YAML problems (with
+    ``single``, for a second document too)."""
+    return [
+        Document(filename, data, node) for data, node in _compose(text, filename, single=single)
+    ]
+
+
+#: Where a field of a spec built from another document came from: the spec's location in,
+#: the document and location out (see :func:`validate_mapped`).
+Locator = Callable[[Loc, bool], tuple[int, int]]
+
+
+def parse_spec(text: str, filename: str = "<spec>") -> Spec:
+    """Parse and validate spec ``text``; ``filename`` is used in error messages.
+
+    Bounded by :mod:`steadystream.spec.limits`: past any bound, a located :class:`SpecError`.
+    """
+    docs = parse_documents(text, filename, single=True)
+    if not docs:
+        raise _empty(filename)
+    doc = docs[0]
+    if not isinstance(doc.data, dict):
+        line, col = doc.position(())
+        raise SpecError(
+            [Problem(filename, line, col, "", "the spec must be a YAML mapping of fields")]
         )
+    return validate_mapped(
+        doc.data,
+        filename,
+        lambda loc, key: doc.position(loc, key=key),
+        doc.duplicate_problems(),
+    )
+
+
+def validate_mapped(
+    data: dict[str, Any],
+    filename: str,
+    locate: Locator,
+    problems: list[Problem] | None = None,
+) -> Spec:
+    """Validate spec ``data`` (a mapping of fields), placing each problem with ``locate``
+    (a spec location and whether the key is meant, to a 1-based line and column of
+    ``filename``); ``problems`` found before (duplicate keys) are reported with them."""
+    problems = list(problems or [])
     spec: Spec | None = None
     cross: list[tuple[Loc, str]]
     try:
@@ -472,14 +555,14 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
                 continue
             for sub, message in _split(_message(err)):
                 where = (*loc, sub) if sub else loc
-                mark = index.locate(where, key=err["type"] == "extra_forbidden")
-                problems.append(Problem(filename, mark.line, mark.column, _dotted(where), message))
+                line, col = locate(where, err["type"] == "extra_forbidden")
+                problems.append(Problem(filename, line, col, _dotted(where), message))
         cross = _partial_cross_problems(data)
     else:
         cross = semantic_problems(spec)
     for loc, msg in cross:
-        mark = index.locate(loc)
-        problems.append(Problem(filename, mark.line, mark.column, _dotted(loc), msg))
+        line, col = locate(loc, False)
+        problems.append(Problem(filename, line, col, _dotted(loc), msg))
     if problems:
         problems.sort(key=lambda p: (p.line, p.column))
         raise SpecError(problems)
@@ -487,13 +570,9 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     return spec
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
-    """Load and validate the spec at ``path``.
-
-    Raises :class:`SpecError` (its ``str()`` has one ``file:line:col: path: message`` line per
-    problem) for a missing file, a directory, an empty file, YAML syntax errors and every
-    invalid field, all reported at once.
-    """
+def read_spec_text(path: str | os.PathLike[str]) -> str:
+    """The text of the spec file at ``path``: a located :class:`SpecError` for a missing
+    file, a directory, a file over the size bound or one that is not UTF-8."""
     p = Path(path)
     name = str(path)
     if p.is_dir():
@@ -509,11 +588,20 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     except OSError as exc:
         raise SpecError([Problem(name, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError([Problem(name, line, 1, "", "the file is not valid UTF-8")]) from None
-    return parse_spec(text, name)
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Load and validate the spec at ``path``.
+
+    Raises :class:`SpecError` (its ``str()`` has one ``file:line:col: path: message`` line per
+    problem) for a missing file, a directory, an empty file, YAML syntax errors and every
+    invalid field, all reported at once.
+    """
+    return parse_spec(read_spec_text(path), str(path))
 
 
 def _too_large(filename: str, size: int) -> Problem:

@@ -39,6 +39,7 @@ from .units import (
 __all__ = [
     "SLO",
     "AdmissionQueue",
+    "AlertOverride",
     "Alerting",
     "Checkpointing",
     "ErrorsIndicator",
@@ -51,6 +52,7 @@ __all__ = [
     "Links",
     "Pool",
     "Retry",
+    "SLOAlerts",
     "Shared",
     "Spec",
     "StreamPolicy",
@@ -197,17 +199,227 @@ class ErrorsIndicator(_Model):
     total: MetricName = Field(default=c.REQUESTS_TOTAL, description="Counter of all events.")
 
 
+#: Sloth's window placeholder: ``{{.window}}`` (spaces inside the braces allowed), replaced by
+#: each window the rules read (``5m``, ``1h``, ...).
+WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")
+MAX_QUERY_CHARS = 4000
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def query_problem(query: str) -> str | None:
+    """Why ``query`` cannot be a generic SLI query, or ``None``. Cheap checks only (Prometheus
+    parses it for real when it loads the rules): the window placeholder, balanced brackets
+    outside string literals, no backquote (annotations embed queries in Go raw strings) and no
+    Go template besides the placeholder."""
+    if not query.strip():
+        return "the query is empty"
+    if len(query) > MAX_QUERY_CHARS:
+        return f"the query is over {MAX_QUERY_CHARS} characters"
+    if not WINDOW_PLACEHOLDER.search(query):
+        return (
+            "the query has no {{.window}} placeholder; write its range as [{{.window}}], "
+            "e.g. sum(rate(http_requests_total[{{.window}}]))"
+        )
+    # Same length, so the character positions below are the query's own.
+    rest = WINDOW_PLACEHOLDER.sub(lambda m: "w" * len(m.group()), query)
+    if "{{" in rest or "}}" in rest:
+        return "the only Go template a query may hold is the {{.window}} placeholder"
+    if "`" in rest:
+        return (
+            "the query contains a backquote, which alert annotations cannot embed; "
+            "quote strings with double or single quotes"
+        )
+    stack: list[tuple[str, int]] = []
+    quote_char: str | None = None
+    escaped = False
+    for i, ch in enumerate(rest):
+        if quote_char is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote_char:
+                quote_char = None
+            continue
+        if ch in "\"'":
+            quote_char = ch
+        elif ch == "#":
+            # The rules fold a query onto one line, where a comment would swallow the rest.
+            return f"a '#' comment at character {i + 1} of the query; remove it"
+        elif ch in "([{":
+            stack.append((ch, i))
+        elif ch in _PAIRS:
+            if not stack or stack[-1][0] != _PAIRS[ch]:
+                return f"unbalanced {ch!r} at character {i + 1} of the query"
+            stack.pop()
+    if quote_char is not None:
+        return f"unclosed {quote_char} string in the query"
+    if stack:
+        ch, i = stack[-1]
+        return f"{ch!r} at character {i + 1} of the query is never closed"
+    return None
+
+
+def _check_query(value: str | None) -> str | None:
+    if value is not None:
+        problem = query_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+Query = Annotated[
+    str,
+    AfterValidator(_check_query),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": WINDOW_PLACEHOLDER.pattern,
+            "maxLength": MAX_QUERY_CHARS,
+            "examples": ['sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))'],
+        }
+    ),
+]
+
+
 class Indicator(_Model):
-    """Exactly one of ``latency`` or ``errors``."""
+    """Exactly one of: ``latency`` or ``errors`` (steadystream's stream metrics, or any
+    counter/histogram), or a generic PromQL pair: ``total_query`` with ``errors_query`` (bad
+    events) or ``good_query`` (good events), each holding Sloth's ``{{.window}}`` placeholder.
+
+    Generic query values are read as ``values`` says: ``rate`` (the default, as Sloth's
+    ``rate(...[{{.window}}])`` queries return: events per second, multiplied by the window's
+    seconds to count events) or ``count`` (events over the window, e.g. ``increase`` or
+    ``sum_over_time``)."""
 
     latency: LatencyIndicator | None = None
     errors: ErrorsIndicator | None = None
+    errors_query: Query | None = Field(
+        default=None, description="PromQL of bad events over {{.window}} (generic SLI)."
+    )
+    good_query: Query | None = Field(
+        default=None, description="PromQL of good events over {{.window}} (generic SLI)."
+    )
+    total_query: Query | None = Field(
+        default=None, description="PromQL of all events over {{.window}} (generic SLI)."
+    )
+    values: Literal["rate", "count"] | None = Field(
+        default=None,
+        description="How the generic queries' values read: 'rate' (events per second, the "
+        "default) or 'count' (events over the window).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Indicator:
-        if (self.latency is None) == (self.errors is None):
-            raise ValueError("give exactly one of 'latency' or 'errors'")
+        generic = any(q is not None for q in (self.errors_query, self.good_query, self.total_query))
+        if (self.latency is not None) + (self.errors is not None) + generic != 1:
+            raise ValueError(
+                "give exactly one of 'latency', 'errors', or a generic PromQL pair "
+                "('total_query' with 'errors_query' or 'good_query')"
+            )
+        problems = []
+        if generic:
+            if self.total_query is None:
+                problems.append(
+                    ("total_query", "a generic indicator needs total_query (all events)")
+                )
+            if (self.errors_query is None) == (self.good_query is None):
+                problems.append(
+                    (
+                        "errors_query",
+                        "give exactly one of errors_query (bad events) or good_query "
+                        "(good events) beside total_query",
+                    )
+                )
+        elif self.values is not None:
+            problems.append(("values", "values applies to generic PromQL indicators only"))
+        _field_problems(problems)
         return self
+
+    @property
+    def generic(self) -> bool:
+        """Whether this is a generic PromQL indicator (not on steadystream's stream metrics)."""
+        return self.total_query is not None
+
+    @property
+    def per_second(self) -> bool:
+        """Whether the generic queries return events per second (else events per window)."""
+        return self.values != "count"
+
+
+class AlertOverride(_Model):
+    """Labels, annotations and on/off of one SLO's page or ticket alerts."""
+
+    enabled: bool = True
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _plain(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _alert_fields(value, info.field_name == "labels")
+
+
+#: Labels steadystream sets on every SLO alert itself, which an SLO's alerts may not override.
+RESERVED_ALERT_LABELS = frozenset({"service", "slo", "long", "short", "failure_class"})
+
+
+def _alert_fields(value: dict[str, str], labels: bool) -> dict[str, str]:
+    problems = []
+    for key, val in value.items():
+        if not _LABEL_RE.match(key) or key.startswith("__"):
+            problems.append((key, f"invalid Prometheus label name {key!r}"))
+        elif labels and key in RESERVED_ALERT_LABELS:
+            problems.append(
+                (key, f"label {key!r} is set by steadystream on every SLO alert and cannot be set")
+            )
+        elif not labels and key in ("description", "runbook_url", "dashboard_url"):
+            problems.append(
+                (key, f"annotation {key!r} is written by steadystream; set 'summary' or another")
+            )
+        if "{{" in val or "}}" in val or "`" in val or "\n" in val:
+            problems.append(
+                (
+                    key,
+                    f"{val!r} contains '{{{{', '}}}}', '`' or a newline, which generated alert "
+                    "templates cannot hold",
+                )
+            )
+    _field_problems(problems)
+    return value
+
+
+class SLOAlerts(_Model):
+    """This SLO's own burn-rate alert name, labels and annotations (Sloth's ``alerting``).
+    Page alerts are the tiers of severity ``critical``/``page``, tickets the others."""
+
+    name: str | None = Field(
+        default=None,
+        description="Alert name of this SLO's burn-rate alerts (default: steadystream's, "
+        "which the generated Alertmanager inhibit rules match).",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of every alert.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations of every alert ('summary' replaces ours)."
+    )
+    page: AlertOverride = Field(default_factory=AlertOverride)
+    ticket: AlertOverride = Field(default_factory=AlertOverride)
+
+    @field_validator("name")
+    @classmethod
+    def _alert_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", value):
+            raise ValueError(f"invalid Prometheus alert name {value!r}")
+        return value
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _plain(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _alert_fields(value, info.field_name == "labels")
+
+    def override(self, severity: str) -> AlertOverride:
+        """The page or ticket override for an alert of ``severity``."""
+        return self.page if severity in ("critical", "page") else self.ticket
 
 
 class SLO(_Model):
@@ -217,6 +429,10 @@ class SLO(_Model):
     objective: Percent = Field(description="Share of good events, e.g. '95%' or 0.95.")
     description: str = ""
     indicator: Indicator
+    alerts: SLOAlerts = Field(
+        default_factory=SLOAlerts,
+        description="This SLO's alert name, labels, annotations and page/ticket overrides.",
+    )
 
     @field_validator("objective")
     @classmethod
@@ -226,7 +442,9 @@ class SLO(_Model):
         return value
 
     @property
-    def kind(self) -> Literal["latency", "errors"]:
+    def kind(self) -> Literal["latency", "errors", "query"]:
+        if self.indicator.generic:
+            return "query"
         return "latency" if self.indicator.latency is not None else "errors"
 
     @property
