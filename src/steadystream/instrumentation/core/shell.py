@@ -379,6 +379,9 @@ class _Shell:
             # already spent (the consumer held a lifecycle event past the first-token
             # deadline) is re-checked every 50 ms.
             again = max(core.earliest_deadline(now), now + 0.05)
+            # The budget may be spent already (then the look above is 50 ms late): the reader
+            # compares its next wait's deadline with this look, and re-arms when earlier.
+            core.rearm = True
         # Mirror the pending look, so the reading thread re-arms whenever its next deadline
         # comes earlier (a race only ever makes this too late, causing a redundant watch()).
         self._armed_at = again
@@ -410,8 +413,82 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         self._armed_at = _INF
         self._plain = not events_mode
 
-    def __iter__(self) -> SyncStreamWrapper[T]:
+    def __iter__(self) -> Iterator[T]:
+        # A for loop over plain items gets a generator over the same state (about a third of
+        # the cost of a __next__ call per item); next() on the wrapper works as well, and
+        # both can be mixed: every item goes through the same core and upstream iterator.
+        if self._plain and not self._done:
+            return self._items()
         return self
+
+    def _items(self) -> Iterator[T]:
+        """The per-item loop of ``for item in wrapper`` (plain items). Leaving the loop early
+        (``break``) closes this generator but not the stream: the wrapper stays readable, and
+        ends as abandoned when closed or collected, as with ``next()``."""
+        core = self._core
+        clock = self._clock
+        on_wait = core.on_wait
+        exp: Any = None
+        try:
+            self._before_wait()
+            for item in self._it:
+                t = clock()
+                if type(item) is self._fast_cls:
+                    try:
+                        exp = self._fast(core, item, t)
+                        if exp is MISS:
+                            exp = core.on_reading(read_item(item), t)
+                    except Exception as exc:
+                        self._unreadable(exc)
+                        exp = None
+                    if exp is not None:
+                        break
+                    yield item
+                else:
+                    try:
+                        out = self._item(item)
+                    except BaseException as err:  # a timeout decided by the core
+                        exp = err
+                        break
+                    yield out
+                if self._done:
+                    # Closed by the consumer, or ended by an oversized event (raised now).
+                    exp = self._take_failure()
+                    if exp is None:
+                        return
+                    break
+                # _before_wait(), inlined (a call here is a tenth of the per-item cost).
+                try:
+                    on_wait(clock())
+                except Exception:
+                    report_telemetry_error("StreamCore", "on_wait")
+                if core.rearm and self._watchdog is not None:
+                    self._arm()
+            else:
+                exp = _SKIP  # exhausted
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            # The upstream raised (our own failures are caught above and below).
+            err = self._failed(exc)
+            self._close_upstream()
+            if err is exc:
+                raise
+            raise err from exc
+        self._close_upstream()
+        if exp is _SKIP:
+            self._exhausted()  # plain items: nothing queued to hand over
+            return
+        self._end(clock(), error=exp)
+        raise exp
+
+    def _before_wait(self) -> None:
+        try:
+            self._core.on_wait(self._clock())
+        except Exception:
+            report_telemetry_error("StreamCore", "on_wait")
+        if self._core.rearm and self._watchdog is not None:
+            self._arm()
 
     def __next__(self) -> T:
         while True:
@@ -423,12 +500,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                     self._close_upstream()
                     raise failure
                 raise StopIteration
-            try:
-                self._core.on_wait(self._clock())
-            except Exception:
-                report_telemetry_error("StreamCore", "on_wait")
-            if self._watchdog is not None and self._core.next_deadline() < self._armed_at:
-                self._arm()
+            self._before_wait()
             try:
                 item = next(self._it)
             except StopIteration:
@@ -481,8 +553,9 @@ class SyncStreamWrapper(_Shell, Generic[T]):
     def _arm(self) -> None:
         # Arm (or re-arm earlier: the first content of an attempt can bring the deadline
         # forward from first-token to idle) at the current wait's deadline.
+        self._core.rearm = False
         deadline = self._core.next_deadline()
-        if deadline < _INF and self._watchdog is not None:
+        if deadline < self._armed_at and self._watchdog is not None:
             self._armed_at = deadline
             self._watchdog.watch(self, deadline)
 
@@ -585,11 +658,14 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             except Exception:
                 report_telemetry_error("StreamCore", "on_wait")
             task = self._task = asyncio.current_task()
-            if self._core.next_deadline() < self._timer_at:
-                # No timer yet, or the deadline came forward (first content: first-token ->
-                # idle); a later deadline is handled by the timer re-arming itself.
-                self._cancel_timer()
-                self._arm()
+            if self._core.rearm:
+                # No timer yet, or the deadline may have come forward (first content:
+                # first-token -> idle); a later deadline is handled by the timer re-arming
+                # itself.
+                self._core.rearm = False
+                if self._core.next_deadline() < self._timer_at:
+                    self._cancel_timer()
+                    self._arm()
             try:
                 item = await self._ait.__anext__()
             except StopAsyncIteration:
@@ -670,7 +746,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             return
         core = self._core
         if not core.waiting:
-            return  # re-armed by the next __anext__
+            core.rearm = True  # re-armed by the next __anext__
+            return
         now = self._clock()
         deadline = core.next_deadline()
         if now >= deadline:
