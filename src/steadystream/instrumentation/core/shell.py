@@ -639,8 +639,77 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         # Items are objects handed on as they are (not bytes parsed into events).
         self._plain = not events_mode
 
-    def __aiter__(self) -> AsyncStreamWrapper[T]:
+    def __aiter__(self) -> AsyncIterator[T]:
+        # An async for loop over plain items gets an async generator over the same state
+        # (cheaper per item than an __anext__ coroutine); __anext__ on the wrapper works as
+        # well, and both can be mixed.
+        if self._plain and not self._done:
+            return self._aitems()
         return self
+
+    async def _aitems(self) -> AsyncIterator[T]:
+        """The per-item loop of ``async for item in wrapper`` (plain items). Leaving the loop
+        early closes this generator but not the stream (see ``SyncStreamWrapper._items``)."""
+        core = self._core
+        clock = self._clock
+        on_wait = core.on_wait
+        current_task = asyncio.current_task
+        # Looked up once: current_task(loop) is a fraction of current_task() on Python 3.11.
+        loop = asyncio.get_running_loop()
+        upstream_next = self._ait.__anext__
+        while True:
+            if self._done:
+                failure = self._take_failure()
+                if failure is not None:
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise failure
+                return
+            try:
+                on_wait(clock())
+            except Exception:
+                report_telemetry_error("StreamCore", "on_wait")
+            task = self._task = current_task(loop)
+            if core.rearm:
+                self._rearm()
+            try:
+                item = await upstream_next()
+            except StopAsyncIteration:
+                self._task = None
+                await self._close_upstream()
+                self._exhausted()  # plain items: nothing queued to hand over
+                return
+            except BaseException as exc:
+                err = await self._wait_raised(exc, task)
+                if err is exc:
+                    raise
+                raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
+            self._task = None
+            t = clock()
+            if type(item) is self._fast_cls:
+                try:
+                    exp = self._fast(core, item, t)
+                    if exp is MISS:
+                        exp = core.on_reading(read_item(item), t)
+                except Exception as exc:
+                    self._unreadable(exc)
+                    exp = None
+                if exp is not None:
+                    self._end(clock(), error=exp)
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise exp
+                yield item
+            else:
+                try:
+                    out = self._item(item)
+                except BaseException as err:  # a timeout decided by the core
+                    self._end(clock(), error=err)
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise
+                if out is not _SKIP:
+                    yield out
 
     async def __anext__(self) -> T:
         while True:
@@ -659,13 +728,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 report_telemetry_error("StreamCore", "on_wait")
             task = self._task = asyncio.current_task()
             if self._core.rearm:
-                # No timer yet, or the deadline may have come forward (first content:
-                # first-token -> idle); a later deadline is handled by the timer re-arming
-                # itself.
-                self._core.rearm = False
-                if self._core.next_deadline() < self._timer_at:
-                    self._cancel_timer()
-                    self._arm()
+                self._rearm()
             try:
                 item = await self._ait.__anext__()
             except StopAsyncIteration:
@@ -675,28 +738,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 if out is _SKIP:
                     raise StopAsyncIteration from None
                 return out  # type: ignore[no-any-return]
-            except asyncio.CancelledError as exc:
-                self._task = None
-                if self._fired and task is not None:
-                    self._fired = False
-                    if task.uncancel() == 0:
-                        # Our own timer cancelled the wait: it is a timeout.
-                        err = self._failed(exc)
-                        await self._close_upstream()
-                        raise err from None
-                # Cancelled from outside: the consumer gave up.
-                self._end(self._clock(), abandoned=True)
-                self._cancel_timer()
-                await self._close_upstream()
-                raise
             except BaseException as exc:
-                self._task = None
-                err = self._failed(exc)
-                self._cancel_timer()
-                await self._close_upstream()
+                err = await self._wait_raised(exc, task)
                 if err is exc:
                     raise
-                raise err from exc
+                raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
             self._task = None
             cls = type(item)
             if self._plain and cls is not bytes and cls is not bytearray:
@@ -728,6 +774,36 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 raise
             if out is not _SKIP:
                 return out  # type: ignore[no-any-return]
+
+    def _rearm(self) -> None:
+        # No timer yet, or the deadline may have come forward (first content: first-token ->
+        # idle); a later deadline is handled by the timer re-arming itself.
+        self._core.rearm = False
+        if self._core.next_deadline() < self._timer_at:
+            self._cancel_timer()
+            self._arm()
+
+    async def _wait_raised(self, exc: BaseException, task: asyncio.Task[Any] | None) -> Any:
+        """The wait on the upstream raised ``exc`` (not StopAsyncIteration): end the stream;
+        returns what to raise (``exc``, or the timeout it stands for)."""
+        self._task = None
+        if isinstance(exc, asyncio.CancelledError):
+            if self._fired and task is not None:
+                self._fired = False
+                if task.uncancel() == 0:
+                    # Our own timer cancelled the wait: it is a timeout.
+                    err = self._failed(exc)
+                    await self._close_upstream()
+                    return err
+            # Cancelled from outside: the consumer gave up.
+            self._end(self._clock(), abandoned=True)
+            self._cancel_timer()
+            await self._close_upstream()
+            return exc
+        err = self._failed(exc)
+        self._cancel_timer()
+        await self._close_upstream()
+        return err
 
     def _arm(self) -> None:
         deadline = self._core.next_deadline()
