@@ -139,6 +139,7 @@ class StreamCore:
         "_closed",
         "_count_bytes",
         "_cp",
+        "_cp_at",
         "_cp_state",
         "_ended_by_upstream",
         "_error_class",
@@ -218,6 +219,9 @@ class StreamCore:
         # Checkpoint only when someone reads it, so the per-chunk path never pays for it.
         self._cp: Checkpoint | None = None
         self._cp_state: tuple[int, Any, int, int | None, str | None] | None = None
+        # A checkpoint taken while its content is still pending: (how many pending texts it
+        # covers, chunks, sequence number, response id); its hash is taken at the next settle.
+        self._cp_at: tuple[int, int, int | None, str | None] | None = None
         self.sequence_number: int | None = None
         self.response_id: str | None = None
         #: Number of the current attempt (0 before :meth:`begin_attempt`).
@@ -525,14 +529,24 @@ class StreamCore:
         self._special = False
 
     def _settle(self) -> None:
-        """Count, hash and fence-scan the content not yet settled (one join, one encode, one
-        hash update and one scan for all of it: the same results as chunk by chunk, since
-        UTF-8, sha256 and the fence tracker all read the concatenated text)."""
+        """Count, hash and fence-scan the content not yet settled: one join, one encode, one
+        hash update and one scan for all of it (two when a checkpoint falls inside it, whose
+        hash state is copied in between). The results are those of chunk by chunk work, since
+        UTF-8, sha256 and the fence tracker all read the concatenated text."""
         pending = self._pending
-        if not pending:
-            return
-        text = pending[0] if len(pending) == 1 else "".join(pending)
-        pending.clear()
+        cp_at = self._cp_at
+        if cp_at is not None:
+            self._cp_at = None
+            k = cp_at[0]
+            if k:
+                self._take(pending[0] if k == 1 else "".join(pending[:k]))
+                del pending[:k]
+            self._cp_state = (self._bytes, self._hash.copy(), cp_at[1], cp_at[2], cp_at[3])
+        if pending:
+            self._take(pending[0] if len(pending) == 1 else "".join(pending))
+            pending.clear()
+
+    def _take(self, text: str) -> None:
         data = text.encode("utf-8", "surrogatepass")
         self._hash_update(data)
         self._bytes += len(data)
@@ -541,13 +555,14 @@ class StreamCore:
             self._json_parts.append(text)
 
     def _mark(self, t: float) -> None:
-        """Every few chunks: a checkpoint when due, and a flush of the batched measurements."""
-        self._settle()
+        """Every few chunks: a checkpoint when due (its position only: the hash state is
+        copied when the pending content is settled, at the next flush or read), and a flush
+        of the batched measurements."""
         if self._chunks >= self._next_checkpoint:
             self._next_checkpoint += self._every
-            self._cp_state = (
-                self._bytes,
-                self._hash.copy(),
+            # A previous checkpoint still pending is superseded (it was never read).
+            self._cp_at = (
+                len(self._pending),
                 self._chunks,
                 self.sequence_number,
                 self.response_id,
@@ -573,6 +588,8 @@ class StreamCore:
         """The last checkpoint: every ``checkpoint_every`` content chunks, and whenever one was
         taken for an error or the end (``None`` before the first content)."""
         cp = self._cp
+        if cp is None and self._cp_at is not None:
+            self._settle()
         if cp is None and self._cp_state is not None:
             nbytes, h, chunks, seq, rid = self._cp_state
             cp = self._cp = Checkpoint(nbytes, h.hexdigest(), chunks, seq, rid)
