@@ -184,3 +184,22 @@ def test_the_first_content_asks_the_shell_to_rearm_when_idle_ends_sooner() -> No
     core.rearm = False
     core.on_content("b", None, 2.0)
     assert not core.rearm  # later content only moves the deadline later
+
+
+def test_a_slow_stream_still_reaches_the_sinks_every_second() -> None:
+    """The timed flush is folded into the deadline horizon: a chunk at or past a second since
+    the last flush still flushes, and a long checkpoint interval does not hold bytes back."""
+    rec = Recorder()
+    core = StreamCore(CorePolicy(idle=30, total=100, checkpoint_every=1000), rec)
+    core.on_open(0.0)
+    core.begin_attempt(0.0)
+    # The first content (0.5) starts the flush clock: flushes at 1.5, 2.5 and 7.0.
+    times = (0.5, 0.9, 1.5, 2.5, 2.6, 7.0)
+    flushed_after = (0, 0, 6, 8, 8, 12)
+    for t, expected in zip(times, flushed_after, strict=True):
+        core.on_wait(t - 0.1)
+        assert core.on_content("ab", None, t) is None
+        assert sum(n for n, _ in rec.named("content")) == expected, t
+    core.close(8.0)
+    assert sum(n for n, _ in rec.named("content")) == 12
+    assert sum(len(g) for _, g in rec.named("content")) == 5

@@ -308,7 +308,7 @@ class StreamCore:
         self._idle_chunk = self._chunks
         self._waiting = False
         if self._expired is None:
-            self._horizon = min(self._attempt_deadline_ft, self._total_deadline)
+            self._horizon = min(self._attempt_deadline_ft, self._total_deadline, self._flush_at)
         self.rearm = True
         self._last_return_t = None
         self._obs.attempt_started(self.attempt, t)
@@ -388,6 +388,12 @@ class StreamCore:
             self._idle_used = 0.0
         self._idle_used += w
 
+    def _horizon_after(self, t: float) -> float:
+        """The horizon after a sign of life at ``t`` that restarts the idle budget: no
+        deadline of the attempt comes sooner; nor does the timed flush, so that on_content
+        compares a chunk's time with one number for both."""
+        return min(t + self._policy.idle, self._total_deadline, self._flush_at)
+
     def _late(self, t: float) -> e.StreamTimeout | None:
         """An item came past the deadline horizon: the timeout to raise if a deadline really
         passed, else ``None`` (and the horizon moves on)."""
@@ -424,13 +430,15 @@ class StreamCore:
     ) -> e.StreamTimeout | None:
         """A content delta of ``text`` (not empty) arrived at ``t``: the per-chunk path. Like
         :meth:`on_reading` with a content reading, minus the reading."""
-        if t > self._horizon:
+        if t >= self._horizon:  # rare: a deadline may have passed, or the timed flush is due
             exp = self._late(t)
             if exp is not None:
                 return exp
             # On time. Every later deadline of the attempt is at least an idle budget after
             # its last content, which this is.
-            self._horizon = min(t + self._policy.idle, self._total_deadline)
+            self._horizon = self._horizon_after(t)
+            if t >= self._flush_at:
+                self._next_mark = 0  # the timed flush is due: with this chunk
         if self._waiting:
             self._waiting = False
             self._ph_wait += t - self._t_wait
@@ -446,7 +454,7 @@ class StreamCore:
             self._gaps.append((t - self._last_content_t) * 1000.0)
         self._last_content_t = t
         self._chunks += 1
-        if self._chunks >= self._next_mark or t >= self._flush_at:
+        if self._chunks >= self._next_mark:
             self._mark(t)
         return None
 
@@ -485,7 +493,7 @@ class StreamCore:
             self._idle_used = 0.0
             self._idle_chunk = self._chunks
             if self._expired is None:
-                self._horizon = min(t + self._policy.idle, self._total_deadline)
+                self._horizon = self._horizon_after(t)
         elif kind == STARTED:
             self._announced = True
         elif kind == END:
@@ -514,8 +522,6 @@ class StreamCore:
             # The deadline becomes the idle one: possibly earlier than the first-token one.
             self._attempt_content = True
             self.rearm = True
-        if self._expired is None:
-            self._horizon = min(t + self._policy.idle, self._total_deadline)
         if self._first_token_t is None:
             self._ph_first = self._ph_wait
             self._first_token_t = t
@@ -523,6 +529,8 @@ class StreamCore:
             self._obs.first_token(t - self._t_open, t)
         else:
             self._gaps.append((t - self._last_content_t) * 1000.0)
+        if self._expired is None:
+            self._horizon = self._horizon_after(t)
         if self._interrupted_at is not None:
             self._obs.recovery((t - self._interrupted_at) * 1000.0)
             self._interrupted_at = None

@@ -428,15 +428,19 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         core = self._core
         clock = self._clock
         on_wait = core.on_wait
+        watchdog = self._watchdog
+        # The fast path learnt for the items' class (re-read after the general path learns).
+        fast_cls = self._fast_cls
+        fast = self._fast
         exp: Any = None
         try:
             self._before_wait()
             for item in self._it:
                 t = clock()
-                if type(item) is self._fast_cls:
+                if type(item) is fast_cls:
                     try:
-                        exp = self._fast(core, item, t)
-                        if exp is MISS:
+                        exp = fast(core, item, t)
+                        if exp is not None and exp is MISS:
                             exp = core.on_reading(read_item(item), t)
                     except Exception as exc:
                         self._unreadable(exc)
@@ -450,6 +454,8 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                     except BaseException as err:  # a timeout decided by the core
                         exp = err
                         break
+                    fast_cls = self._fast_cls
+                    fast = self._fast
                     yield out
                 if self._done:
                     # Closed by the consumer, or ended by an oversized event (raised now).
@@ -462,7 +468,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                     on_wait(clock())
                 except Exception:
                     report_telemetry_error("StreamCore", "on_wait")
-                if core.rearm and self._watchdog is not None:
+                if core.rearm and watchdog is not None:
                     self._arm()
             else:
                 exp = _SKIP  # exhausted
@@ -657,6 +663,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         # Looked up once: current_task(loop) is a fraction of current_task() on Python 3.11.
         loop = asyncio.get_running_loop()
         upstream_next = self._ait.__anext__
+        fast_cls = self._fast_cls
+        fast = self._fast
         while True:
             if self._done:
                 failure = self._take_failure()
@@ -686,10 +694,10 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
             self._task = None
             t = clock()
-            if type(item) is self._fast_cls:
+            if type(item) is fast_cls:
                 try:
-                    exp = self._fast(core, item, t)
-                    if exp is MISS:
+                    exp = fast(core, item, t)
+                    if exp is not None and exp is MISS:
                         exp = core.on_reading(read_item(item), t)
                 except Exception as exc:
                     self._unreadable(exc)
@@ -708,6 +716,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                     self._cancel_timer()
                     await self._close_upstream()
                     raise
+                fast_cls = self._fast_cls
+                fast = self._fast
                 if out is not _SKIP:
                     yield out
 
