@@ -20,8 +20,11 @@ consumer spends holding a chunk does not use it up (that is the consumer's busin
 buffer cap's). ``total`` runs from :meth:`on_open` for the whole logical stream. After an
 attempt's first content the deadline is the idle one, which comes *earlier* than the first-token
 deadline when ``first_token > stream_idle`` (reasoning models); otherwise deadlines only move
-later. The shells keep one lazily re-armed timer per stream and re-arm it whenever
-:meth:`next_deadline` comes before the time it is set for. A shell that sees a deadline pass
+later. The shells keep one lazily re-armed timer per stream; when the core raises
+:attr:`rearm` (a new attempt, its first content) they compare :meth:`next_deadline` with the
+time the timer is set for, and re-arm when it is earlier. :meth:`next_deadline` is the one place
+a deadline is computed; the per-item check compares with a lower bound of every deadline of the
+attempt and asks for the exact one only past it. A shell that sees a deadline pass
 calls :meth:`expire` (or gets the error from :meth:`on_item` / :meth:`check`) and raises it;
 the error carries the last checkpoint.
 
