@@ -948,8 +948,8 @@ class EitherStreamWrapper(Generic[T]):
     def finished(self) -> bool:
         return self._shell.finished if self._shell is not None else self._core.closed
 
-    def __iter__(self) -> SyncStreamWrapper[T]:
-        return self._sync()
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._sync())
 
     def __next__(self) -> T:
         return next(self._sync())
@@ -972,8 +972,8 @@ class EitherStreamWrapper(Generic[T]):
         elif isinstance(self._shell, SyncStreamWrapper):
             self._shell.close()
 
-    def __aiter__(self) -> AsyncStreamWrapper[T]:
-        return self._async()
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._async().__aiter__()
 
     async def __anext__(self) -> T:
         return await self._async().__anext__()
