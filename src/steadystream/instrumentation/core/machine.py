@@ -553,9 +553,10 @@ class StreamCore:
                 self._take(pending[0] if k == 1 else "".join(pending[:k]))
                 del pending[:k]
             self._cp_state = (self._bytes, self._hash.copy(), cp_at[1], cp_at[2], cp_at[3])
-        if pending:
-            self._take(pending[0] if len(pending) == 1 else "".join(pending))
-            pending.clear()
+        n = len(pending)
+        if n:
+            self._take(pending[0] if n == 1 else "".join(pending[:n]))
+            del pending[:n]  # not clear(): nothing appended meanwhile is dropped
 
     def _take(self, text: str) -> None:
         data = text.encode("utf-8", "surrogatepass")
@@ -687,10 +688,12 @@ class StreamCore:
             c.TIMEOUT_IDLE: self._policy.idle,
             c.TIMEOUT_TOTAL: self._policy.total,
         }[phase]
+        # First: from a watchdog thread, an item the reader gets from now on takes the exact
+        # check (every item compares with the horizon) while the checkpoint settles content.
+        self._horizon = -_INF
         cp = self._current() if self._chunks else None
         exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
         self._expired = exc
-        self._horizon = -_INF
         if phase == c.TIMEOUT_FIRST_TOKEN:
             self._ft_timeout_t = t
         self._checkpoint_event()
