@@ -20,8 +20,11 @@ consumer spends holding a chunk does not use it up (that is the consumer's busin
 buffer cap's). ``total`` runs from :meth:`on_open` for the whole logical stream. After an
 attempt's first content the deadline is the idle one, which comes *earlier* than the first-token
 deadline when ``first_token > stream_idle`` (reasoning models); otherwise deadlines only move
-later. The shells keep one lazily re-armed timer per stream and re-arm it whenever
-:meth:`next_deadline` comes before the time it is set for. A shell that sees a deadline pass
+later. The shells keep one lazily re-armed timer per stream; when the core raises
+:attr:`rearm` (a new attempt, its first content) they compare :meth:`next_deadline` with the
+time the timer is set for, and re-arm when it is earlier. :meth:`next_deadline` is the one place
+a deadline is computed; the per-item check compares with a lower bound of every deadline of the
+attempt and asks for the exact one only past it. A shell that sees a deadline pass
 calls :meth:`expire` (or gets the error from :meth:`on_item` / :meth:`check`) and raises it;
 the error carries the last checkpoint.
 
@@ -44,10 +47,13 @@ Extension points for the active mode (retries, resume, flow control, ingress):
 :attr:`checkpoint`. Recovery latency (interruption to the first content after it) is measured
 by the core itself: the first content after a failed attempt records it.
 
-Cost per content chunk: a few attribute reads of the item, one UTF-8 encode and hash update, a
-few float operations and a list append for the gap. Bytes and gaps reach the sinks in batches
-(every 64 chunks, at least once a second, and at the end); a periodic checkpoint only copies the
-hash state, and becomes a :class:`~.checkpoint.Checkpoint` when it is read.
+Cost per content chunk: a few attribute reads of the item, one comparison with a lower bound of
+every deadline (the exact deadline is computed only past it, or when a shell asks), a few float
+operations and two list appends (the text and the gap). The text is counted, hashed and scanned
+for code fences in one pass per checkpoint interval (the same results as chunk by chunk: UTF-8,
+sha256 and the fence tracker read the concatenated text). Bytes and gaps reach the sinks in
+batches (every 64 chunks, at least once a second, and at the end); a periodic checkpoint only
+copies the hash state, and becomes a :class:`~.checkpoint.Checkpoint` when it is read.
 """
 
 from __future__ import annotations
@@ -81,7 +87,6 @@ if TYPE_CHECKING:
 __all__ = ["CorePolicy", "StreamCore"]
 
 _INF = float("inf")
-_FENCE_RELEVANT = frozenset(" \n\r")
 # Bytes and gaps reach the sinks in batches: when this many gaps piled up, at least every
 # _FLUSH_EVERY seconds while content flows, and at the end (exact totals).
 _FLUSH_GAPS = 64
@@ -137,9 +142,8 @@ class StreamCore:
         "_closed",
         "_count_bytes",
         "_cp",
+        "_cp_at",
         "_cp_state",
-        "_deadline",
-        "_deadline_phase",
         "_ended_by_upstream",
         "_error_class",
         "_every",
@@ -152,6 +156,8 @@ class StreamCore:
         "_gaps",
         "_hash",
         "_hash_update",
+        "_horizon",
+        "_idle_chunk",
         "_idle_used",
         "_info",
         "_interrupted_at",
@@ -163,12 +169,13 @@ class StreamCore:
         "_obs",
         "_open_measured",
         "_opening",
+        "_pending",
         "_ph_consumer",
         "_ph_first",
         "_ph_open",
         "_ph_pool",
         "_ph_queue",
-        "_ph_up",
+        "_ph_wait",
         "_policy",
         "_special",
         "_t_attempt",
@@ -178,6 +185,7 @@ class StreamCore:
         "_waiting",
         "attempt",
         "outcome",
+        "rearm",
         "response_id",
         "sequence_number",
     )
@@ -203,6 +211,10 @@ class StreamCore:
         self._next_mark = policy.checkpoint_every
         self._fence = FenceTracker()
         self._json_parts: list[str] | None = [] if expect_json else None
+        # Content not yet hashed, counted or scanned for fences: settled in one pass at every
+        # checkpoint and flush (and whenever bytes, hash or checkpoint are read), so a chunk
+        # costs a list append here, not an encode, a hash update and a fence scan.
+        self._pending: list[str] = []
         self._gaps: list[float] = []
         self._flush_at = _INF
         self._chunks = 0
@@ -211,6 +223,9 @@ class StreamCore:
         # Checkpoint only when someone reads it, so the per-chunk path never pays for it.
         self._cp: Checkpoint | None = None
         self._cp_state: tuple[int, Any, int, int | None, str | None] | None = None
+        # A checkpoint taken while its content is still pending: (how many pending texts it
+        # covers, chunks, sequence number, response id); its hash is taken at the next settle.
+        self._cp_at: tuple[int, int, int | None, str | None] | None = None
         self.sequence_number: int | None = None
         self.response_id: str | None = None
         #: Number of the current attempt (0 before :meth:`begin_attempt`).
@@ -232,9 +247,18 @@ class StreamCore:
         self._last_return_t: float | None = None
         self._t_wait = 0.0
         self._waiting = False
+        # Upstream wait since the last content (keep-alives do not reset it): valid while no
+        # content came since it was counted, i.e. while _idle_chunk == _chunks.
         self._idle_used = 0.0
-        self._deadline = _INF
-        self._deadline_phase = c.TIMEOUT_TOTAL
+        self._idle_chunk = 0
+        # No deadline can have passed before this time (a lower bound of every deadline of
+        # the attempt): the per-item check is one comparison; past it, the exact deadline
+        # (_next_deadline) decides. -inf once a timeout fired.
+        self._horizon = _INF
+        #: True when the deadline may have come earlier than a shell's pending look (a new
+        #: attempt, or its first content moving it from first-token to idle): the shell compares
+        #: next_deadline() with its look before the next wait, and clears it.
+        self.rearm = True
         self._expired: e.StreamTimeout | None = None
         self._interrupted_at: float | None = None
         self._error_class: str | None = None
@@ -245,8 +269,10 @@ class StreamCore:
         self._announced = False
         self._closed = False
         self._ph_open = 0.0
+        # Upstream wait, all of it; and the part of it before the first content (taken at
+        # the first content): the first_token_wait and upstream_wait phases at the end.
+        self._ph_wait = 0.0
         self._ph_first = 0.0
-        self._ph_up = 0.0
         self._ph_consumer = 0.0
         self._ph_queue: float | None = None
         self._ph_pool: float | None = None
@@ -262,6 +288,8 @@ class StreamCore:
             t -= queued
         self._t_open = t
         self._total_deadline = t + self._policy.total
+        self._horizon = min(self._horizon, self._total_deadline)
+        self.rearm = True
         self._obs.started(t)
 
     def begin_attempt(self, t: float) -> int:
@@ -282,7 +310,11 @@ class StreamCore:
         self._special = True
         self._attempt_deadline_ft = t + self._policy.first_token
         self._idle_used = 0.0
+        self._idle_chunk = self._chunks
         self._waiting = False
+        if self._expired is None:
+            self._horizon = min(self._attempt_deadline_ft, self._total_deadline, self._flush_at)
+        self.rearm = True
         self._last_return_t = None
         self._obs.attempt_started(self.attempt, t)
         return self.attempt
@@ -326,38 +358,70 @@ class StreamCore:
     # ------------------------------------------------------------------ items
 
     def on_wait(self, t: float) -> None:
-        """The shell is about to block on the upstream."""
+        """The shell is about to block on the upstream. (Its deadline is not computed here:
+        :meth:`next_deadline` answers when asked, and items compare with a lower bound.)"""
         if self._last_return_t is not None:
             self._ph_consumer += t - self._last_return_t
             self._last_return_t = None
         self._t_wait = t
         self._waiting = True
-        if self._attempt_content:
-            d = t + (self._policy.idle - self._idle_used)
-            if d < self._total_deadline:
-                self._deadline = d
-                self._deadline_phase = c.TIMEOUT_IDLE
-                return
-        elif self._attempt_deadline_ft < self._total_deadline:
-            self._deadline = self._attempt_deadline_ft
-            self._deadline_phase = c.TIMEOUT_FIRST_TOKEN
-            return
-        self._deadline = self._total_deadline
-        self._deadline_phase = c.TIMEOUT_TOTAL
 
     def next_deadline(self) -> float:
         """When the current wait must end (``inf`` when nothing bounds it). Valid after
         :meth:`on_wait`. Earlier than a previously returned value only once per attempt: at
-        its first content, when the idle budget ends before the first-token one."""
-        return self._deadline
+        its first content, when the idle budget ends before the first-token one (the core
+        sets :attr:`rearm` then).
+
+        The one place deadlines are computed: ``total`` from the open, ``first_token`` from
+        the attempt's start until its first content, then ``stream_idle`` from the start of
+        the wait, less the upstream wait already spent since the last content."""
+        return self._next_deadline()[0]
+
+    def _next_deadline(self) -> tuple[float, str]:
+        total = self._total_deadline
+        if self._attempt_content:
+            d = self._t_wait + self._idle_left()
+            if d < total:
+                return d, c.TIMEOUT_IDLE
+        elif self._attempt_deadline_ft < total:
+            return self._attempt_deadline_ft, c.TIMEOUT_FIRST_TOKEN
+        return total, c.TIMEOUT_TOTAL
+
+    def _idle_left(self) -> float:
+        if self._idle_chunk == self._chunks:
+            return self._policy.idle - self._idle_used
+        return self._policy.idle
+
+    def _add_idle(self, w: float) -> None:
+        """``w`` seconds of upstream wait ended without content (a keep-alive, an error)."""
+        if self._idle_chunk != self._chunks:
+            self._idle_chunk = self._chunks
+            self._idle_used = 0.0
+        self._idle_used += w
+
+    def _horizon_after(self, t: float) -> float:
+        """The horizon after a sign of life at ``t`` that restarts the idle budget: no
+        deadline of the attempt comes sooner; nor does the timed flush, so that on_content
+        compares a chunk's time with one number for both."""
+        return min(t + self._policy.idle, self._total_deadline, self._flush_at)
+
+    def _late(self, t: float) -> e.StreamTimeout | None:
+        """An item came past the deadline horizon: the timeout to raise if a deadline really
+        passed, else ``None`` (and the horizon moves on)."""
+        if self._expired is not None:
+            return self._expired
+        if self._waiting:
+            if t > self._next_deadline()[0]:
+                return self.expire(t)
+        elif t > self._total_deadline:
+            # No wait since the last item (readings of one byte chunk): only the total budget.
+            return self._expire_as(c.TIMEOUT_TOTAL, t)
+        return None
 
     def earliest_deadline(self, now: float) -> float:
         """While the consumer holds an item: the earliest the next wait's deadline can be, if
         it began at ``now`` (for a timer that sleeps until a deadline may have passed)."""
-        if self._attempt_content:
-            d = now + (self._policy.idle - self._idle_used)
-        else:
-            d = self._attempt_deadline_ft
+        d = now + self._idle_left() if self._attempt_content else self._attempt_deadline_ft
         return min(d, self._total_deadline)
 
     @property
@@ -377,49 +441,41 @@ class StreamCore:
     ) -> e.StreamTimeout | None:
         """A content delta of ``text`` (not empty) arrived at ``t``: the per-chunk path. Like
         :meth:`on_reading` with a content reading, minus the reading."""
-        if t > self._deadline or self._expired is not None:
-            return self._expired if self._expired is not None else self.expire(t)
+        if t >= self._horizon:  # rare: a deadline may have passed, or the timed flush is due
+            exp = self._late(t)
+            if exp is not None:
+                return exp
+            # On time. Every later deadline of the attempt is at least an idle budget after
+            # its last content, which this is.
+            self._horizon = self._horizon_after(t)
+            if t >= self._flush_at:
+                self._next_mark = 0  # the timed flush is due: with this chunk
         if self._waiting:
             self._waiting = False
-            if self._first_token_t is None:
-                self._ph_first += t - self._t_wait
-            else:
-                self._ph_up += t - self._t_wait
+            self._ph_wait += t - self._t_wait
         self._last_return_t = t
         if sequence_number is not None:
             self.sequence_number = sequence_number
         # Keep the rest to plain attribute updates; rare work is behind _special (first
-        # content, recovery) and _next_mark (checkpoints, flushes).
-        data = text.encode("utf-8", "surrogatepass")
-        self._hash_update(data)
+        # content, recovery) and _next_mark (checkpoints, flushes: bytes, hash and fences).
+        self._pending.append(text)
         if self._special:
             self._special_content(t)
         else:
             self._gaps.append((t - self._last_content_t) * 1000.0)
-        self._idle_used = 0.0
         self._last_content_t = t
-        self._bytes += len(data)
         self._chunks += 1
-        fence = self._fence
-        if text[-1] in _FENCE_RELEVANT or "`" in text or "~" in text or fence.head:
-            fence.feed(text)
-        else:
-            # Inlined FenceTracker.mid_line(): the text ends inside a line that cannot start
-            # a fence (a method call here would be a tenth of the per-chunk budget).
-            fence.at_line_start = False
-        if self._json_parts is not None:
-            self._json_parts.append(text)
-        if self._chunks >= self._next_mark or t >= self._flush_at:
+        if self._chunks >= self._next_mark:
             self._mark(t)
         return None
 
     def on_reading(self, r: Reading, t: float) -> e.StreamTimeout | None:
         """Like :meth:`on_item` for an item already read (by the provider layer, or by a shell
         from SSE bytes)."""
-        if self._expired is not None:
-            return self._expired
-        if t > self._deadline:
-            return self.expire(t)
+        if t > self._horizon:
+            exp = self._late(t)
+            if exp is not None:
+                return exp
         if r.response_id is not None and r.response_id != self.response_id:
             self.response_id = r.response_id
             self._obs.response_id(r.response_id)
@@ -433,11 +489,8 @@ class StreamCore:
         if self._waiting:
             w = t - self._t_wait
             self._waiting = False
-            if self._first_token_t is None:
-                self._ph_first += w
-            else:
-                self._ph_up += w
-            self._idle_used += w
+            self._ph_wait += w
+            self._add_idle(w)
         self._last_return_t = t
         if r.sequence_number is not None:
             self.sequence_number = r.sequence_number
@@ -445,8 +498,13 @@ class StreamCore:
             # An item no wire format knows: proof that the attempt is alive. The first-token
             # clock stops and the idle clock restarts, so a flowing stream of an unknown shape
             # is timed (idle, total) but never cut for being unknown; it is not content.
-            self._attempt_content = True
+            if not self._attempt_content:
+                self._attempt_content = True
+                self.rearm = True
             self._idle_used = 0.0
+            self._idle_chunk = self._chunks
+            if self._expired is None:
+                self._horizon = self._horizon_after(t)
         elif kind == STARTED:
             self._announced = True
         elif kind == END:
@@ -471,25 +529,60 @@ class StreamCore:
 
     def _special_content(self, t: float) -> None:
         # First content of the stream, of an attempt, or after an interruption.
-        self._attempt_content = True
+        if not self._attempt_content:
+            # The deadline becomes the idle one: possibly earlier than the first-token one.
+            self._attempt_content = True
+            self.rearm = True
         if self._first_token_t is None:
+            self._ph_first = self._ph_wait
             self._first_token_t = t
             self._flush_at = t + _FLUSH_EVERY
             self._obs.first_token(t - self._t_open, t)
         else:
             self._gaps.append((t - self._last_content_t) * 1000.0)
+        if self._expired is None:
+            self._horizon = self._horizon_after(t)
         if self._interrupted_at is not None:
             self._obs.recovery((t - self._interrupted_at) * 1000.0)
             self._interrupted_at = None
         self._special = False
 
+    def _settle(self) -> None:
+        """Count, hash and fence-scan the content not yet settled: one join, one encode, one
+        hash update and one scan for all of it (two when a checkpoint falls inside it, whose
+        hash state is copied in between). The results are those of chunk by chunk work, since
+        UTF-8, sha256 and the fence tracker all read the concatenated text."""
+        pending = self._pending
+        cp_at = self._cp_at
+        if cp_at is not None:
+            self._cp_at = None
+            k = cp_at[0]
+            if k:
+                self._take(pending[0] if k == 1 else "".join(pending[:k]))
+                del pending[:k]
+            self._cp_state = (self._bytes, self._hash.copy(), cp_at[1], cp_at[2], cp_at[3])
+        n = len(pending)
+        if n:
+            self._take(pending[0] if n == 1 else "".join(pending[:n]))
+            del pending[:n]  # not clear(): nothing appended meanwhile is dropped
+
+    def _take(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        self._hash_update(data)
+        self._bytes += len(data)
+        self._fence.feed(text)
+        if self._json_parts is not None:
+            self._json_parts.append(text)
+
     def _mark(self, t: float) -> None:
-        """Every few chunks: a checkpoint when due, and a flush of the batched measurements."""
+        """Every few chunks: a checkpoint when due (its position only: the hash state is
+        copied when the pending content is settled, at the next flush or read), and a flush
+        of the batched measurements."""
         if self._chunks >= self._next_checkpoint:
             self._next_checkpoint += self._every
-            self._cp_state = (
-                self._bytes,
-                self._hash.copy(),
+            # A previous checkpoint still pending is superseded (it was never read).
+            self._cp_at = (
+                len(self._pending),
                 self._chunks,
                 self.sequence_number,
                 self.response_id,
@@ -501,6 +594,7 @@ class StreamCore:
         self._next_mark = min(self._next_checkpoint, self._chunks + _FLUSH_GAPS)
 
     def _snapshot(self) -> Checkpoint:
+        self._settle()
         return Checkpoint(
             self._bytes,
             self._hash.copy().hexdigest(),
@@ -514,6 +608,8 @@ class StreamCore:
         """The last checkpoint: every ``checkpoint_every`` content chunks, and whenever one was
         taken for an error or the end (``None`` before the first content)."""
         cp = self._cp
+        if cp is None and self._cp_at is not None:
+            self._settle()
         if cp is None and self._cp_state is not None:
             nbytes, h, chunks, seq, rid = self._cp_state
             cp = self._cp = Checkpoint(nbytes, h.hexdigest(), chunks, seq, rid)
@@ -533,6 +629,7 @@ class StreamCore:
             self._obs.checkpoint(self._current())
 
     def _flush(self) -> None:
+        self._settle()
         n = self._bytes - self._flushed_bytes
         if n or self._gaps:
             gaps = self._gaps
@@ -566,6 +663,7 @@ class StreamCore:
     @property
     def content_bytes(self) -> int:
         """Content bytes delivered so far."""
+        self._settle()
         return self._bytes
 
     @property
@@ -579,7 +677,7 @@ class StreamCore:
         """The timeout to raise if the current wait's deadline has passed at ``t``."""
         if self._expired is not None:
             return self._expired
-        if self._waiting and t >= self._deadline:
+        if self._waiting and t >= self._next_deadline()[0]:
             return self.expire(t)
         return None
 
@@ -589,13 +687,18 @@ class StreamCore:
         exp = self._expired
         if exp is not None:
             return exp
-        phase = self._deadline_phase
+        return self._expire_as(self._next_deadline()[1], t)
+
+    def _expire_as(self, phase: str, t: float) -> e.StreamTimeout:
         cls = _TIMEOUT_ERRORS[phase]
         budget = {
             c.TIMEOUT_FIRST_TOKEN: self._policy.first_token,
             c.TIMEOUT_IDLE: self._policy.idle,
             c.TIMEOUT_TOTAL: self._policy.total,
         }[phase]
+        # First: from a watchdog thread, an item the reader gets from now on takes the exact
+        # check (every item compares with the horizon) while the checkpoint settles content.
+        self._horizon = -_INF
         cp = self._current() if self._chunks else None
         exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
         self._expired = exc
@@ -615,6 +718,7 @@ class StreamCore:
         active mode calls this before :meth:`begin_attempt`). A total timeout stays."""
         if self._expired is not None and not isinstance(self._expired, e.TotalTimeout):
             self._expired = None
+            self._horizon = -_INF  # exact checks until the next begin_attempt sets it
 
     # ------------------------------------------------------------------ failures and hooks
 
@@ -749,9 +853,11 @@ class StreamCore:
             phases[c.PHASE_POOL] = self._ph_pool * 1000.0
         if self._open_measured:
             phases[c.PHASE_OPEN] = self._ph_open * 1000.0
-        phases[c.PHASE_FIRST_TOKEN_WAIT] = self._ph_first * 1000.0
         if self._first_token_t is not None:
-            phases[c.PHASE_UPSTREAM_WAIT] = self._ph_up * 1000.0
+            phases[c.PHASE_FIRST_TOKEN_WAIT] = self._ph_first * 1000.0
+            phases[c.PHASE_UPSTREAM_WAIT] = (self._ph_wait - self._ph_first) * 1000.0
+        else:
+            phases[c.PHASE_FIRST_TOKEN_WAIT] = self._ph_wait * 1000.0
         phases[c.PHASE_CONSUMER] = self._ph_consumer * 1000.0
         info: dict[str, Any] = {
             "bytes": self._bytes,
@@ -775,11 +881,8 @@ class StreamCore:
         if self._waiting:
             w = t - self._t_wait
             self._waiting = False
-            if self._first_token_t is None:
-                self._ph_first += w
-            else:
-                self._ph_up += w
-            self._idle_used += w
+            self._ph_wait += w
+            self._add_idle(w)
 
 
 class _ResponseInfo:

@@ -379,6 +379,9 @@ class _Shell:
             # already spent (the consumer held a lifecycle event past the first-token
             # deadline) is re-checked every 50 ms.
             again = max(core.earliest_deadline(now), now + 0.05)
+            # The budget may be spent already (then the look above is 50 ms late): the reader
+            # compares its next wait's deadline with this look, and re-arms when earlier.
+            core.rearm = True
         # Mirror the pending look, so the reading thread re-arms whenever its next deadline
         # comes earlier (a race only ever makes this too late, causing a redundant watch()).
         self._armed_at = again
@@ -410,8 +413,88 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         self._armed_at = _INF
         self._plain = not events_mode
 
-    def __iter__(self) -> SyncStreamWrapper[T]:
+    def __iter__(self) -> Iterator[T]:
+        # A for loop over plain items gets a generator over the same state (about a third of
+        # the cost of a __next__ call per item); next() on the wrapper works as well, and
+        # both can be mixed: every item goes through the same core and upstream iterator.
+        if self._plain and not self._done:
+            return self._items()
         return self
+
+    def _items(self) -> Iterator[T]:
+        """The per-item loop of ``for item in wrapper`` (plain items). Leaving the loop early
+        (``break``) closes this generator but not the stream: the wrapper stays readable, and
+        ends as abandoned when closed or collected, as with ``next()``."""
+        core = self._core
+        clock = self._clock
+        on_wait = core.on_wait
+        watchdog = self._watchdog
+        # The fast path learnt for the items' class (re-read after the general path learns).
+        fast_cls = self._fast_cls
+        fast = self._fast
+        exp: Any = None
+        try:
+            self._before_wait()
+            for item in self._it:
+                t = clock()
+                if type(item) is fast_cls:
+                    try:
+                        exp = fast(core, item, t)
+                        if exp is not None and exp is MISS:
+                            exp = core.on_reading(read_item(item), t)
+                    except Exception as exc:
+                        self._unreadable(exc)
+                        exp = None
+                    if exp is not None:
+                        break
+                    yield item
+                else:
+                    try:
+                        out = self._item(item)
+                    except BaseException as err:  # a timeout decided by the core
+                        exp = err
+                        break
+                    fast_cls = self._fast_cls
+                    fast = self._fast
+                    yield out
+                if self._done:
+                    # Closed by the consumer, or ended by an oversized event (raised now).
+                    exp = self._take_failure()
+                    if exp is None:
+                        return
+                    break
+                # _before_wait(), inlined (a call here is a tenth of the per-item cost).
+                try:
+                    on_wait(clock())
+                except Exception:
+                    report_telemetry_error("StreamCore", "on_wait")
+                if core.rearm and watchdog is not None:
+                    self._arm()
+            else:
+                exp = _SKIP  # exhausted
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            # The upstream raised (our own failures are caught above and below).
+            err = self._failed(exc)
+            self._close_upstream()
+            if err is exc:
+                raise
+            raise err from exc
+        self._close_upstream()
+        if exp is _SKIP:
+            self._exhausted()  # plain items: nothing queued to hand over
+            return
+        self._end(clock(), error=exp)
+        raise exp
+
+    def _before_wait(self) -> None:
+        try:
+            self._core.on_wait(self._clock())
+        except Exception:
+            report_telemetry_error("StreamCore", "on_wait")
+        if self._core.rearm and self._watchdog is not None:
+            self._arm()
 
     def __next__(self) -> T:
         while True:
@@ -423,12 +506,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                     self._close_upstream()
                     raise failure
                 raise StopIteration
-            try:
-                self._core.on_wait(self._clock())
-            except Exception:
-                report_telemetry_error("StreamCore", "on_wait")
-            if self._watchdog is not None and self._core.next_deadline() < self._armed_at:
-                self._arm()
+            self._before_wait()
             try:
                 item = next(self._it)
             except StopIteration:
@@ -481,8 +559,9 @@ class SyncStreamWrapper(_Shell, Generic[T]):
     def _arm(self) -> None:
         # Arm (or re-arm earlier: the first content of an attempt can bring the deadline
         # forward from first-token to idle) at the current wait's deadline.
+        self._core.rearm = False
         deadline = self._core.next_deadline()
-        if deadline < _INF and self._watchdog is not None:
+        if deadline < self._armed_at and self._watchdog is not None:
             self._armed_at = deadline
             self._watchdog.watch(self, deadline)
 
@@ -566,8 +645,81 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         # Items are objects handed on as they are (not bytes parsed into events).
         self._plain = not events_mode
 
-    def __aiter__(self) -> AsyncStreamWrapper[T]:
+    def __aiter__(self) -> AsyncIterator[T]:
+        # An async for loop over plain items gets an async generator over the same state
+        # (cheaper per item than an __anext__ coroutine); __anext__ on the wrapper works as
+        # well, and both can be mixed.
+        if self._plain and not self._done:
+            return self._aitems()
         return self
+
+    async def _aitems(self) -> AsyncIterator[T]:
+        """The per-item loop of ``async for item in wrapper`` (plain items). Leaving the loop
+        early closes this generator but not the stream (see ``SyncStreamWrapper._items``)."""
+        core = self._core
+        clock = self._clock
+        on_wait = core.on_wait
+        current_task = asyncio.current_task
+        # Looked up once: current_task(loop) is a fraction of current_task() on Python 3.11.
+        loop = asyncio.get_running_loop()
+        upstream_next = self._ait.__anext__
+        fast_cls = self._fast_cls
+        fast = self._fast
+        while True:
+            if self._done:
+                failure = self._take_failure()
+                if failure is not None:
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise failure
+                return
+            try:
+                on_wait(clock())
+            except Exception:
+                report_telemetry_error("StreamCore", "on_wait")
+            task = self._task = current_task(loop)
+            if core.rearm:
+                self._rearm()
+            try:
+                item = await upstream_next()
+            except StopAsyncIteration:
+                self._task = None
+                await self._close_upstream()
+                self._exhausted()  # plain items: nothing queued to hand over
+                return
+            except BaseException as exc:
+                err = await self._wait_raised(exc, task)
+                if err is exc:
+                    raise
+                raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
+            self._task = None
+            t = clock()
+            if type(item) is fast_cls:
+                try:
+                    exp = fast(core, item, t)
+                    if exp is not None and exp is MISS:
+                        exp = core.on_reading(read_item(item), t)
+                except Exception as exc:
+                    self._unreadable(exc)
+                    exp = None
+                if exp is not None:
+                    self._end(clock(), error=exp)
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise exp
+                yield item
+            else:
+                try:
+                    out = self._item(item)
+                except BaseException as err:  # a timeout decided by the core
+                    self._end(clock(), error=err)
+                    self._cancel_timer()
+                    await self._close_upstream()
+                    raise
+                fast_cls = self._fast_cls
+                fast = self._fast
+                if out is not _SKIP:
+                    yield out
 
     async def __anext__(self) -> T:
         while True:
@@ -585,11 +737,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             except Exception:
                 report_telemetry_error("StreamCore", "on_wait")
             task = self._task = asyncio.current_task()
-            if self._core.next_deadline() < self._timer_at:
-                # No timer yet, or the deadline came forward (first content: first-token ->
-                # idle); a later deadline is handled by the timer re-arming itself.
-                self._cancel_timer()
-                self._arm()
+            if self._core.rearm:
+                self._rearm()
             try:
                 item = await self._ait.__anext__()
             except StopAsyncIteration:
@@ -599,28 +748,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 if out is _SKIP:
                     raise StopAsyncIteration from None
                 return out  # type: ignore[no-any-return]
-            except asyncio.CancelledError as exc:
-                self._task = None
-                if self._fired and task is not None:
-                    self._fired = False
-                    if task.uncancel() == 0:
-                        # Our own timer cancelled the wait: it is a timeout.
-                        err = self._failed(exc)
-                        await self._close_upstream()
-                        raise err from None
-                # Cancelled from outside: the consumer gave up.
-                self._end(self._clock(), abandoned=True)
-                self._cancel_timer()
-                await self._close_upstream()
-                raise
             except BaseException as exc:
-                self._task = None
-                err = self._failed(exc)
-                self._cancel_timer()
-                await self._close_upstream()
+                err = await self._wait_raised(exc, task)
                 if err is exc:
                     raise
-                raise err from exc
+                raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
             self._task = None
             cls = type(item)
             if self._plain and cls is not bytes and cls is not bytearray:
@@ -653,6 +785,36 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             if out is not _SKIP:
                 return out  # type: ignore[no-any-return]
 
+    def _rearm(self) -> None:
+        # No timer yet, or the deadline may have come forward (first content: first-token ->
+        # idle); a later deadline is handled by the timer re-arming itself.
+        self._core.rearm = False
+        if self._core.next_deadline() < self._timer_at:
+            self._cancel_timer()
+            self._arm()
+
+    async def _wait_raised(self, exc: BaseException, task: asyncio.Task[Any] | None) -> Any:
+        """The wait on the upstream raised ``exc`` (not StopAsyncIteration): end the stream;
+        returns what to raise (``exc``, or the timeout it stands for)."""
+        self._task = None
+        if isinstance(exc, asyncio.CancelledError):
+            if self._fired and task is not None:
+                self._fired = False
+                if task.uncancel() == 0:
+                    # Our own timer cancelled the wait: it is a timeout.
+                    err = self._failed(exc)
+                    await self._close_upstream()
+                    return err
+            # Cancelled from outside: the consumer gave up.
+            self._end(self._clock(), abandoned=True)
+            self._cancel_timer()
+            await self._close_upstream()
+            return exc
+        err = self._failed(exc)
+        self._cancel_timer()
+        await self._close_upstream()
+        return err
+
     def _arm(self) -> None:
         deadline = self._core.next_deadline()
         if deadline < _INF:
@@ -670,7 +832,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             return
         core = self._core
         if not core.waiting:
-            return  # re-armed by the next __anext__
+            core.rearm = True  # re-armed by the next __anext__
+            return
         now = self._clock()
         deadline = core.next_deadline()
         if now >= deadline:
@@ -785,8 +948,8 @@ class EitherStreamWrapper(Generic[T]):
     def finished(self) -> bool:
         return self._shell.finished if self._shell is not None else self._core.closed
 
-    def __iter__(self) -> SyncStreamWrapper[T]:
-        return self._sync()
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._sync())
 
     def __next__(self) -> T:
         return next(self._sync())
@@ -809,8 +972,8 @@ class EitherStreamWrapper(Generic[T]):
         elif isinstance(self._shell, SyncStreamWrapper):
             self._shell.close()
 
-    def __aiter__(self) -> AsyncStreamWrapper[T]:
-        return self._async()
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._async().__aiter__()
 
     async def __anext__(self) -> T:
         return await self._async().__anext__()

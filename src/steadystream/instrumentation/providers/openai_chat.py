@@ -135,6 +135,37 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     return core.on_content(text, None, t)
 
 
+def _fast_model(core: Any, item: Any, t: float) -> Any:
+    # Chunks of a class whose instances keep their fields in __dict__ (the SDK's pydantic
+    # models): the checks of _fast_object by subscript; anything unusual (a field missing, an
+    # object without __dict__) takes _fast_object, which decides.
+    try:
+        fields = item.__dict__
+        choices = fields["choices"]
+        if type(choices) is not list or len(choices) != 1:
+            return MISS
+        choice = choices[0].__dict__
+        delta = choice["delta"]
+        d = delta.__dict__
+        text = d["content"]
+        if type(text) is not str or not text:
+            return MISS
+        if d["refusal"] or d["tool_calls"] or choice["finish_reason"] is not None:
+            return MISS
+        extra = delta.__pydantic_extra__
+        rid = fields["id"]
+    except (AttributeError, KeyError):
+        return _fast_object(core, item, t)
+    if d.get("reasoning_content"):
+        return MISS
+    if extra and extra.get("reasoning_content"):
+        return MISS
+    # The id is the response id, which the general path records when it changes.
+    if rid is not None and rid != core.response_id:
+        return MISS
+    return core.on_content(text, None, t)
+
+
 def _replace_in_choices(choices: Any, old: str, new: str, *, dict_like: bool) -> bool:
     """Trim the one content field of a single-choice chunk whose value is ``old``."""
     for choice in choices or ():
@@ -175,7 +206,10 @@ class ChatFormat(BaseFormat):
     def fast_path(self, item: Any) -> FastPath | None:
         if type(item) is dict:
             return None
-        return _fast_object if attr(item, "choices") is not None else None
+        if attr(item, "choices") is None:
+            return None
+        fields = getattr(item, "__dict__", None)
+        return _fast_model if isinstance(fields, dict) and "choices" in fields else _fast_object
 
     def replace_text(self, item: Any, old: str, new: str) -> Any:
         if isinstance(item, dict):

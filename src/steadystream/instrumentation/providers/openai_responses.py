@@ -168,6 +168,23 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     return MISS
 
 
+def _fast_model(core: Any, item: Any, t: float) -> Any:
+    # SDK events of a class whose instances keep their fields in __dict__ (pydantic models):
+    # three subscripts, no attribute lookup through the class. Anything unusual (a field
+    # missing, say) takes the general object path.
+    try:
+        fields = item.__dict__
+        if fields["type"] != TEXT_DELTA:
+            return MISS
+        text = fields["delta"]
+        seq = fields["sequence_number"]
+    except (AttributeError, KeyError):
+        return _fast_object(core, item, t)
+    if type(text) is str and text:
+        return core.on_content(text, seq, t)
+    return MISS
+
+
 class ResponsesFormat(BaseFormat):
     """:class:`~.base.WireFormat` of the OpenAI Responses API (see the module docstring)."""
 
@@ -184,7 +201,10 @@ class ResponsesFormat(BaseFormat):
     def fast_path(self, item: Any) -> FastPath | None:
         if type(item) is dict:
             return _fast_dict if isinstance(item.get("type"), str) else None
-        return _fast_object if isinstance(attr(item, "type"), str) else None
+        if not isinstance(attr(item, "type"), str):
+            return None
+        fields = getattr(item, "__dict__", None)
+        return _fast_model if isinstance(fields, dict) and "type" in fields else _fast_object
 
     def replace_text(self, item: Any, old: str, new: str) -> Any:
         if isinstance(item, dict):
