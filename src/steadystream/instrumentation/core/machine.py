@@ -176,6 +176,7 @@ class StreamCore:
         "_total_deadline",
         "_waiting",
         "attempt",
+        "lag_excuse",
         "outcome",
         "response_id",
         "sequence_number",
@@ -243,6 +244,9 @@ class StreamCore:
         self._info: _ResponseInfo | None = None
         self._announced = False
         self._closed = False
+        #: Asked when a first-token or idle deadline is found passed: does this process's own
+        #: lag excuse it? (a :class:`~.watchdog.LagExcuse`; ``None``: never.)
+        self.lag_excuse: Callable[[str], tuple[float, float] | None] | None = None
         self._ph_open = 0.0
         self._ph_first = 0.0
         self._ph_up = 0.0
@@ -370,7 +374,9 @@ class StreamCore:
         """A content delta of ``text`` (not empty) arrived at ``t``: the per-chunk path. Like
         :meth:`on_reading` with a content reading, minus the reading."""
         if t > self._deadline or self._expired is not None:
-            return self._expired if self._expired is not None else self.expire(t)
+            exp = self.deadline_passed(t)
+            if exp is not None:
+                return exp
         if self._waiting:
             self._waiting = False
             if self._first_token_t is None:
@@ -411,7 +417,9 @@ class StreamCore:
         if self._expired is not None:
             return self._expired
         if t > self._deadline:
-            return self.expire(t)
+            exp = self.deadline_passed(t)
+            if exp is not None:
+                return exp
         if r.response_id is not None and r.response_id != self.response_id:
             self.response_id = r.response_id
             self._obs.response_id(r.response_id)
@@ -572,29 +580,68 @@ class StreamCore:
         if self._expired is not None:
             return self._expired
         if self._waiting and t >= self._deadline:
-            return self.expire(t)
+            return self.deadline_passed(t)
         return None
 
-    def expire(self, t: float) -> e.StreamTimeout:
+    def deadline_passed(self, t: float) -> e.StreamTimeout | None:
+        """The current deadline is found passed at ``t`` (by a timer, the watchdog, or an item
+        that came after it): the timeout to raise, or ``None`` when this process's own lag
+        excuses it (:attr:`lag_excuse`) and the deadline moved out instead, so an item that is
+        in fact there is read. Safe from a watchdog thread."""
+        if self._expired is not None:
+            return self._expired
+        excuse = self.lag_excuse
+        if excuse is not None and self._deadline_phase != c.TIMEOUT_TOTAL:
+            verdict = excuse(self._deadline_phase)
+            if verdict is not None:
+                grace, lag = verdict
+                until = min(max(t, self._deadline) + grace, self._total_deadline)
+                if grace > 0 and until > t:
+                    if self._deadline_phase == c.TIMEOUT_FIRST_TOKEN:
+                        self._attempt_deadline_ft = until
+                    if until >= self._total_deadline:
+                        self._deadline_phase = c.TIMEOUT_TOTAL
+                    self._deadline = until
+                    return None
+                if grace <= 0:
+                    return self.expire(t, lag=lag)
+        return self.expire(t)
+
+    def expire(self, t: float, *, lag: float | None = None) -> e.StreamTimeout:
         """The current deadline passed: record the timeout once and return the error to raise
-        (with the checkpoint attached). Idempotent; safe from a watchdog thread."""
+        (with the checkpoint attached). Idempotent; safe from a watchdog thread. With ``lag``
+        (a first-token or idle deadline that ran out while this process lagged, see
+        :meth:`deadline_passed`), the error is :class:`~..errors.LagTimeout`, which is not
+        counted as a timeout of that phase: the upstream is not to blame."""
         exp = self._expired
         if exp is not None:
             return exp
         phase = self._deadline_phase
-        cls = _TIMEOUT_ERRORS[phase]
         budget = {
             c.TIMEOUT_FIRST_TOKEN: self._policy.first_token,
             c.TIMEOUT_IDLE: self._policy.idle,
             c.TIMEOUT_TOTAL: self._policy.total,
         }[phase]
         cp = self._current() if self._chunks else None
-        exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
+        exc: e.StreamTimeout
+        if lag is not None and phase != c.TIMEOUT_TOTAL:
+            exc = e.LagTimeout(
+                f"{phase} timeout: budget {budget:g}s exceeded while this process lagged "
+                f"{lag * 1000:.0f} ms",
+                phase=phase,
+                lag=lag,
+                checkpoint=cp,
+            )
+        else:
+            exc = _TIMEOUT_ERRORS[phase](
+                f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp
+            )
         self._expired = exc
         if phase == c.TIMEOUT_FIRST_TOKEN:
             self._ft_timeout_t = t
         self._checkpoint_event()
-        self._obs.timeout(phase, t)
+        if not isinstance(exc, e.LagTimeout):
+            self._obs.timeout(phase, t)
         return exc
 
     @property
