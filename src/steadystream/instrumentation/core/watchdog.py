@@ -197,7 +197,8 @@ class LagMeter:
         """The lag that says whether the process is lagging now (seconds)."""
         now = self._clock() if now is None else now
         worst = self.overdue(now)
-        for t, lag in reversed(self._samples):
+        # A copy taken in one step: the watchdog thread may append while a reader asks.
+        for t, lag in reversed(tuple(self._samples)):
             if t < now - RECENT:
                 break
             if lag > worst:
