@@ -445,3 +445,89 @@ def test_the_watchdog_measures_how_late_it_wakes() -> None:
     wait_for(looked.is_set, "the watchdog to look at the stream")
     assert dog.lag.recent() == pytest.approx(2.0)
     assert dog.lag.source == c.LAG_SOURCE_WATCHDOG
+
+
+def connect_spec(lag: str) -> ss.Spec:
+    return ss.Spec.model_validate(
+        {
+            "version": 1,
+            "service": "gen",
+            "stream": {
+                "timeouts": {"first_token": "5s", "stream_idle": "8s", "total": "60s"},
+                # An empty retry budget: any retry it pays for is refused.
+                "retry": {
+                    "max_retries": 2,
+                    "base_backoff": "1ms",
+                    "max_backoff": "2ms",
+                    "budget": "0%",
+                    "min_per_second": 0,
+                },
+                "ingress": {"overload": {"lag": lag, "shed": False}},
+            },
+        }
+    )
+
+
+def connect_run(spec: ss.Spec, *, stall: float) -> tuple[Any, CollectorRegistry]:
+    """An opener whose first attempt blocks the loop ``stall`` s, then fails with a connect
+    timeout; the second attempt streams."""
+    import httpx
+
+    registry = CollectorRegistry()
+    monitor = StreamMonitor(spec, registry=registry, tracer_provider=TracerProvider())
+    calls: list[Any] = []
+
+    async def opener(checkpoint: Any) -> Any:
+        calls.append(checkpoint)
+        if len(calls) == 1:
+            time.sleep(stall)  # the loop is blocked: its lag meter's tick goes overdue
+            raise httpx.ConnectTimeout("timed out")
+
+        async def gen() -> Any:
+            yield delta("ok")
+            yield COMPLETED
+
+        return gen()
+
+    async def main() -> Any:
+        try:
+            return [item async for item in monitor.stream(opener, model="m", provider="p")]
+        except ss.StreamError as exc:
+            return exc
+
+    return asyncio.run(main()), registry
+
+
+def test_a_connect_timeout_while_lagging_is_retried_without_the_budget() -> None:
+    """A connect timeout that fired while the loop lagged is retried without drawing on the
+    (empty) retry budget, and not counted as a dial timeout."""
+    out, registry = connect_run(connect_spec("250ms"), stall=0.6)
+    assert out == [delta("ok"), COMPLETED]
+    base = {"service": "gen", "model": "m", "provider": "p"}
+    assert value(registry, "stream_retry_total", reason="network", **base) == 1
+    assert value(registry, "stream_retry_budget_exhausted_total", **base) == 0
+    assert value(registry, "stream_timeouts_total", phase="dial", **base) == 0
+
+
+def test_a_connect_timeout_without_lag_spends_the_budget() -> None:
+    """The same failure with the process not lagging (threshold out of reach) is the
+    upstream's: the empty budget refuses the retry, and the stream ends as connect_timeout."""
+    out, registry = connect_run(connect_spec("10s"), stall=0.0)
+    assert isinstance(out, ss.RetryBudgetExhausted), out
+    base = {"service": "gen", "model": "m", "provider": "p"}
+    assert value(registry, "stream_errors_total", error_class="connect_timeout", **base) == 1
+    assert value(registry, "stream_timeouts_total", phase="dial", **base) == 1
+
+
+def test_lag_caused_verdict_keeps_the_retry_and_names_the_class() -> None:
+    """lag_caused: same retry decision and reason, class process_lag, free of the budget."""
+    from steadystream.instrumentation.policy.retry import Verdict, lag_caused
+
+    v = lag_caused(Verdict(True, c.RETRY_REASON_NETWORK, c.ERROR_CLASS_CONNECT_TIMEOUT), 0.5)
+    assert (v.retry, v.reason, v.error_class, v.free) == (
+        True,
+        c.RETRY_REASON_NETWORK,
+        c.ERROR_CLASS_PROCESS_LAG,
+        True,
+    )
+    assert "500 ms" in v.why

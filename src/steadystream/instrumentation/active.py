@@ -67,7 +67,7 @@ from .errors import (
     UpstreamError,
 )
 from .policy.resume import SKIP, Resumer
-from .policy.retry import Verdict, classify
+from .policy.retry import Verdict, classify, lag_caused
 from .providers import registry as wire
 from .providers.base import END, ERROR, STARTED
 from .providers.failures import error_class as failure_class
@@ -391,11 +391,13 @@ class _Run:
         """An attempt failed: returns the delay before the next attempt, or raises the error
         the consumer gets (typed, with the exact checkpoint)."""
         plan = self.plan_retry(exc)
-        return self.retry_granted(plan, self.monitor.budget.try_withdraw())
+        return self.retry_granted(plan, plan[1].free or self.monitor.budget.try_withdraw())
 
     async def on_failure_async(self, exc: BaseException) -> float:
         """:meth:`on_failure` for async consumers: a shared budget is awaited, not blocked on."""
         plan = self.plan_retry(exc)
+        if plan[1].free:
+            return self.retry_granted(plan, True)
         return self.retry_granted(plan, await self.monitor.budget.try_withdraw_async())
 
     def plan_retry(self, exc: BaseException) -> tuple[BaseException, Verdict, float, float]:
@@ -425,6 +427,11 @@ class _Run:
             retry_after_cap=self.retry_spec.retry_after_cap,
             now=self.monitor.wall_clock(),
         )
+        if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT and self.excuse is not None:
+            lag = self.excuse.lagging()
+            if lag is not None:
+                # The connect timer fired while this process lagged: not the upstream's dial.
+                verdict = lag_caused(verdict, lag)
         if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT:
             # The dial / TLS budget ran out inside the HTTP client (see .timeouts).
             try:
@@ -531,7 +538,13 @@ class _Run:
                     self._resume_failed(t)
                 # A failed resume names the failure class, whatever the failed attempt said
                 # (a refused resume's attempt failed as upstream_4xx).
-                error_class = error.error_class if isinstance(error, ResumeFailed) else None
+                # So does a failure this process's own lag explained (process_lag).
+                error_class = (
+                    error.error_class
+                    if isinstance(error, ResumeFailed)
+                    or getattr(error, "error_class", None) == c.ERROR_CLASS_PROCESS_LAG
+                    else None
+                )
                 try:
                     self.core.close(t, error=error, abandoned=abandoned, error_class=error_class)
                 except Exception:

@@ -34,7 +34,8 @@ moment a deadline is found passed (see ``docs/instrumentation.md``, "Overload"):
 * a first-token or idle deadline found passed while lagging is not a timeout yet: the deadline
   moves out by the lag measured (at least the threshold), so the item is read if it is in fact
   there. The grace of one attempt adds up to at most that deadline's own budget;
-* past that grace, still lagging, the attempt ends in :class:`~..errors.LagTimeout`
+* past that grace, still lagging (a lag of the threshold measured during the grace), the
+  attempt ends in :class:`~..errors.LagTimeout`
   (``error_class="process_lag"``), which is not retried; not lagging, it is an ordinary
   first-token or idle timeout. The total deadline never moves.
 """
@@ -193,13 +194,23 @@ class LagMeter:
         now = self._clock() if now is None else now
         return max(0.0, now - self.due)
 
+    def now(self) -> float:
+        """The meter's clock (a loop's meter reads the loop's)."""
+        return self._clock()
+
     def recent(self, now: float | None = None) -> float:
         """The lag that says whether the process is lagging now (seconds)."""
+        now = self._clock() if now is None else now
+        return self.worst_since(now - RECENT, now)
+
+    def worst_since(self, since: float, now: float | None = None) -> float:
+        """The largest lag recorded at or after ``since``, or how late the pending tick is
+        ``now`` when that is more (seconds)."""
         now = self._clock() if now is None else now
         worst = self.overdue(now)
         # A copy taken in one step: the watchdog thread may append while a reader asks.
         for t, lag in reversed(tuple(self._samples)):
-            if t < now - RECENT:
+            if t < since:
                 break
             if lag > worst:
                 worst = lag
@@ -270,7 +281,7 @@ class LagExcuse:
     grace one attempt may get for it (phases not in it, ``total``, get none).
     """
 
-    __slots__ = ("budgets", "granted", "meter", "threshold")
+    __slots__ = ("budgets", "granted", "meter", "since", "threshold")
 
     def __init__(self, meter: LagMeter, threshold: float, budgets: dict[str, float]) -> None:
         self.meter = meter
@@ -278,10 +289,18 @@ class LagExcuse:
         self.budgets = budgets
         #: Grace given so far in this attempt, seconds.
         self.granted = 0.0
+        #: When the last grace began (the meter's clock).
+        self.since = 0.0
 
     def new_attempt(self) -> None:
         """An attempt starts: its grace is fresh."""
         self.granted = 0.0
+
+    def lagging(self) -> float | None:
+        """The lag measured now when it reaches the threshold (the process is lagging), else
+        ``None``; for failures other than deadlines (a connect timeout fired late)."""
+        lag = self.meter.recent()
+        return lag if lag >= self.threshold else None
 
     def __call__(self, phase: str) -> tuple[float, float] | None:
         """The deadline of ``phase`` passed: ``None`` when the process is not lagging (an
@@ -290,13 +309,17 @@ class LagExcuse:
         budget = self.budgets.get(phase)
         if budget is None:
             return None
-        lag = self.meter.recent()
+        now = self.meter.now()
+        # The first look reads the last second; after a grace, only what happened during it
+        # (a stall the grace already covered must not blame the process a second time).
+        lag = self.meter.worst_since(self.since, now) if self.granted else self.meter.recent(now)
         if lag < self.threshold:
             return None
         grace = min(max(lag, self.threshold), budget - self.granted)
         if grace <= 0:
             return 0.0, lag
         self.granted += grace
+        self.since = now
         return grace, lag
 
 

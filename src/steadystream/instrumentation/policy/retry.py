@@ -63,6 +63,7 @@ __all__ = [
     "Backoff",
     "Verdict",
     "classify",
+    "lag_caused",
     "parse_retry_after",
     "parse_should_retry",
 ]
@@ -87,6 +88,8 @@ class Verdict:
     status: int | None = None
     retry_after: float | None = None
     why: str = ""
+    #: Retried without drawing on the retry budget (a failure this process's lag explains).
+    free: bool = False
 
 
 def parse_should_retry(headers: Mapping[str, str] | None) -> bool | None:
@@ -166,6 +169,23 @@ def classify(
             why="content was already delivered and the stream cannot be resumed",
         )
     return verdict
+
+
+def lag_caused(verdict: Verdict, lag: float) -> Verdict:
+    """``verdict`` of a failure this process's own lag explains rather than the upstream: a
+    connect timeout that fired while the event loop (or watchdog) ran ``lag`` seconds late, the
+    connection possibly made and not yet read. It is retried as before (``max_retries`` and the
+    total budget still bound it) but without drawing on the retry budget, and if it ends the
+    stream it does so as ``process_lag``, not as the upstream's ``connect_timeout``."""
+    return Verdict(
+        verdict.retry,
+        verdict.reason,
+        c.ERROR_CLASS_PROCESS_LAG,
+        verdict.status,
+        verdict.retry_after,
+        f"{verdict.why}; this process lagged {lag * 1000:.0f} ms",
+        free=verdict.retry,
+    )
 
 
 def _classify_kind(exc: BaseException, *, retry_after_cap: float, now: float | None) -> Verdict:
