@@ -20,7 +20,7 @@ because a target was missed.
 
 Usage::
 
-    python benchmarks/run.py                 # everything (about 13 minutes on 2 cores)
+    python benchmarks/run.py                 # everything (about 17 minutes on 2 cores)
     python benchmarks/run.py --only chunk,generate
     python benchmarks/run.py --quick         # fewer rounds and streams: a smoke run
 """
