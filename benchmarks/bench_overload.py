@@ -9,7 +9,7 @@ the last level below it (``--knee N`` sets it instead, and says so in the table)
 Each level then runs ``multiple x knee`` streams started together (over ``--ramp`` seconds), of
 ``--deltas`` deltas each with the model paced at ``--token-interval``, once raw and once through
 ``responses_stream`` with the default runtime policy (first token 3 s, idle 8 s, retries with a
-20 % budget, shedding on at 250 ms of lag), raw and steadystream alternating. Per run:
+20 % budget, shedding on at 500 ms of lag), raw and steadystream alternating. Per run:
 
 * failed: streams that ended in an error (a retryable ``overloaded`` rejection at admission is
   counted apart, as shed: the caller was told at once to go elsewhere);

@@ -261,9 +261,9 @@ def test_shedding_is_off_in_the_spec() -> None:
 
 
 def test_overload_spec_has_defaults_and_bounds() -> None:
-    """Defaults: 250 ms lag, shedding on, 1 s retry-after; a lag out of range is an error."""
+    """Defaults: 500 ms lag, shedding on, 1 s retry-after; a lag out of range is an error."""
     overload = ss.default_spec("x").stream.ingress.overload
-    assert (overload.lag, overload.shed, overload.retry_after) == (0.25, True, 1.0)
+    assert (overload.lag, overload.shed, overload.retry_after) == (0.5, True, 1.0)
     with pytest.raises(Exception, match="lag must be between"):
         ss.Spec.model_validate(
             {"version": 1, "service": "x", "stream": {"ingress": {"overload": {"lag": "1ms"}}}}
@@ -281,6 +281,7 @@ def make_monitor(first_token: str = "300ms") -> tuple[StreamMonitor, CollectorRe
             "stream": {
                 "timeouts": {"first_token": first_token, "stream_idle": "8s", "total": "60s"},
                 "retry": {"max_retries": 2, "base_backoff": "1ms", "max_backoff": "2ms"},
+                "ingress": {"overload": {"lag": "250ms"}},
             },
         }
     )

@@ -450,7 +450,7 @@ class Overload(_Model):
     grace instead of blaming the upstream, and new streams are shed at ingress."""
 
     lag: Duration = Field(  # type: ignore[assignment]
-        default="250ms",
+        default="500ms",
         description="The process lags when its event loop (or watchdog) runs this late: "
         "deadlines found passed then get a grace, and a lag sustained at this level sheds "
         "new streams (until it falls below half of it).",
@@ -470,7 +470,7 @@ class Overload(_Model):
         if not 0.01 <= value <= 10:
             raise ValueError(
                 "lag must be between 10ms and 10s: a loop later than that has long missed its "
-                "deadlines (default 250ms)"
+                "deadlines (default 500ms)"
             )
         return value
 

@@ -159,7 +159,7 @@ class IngressGuard:
         clock: Callable[[], float] = time.monotonic,
         on_reject: Callable[[str], None] | None = None,
         on_in_flight: Callable[[int], None] | None = None,
-        shed_lag: float | None = 0.25,
+        shed_lag: float | None = 0.5,
         shed_retry_after: float = 1.0,
     ) -> None:
         if max_concurrent < 1:
