@@ -9,6 +9,8 @@ clients or tracemalloc state never leak into another's figures), in this order:
 4. ``bench_generate.py`` ``steadystream generate`` on a spec with 100 SLOs
 5. ``bench_sse.py``      SSE parsing of a 256 KiB / 1 MiB / 4 MiB ``data:`` line in 64-byte chunks
 6. ``bench_alerting.py`` time to detect: steadystream's rules vs Sloth's in promtool, per incident
+7. ``bench_overload.py`` 1x/2x/3x the event-loop knee: raw vs responses_stream, failed streams
+8. ``bench_spike.py``    10x the sustainable arrival rate for 10 s: raw, with and without the queue
 
 Then prints the machine, every table and a summary of the targets, and writes
 ``benchmarks/results/summary.json`` and ``summary.md`` (the Markdown tables for the README).
@@ -18,7 +20,7 @@ because a target was missed.
 
 Usage::
 
-    python benchmarks/run.py                 # everything (about 13 minutes on 2 cores)
+    python benchmarks/run.py                 # everything (about 17 minutes on 2 cores)
     python benchmarks/run.py --only chunk,generate
     python benchmarks/run.py --quick         # fewer rounds and streams: a smoke run
 """
@@ -58,6 +60,16 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [],
         ["--history", "1440", "--only", "hard-outage,fast-burn,night-failure,traffic-stops"],
     ),
+    "overload": (
+        "bench_overload.py",
+        [],
+        ["--knee", "20", "--multiples", "1,2", "--deltas", "5", "--token-interval", "20ms"],
+    ),
+    "spike": (
+        "bench_spike.py",
+        [],
+        ["--rate", "5", "--before", "1", "--spike", "3", "--after", "2", "--deltas", "5"],
+    ),
 }
 
 TARGETS = (
@@ -67,6 +79,7 @@ TARGETS = (
     ("scale", "target_met", "scale: <= 16 KiB per stream added by responses_stream"),
     ("generate", "target_met", "generate, 100 SLOs: < 2 s"),
     ("sse", "target_met", "SSE parse: linear in line length (4x the bytes <= 6x the time)"),
+    ("overload", "target_met", "overload: at 2x the knee, no more failed streams than raw"),
 )
 
 

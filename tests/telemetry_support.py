@@ -85,6 +85,8 @@ class Telemetry:
             for s in metric.samples:
                 if s.name.endswith(("_created", "_bucket", "_sum")):
                     continue
+                if s.name.startswith(c.LOOP_LAG):
+                    continue  # the process's lag, sampled by time, not by stream
                 key = s.name + "".join(
                     f",{k}={v}" for k, v in sorted(s.labels.items()) if k not in self.labels
                 )

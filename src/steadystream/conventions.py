@@ -43,8 +43,12 @@ INGRESS_MAX_CONCURRENT: Final = "stream_ingress_max_concurrent"
 # Per process: limit decisions taken on local limits because the shared store (Redis, see
 # ``stream.shared``) was unreachable or slow, by limit.
 SHARED_FALLBACK_TOTAL: Final = "stream_shared_fallback_total"
+# Per process: how late this process runs its own work (the event loop's ticks, the sync
+# watchdog's wake-ups), by source. A process that lags misses deadlines by itself; see
+# ``stream.ingress.overload``.
+LOOP_LAG: Final = "stream_event_loop_lag_ms"
 
-HISTOGRAMS: Final = (FIRST_TOKEN_LATENCY, CHUNK_GAP, RECOVERY_LATENCY, PHASE_DURATION)
+HISTOGRAMS: Final = (FIRST_TOKEN_LATENCY, CHUNK_GAP, RECOVERY_LATENCY, PHASE_DURATION, LOOP_LAG)
 COUNTERS: Final = (
     BYTES_TOTAL,
     ABORT_CLIENT_SLOW_TOTAL,
@@ -99,6 +103,7 @@ UNITS: Final = {
     INGRESS_MAX_CONCURRENT: "{stream}",
     SHARED_FALLBACK_TOTAL: "{decision}",
     TOKENS_TOTAL: "{token}",
+    LOOP_LAG: "ms",
 }
 
 DESCRIPTIONS: Final = {
@@ -128,6 +133,8 @@ DESCRIPTIONS: Final = {
     "unreachable or slower than its timeout, by limit.",
     REASSEMBLY_ERRORS_TOTAL: "Reassembly problems found in the content, by kind.",
     PHASE_DURATION: "Where a stream's wall time went, by phase (network, model or app).",
+    LOOP_LAG: "How late this process ran its own work, by source: an asyncio event loop's "
+    "ticks (loop) or the sync watchdog's wake-ups against their deadlines (watchdog).",
     TOKENS_TOTAL: "Tokens the upstream reported as used, by type (input or output); summed "
     "over every request of a logical stream (retries, resumes, continuations).",
 }
@@ -146,6 +153,7 @@ LABEL_ERROR_CLASS: Final = "error_class"
 LABEL_KIND: Final = "kind"
 LABEL_LIMIT: Final = "limit"
 LABEL_TOKEN_TYPE: Final = "type"
+LABEL_SOURCE: Final = "source"
 BASE_LABELS: Final = (LABEL_SERVICE, LABEL_MODEL, LABEL_PROVIDER)
 
 OTHER_MODEL: Final = "other"
@@ -207,6 +215,9 @@ ERROR_CLASS_NETWORK: Final = "network"
 # An SSE line or event past stream.max_event_bytes.
 ERROR_CLASS_EVENT_TOO_LARGE: Final = "event_too_large"
 ERROR_CLASS_REJECTED: Final = "rejected"
+# A first-token or idle deadline ran out while this process itself was lagging (its event loop
+# or watchdog ran late past the grace it was given): not the upstream's failure, not retried.
+ERROR_CLASS_PROCESS_LAG: Final = "process_lag"
 ERROR_CLASS_OTHER: Final = "other"
 ERROR_CLASSES: Final = (
     ERROR_CLASS_CLIENT_TOO_SLOW,
@@ -225,6 +236,7 @@ ERROR_CLASSES: Final = (
     ERROR_CLASS_NETWORK,
     ERROR_CLASS_EVENT_TOO_LARGE,
     ERROR_CLASS_REJECTED,
+    ERROR_CLASS_PROCESS_LAG,
     ERROR_CLASS_OTHER,
 )
 
@@ -234,7 +246,21 @@ REJECT_RATE: Final = "rate"
 # With an admission queue (stream.ingress.queue): the queue was full, or the wait ran out.
 REJECT_QUEUE_FULL: Final = "queue_full"
 REJECT_QUEUE_TIMEOUT: Final = "queue_timeout"
-REJECT_REASONS: Final = (REJECT_CONCURRENCY, REJECT_RATE, REJECT_QUEUE_FULL, REJECT_QUEUE_TIMEOUT)
+# The process itself lags (stream.ingress.overload): new streams are shed before admitted
+# ones start to miss their deadlines.
+REJECT_OVERLOADED: Final = "overloaded"
+REJECT_REASONS: Final = (
+    REJECT_CONCURRENCY,
+    REJECT_RATE,
+    REJECT_QUEUE_FULL,
+    REJECT_QUEUE_TIMEOUT,
+    REJECT_OVERLOADED,
+)
+
+# stream_event_loop_lag_ms{source}: an asyncio loop's ticks, or the sync watchdog's wake-ups.
+LAG_SOURCE_LOOP: Final = "loop"
+LAG_SOURCE_WATCHDOG: Final = "watchdog"
+LAG_SOURCES: Final = (LAG_SOURCE_LOOP, LAG_SOURCE_WATCHDOG)
 
 # stream_shared_fallback_total{limit}: the limits a shared store holds cluster-wide.
 LIMIT_RATE: Final = "rate"

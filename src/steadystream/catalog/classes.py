@@ -540,7 +540,7 @@ _BUILTIN: tuple[FailureClass, ...] = (
         "Load shedding",
         'rejections at ingress rising (stream_requests_total{outcome="rejected"})',
         _load_shedding,
-        ("rejections", "outcomes", "in-flight"),
+        ("rejections", "outcomes", "in-flight", "loop-lag"),
         # With more concurrent streams than the cap (see its runbook).
         profiles=("slow-drip",),
         # Slots held by stalled streams, or callers retrying an outage, fill the ingress: the

@@ -101,6 +101,7 @@ _STREAM_INTERNALS: tuple[RowSlot, ...] = (
             PanelSlot("retry-ratio", "Retries per stream vs the retry budget"),
             PanelSlot("retry-budget-exhausted", "Retries refused: budget exhausted"),
             PanelSlot("resumes", "Resumes: success and failure"),
+            PanelSlot("loop-lag", "Process lag p99: event loop and watchdog"),
         ),
     ),
 )

@@ -207,6 +207,26 @@ def stream_internals(spec: Spec) -> Board:
             min=0,
             stack=True,
         ),
+        Panel(
+            key="loop-lag",
+            kind="timeseries",
+            description=(
+                f"{c.DESCRIPTIONS[c.LOOP_LAG]} Past the red line "
+                f"(stream.ingress.overload.lag) the process itself is late: deadlines get a "
+                "grace instead of blaming the upstream, and new streams are shed at ingress "
+                "(rejections: overloaded). Add workers or lower max_concurrent."
+            ),
+            unit="ms",
+            queries=(
+                Query(
+                    f"histogram_quantile(0.99, sum by (le, source) "
+                    f"(rate({sel(c.bucket(c.LOOP_LAG), model=False)}[$__rate_interval])))",
+                    "{{source}}",
+                ),
+            ),
+            lines=(Line(spec.stream.ingress.overload.lag * 1000, "red", "overload.lag"),),
+            min=0,
+        ),
     )
 
     error_slos = [s for s in spec.slos if s.indicator.errors is not None]

@@ -48,7 +48,9 @@ monitor shares them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -56,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
 from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
+from .core.watchdog import LagExcuse, LagMeter, loop_lag
 from .errors import (
     IngressRejected,
     ResumeFailed,
@@ -65,7 +68,7 @@ from .errors import (
 )
 from .policy.pool import pool_wait
 from .policy.resume import SKIP, Resumer
-from .policy.retry import Verdict, classify
+from .policy.retry import Verdict, classify, lag_caused
 from .providers import registry as wire
 from .providers.base import END, ERROR, STARTED
 from .providers.failures import connect_timeout_phase, reason_for_status
@@ -200,6 +203,7 @@ class _Run:
         self.clock = monitor.clock
         self.retry_spec = monitor.spec.stream.retry
         self.core: StreamCore | None = None
+        self.excuse: LagExcuse | None = None
         self.ticket: IngressTicket | None = None
         self.t_open = 0.0
         self.retries = 0
@@ -220,12 +224,16 @@ class _Run:
 
     def start(self) -> StreamCore:
         """Admit the stream (ingress), open its core, deposit into the retry budget."""
+        watchdog = self.monitor.watchdog
+        meter = watchdog.lag if watchdog is not None else None
+        if meter is not None:
+            self.monitor.ingress.watch_lag(meter)
         try:
             self.ticket = self.monitor.ingress.acquire()
         except IngressRejected as exc:
             self.monitor.record_rejected(exc.reason, self.model, self.provider)
             raise
-        core = self._admitted()
+        core = self._admitted(meter)
         self.monitor.budget.deposit()
         return core
 
@@ -236,7 +244,7 @@ class _Run:
         except IngressRejected as exc:
             self.monitor.record_rejected(exc.reason, self.model, self.provider)
             raise
-        core = self._admitted()
+        core = self._admitted(loop_lag())
         try:
             await self.monitor.budget.deposit_async()
         except BaseException:  # cancelled while Redis answered: the slot must not leak
@@ -244,8 +252,9 @@ class _Run:
             raise
         return core
 
-    def _admitted(self) -> StreamCore:
-        """Open the admitted stream's core (its ticket is released if that fails)."""
+    def _admitted(self, meter: LagMeter | None) -> StreamCore:
+        """Open the admitted stream's core (its ticket is released if that fails); its first-
+        token and idle deadlines answer to ``meter``'s lag (see :mod:`.core.watchdog`)."""
         queued = self.ticket.queued if self.ticket is not None else None
         try:
             core = self.monitor.open_stream(
@@ -259,6 +268,14 @@ class _Run:
             self.ticket.release()
             raise
         self.core = core
+        if meter is not None:
+            meter.on_sample(self.monitor.record_lag)
+            policy = core.policy
+            self.excuse = core.lag_excuse = LagExcuse(
+                meter,
+                self.monitor.spec.stream.ingress.overload.lag,
+                {c.TIMEOUT_FIRST_TOKEN: policy.first_token, c.TIMEOUT_IDLE: policy.idle},
+            )
         if self.on_core is not None:
             try:
                 self.on_core(core)
@@ -275,6 +292,8 @@ class _Run:
         if core.attempt:
             checkpoint = core.current_checkpoint()
             core.clear_expired()
+        if self.excuse is not None:
+            self.excuse.new_attempt()
         core.begin_attempt(t)
         self.resumer = None
         if checkpoint is not None and (checkpoint.offset or checkpoint.sequence_number is not None):
@@ -376,11 +395,13 @@ class _Run:
         """An attempt failed: returns the delay before the next attempt, or raises the error
         the consumer gets (typed, with the exact checkpoint)."""
         plan = self.plan_retry(exc)
-        return self.retry_granted(plan, self.monitor.budget.try_withdraw())
+        return self.retry_granted(plan, plan[1].free or self.monitor.budget.try_withdraw())
 
     async def on_failure_async(self, exc: BaseException) -> float:
         """:meth:`on_failure` for async consumers: a shared budget is awaited, not blocked on."""
         plan = self.plan_retry(exc)
+        if plan[1].free:
+            return self.retry_granted(plan, True)
         return self.retry_granted(plan, await self.monitor.budget.try_withdraw_async())
 
     def plan_retry(self, exc: BaseException) -> tuple[BaseException, Verdict, float, float]:
@@ -410,6 +431,11 @@ class _Run:
             retry_after_cap=self.retry_spec.retry_after_cap,
             now=self.monitor.wall_clock(),
         )
+        if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT and self.excuse is not None:
+            lag = self.excuse.lagging()
+            if lag is not None:
+                # The connect timer fired while this process lagged: not the upstream's dial.
+                verdict = lag_caused(verdict, lag)
         if verdict.error_class == c.ERROR_CLASS_CONNECT_TIMEOUT:
             # The dial or TLS budget ran out inside the HTTP client (see .timeouts).
             try:
@@ -516,7 +542,13 @@ class _Run:
                     self._resume_failed(t)
                 # A failed resume names the failure class, whatever the failed attempt said
                 # (a refused resume's attempt failed as upstream_4xx).
-                error_class = error.error_class if isinstance(error, ResumeFailed) else None
+                # So does a failure this process's own lag explained (process_lag).
+                error_class = (
+                    error.error_class
+                    if isinstance(error, ResumeFailed)
+                    or getattr(error, "error_class", None) == c.ERROR_CLASS_PROCESS_LAG
+                    else None
+                )
                 try:
                     self.core.close(t, error=error, abandoned=abandoned, error_class=error_class)
                 except Exception:
@@ -643,15 +675,28 @@ async def _run_async(run: _Run) -> AsyncIterator[Any]:
 
 
 async def _open_within_deadline(run: _Run, awaitable: Any) -> Any:
-    """Await the opener within the attempt's first-token (or total) deadline."""
+    """Await the opener within the attempt's first-token (or total) deadline; a deadline this
+    process's own lag excuses moves out (see :mod:`.core.watchdog`) and the open goes on."""
     core = run._core
     clock = run.clock
     core.opening(clock())
-    remaining = core.next_deadline() - clock()
+    task = asyncio.ensure_future(awaitable)
     try:
-        return await asyncio.wait_for(awaitable, timeout=max(0.0, remaining))
-    except TimeoutError:
-        raise core.expire(clock()) from None
+        while True:
+            remaining = core.next_deadline() - clock()
+            if remaining > 0:
+                await asyncio.wait((task,), timeout=None if math.isinf(remaining) else remaining)
+            if task.done():
+                return task.result()
+            exp = core.deadline_passed(clock())
+            if exp is not None:
+                raise exp from None
+    finally:
+        if not task.done():
+            task.cancel()
+            # The open was given up: what it raised while cancelled is not the story.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 class _AsyncFromSync:

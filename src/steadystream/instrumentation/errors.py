@@ -18,6 +18,7 @@ __all__ = [
     "FirstTokenTimeout",
     "IdleTimeout",
     "IngressRejected",
+    "LagTimeout",
     "ResumeFailed",
     "RetryBudgetExhausted",
     "StreamError",
@@ -100,6 +101,31 @@ class TotalTimeout(StreamTimeout):
     phase = "total"
 
 
+class LagTimeout(StreamTimeout):
+    """A first-token or idle deadline ran out while this process itself was lagging: its event
+    loop (or, for sync streams, its watchdog) kept running late through the grace it was given
+    (see ``stream.ingress.overload``). The upstream is not to blame, so the monitor does not
+    retry it into the retry budget; the caller may retry it elsewhere or later. ``phase`` is the
+    deadline that ran out (``first_token`` or ``idle``); ``lag`` the lag measured, in seconds.
+    Counted in ``stream_errors_total{error_class="process_lag"}``, never as a first-token or
+    idle timeout."""
+
+    retryable = True
+    error_class = "process_lag"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        phase: str,
+        lag: float,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        super().__init__(message, checkpoint=checkpoint)
+        self.phase = phase  # type: ignore[misc]
+        self.lag = lag
+
+
 class RetryBudgetExhausted(StreamError):
     """A retry was needed but the monitor's shared retry budget is spent (retry-storm guard)."""
 
@@ -126,15 +152,17 @@ class ResumeFailed(StreamError):
 
 class IngressRejected(StreamError):
     """The monitor refused a new stream: too many concurrent streams, over the rate limit, or
-    no slot within the admission queue (``reason``: ``concurrency``, ``rate``, ``queue_full``,
-    ``queue_timeout``)."""
+    no slot within the admission queue, or this process lags (``reason``: ``concurrency``,
+    ``rate``, ``queue_full``, ``queue_timeout``, ``overloaded``). ``retry_after``: seconds after
+    which trying again may succeed, when the guard can tell (an overloaded process)."""
 
     retryable = True
     error_class = "rejected"
 
-    def __init__(self, message: str = "", *, reason: str) -> None:
+    def __init__(self, message: str = "", *, reason: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class UpstreamError(StreamError):

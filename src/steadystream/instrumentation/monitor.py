@@ -390,6 +390,15 @@ class StreamMonitor:
             except Exception:
                 report_telemetry_error(type(sink).__name__, "rejected")
 
+    def record_lag(self, source: str, ms: float) -> None:
+        """One sample of how late this process runs (``stream_event_loop_lag_ms{source}``);
+        the lag meters of :mod:`.core.watchdog` call it."""
+        for sink in self._sinks:
+            try:
+                sink.loop_lag(source, ms)
+            except Exception:
+                report_telemetry_error(type(sink).__name__, "loop_lag")
+
     def _fallback(self, limit: str, n: int = 1) -> None:
         """A shared-limit decision was taken locally (the store is down)."""
         for sink in self._sinks:

@@ -664,6 +664,37 @@ class AdmissionQueue(_Model):
     )
 
 
+class Overload(_Model):
+    """How this process notices that it lags (its event loop, or its sync watchdog, runs late)
+    and what it does then: a first-token or idle deadline found passed while lagging gets a
+    grace instead of blaming the upstream, and new streams are shed at ingress."""
+
+    lag: Duration = Field(  # type: ignore[assignment]
+        default="500ms",
+        description="The process lags when its event loop (or watchdog) runs this late: "
+        "deadlines found passed then get a grace, and a lag sustained at this level sheds "
+        "new streams (until it falls below half of it).",
+    )
+    shed: bool = Field(
+        default=True,
+        description="Reject new streams with reason 'overloaded' while the process lags.",
+    )
+    retry_after: Duration = Field(  # type: ignore[assignment]
+        default="1s",
+        description="The retry-after hint an 'overloaded' rejection carries.",
+    )
+
+    @field_validator("lag")
+    @classmethod
+    def _lag_range(cls, value: float) -> float:
+        if not 0.01 <= value <= 10:
+            raise ValueError(
+                "lag must be between 10ms and 10s: a loop later than that has long missed its "
+                "deadlines (default 500ms)"
+            )
+        return value
+
+
 class Ingress(_Model):
     max_concurrent: int = Field(default=256, ge=1)
     rate: Rate = "50/s"  # type: ignore[assignment]
@@ -673,6 +704,10 @@ class Ingress(_Model):
     queue: AdmissionQueue | None = Field(
         default=None,
         description="Admission queue in front of the concurrency cap; none: refuse at once.",
+    )
+    overload: Overload = Field(
+        default_factory=Overload,
+        description="Lag-aware deadlines and shedding when the process itself lags.",
     )
 
 
@@ -1089,6 +1124,7 @@ class Spec(_Model):
             c.RECOVERY_LATENCY: c.LATENCY_BUCKETS_MS,
             c.CHUNK_GAP: c.GAP_BUCKETS_MS,
             c.PHASE_DURATION: tuple(sorted(set(c.GAP_BUCKETS_MS) | set(c.LATENCY_BUCKETS_MS))),
+            c.LOOP_LAG: c.GAP_BUCKETS_MS,
         }
         out = {}
         for metric in c.HISTOGRAMS:
@@ -1225,9 +1261,9 @@ def _bucket_problems(i: int, lat: LatencyIndicator) -> list[tuple[Loc, str]]:
         return [
             (
                 ("slos", i, "indicator", "latency", "metric"),
-                f"{lat.metric} is not a steadystream histogram "
-                f"({', '.join(c.HISTOGRAMS)}); list its bucket bounds in 'buckets' so the "
-                "threshold can be checked against them",
+                f"{lat.metric} is not a steadystream histogram: list its bucket bounds in "
+                "'buckets' so the threshold can be checked against them (steadystream's: "
+                f"{', '.join(c.HISTOGRAMS)})",
             )
         ]
     if not any(abs(b * 1000 - ms) < 1e-6 for b in lat.buckets):

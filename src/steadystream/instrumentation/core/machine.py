@@ -173,7 +173,6 @@ class StreamCore:
         "_ph_consumer",
         "_ph_first",
         "_ph_open",
-        "_ph_pool",
         "_ph_queue",
         "_ph_wait",
         "_policy",
@@ -184,6 +183,7 @@ class StreamCore:
         "_total_deadline",
         "_waiting",
         "attempt",
+        "lag_excuse",
         "outcome",
         "rearm",
         "response_id",
@@ -268,6 +268,9 @@ class StreamCore:
         self._info: _ResponseInfo | None = None
         self._announced = False
         self._closed = False
+        #: Asked when a first-token or idle deadline is found passed: does this process's own
+        #: lag excuse it? (a :class:`~.watchdog.LagExcuse`; ``None``: never.)
+        self.lag_excuse: Callable[[str], tuple[float, float] | None] | None = None
         self._ph_open = 0.0
         # Upstream wait, all of it; and the part of it before the first content (taken at
         # the first content): the first_token_wait and upstream_wait phases at the end.
@@ -275,7 +278,6 @@ class StreamCore:
         self._ph_first = 0.0
         self._ph_consumer = 0.0
         self._ph_queue: float | None = None
-        self._ph_pool: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -334,12 +336,6 @@ class StreamCore:
         self._ph_open += t - self._t_attempt
         self._open_measured = True
         self._last_return_t = t
-
-    def pool_waited(self, seconds: float) -> None:
-        """The attempt's request waited ``seconds`` for a pooled connection (its client
-        measured it, see :mod:`..policy.pool`): the stream's ``pool`` phase, summed over its
-        attempts, a part of ``open``."""
-        self._ph_pool = (self._ph_pool or 0.0) + max(0.0, seconds)
 
     def end_attempt(self, t: float, error_class: str | None = None) -> None:
         """End the current attempt (``error_class`` when it failed). A failed attempt marks
@@ -412,7 +408,7 @@ class StreamCore:
             return self._expired
         if self._waiting:
             if t > self._next_deadline()[0]:
-                return self.expire(t)
+                return self.deadline_passed(t)
         elif t > self._total_deadline:
             # No wait since the last item (readings of one byte chunk): only the total budget.
             return self._expire_as(c.TIMEOUT_TOTAL, t)
@@ -678,8 +674,40 @@ class StreamCore:
         if self._expired is not None:
             return self._expired
         if self._waiting and t >= self._next_deadline()[0]:
-            return self.expire(t)
+            return self.deadline_passed(t)
         return None
+
+    def deadline_passed(self, t: float) -> e.StreamTimeout | None:
+        """The current deadline is found passed at ``t`` (by a timer, the watchdog, or an item
+        that came after it): the timeout to raise, or ``None`` when this process's own lag
+        excuses it (:attr:`lag_excuse`) and the deadline moved out instead, so an item that is
+        in fact there is read. Safe from a watchdog thread."""
+        if self._expired is not None:
+            return self._expired
+        deadline, phase = self._next_deadline()
+        excuse = self.lag_excuse
+        if excuse is not None and phase != c.TIMEOUT_TOTAL:
+            verdict = excuse(phase)
+            if verdict is not None:
+                grace, lag = verdict
+                until = min(max(t, deadline) + grace, self._total_deadline)
+                if grace > 0 and until > t:
+                    self._extend(phase, until)
+                    return None
+                if grace <= 0:
+                    return self._expire_as(phase, t, lag=lag)
+        return self._expire_as(phase, t)
+
+    def _extend(self, phase: str, until: float) -> None:
+        """Move the current first-token or idle deadline out to ``until`` (deadlines only move
+        later here, so the horizon stays a lower bound of every deadline)."""
+        if phase == c.TIMEOUT_FIRST_TOKEN:
+            self._attempt_deadline_ft = until
+        else:
+            # The idle deadline is the wait's start plus the idle budget left: leave exactly
+            # ``until - t_wait`` of it (the extra is the lag's grace, not the upstream's).
+            self._idle_chunk = self._chunks
+            self._idle_used = self._policy.idle - (until - self._t_wait)
 
     def expire(self, t: float) -> e.StreamTimeout:
         """The current deadline passed: record the timeout once and return the error to raise
@@ -689,8 +717,11 @@ class StreamCore:
             return exp
         return self._expire_as(self._next_deadline()[1], t)
 
-    def _expire_as(self, phase: str, t: float) -> e.StreamTimeout:
-        cls = _TIMEOUT_ERRORS[phase]
+    def _expire_as(self, phase: str, t: float, *, lag: float | None = None) -> e.StreamTimeout:
+        """Record the ``phase`` timeout at ``t``. With ``lag`` (a first-token or idle deadline
+        that ran out while this process lagged, see :meth:`deadline_passed`), the error is
+        :class:`~..errors.LagTimeout`, which is not counted as a timeout of that phase: the
+        upstream is not to blame."""
         budget = {
             c.TIMEOUT_FIRST_TOKEN: self._policy.first_token,
             c.TIMEOUT_IDLE: self._policy.idle,
@@ -700,12 +731,25 @@ class StreamCore:
         # check (every item compares with the horizon) while the checkpoint settles content.
         self._horizon = -_INF
         cp = self._current() if self._chunks else None
-        exc = cls(f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp)
+        exc: e.StreamTimeout
+        if lag is not None and phase != c.TIMEOUT_TOTAL:
+            exc = e.LagTimeout(
+                f"{phase} timeout: budget {budget:g}s exceeded while this process lagged "
+                f"{lag * 1000:.0f} ms",
+                phase=phase,
+                lag=lag,
+                checkpoint=cp,
+            )
+        else:
+            exc = _TIMEOUT_ERRORS[phase](
+                f"{phase} timeout: budget {budget:g}s exceeded", checkpoint=cp
+            )
         self._expired = exc
         if phase == c.TIMEOUT_FIRST_TOKEN:
             self._ft_timeout_t = t
         self._checkpoint_event()
-        self._obs.timeout(phase, t)
+        if not isinstance(exc, e.LagTimeout):
+            self._obs.timeout(phase, t)
         return exc
 
     @property
@@ -849,8 +893,6 @@ class StreamCore:
         phases: dict[str, float] = {}
         if self._ph_queue is not None:
             phases[c.PHASE_QUEUE] = self._ph_queue * 1000.0
-        if self._ph_pool is not None:
-            phases[c.PHASE_POOL] = self._ph_pool * 1000.0
         if self._open_measured:
             phases[c.PHASE_OPEN] = self._ph_open * 1000.0
         if self._first_token_t is not None:

@@ -366,12 +366,12 @@ class _Shell:
         core = self._core
         deadline = core.next_deadline()
         if core.waiting:
-            if now >= deadline:
-                core.expire(now)
+            if now >= deadline and core.deadline_passed(now) is not None:
                 interrupt_upstream(self._upstream)
                 self._armed_at = _INF
                 return None
-            again = deadline
+            # Not passed, or excused by this process's own lag (the deadline moved out).
+            again = core.next_deadline()
         else:
             # The consumer holds an item: the next deadline is not known until it asks again,
             # but it cannot come before earliest_deadline(now) unless the attempt's first
@@ -836,8 +836,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             return
         now = self._clock()
         deadline = core.next_deadline()
-        if now >= deadline:
-            core.expire(now)
+        if now >= deadline and core.deadline_passed(now) is not None:
             if self._task is not None and not self._task.done():
                 self._fired = True
                 self._task.cancel()

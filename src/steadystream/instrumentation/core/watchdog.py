@@ -19,20 +19,54 @@ before every wait and re-arm when it is earlier; :meth:`Watchdog.watch` replaces
 pending look with the earlier one (the later one is dropped when it comes up). A stream that
 ends calls :meth:`Watchdog.unwatch`, so the watchdog holds nothing for finished streams (ten
 thousand fast streams used to leave thousands of looks behind, each until its deadline).
+
+Lag. A process past its event-loop knee runs its own work late: a first-token or idle deadline
+then runs out while the item it waited for sits unread in a socket buffer, and the upstream gets
+the blame. :class:`LagMeter` measures how late the process runs: :func:`loop_lag` gives each
+asyncio loop one light ticker (one timer every :data:`TICK` seconds, started lazily by the first
+async stream that needs it, never a task per stream), and the :class:`Watchdog` measures how late
+its thread wakes against the deadline it slept for. :class:`LagExcuse` applies the rule, at the
+moment a deadline is found passed (see ``docs/instrumentation.md``, "Overload"):
+
+* the process was *lagging* at that moment when the largest lag measured in the last
+  :data:`RECENT` seconds, or how late the meter's own pending tick is right now, reaches the
+  threshold ``stream.ingress.overload.lag``;
+* a first-token or idle deadline found passed while lagging is not a timeout yet: the deadline
+  moves out by the lag measured (at least the threshold), so the item is read if it is in fact
+  there. The grace of one attempt adds up to at most that deadline's own budget;
+* past that grace, still lagging (a lag of the threshold measured during the grace), the
+  attempt ends in :class:`~..errors.LagTimeout`
+  (``error_class="process_lag"``), which is not retried; not lagging, it is an ordinary
+  first-token or idle timeout. The total deadline never moves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
+import math
 import socket
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Watchdog", "find_socket", "interrupt_upstream"]
+from ... import conventions as c
+
+__all__ = [
+    "RECENT",
+    "TICK",
+    "LagExcuse",
+    "LagMeter",
+    "Watchdog",
+    "find_socket",
+    "interrupt_upstream",
+    "loop_lag",
+]
 
 log = logging.getLogger("steadystream.watchdog")
 
@@ -86,8 +120,215 @@ def interrupt_upstream(upstream: Any) -> None:
             log.debug("could not close upstream from the watchdog", exc_info=True)
 
 
+#: Seconds between two ticks of a loop's lag meter.
+TICK = 0.1
+#: Seconds of lag samples that say whether the process is lagging now.
+RECENT = 1.0
+#: Time constant (seconds) of the smoothed lag that decides shedding at ingress.
+SMOOTHING = 1.0
+
+
+class LagMeter:
+    """How late one event loop (or one watchdog thread) runs its own work.
+
+    :meth:`record` takes one lateness sample (seconds, at the meter's clock). :meth:`recent` is
+    the largest sample of the last :data:`RECENT` seconds, or how late the pending tick is now
+    when that is more (a loop stuck in one long iteration has not run its tick yet);
+    :meth:`smoothed` is an exponential average over time (time constant :data:`SMOOTHING`),
+    where a sample weighs as much as the stall it measured: one stall counts for its length, a
+    sustained lag builds up, quiet time decays it. Listeners (``on_sample``)
+    get every sample in milliseconds, for ``stream_event_loop_lag_ms``; they run on the thread
+    that measured and their exceptions are logged and swallowed.
+    """
+
+    def __init__(self, source: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
+        self._clock = clock
+        self._samples: deque[tuple[float, float]] = deque(maxlen=256)
+        self._smoothed = 0.0
+        self._last = clock()
+        #: When the next sample is due (``inf``: none pending).
+        self.due = math.inf
+        # Bound methods are held weakly: a meter (one per loop) must not keep monitors alive.
+        self._listeners: list[Any] = []
+
+    def on_sample(self, listener: Callable[[str, float], None]) -> None:
+        """Call ``listener(source, lag_ms)`` for every sample (once per listener; a bound
+        method is held weakly and dropped with its object)."""
+        ref: Any = (
+            weakref.WeakMethod(listener) if hasattr(listener, "__self__") else lambda: listener
+        )
+        for known in self._listeners:
+            if known() == listener:
+                return
+        self._listeners.append(ref)
+
+    def record(self, lag: float, t: float | None = None) -> None:
+        """One sample: the work due at ``t - lag`` ran at ``t``."""
+        now = self._clock() if t is None else t
+        lag = max(0.0, lag)
+        dt = max(0.0, now - self._last)
+        # A sample stands for the stall it measured (and one tick), not for a quiet time
+        # before it: that time decays the average, so a watchdog that sleeps long between
+        # deadlines does not let one late wake-up count for the whole sleep.
+        span = min(dt, lag + TICK)
+        self._smoothed *= math.exp(-(dt - span) / SMOOTHING)
+        self._smoothed += (lag - self._smoothed) * (1.0 - math.exp(-span / SMOOTHING))
+        self._last = now
+        self._samples.append((now, lag))
+        dead = False
+        for ref in tuple(self._listeners):
+            listener = ref()
+            if listener is None:
+                dead = True
+                continue
+            try:
+                listener(self.source, lag * 1000.0)
+            except Exception:
+                log.exception("steadystream: lag listener failed (ignored)")
+        if dead:
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+
+    def overdue(self, now: float | None = None) -> float:
+        """How late the pending tick is now (0 when it is not due yet)."""
+        now = self._clock() if now is None else now
+        return max(0.0, now - self.due)
+
+    def now(self) -> float:
+        """The meter's clock (a loop's meter reads the loop's)."""
+        return self._clock()
+
+    def recent(self, now: float | None = None) -> float:
+        """The lag that says whether the process is lagging now (seconds)."""
+        now = self._clock() if now is None else now
+        return self.worst_since(now - RECENT, now)
+
+    def worst_since(self, since: float, now: float | None = None) -> float:
+        """The largest lag recorded at or after ``since``, or how late the pending tick is
+        ``now`` when that is more (seconds)."""
+        now = self._clock() if now is None else now
+        worst = self.overdue(now)
+        # A copy taken in one step: the watchdog thread may append while a reader asks.
+        for t, lag in reversed(tuple(self._samples)):
+            if t < since:
+                break
+            if lag > worst:
+                worst = lag
+        return worst
+
+    def smoothed(self, now: float | None = None) -> float:
+        """The lag averaged over time (seconds), decayed to ``now`` (and raised by an overdue
+        tick), for decisions that must not flap on one stall."""
+        now = self._clock() if now is None else now
+        dt = max(0.0, now - self._last)
+        value = self._smoothed * math.exp(-dt / SMOOTHING)
+        late = self.overdue(now)
+        if late > 0:
+            # The tick that will report this stall has not run: count the stall so far.
+            value += (late - value) * (1.0 - math.exp(-late / SMOOTHING))
+        return value
+
+
+class _LoopTicker:
+    """The per-loop tick that feeds a :class:`LagMeter`: one timer, re-armed by itself."""
+
+    __slots__ = ("loop", "meter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, meter: LagMeter) -> None:
+        self.loop = loop
+        self.meter = meter
+
+    def start(self) -> None:
+        self.meter.due = self.loop.time() + TICK
+        self.loop.call_at(self.meter.due, self.tick)
+
+    def tick(self) -> None:
+        now = self.loop.time()
+        self.meter.record(now - self.meter.due, now)
+        if self.loop.is_closed():
+            return
+        self.meter.due = now + TICK
+        self.loop.call_at(self.meter.due, self.tick)
+
+
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LagMeter] = weakref.WeakKeyDictionary()
+_LOOPS_LOCK = threading.Lock()
+
+
+def loop_lag(loop: asyncio.AbstractEventLoop | None = None) -> LagMeter:
+    """The lag meter of ``loop`` (default: the running loop), started on first use: one timer
+    per loop, whatever the number of streams. Its clock is the loop's."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    meter = _LOOPS.get(loop)
+    if meter is not None:
+        return meter
+    with _LOOPS_LOCK:
+        meter = _LOOPS.get(loop)
+        if meter is None:
+            meter = LagMeter(c.LAG_SOURCE_LOOP, loop.time)
+            _LoopTicker(loop, meter).start()
+            _LOOPS[loop] = meter
+    return meter
+
+
+class LagExcuse:
+    """The lag rule of one attempt (see the module docstring): asked by the core when one of
+    its deadlines is found passed.
+
+    ``meter`` says how late the process runs; ``threshold`` is
+    ``stream.ingress.overload.lag``; ``budgets`` maps a deadline phase to its budget, the most
+    grace one attempt may get for it (phases not in it, ``total``, get none).
+    """
+
+    __slots__ = ("budgets", "granted", "meter", "since", "threshold")
+
+    def __init__(self, meter: LagMeter, threshold: float, budgets: dict[str, float]) -> None:
+        self.meter = meter
+        self.threshold = threshold
+        self.budgets = budgets
+        #: Grace given so far in this attempt, seconds.
+        self.granted = 0.0
+        #: When the last grace began (the meter's clock).
+        self.since = 0.0
+
+    def new_attempt(self) -> None:
+        """An attempt starts: its grace is fresh."""
+        self.granted = 0.0
+
+    def lagging(self) -> float | None:
+        """The lag measured now when it reaches the threshold (the process is lagging), else
+        ``None``; for failures other than deadlines (a connect timeout fired late)."""
+        lag = self.meter.recent()
+        return lag if lag >= self.threshold else None
+
+    def __call__(self, phase: str) -> tuple[float, float] | None:
+        """The deadline of ``phase`` passed: ``None`` when the process is not lagging (an
+        ordinary timeout), else ``(grace, lag)``: move the deadline out by ``grace`` seconds,
+        or, when ``grace`` is 0, end the attempt with a lag-caused timeout."""
+        budget = self.budgets.get(phase)
+        if budget is None:
+            return None
+        now = self.meter.now()
+        # The first look reads the last second; after a grace, only what happened during it
+        # (a stall the grace already covered must not blame the process a second time).
+        lag = self.meter.worst_since(self.since, now) if self.granted else self.meter.recent(now)
+        if lag < self.threshold:
+            return None
+        grace = min(max(lag, self.threshold), budget - self.granted)
+        if grace <= 0:
+            return 0.0, lag
+        self.granted += grace
+        self.since = now
+        return grace, lag
+
+
 class Watchdog:
-    """One daemon thread enforcing the deadlines of every sync stream of a monitor."""
+    """One daemon thread enforcing the deadlines of every sync stream of a monitor.
+
+    ``lag`` measures how late the thread wakes against the deadlines it sleeps for (source
+    ``watchdog``): a thread starved of the CPU or the GIL wakes late, and so do the threads
+    reading the streams."""
 
     def __init__(self, clock: Callable[[], float], name: str = "steadystream-watchdog") -> None:
         self._clock = clock
@@ -101,6 +342,8 @@ class Watchdog:
         # Heap entries known to be useless (replaced by an earlier look, or of a finished
         # stream); when they are half the heap, it is swept (amortised O(1) per stream).
         self._stale = 0
+        #: How late this thread wakes against its deadlines.
+        self.lag = LagMeter(c.LAG_SOURCE_WATCHDOG, clock)
 
     def watch(self, stream: _Watched, at: float) -> None:
         """Look at ``stream`` at time ``at`` (the monitor's clock); it stays watched until its
@@ -184,6 +427,8 @@ class Watchdog:
                     at = self._heap[0][0]
                     delay = at - self._clock()
                     if delay <= 0:
+                        self.lag.due = math.inf
+                        self.lag.record(-delay)
                         _, _, ref = heapq.heappop(self._heap)
                         stream = ref()
                         if stream is not None and self._due.get(stream) == at:
@@ -193,6 +438,7 @@ class Watchdog:
                         # while waiting: an abandoned wrapper must stay collectable).
                         stream = None
                         continue
+                    self.lag.due = at
                     self._cond.wait(timeout=min(delay, 60.0))
             try:
                 again = stream.watchdog_check(self._clock())

@@ -12,7 +12,14 @@ and its ``reason``), so the caller's load balancer or client can go elsewhere or
   refuses at once (``queue_full``), a wait that runs out refuses then (``queue_timeout``);
   without a queue the refusal is immediate (``concurrency``);
 * new streams admitted by a token bucket of ``rate`` per second holding up to ``burst`` tokens
-  (one second of ``rate`` by default): ``rate``.
+  (one second of ``rate`` by default): ``rate``;
+* while this process itself lags (``ingress.overload``), new streams are shed before anything
+  else (``overloaded``, with a ``retry_after`` hint), so the streams already admitted keep
+  their deadlines. Lagging is the smoothed lag of the event loop the stream is admitted on
+  (:func:`~..core.watchdog.loop_lag`, started by the first async admission), or for a thread
+  the monitor's watchdog lateness (:meth:`IngressGuard.watch_lag`), reaching
+  ``overload.lag``; shedding stops once it falls below half of that (hysteresis, so the guard
+  does not flap on every tick).
 
 A stream holds an :class:`IngressTicket` from admission to its end; releasing is idempotent, so
 every exit path (exhaustion, error, ``close()``, cancellation, garbage collection) may call it.
@@ -36,11 +43,13 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from ... import conventions as c
+from ..core.watchdog import LagMeter, loop_lag
 from ..errors import IngressRejected
 
 if TYPE_CHECKING:
@@ -150,6 +159,8 @@ class IngressGuard:
         clock: Callable[[], float] = time.monotonic,
         on_reject: Callable[[str], None] | None = None,
         on_in_flight: Callable[[int], None] | None = None,
+        shed_lag: float | None = 0.5,
+        shed_retry_after: float = 1.0,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -175,6 +186,13 @@ class IngressGuard:
         self._last = clock()
         self._in_flight = 0
         self._rejected = {reason: 0 for reason in c.REJECT_REASONS}
+        #: Shed new streams while the process lags this much (seconds; ``None``: never).
+        self.shed_lag = shed_lag if shed_lag and shed_lag > 0 else None
+        #: The retry-after hint of an ``overloaded`` rejection, seconds.
+        self.shed_retry_after = float(shed_retry_after)
+        self._sync_lag: LagMeter | None = None
+        # Per meter (one per event loop, one per watchdog): shedding now? (the hysteresis)
+        self._shedding: weakref.WeakKeyDictionary[LagMeter, bool] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_spec(
@@ -187,6 +205,7 @@ class IngressGuard:
     ) -> IngressGuard:
         """The guard ``spec.stream.ingress`` describes."""
         queue = ingress.queue
+        overload = ingress.overload
         return cls(
             ingress.max_concurrent,
             ingress.rate,
@@ -196,7 +215,26 @@ class IngressGuard:
             clock=clock if clock is not None else time.monotonic,
             on_reject=on_reject,
             on_in_flight=on_in_flight,
+            shed_lag=overload.lag if overload.shed else None,
+            shed_retry_after=overload.retry_after,
         )
+
+    def watch_lag(self, meter: LagMeter) -> None:
+        """Shed sync admissions while ``meter`` (the monitor's watchdog lateness) says the
+        process lags; async admissions read their own loop's meter."""
+        self._sync_lag = meter
+
+    def overloaded(self, meter: LagMeter) -> bool:
+        """Whether admissions measured by ``meter`` are shed now (with hysteresis: on at
+        ``shed_lag`` of smoothed lag, off below half of it)."""
+        if self.shed_lag is None:
+            return False
+        lag = meter.smoothed()
+        with self._lock:
+            on = self._shedding.get(meter, False)
+            on = lag >= self.shed_lag / 2 if on else lag >= self.shed_lag
+            self._shedding[meter] = on
+        return on
 
     @property
     def in_flight(self) -> int:
@@ -241,6 +279,19 @@ class IngressGuard:
 
     def _enter(self, loop: asyncio.AbstractEventLoop | None) -> _Waiter | None:
         """Take a free slot (None) or a place in the queue (the waiter); refuse otherwise."""
+        if self.shed_lag is not None:
+            meter = loop_lag(loop) if loop is not None else self._sync_lag
+            if meter is not None and self.overloaded(meter):
+                with self._lock:
+                    self._rejected[c.REJECT_OVERLOADED] += 1
+                self._notify(self._on_reject, c.REJECT_OVERLOADED)
+                raise IngressRejected(
+                    f"this process is overloaded (its {meter.source} runs "
+                    f"{meter.smoothed() * 1000:.0f} ms late, limit {self.shed_lag * 1000:.0f} ms); "
+                    f"retry in {self.shed_retry_after:g}s or on another instance",
+                    reason=c.REJECT_OVERLOADED,
+                    retry_after=self.shed_retry_after,
+                )
         with self._lock:
             if self._in_flight < self.max_concurrent:
                 self._in_flight += 1

@@ -16,8 +16,9 @@ Two pure pieces, both free of I/O and of any clock or random source they are not
 The rules follow the baseline for streaming LLM APIs:
 
 * retry transient network errors, 408, 429 and the short-lived 5xx (500, 502, 503, 504), plus the
-  first-token and idle timeouts; never any other 4xx (the request itself is wrong, and repeating
-  it only adds load);
+  first-token and idle timeouts, but not one that ran out while this process itself lagged
+  (:class:`~..errors.LagTimeout`: the upstream is not to blame); never any other 4xx (the
+  request itself is wrong, and repeating it only adds load);
 * ``x-should-retry: false`` vetoes a retry; ``x-should-retry: true`` also admits other 5xx
   (501, 505, ...), but never a 4xx;
 * a ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date) longer than
@@ -48,6 +49,7 @@ from ..errors import (
     FirstTokenTimeout,
     IdleTimeout,
     IngressRejected,
+    LagTimeout,
     StreamError,
     StreamTimeout,
     UpstreamError,
@@ -61,6 +63,7 @@ __all__ = [
     "Backoff",
     "Verdict",
     "classify",
+    "lag_caused",
     "parse_retry_after",
     "parse_should_retry",
 ]
@@ -85,6 +88,8 @@ class Verdict:
     status: int | None = None
     retry_after: float | None = None
     why: str = ""
+    #: Retried without drawing on the retry budget (a failure this process's lag explains).
+    free: bool = False
 
 
 def parse_should_retry(headers: Mapping[str, str] | None) -> bool | None:
@@ -166,8 +171,29 @@ def classify(
     return verdict
 
 
+def lag_caused(verdict: Verdict, lag: float) -> Verdict:
+    """``verdict`` of a failure this process's own lag explains rather than the upstream: a
+    connect timeout that fired while the event loop (or watchdog) ran ``lag`` seconds late, the
+    connection possibly made and not yet read. It is retried as before (``max_retries`` and the
+    total budget still bound it) but without drawing on the retry budget, and if it ends the
+    stream it does so as ``process_lag``, not as the upstream's ``connect_timeout``."""
+    return Verdict(
+        verdict.retry,
+        verdict.reason,
+        c.ERROR_CLASS_PROCESS_LAG,
+        verdict.status,
+        verdict.retry_after,
+        f"{verdict.why}; this process lagged {lag * 1000:.0f} ms",
+        free=verdict.retry,
+    )
+
+
 def _classify_kind(exc: BaseException, *, retry_after_cap: float, now: float | None) -> Verdict:
     # steadystream's own errors first: they already know what they are.
+    if isinstance(exc, LagTimeout):
+        # This process lagged past its grace: the upstream is not to blame, and a retry from
+        # a lagging process would only add load (it sheds new streams at ingress instead).
+        return Verdict(False, None, exc.error_class, why="this process was lagging")
     if isinstance(exc, FirstTokenTimeout):
         return Verdict(True, c.RETRY_REASON_FIRST_TOKEN_TIMEOUT, exc.error_class, why="first token")
     if isinstance(exc, IdleTimeout):

@@ -429,6 +429,8 @@ class SharedIngressGuard(IngressGuard):
         clock: Callable[[], float] = time.monotonic,
         on_reject: Callable[[str], None] | None = None,
         on_in_flight: Callable[[int], None] | None = None,
+        shed_lag: float | None = 0.5,
+        shed_retry_after: float = 1.0,
     ) -> None:
         super().__init__(
             max_concurrent,
@@ -439,6 +441,8 @@ class SharedIngressGuard(IngressGuard):
             clock=clock,
             on_reject=on_reject,
             on_in_flight=on_in_flight,
+            shed_lag=shed_lag,
+            shed_retry_after=shed_retry_after,
         )
         if global_max_concurrent is not None and global_max_concurrent < 1:
             raise ValueError("global_max_concurrent must be at least 1")
@@ -478,6 +482,8 @@ class SharedIngressGuard(IngressGuard):
             queue_max=ingress.queue.max if ingress.queue is not None else 0,
             queue_timeout=ingress.queue.timeout if ingress.queue is not None else 0.0,
             clock=clock,
+            shed_lag=ingress.overload.lag if ingress.overload.shed else None,
+            shed_retry_after=ingress.overload.retry_after,
         )
 
     def acquire(self) -> IngressTicket:

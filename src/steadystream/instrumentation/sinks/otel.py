@@ -347,6 +347,9 @@ class OTelMetricsSink:
             n, {c.LABEL_SERVICE: self._service, c.LABEL_LIMIT: limit}
         )
 
+    def loop_lag(self, source: str, ms: float) -> None:
+        self.i[c.LOOP_LAG].record(ms, {c.LABEL_SERVICE: self._service, c.LABEL_SOURCE: source})
+
 
 def _forward(name: str) -> Any:
     def call(self: _GenAIStream, *args: Any) -> None:
@@ -578,4 +581,7 @@ class TracingSink:
         pass
 
     def shared_fallback(self, limit: str, n: int = 1) -> None:
+        pass
+
+    def loop_lag(self, source: str, ms: float) -> None:
         pass

@@ -69,6 +69,7 @@ _EXTRA_VALUES: dict[str, tuple[str, ...]] = {
 # or provider.
 _SERVICE_ONLY = frozenset({c.INGRESS_MAX_CONCURRENT})
 _SERVICE_AND_LIMIT = frozenset({c.SHARED_FALLBACK_TOTAL})
+_SERVICE_AND_SOURCE = frozenset({c.LOOP_LAG})
 
 
 def labelnames(metric: str) -> tuple[str, ...]:
@@ -79,6 +80,8 @@ def labelnames(metric: str) -> tuple[str, ...]:
         return (c.LABEL_SERVICE,)
     if metric in _SERVICE_AND_LIMIT:
         return (c.LABEL_SERVICE, c.LABEL_LIMIT)
+    if metric in _SERVICE_AND_SOURCE:
+        return (c.LABEL_SERVICE, c.LABEL_SOURCE)
     extra = _EXTRA_LABEL.get(metric)
     return (*c.BASE_LABELS, extra) if extra else c.BASE_LABELS
 
@@ -430,3 +433,6 @@ class PrometheusSink:
 
     def shared_fallback(self, limit: str, n: int = 1) -> None:
         self._fams.by_name[c.SHARED_FALLBACK_TOTAL].labels(self._service, limit).inc(n)
+
+    def loop_lag(self, source: str, ms: float) -> None:
+        self._fams.by_name[c.LOOP_LAG].labels(self._service, source).observe(ms)

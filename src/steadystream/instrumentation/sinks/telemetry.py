@@ -241,6 +241,9 @@ class TelemetrySink(Protocol):
         """``n`` decisions of ``limit`` (conventions.SHARED_LIMITS) were taken on local limits
         because the shared store was unavailable; ``n=0`` creates the series at zero."""
 
+    def loop_lag(self, source: str, ms: float) -> None:
+        """One lag sample of this process (conventions.LAG_SOURCES), in milliseconds."""
+
 
 _METHODS = (
     "started",
