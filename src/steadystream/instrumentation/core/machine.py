@@ -173,6 +173,7 @@ class StreamCore:
         "_ph_consumer",
         "_ph_first",
         "_ph_open",
+        "_ph_pool",
         "_ph_queue",
         "_ph_wait",
         "_policy",
@@ -267,10 +268,10 @@ class StreamCore:
         # on the first report, so a stream without any pays nothing.
         self._info: _ResponseInfo | None = None
         self._announced = False
-        self._closed = False
         #: Asked when a first-token or idle deadline is found passed: does this process's own
         #: lag excuse it? (a :class:`~.watchdog.LagExcuse`; ``None``: never.)
         self.lag_excuse: Callable[[str], tuple[float, float] | None] | None = None
+        self._closed = False
         self._ph_open = 0.0
         # Upstream wait, all of it; and the part of it before the first content (taken at
         # the first content): the first_token_wait and upstream_wait phases at the end.
@@ -278,6 +279,7 @@ class StreamCore:
         self._ph_first = 0.0
         self._ph_consumer = 0.0
         self._ph_queue: float | None = None
+        self._ph_pool: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -336,6 +338,12 @@ class StreamCore:
         self._ph_open += t - self._t_attempt
         self._open_measured = True
         self._last_return_t = t
+
+    def pool_waited(self, seconds: float) -> None:
+        """The attempt's request waited ``seconds`` for a pooled connection (its client
+        measured it, see :mod:`..policy.pool`): the stream's ``pool`` phase, summed over its
+        attempts, a part of ``open``."""
+        self._ph_pool = (self._ph_pool or 0.0) + max(0.0, seconds)
 
     def end_attempt(self, t: float, error_class: str | None = None) -> None:
         """End the current attempt (``error_class`` when it failed). A failed attempt marks
@@ -893,6 +901,8 @@ class StreamCore:
         phases: dict[str, float] = {}
         if self._ph_queue is not None:
             phases[c.PHASE_QUEUE] = self._ph_queue * 1000.0
+        if self._ph_pool is not None:
+            phases[c.PHASE_POOL] = self._ph_pool * 1000.0
         if self._open_measured:
             phases[c.PHASE_OPEN] = self._ph_open * 1000.0
         if self._first_token_t is not None:
