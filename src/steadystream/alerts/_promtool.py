@@ -25,7 +25,9 @@ from .. import conventions as c
 from ..catalog import names as n
 from ..catalog.alerting import (
     FIVE_MINUTES,
+    SAMPLES_PER_5M,
     burn_event_floor,
+    error_budget,
     fc_signals_with_scenarios,
     slo_outage_signals,
 )
@@ -34,10 +36,8 @@ from ..catalog.promql import dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, event_floor
 from ..spec import SLO, Spec
 from ._rules import (
-    SAMPLES_PER_5M,
     BurnAlert,
     burn_alerts,
-    error_budget,
     expected,
     fc_description,
     raw_window,
@@ -240,7 +240,7 @@ class _Traffic:
     their order). Minutes are played only when read: most scenarios are decided within
     minutes of a horizon of days."""
 
-    __slots__ = ("bad", "bad5", "shape", "total", "total5")
+    __slots__ = ("bad", "bad5", "ratios", "shape", "total", "total5")
 
     def __init__(self, shape: _Shape) -> None:
         self.shape = shape
@@ -248,6 +248,9 @@ class _Traffic:
         self.total = [0]
         self.bad5 = [0]
         self.total5 = [0]
+        # (window, minute) -> the window's error ratio: every SLO, tier and check on this
+        # shape reads the same few, whatever its error budget.
+        self.ratios: dict[tuple[float, int], float | None] = {}
 
     def grow(self, t: int) -> None:
         bad, total, bad5, total5, shape = self.bad, self.total, self.bad5, self.total5, self.shape
@@ -347,6 +350,7 @@ class _Sim:
     def __init__(self, spec: Spec, budget: float, traffic: _Traffic) -> None:
         self.spec, self.budget, self.traffic = spec, budget, traffic
         self._fired: dict[tuple[tuple[_TierKey, ...], int], list[_Fired]] = {}
+        self._tier: dict[tuple[_TierKey, int], bool] = {}
 
     def _inc(self, series: list[int], t: int, window_min: int) -> float | None:
         if t < 1:
@@ -365,41 +369,53 @@ class _Sim:
             if bad is None or total is None:
                 return None
             return bad, total
+        return self._sums(window, t)
+
+    def _sums(self, window: float, t: int) -> tuple[float, float] | None:
+        """(bad, total) summed over the window's 5 m increases, or None without a sample."""
+        tr = self.traffic
+        if t >= len(tr.bad):
+            tr.grow(t)
         if t < 1:
             return None
-        first = max(1, t - w)
-        bad = float(tr.bad5[t] - tr.bad5[first - 1])
-        total = float(tr.total5[t] - tr.total5[first - 1])
-        return bad, total
+        first = max(1, t - int(window // 60))
+        return float(tr.bad5[t] - tr.bad5[first - 1]), float(tr.total5[t] - tr.total5[first - 1])
 
     def events(self, window: float, t: int) -> float | None:
-        counts = self._counts(window, t)
-        if counts is None:
-            return None
-        if raw_window(self.spec, window) or window == FIVE_MINUTES:
-            return counts[1]
-        return counts[1] / SAMPLES_PER_5M
+        """A low-traffic guard's event count (catalog.alerting.window_events): the 5 m
+        increase, or the sum of the 5 m increases over a longer window over five."""
+        if window == FIVE_MINUTES:
+            counts = self._counts(window, t)
+            return None if counts is None else counts[1]
+        sums = self._sums(window, t)
+        return None if sums is None else sums[1] / SAMPLES_PER_5M
 
     def ratio(self, window: float, t: int) -> float | None:
+        key = (window, t)
+        ratios = self.traffic.ratios
+        if key in ratios:
+            return ratios[key]
         counts = self._counts(window, t)
-        if counts is None or counts[1] <= 0:
-            return None
-        return counts[0] / counts[1]
+        ratio = None if counts is None or counts[1] <= 0 else counts[0] / counts[1]
+        ratios[key] = ratio
+        return ratio
 
     def burn(self, window: float, t: int) -> float | None:
         ratio = self.ratio(window, t)
         return None if ratio is None else ratio / self.budget
 
     def _tier_true(self, k: _TierKey, t: int) -> bool:
+        hit = self._tier.get((k, t))
+        if hit is not None:
+            return hit
         long_, short = self.burn(k.long, t), self.burn(k.short, t)
-        events = self.events(k.long, t)
-        return (
-            long_ is not None
-            and short is not None
-            and short > k.threshold
-            and (k.floor <= 0 or (events is not None and events >= k.floor))
-            and long_ > k.threshold
-        )
+        true = long_ is not None and short is not None and short > k.threshold
+        if true and k.floor > 0:
+            events = self.events(k.long, t)
+            true = events is not None and events >= k.floor
+        true = true and long_ is not None and long_ > k.threshold
+        self._tier[(k, t)] = true
+        return true
 
     def _outage_true(self, k: _OutageKey, t: int) -> bool:
         ratio = self.ratio(FIVE_MINUTES, t)
