@@ -27,12 +27,10 @@ import argparse
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterable
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +41,10 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from _common import ROOT, Summary, Table, emit
-from bench_generate import N_SLOS, count_rules, spec_yaml
+from bench_generate import BASELINE, N_SLOS, baseline_tree, count_rules, spec_yaml
 from steadystream import conventions as c
 from steadystream.testing.prometheus import PrometheusServer, ScrapeTarget
 
-#: The last commit whose SLI rules recorded an event count and a burn rate per window.
-BASELINE = "5db2f3b772f495b4384f7a4f6003a4f251a04599"
 SERVICE = "bench-gateway"
 #: Sloth's rules per SLO (benchmarks/sloth): 8 SLI windows, 7 metadata, a page and a ticket.
 SLOTH_RULES_PER_SLO = 17
@@ -100,24 +96,6 @@ class SyntheticSLIs:
         yield errors
 
 
-def baseline_tree(rev: str, into: Path) -> Path:
-    """``src`` of ``rev`` extracted under ``into`` (``git archive``); the path to put first on
-    ``PYTHONPATH``."""
-    proc = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"],
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"bench_rules: cannot read the baseline tree {rev!r} from git: "
-            f"{proc.stderr.decode(errors='replace').strip()}"
-        )
-    with tarfile.open(fileobj=BytesIO(proc.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
-
-
 def generate(tree: Path, spec: Path, out: Path) -> Path:
     """The rule file the tree at ``tree`` generates for ``spec``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -154,21 +132,33 @@ def with_interval(rules: Path, seconds: int, dest: Path) -> Path:
     return dest
 
 
+def _own_metrics(server: PrometheusServer) -> Iterable[Any]:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        yield from family.samples
+
+
+def cpu_seconds(server: PrometheusServer) -> float:
+    """The server process's CPU seconds so far (``process_cpu_seconds_total``)."""
+    for sample in _own_metrics(server):
+        if sample.name == "process_cpu_seconds_total":
+            return float(sample.value)
+    raise SystemExit("bench_rules: Prometheus exposes no process_cpu_seconds_total")
+
+
 def group_metrics(server: PrometheusServer) -> dict[str, dict[str, float]]:
     """Per rule group: its last evaluation's seconds and its evaluations so far, from the
     server's own ``/metrics``."""
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=30) as response:
-        text = response.read().decode()
     out: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            group = sample.labels.get("rule_group")
-            if group is None:
-                continue
-            if sample.name == "prometheus_rule_group_last_duration_seconds":
-                out.setdefault(group, {})["seconds"] = sample.value
-            elif sample.name == "prometheus_rule_group_iterations_total":
-                out.setdefault(group, {})["iterations"] = sample.value
+    for sample in _own_metrics(server):
+        group = sample.labels.get("rule_group")
+        if group is None:
+            continue
+        if sample.name == "prometheus_rule_group_last_duration_seconds":
+            out.setdefault(group, {})["seconds"] = sample.value
+        elif sample.name == "prometheus_rule_group_iterations_total":
+            out.setdefault(group, {})["iterations"] = sample.value
     return out
 
 
@@ -187,9 +177,9 @@ def wait_iterations(server: PrometheusServer, at_least: float, timeout: float) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the old tree")
-    parser.add_argument("--interval", type=int, default=5, help="seconds between evaluations")
-    parser.add_argument("--warmup", type=int, default=12, help="evaluations before sampling")
-    parser.add_argument("--samples", type=int, default=12, help="evaluations sampled")
+    parser.add_argument("--interval", type=int, default=10, help="seconds between evaluations")
+    parser.add_argument("--warmup", type=int, default=6, help="evaluations before sampling")
+    parser.add_argument("--samples", type=int, default=10, help="evaluations sampled")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="ss-bench-rules-") as tmp_name:
@@ -221,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             name: PrometheusServer(
                 rule_files=[path],
                 targets=[target],
-                scrape_interval=1.0,
+                scrape_interval=args.interval / 2,
                 evaluation_interval=float(args.interval),
                 startup_timeout=120.0,
             )
@@ -241,12 +231,16 @@ def main(argv: list[str] | None = None) -> int:
                 name: min(g.get("iterations", 0) for g in group_metrics(s).values())
                 for name, s in servers.items()
             }
+            cpu0 = {name: cpu_seconds(s) for name, s in servers.items()}
             for k in range(1, args.samples + 1):
                 for name, server in servers.items():
                     wait_iterations(server, base[name] + k, timeout)
                 for name, server in servers.items():
                     groups = group_metrics(server)
                     sums[name].append(sum(g["seconds"] for g in groups.values()))
+            cpu = {
+                name: (cpu_seconds(s) - cpu0[name]) / args.samples for name, s in servers.items()
+            }
         finally:
             for server in servers.values():
                 server.stop()
@@ -255,9 +249,17 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {name: Summary.of(values) for name, values in sums.items()}
     ratio = summary["after"].median / summary["before"].median
+    cpu_ratio = cpu["after"] / cpu["before"]
     table = Table(
         f"7. Rule evaluation: {N_SLOS} SLOs, Prometheus, before and after (side by side)",
-        ["rules", "rules per SLO", "recording", "alerting", "one evaluation of every group"],
+        [
+            "rules",
+            "rules per SLO",
+            "recording",
+            "alerting",
+            "evaluation of every group (sum of group durations)",
+            "Prometheus CPU per evaluation",
+        ],
     )
     for name in ("before", "after"):
         cnt = counts[name]
@@ -266,13 +268,17 @@ def main(argv: list[str] | None = None) -> int:
             per_slo[name],
             cnt["recording"],
             cnt["alerting"],
-            summary[name].fmt(".1f" if summary[name].median >= 0.1 else ".3f", " s"),
+            summary[name].fmt(".2f", " s"),
+            f"{cpu[name]:.2f} s",
         )
     table.notes.append(
-        f"after / before: {ratio:.2f}x; sum of prometheus_rule_group_last_duration_seconds "
+        f"after / before: {ratio:.2f}x the group durations, {cpu_ratio:.2f}x the CPU. "
+        "Group durations: prometheus_rule_group_last_duration_seconds summed "
         f"over every group, median (p25-p75) of {args.samples} evaluations after "
         f"{args.warmup}, every group every {args.interval} s, {len(LABEL_SETS)} label sets per "
-        f"series; baseline {args.baseline[:12]}. Fresh TSDB: range reads span minutes."
+        f"series, scraped every {args.interval / 2:g} s; baseline {args.baseline[:12]}. "
+        "CPU: process_cpu_seconds_total over the sampled evaluations (scrapes included, the "
+        "same for both). Fresh TSDB: range reads span minutes."
     )
     for name, values in sums.items():
         summary_ms = [round(v * 1000, 2) for v in values]
@@ -287,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             "rules_per_slo": per_slo,
             "seconds": {name: s.as_dict() for name, s in summary.items()},
             "ratio_after_before": ratio,
+            "cpu_seconds_per_evaluation": cpu,
+            "cpu_ratio_after_before": cpu_ratio,
             "target_met": per_slo["after"] <= SLOTH_RULES_PER_SLO,
         },
     )

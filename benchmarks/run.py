@@ -9,6 +9,7 @@ clients or tracemalloc state never leak into another's figures), in this order:
 4. ``bench_generate.py`` ``steadystream generate`` on a spec with 100 SLOs
 5. ``bench_sse.py``      SSE parsing of a 256 KiB / 1 MiB / 4 MiB ``data:`` line in 64-byte chunks
 6. ``bench_alerting.py`` time to detect: steadystream's rules vs Sloth's in promtool, per incident
+7. ``bench_rules.py``    Prometheus rule evaluation of the 100-SLO rules, baseline tree vs this one
 
 Then prints the machine, every table and a summary of the targets, and writes
 ``benchmarks/results/summary.json`` and ``summary.md`` (the Markdown tables for the README).
@@ -58,6 +59,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [],
         ["--history", "1440", "--only", "hard-outage,fast-burn,night-failure,traffic-stops"],
     ),
+    # Two Prometheus servers side by side; --quick: fewer evaluations sampled.
+    "rules": ("bench_rules.py", [], ["--warmup", "3", "--samples", "4"]),
 }
 
 TARGETS = (
@@ -67,6 +70,7 @@ TARGETS = (
     ("scale", "target_met", "scale: <= 16 KiB per stream added by responses_stream"),
     ("generate", "target_met", "generate, 100 SLOs: < 2 s"),
     ("sse", "target_met", "SSE parse: linear in line length (4x the bytes <= 6x the time)"),
+    ("rules", "target_met", "rules per SLO <= 17 (Sloth's count)"),
 )
 
 

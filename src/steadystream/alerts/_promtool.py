@@ -298,6 +298,10 @@ class _SloAlerts:
     tiers: list[BurnAlert]
     outage: Signal | None
     profile: _Profile
+    # The expected labels of each tier's alert and of the outage alert, built once: every
+    # check of the SLO shares them (and the YAML writer lays a shared mapping out once).
+    tier_labels: list[dict[str, str]]
+    outage_labels: dict[str, str] | None
 
 
 @per_render(copy=dict)
@@ -326,7 +330,11 @@ def _slo_alerts(spec: Spec) -> dict[str, _SloAlerts]:
             else _OutageKey(signal.threshold, signal.for_, event_floor(spec, signal.threshold))
         )
         out[slo.name] = _SloAlerts(
-            tiers[slo.name], signal, _Profile(error_budget(slo), keys, outage_key)
+            tiers[slo.name],
+            signal,
+            _Profile(error_budget(slo), keys, outage_key),
+            [_labels(a.signal) for a in tiers[slo.name]],
+            None if signal is None else _labels(signal),
         )
     return out
 
@@ -501,23 +509,21 @@ def _burn_alerts_at(
     ):
         a = alerts.tiers[i]
         ctx = {"value": burn, "remaining": remaining, "exhaustion": exhaustion}
-        out.append((_labels(a.signal), _annotations(a.signal, expected(a.description, ctx))))
+        out.append((alerts.tier_labels[i], _annotations(a.signal, expected(a.description, ctx))))
     return out
 
 
 def _outage_alerts_at(
     sims: _Sims, alerts: _SloAlerts, shape: _Shape, t: int
 ) -> list[tuple[dict[str, str], dict[str, str]]]:
-    signal, key = alerts.outage, alerts.profile.outage
-    if signal is None or key is None:
+    signal, key, labels = alerts.outage, alerts.profile.outage, alerts.outage_labels
+    if signal is None or key is None or labels is None:
         return []
     sim = sims(alerts.profile.budget, shape)
     if not sim.outage_fires(key, t):
         return []
     value = sim.ratio(FIVE_MINUTES, t)
-    return [
-        (_labels(signal), _annotations(signal, expected(fc_description(signal), {"value": value})))
-    ]
+    return [(labels, _annotations(signal, expected(fc_description(signal), {"value": value})))]
 
 
 @dataclass(frozen=True)
