@@ -96,8 +96,10 @@ class Case:
                     "alertname": alert,
                     "exp_alerts": [
                         {"exp_labels": labels, "exp_annotations": annotations}
-                        for labels, annotations in sorted(
-                            alerts, key=lambda a: sorted(a[0].items())
+                        for labels, annotations in (
+                            alerts
+                            if len(alerts) < 2
+                            else sorted(alerts, key=lambda a: sorted(a[0].items()))
                         )
                     ],
                 }
@@ -436,6 +438,8 @@ class _Sim:
 
     @staticmethod
     def _held(true: Callable[[int], bool], t: int, for_: float | None) -> bool:
+        if not for_:
+            return true(t)
         return all(true(m) for m in range(max(0, t - ceil_minutes(for_)), t + 1))
 
     def tier_fires(self, k: _TierKey, t: int) -> bool:
@@ -472,6 +476,9 @@ class _Sims:
         self._traffic: dict[_Shape, _Traffic] = {}
         self._sims: dict[tuple[float, _Shape], _Sim] = {}
         self._encoded: dict[tuple[_Shape, int], tuple[str, str, str]] = {}
+        # Per SLO: its input series' names, each with the counter it carries (0 bad, 1 total,
+        # 2 good); the names do not depend on the traffic.
+        self._names: dict[str, list[tuple[str, int]]] = {}
 
     def __call__(self, budget: float, shape: _Shape) -> _Sim:
         sim = self._sims.get((budget, shape))
@@ -497,7 +504,13 @@ class _Sims:
                 _encode(total),
                 _encode(good),
             )
-        return _sli_series(self.spec, slo, *encoded)
+        names = self._names.get(slo.name)
+        if names is None:
+            slots = {"0": 0, "1": 1, "2": 2}
+            names = self._names[slo.name] = [
+                (name, slots[slot]) for name, slot in _sli_series(self.spec, slo, "0", "1", "2")
+            ]
+        return [(name, encoded[slot]) for name, slot in names]
 
 
 def _burn_alerts_at(
