@@ -674,8 +674,10 @@ def _tier_plans(spec: Spec, sims: _Sims, budget: float, k: _TierKey) -> list[_Pl
                 break
             start += step
     # The long window's edge: a heavy burn just outside it, then a short window just above
-    # the factor. A rule that read a longer window would see the heavy burn and fire.
-    if above is not None and raw_window(spec, k.long) and long_min <= 60:
+    # the factor. A rule that read a longer window would see the heavy burn and fire. Every
+    # window read from the raw counters (up to 6 h) gets one: with constant traffic a longer
+    # window reads the same ratio and, from the 5 m totals, the same guard count.
+    if above is not None and raw_window(spec, k.long):
         shape = _Edge(long_min, long_min - short_min, short_min, *above)
         end = 2 * long_min
         if not sim(shape).tier_fires(k, end):
