@@ -11,6 +11,7 @@ clients or tracemalloc state never leak into another's figures), in this order:
 6. ``bench_alerting.py`` time to detect: steadystream's rules vs Sloth's in promtool, per incident
 7. ``bench_overload.py`` 1x/2x/3x the event-loop knee: raw vs responses_stream, failed streams
 8. ``bench_spike.py``    10x the sustainable arrival rate for 10 s: raw, with and without the queue
+9. ``bench_rules.py``    Prometheus rule evaluation of the 100-SLO rules, baseline tree vs this one
 
 Then prints the machine, every table and a summary of the targets, and writes
 ``benchmarks/results/summary.json`` and ``summary.md`` (the Markdown tables for the README).
@@ -70,6 +71,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [],
         ["--rate", "5", "--before", "1", "--spike", "3", "--after", "2", "--deltas", "5"],
     ),
+    # Two Prometheus servers side by side; --quick: fewer evaluations sampled.
+    "rules": ("bench_rules.py", [], ["--warmup", "3", "--samples", "4"]),
 }
 
 TARGETS = (
@@ -80,6 +83,7 @@ TARGETS = (
     ("generate", "target_met", "generate, 100 SLOs: < 2 s"),
     ("sse", "target_met", "SSE parse: linear in line length (4x the bytes <= 6x the time)"),
     ("overload", "target_met", "overload: at 2x the knee, no more failed streams than raw"),
+    ("rules", "target_met", "rules per SLO <= 17 (Sloth's count)"),
 )
 
 

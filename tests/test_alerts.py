@@ -157,7 +157,9 @@ def test_latency_sli_uses_the_bucket_le_prometheus_client_writes() -> None:
 
 
 def test_sli_records_counts_and_ratios_of_sums_for_every_window() -> None:
-    """Each SLO records 5m increases, then per window an event count and a ratio of sums."""
+    """Each SLO records 5m increases, its objective, then per window a ratio of sums, then the
+    budget left: 12 recording rules, and with its outage path and four burn tiers 17 rules,
+    Sloth's count. Burn rates and guard event counts are computed by the alerts."""
     spec = ss.default_spec("chat-gateway")
     assert [format_duration(w) for w in windows(spec)] == [
         "5m",
@@ -172,22 +174,26 @@ def test_sli_records_counts_and_ratios_of_sums_for_every_window() -> None:
     group = rule_groups(spec)[0]
     assert group["interval"] == "1m"  # the event counts divide by the samples per 5 m
     by_name = {r["record"]: r for r in group["rules"]}
-    for w in windows(spec):
-        assert names.slo_error_ratio(w) in by_name and names.slo_burn_rate(w) in by_name
-        assert names.slo_events(w) in by_name
+    assert list(by_name) == [
+        names.SLO_BAD_5M,
+        names.SLO_TOTAL_5M,
+        names.SLO_OBJECTIVE,
+        *(names.slo_error_ratio(w) for w in windows(spec)),
+        names.SLO_BUDGET_REMAINING,
+    ]
+    per_slo_alerts = [a for a in _alerts(spec) if a["labels"].get("slo") == "time-to-first-token"]
+    assert len(by_name) + len(per_slo_alerts) == 17
     # Windows up to 6h read the raw counters: exact, and no lag behind the 5 m increases.
     ratio_1h = by_name[names.slo_error_ratio(3600)]["expr"]
     assert ratio_1h.startswith("(clamp_min(sum(increase(stream_first_token_latency_ms_count{")
     assert ratio_1h.endswith("[1h])) > 0)")  # no traffic: no sample, never a division by 0
-    assert by_name[names.slo_events(3600)]["expr"].startswith("sum(increase(")
-    assert by_name[names.slo_events(21600)]["expr"].endswith("[6h]))")
+    assert by_name[names.slo_error_ratio(21600)]["expr"].endswith("[6h])) > 0)")
     # Longer windows sum the recorded 5 m increases: one series per SLO over days.
     ratio_1d = by_name[names.slo_error_ratio(86400)]["expr"]
     assert ratio_1d.startswith(f"sum_over_time({names.SLO_BAD_5M}{{")
     assert f"sum_over_time({names.SLO_TOTAL_5M}" in ratio_1d and "[1d]) > 0)" in ratio_1d
-    assert by_name[names.slo_events(86400)]["expr"].endswith("[1d]) / 5")
     assert by_name[names.SLO_BUDGET_REMAINING]["expr"].startswith("1 - steadystream:")
-    assert by_name[names.slo_burn_rate(3600)]["expr"].endswith(" / 0.05")
+    assert by_name[names.SLO_BUDGET_REMAINING]["expr"].endswith("} / 0.05")
 
 
 def test_errors_sli_is_zero_not_missing_when_no_error_ever_happened() -> None:
@@ -230,7 +236,12 @@ def test_burn_alert_labels_annotations_and_low_traffic_guard() -> None:
         "slo": "time-to-first-token",
     }
     assert "for" not in alert  # the short window rides out a bad scrape; `for` only delays
-    assert "steadystream:slo_events_total:1h{" in alert["expr"] and ">= 50)" in alert["expr"]
+    # The guard counts the long window's events from the recorded 5 m totals.
+    assert f"(sum_over_time({names.SLO_TOTAL_5M}{{" in alert["expr"]
+    assert "[1h]) / 5 >= 50)" in alert["expr"]
+    # The burn rates are the recorded ratios over the budget, long and short window.
+    assert alert["expr"].startswith(f"({names.slo_error_ratio(3600)}{{")
+    assert f"{names.slo_error_ratio(300)}{{" in alert["expr"]
     ann = alert["annotations"]
     assert ann["runbook_url"] == c.slo_runbook("time-to-first-token")
     assert ann["dashboard_url"].startswith(
@@ -381,6 +392,7 @@ def test_outage_fast_path_reads_the_5m_ratio_with_a_guard_no_single_failure_meet
         "stream-errors",
     ]
     assert outage[0]["expr"].startswith("(steadystream:slo_error_ratio:5m{")
+    assert f"({names.SLO_TOTAL_5M}{{" in outage[0]["expr"]
     assert outage[0]["expr"].endswith(">= 20)) > 0.5") and "for" not in outage[0]
     assert outage[0]["labels"]["severity"] == "critical"
     custom = _spec(alerting={"outage": {"ratio": "90%", "for": "1m", "severity": "page"}})

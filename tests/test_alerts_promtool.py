@@ -191,11 +191,11 @@ def test_zero_traffic_records_no_data_never_nan(promtool: str, tmp_path: Path) -
     checks = [
         (f"steadystream:slo_error_ratio:1h{{{ttft}}}", []),
         (f"steadystream:slo_error_ratio:28d{{{ttft}}}", []),
-        (f"steadystream:slo_burn_rate:5m{{{ttft}}}", []),
+        (f"steadystream:slo_error_ratio:5m{{{ttft}}}", []),
         (f"steadystream:slo_error_budget_remaining{{{ttft}}}", []),
         (
-            f"steadystream:slo_events_total:1h{{{ttft}}}",
-            [{"labels": f"steadystream:slo_events_total:1h{{{ttft}}}", "value": 0}],
+            f"steadystream:slo_events_total:increase5m{{{ttft}}}",
+            [{"labels": f"steadystream:slo_events_total:increase5m{{{ttft}}}", "value": 0}],
         ),
         (
             f"steadystream:slo_error_ratio:1h{{{errs}}}",
@@ -205,8 +205,8 @@ def test_zero_traffic_records_no_data_never_nan(promtool: str, tmp_path: Path) -
             f"steadystream:slo_error_budget_remaining{{{errs}}}",
             [{"labels": f"steadystream:slo_error_budget_remaining{{{errs}}}", "value": 1}],
         ),
-        # NaN is the only value unequal to itself: no recorded burn rate may be NaN.
-        ("count(steadystream:slo_burn_rate:1h != steadystream:slo_burn_rate:1h)", []),
+        # NaN is the only value unequal to itself: no recorded ratio may be NaN.
+        ("count(steadystream:slo_error_ratio:1h != steadystream:slo_error_ratio:1h)", []),
     ]
     test = {
         "rule_files": [rules.name],

@@ -18,14 +18,18 @@ fires on.
 from __future__ import annotations
 
 from ..catalog import names
-from ..catalog.alerting import failure_class_signals, slo_burn_signals, slo_outage_signals
+from ..catalog.alerting import (
+    error_budget,
+    failure_class_signals,
+    slo_burn_signals,
+    slo_outage_signals,
+)
 from ..catalog.promql import matcher_labels
 from ..catalog.signal import Signal, format_threshold, tier_factor
 from ._render import render_rules, rules_paths
 from ._rules import (
     DEFAULT_WINDOWS,
     alertmanager_config,
-    error_budget,
     inhibit_rules,
     rule_groups,
     windows,

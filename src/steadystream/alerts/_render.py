@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .. import conventions as c
 from ..catalog.memo import render_scope
@@ -26,6 +29,24 @@ def rules_paths(service: str) -> tuple[str, str, str]:
     )
 
 
+#: Allocations between the cyclic collector's youngest-generation passes while rendering.
+_RENDER_GC_THRESHOLD = 100_000
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely for the duration: rendering allocates hundreds
+    of thousands of dicts, lists and tuples that form no cycle, and the default threshold
+    (700 allocations) made the collector scan them again and again, about a sixth of the
+    render's time for 100 SLOs. The previous thresholds are restored on exit."""
+    before = gc.get_threshold()
+    gc.set_threshold(_RENDER_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def render_rules(spec: Spec, source: Source) -> dict[str, str]:
     """Every alerting file for ``spec``, keyed by path relative to the output directory.
 
@@ -34,7 +55,8 @@ def render_rules(spec: Spec, source: Source) -> dict[str, str]:
     """
     header = c.generated_header(source.name, source.sha256)
     rules, alertmanager, tests = rules_paths(spec.service)
-    with render_scope():  # the signals and panel index, computed once for all three files
+    # The signals and panel index, computed once for all three files.
+    with render_scope(), _few_collections():
         groups = rule_groups(spec)
         # promtool resolves rule_files relative to the test file: ../alerts/<service>.rules.yaml
         rules_from_tests = posixpath.relpath(rules, posixpath.dirname(tests))

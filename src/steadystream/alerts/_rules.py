@@ -21,21 +21,18 @@ from .. import conventions as c
 from ..catalog import names as n
 from ..catalog.alerting import (
     FIVE_MINUTES,
+    SLI_INTERVAL_SECONDS,
+    burn_rate,
     failure_class_signals,
     slo_burn_signals,
     slo_outage_signals,
     slo_tiers,
 )
 from ..catalog.classes import failure_classes
-from ..catalog.promql import Sel, clean, dur, matcher_labels, num, quote
+from ..catalog.promql import Sel, dur, matcher_labels, num, quote
 from ..catalog.signal import Signal, format_threshold
 from ..catalog.slo import generic_events, slo_what
 from ..spec import SLO, Spec, format_percent
-
-#: Samples per 5 m of a series recorded every minute: ``sum_over_time`` of 5 m increases
-#: divided by this is an event count (each event sits in five consecutive 5 m increases).
-SLI_INTERVAL_SECONDS = 60
-SAMPLES_PER_5M = int(FIVE_MINUTES // SLI_INTERVAL_SECONDS)
 
 
 def raw_template_string(promql: str) -> str:
@@ -57,12 +54,6 @@ def windows(spec: Spec) -> tuple[float, ...]:
         if tier.enabled:
             out |= {tier.long, tier.short}
     return tuple(sorted(w for w in out if w <= spec.period))
-
-
-def error_budget(slo: SLO) -> float:
-    """The error budget as printed in the rules (``1 - 0.95`` is ``0.05``, not
-    ``0.050000000000000044``); every value a rule divides by is exactly this float."""
-    return clean(slo.error_budget)
 
 
 # ------------------------------------------------------------------------- SLI recording rules
@@ -106,54 +97,47 @@ def _events(spec: Spec, slo: SLO, window: float) -> tuple[str, str]:
 
 
 def sli_group(spec: Spec, slo: SLO) -> dict[str, Any]:
-    """The recording rules of one SLO."""
+    """The recording rules of one SLO: its 5 m bad and total events, its objective, the error
+    ratio of every window and the share of the period's budget left.
+
+    Nothing else is recorded: the burn rate of a window is its ratio over the error budget
+    (:func:`~steadystream.catalog.alerting.burn_rate`) and a low-traffic guard's event count is
+    a sum of the 5 m totals (:func:`~steadystream.catalog.alerting.window_events`), both
+    computed by the alerts and dashboards that read them.
+    """
     labels = {**matcher_labels(spec), n.LABEL_SLO: slo.name}
     sel = Sel(labels)
     bad, total = _events(spec, slo, FIVE_MINUTES)
-    budget = num(error_budget(slo))
     rules: list[dict[str, Any]] = [
         {"record": n.SLO_BAD_5M, "expr": bad, "labels": labels},
         {"record": n.SLO_TOTAL_5M, "expr": total, "labels": labels},
         {"record": n.SLO_OBJECTIVE, "expr": f"vector({num(slo.objective)})", "labels": labels},
-        {"record": n.SLO_ERROR_BUDGET, "expr": f"vector({budget})", "labels": labels},
     ]
     for w in windows(spec):
         if w == FIVE_MINUTES:
-            events = sel(n.SLO_TOTAL_5M)
             ratio = f"{sel(n.SLO_BAD_5M)} / ({sel(n.SLO_TOTAL_5M)} > 0)"
         elif raw_window(spec, w):
             w_bad, w_total = _events(spec, slo, w)
-            events = w_total
             ratio = f"({w_bad}) / ({w_total} > 0)"
         else:
-            # The group is evaluated every minute, so each event sits in five consecutive 5 m
-            # increases: the sum over the window divided by five is the window's event count.
-            events = f"sum_over_time({sel(n.SLO_TOTAL_5M)}[{dur(w)}]) / {SAMPLES_PER_5M}"
             ratio = (
                 f"sum_over_time({sel(n.SLO_BAD_5M)}[{dur(w)}])"
                 f" / (sum_over_time({sel(n.SLO_TOTAL_5M)}[{dur(w)}]) > 0)"
             )
         # The labels are already on the series; repeating them keeps each SLO's rules
         # distinct to `promtool check rules` (same name + labels across groups is an error).
-        rules.append({"record": n.slo_events(w), "expr": events, "labels": labels})
         rules.append({"record": n.slo_error_ratio(w), "expr": ratio, "labels": labels})
-        rules.append(
-            {
-                "record": n.slo_burn_rate(w),
-                "expr": f"{sel(n.slo_error_ratio(w))} / {budget}",
-                "labels": labels,
-            }
-        )
     rules.append(
         {
             "record": n.SLO_BUDGET_REMAINING,
-            "expr": f"1 - {sel(n.slo_error_ratio(spec.period))} / {budget}",
+            "expr": f"1 - {burn_rate(sel(n.slo_error_ratio(spec.period)), slo)}",
             "labels": labels,
         }
     )
     return {
         "name": n.slo_group(spec.service, slo.name),
-        # Fixed, because the event counts above divide by the samples per 5 m.
+        # Fixed, because the event counts of the low-traffic guards divide by the samples per
+        # 5 m (catalog.alerting.window_events).
         "interval": dur(SLI_INTERVAL_SECONDS),
         "rules": rules,
     }
@@ -240,7 +224,8 @@ def burn_description(
     sel = Sel({**matcher_labels(spec), n.LABEL_SLO: slo.name})
     remaining = sel(n.SLO_BUDGET_REMAINING)
     # Budget left x period / burn rate: a burn rate of 1 spends the whole budget in one period.
-    exhaustion = f"{remaining} * {num(spec.period)} / {sel(n.slo_burn_rate(long_))}"
+    burn = burn_rate(sel(n.slo_error_ratio(long_)), slo)
+    exhaustion = f"{remaining} * {num(spec.period)} / ({burn})"
     left = Piece(
         f"{{{{ with query {raw_template_string(remaining)} }}}}"
         "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}",

@@ -174,6 +174,9 @@ def _layout(data: dict[str, Any]) -> str:
             raise _Unsupported(f"key {k!r}")
         key_text[k] = text
     out: list[str] = []
+    # A mapping that appears more than once (one labels dict shared by many checks) at the same
+    # column under a key: its lines, written once and copied after.
+    laid: dict[tuple[int, int], list[str]] = {}
 
     def scalar(lead: str, value: Any, col: int) -> None:
         # ``lead`` ends with ``key: `` or ``- ``; a literal block's lines sit two columns in
@@ -195,7 +198,14 @@ def _layout(data: dict[str, Any]) -> str:
             if type(v) is dict:
                 if v:
                     out.append(prefix)
-                    mapping(v, col + 2, " " * (col + 2))
+                    key = (id(v), col)
+                    lines = laid.get(key)
+                    if lines is None:
+                        start = len(out)
+                        mapping(v, col + 2, " " * (col + 2))
+                        laid[key] = out[start:]
+                    else:
+                        out.extend(lines)
                 else:
                     out.append(prefix + " {}")
             elif type(v) is list:

@@ -22,14 +22,22 @@ from .signal import Queries, Signal, event_floor, tier_factor
 
 #: The shortest window the SLI rules record, and the outage fast path's.
 FIVE_MINUTES = 300.0
+#: The SLI rule groups' evaluation interval, fixed because of :data:`SAMPLES_PER_5M`.
+SLI_INTERVAL_SECONDS = 60
+#: Samples per 5 m of a series recorded every minute: ``sum_over_time`` of 5 m increases
+#: divided by this is an event count (each event sits in five consecutive 5 m increases).
+SAMPLES_PER_5M = int(FIVE_MINUTES // SLI_INTERVAL_SECONDS)
 
 __all__ = [
     "burn_event_floor",
+    "burn_rate",
+    "error_budget",
     "failure_class_signals",
     "fc_signals_with_scenarios",
     "slo_burn_signals",
     "slo_outage_signals",
     "slo_tiers",
+    "window_events",
 ]
 
 
@@ -94,7 +102,8 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
 
     ``expr`` is the long-window burn rate, guarded by the short window (which must burn as
     fast) and the tier's low-traffic floor (:func:`burn_event_floor` events in the long
-    window); it reads the recorded series of the generated SLI rules, so those must be loaded.
+    window, :func:`window_events`); it reads the recorded series of the generated SLI rules,
+    so those must be loaded.
     """
     out: dict[str, list[Signal]] = {}
     base = matcher_labels(spec)
@@ -106,12 +115,12 @@ def slo_burn_signals(spec: Spec) -> dict[str, list[Signal]]:
             factor = tier_factor(tier, spec.period)
             long_, short = dur(tier.long), dur(tier.short)
             expr = (
-                f"{sel(n.slo_burn_rate(tier.long))}"
-                f" and ({sel(n.slo_burn_rate(tier.short))} > {num(factor)})"
+                f"{burn_rate(sel(n.slo_error_ratio(tier.long)), slo)}"
+                f" and ({burn_rate(sel(n.slo_error_ratio(tier.short)), slo)} > {num(factor)})"
             )
             floor = burn_event_floor(spec, slo, factor)
             if floor > 0:
-                expr += f" and ({sel(n.slo_events(tier.long))} >= {floor})"
+                expr += f" and ({window_events(sel, tier.long)} >= {floor})"
             own = slo.alerts.override(tier.severity)
             summary = (
                 f"{slo.name}: error budget burning over {num(factor)}x as fast "
@@ -174,6 +183,32 @@ def _own_summary(slo: SLO, own: SLOAlertOverride) -> str | None:
     return {**slo.alerts.annotations, **own.annotations}.get("summary")
 
 
+def error_budget(slo: SLO) -> float:
+    """The error budget as printed in the rules (``1 - 0.95`` is ``0.05``, not
+    ``0.050000000000000044``); every value a rule divides by is exactly this float."""
+    return clean(slo.error_budget)
+
+
+def burn_rate(ratio: str, slo: SLO) -> str:
+    """The burn rate of ``slo`` from the PromQL of an error ratio: the ratio over the error
+    budget as the rules print it (``1 - 0.95`` is ``0.05``), so 1 spends the budget in exactly
+    one period. No rule records it: alerts, annotations and dashboards divide the recorded
+    ratio, which costs nothing next to the ratio's range read."""
+    return f"{ratio} / {num(error_budget(slo))}"
+
+
+def window_events(sel: Sel, window: float) -> str:
+    """The SLI events of the SLO selected by ``sel`` over ``window`` (the low-traffic guards'
+    count), from the recorded 5 m increases: the 5 m series itself, or for a longer window
+    the sum of its samples over the window divided by :data:`SAMPLES_PER_5M`. One series per
+    SLO whatever the window, so a guard costs no read of the raw counters. The count trails
+    the exact one by about half of 5 m, which at most delays a page at the floor by a couple
+    of minutes (the generated promtool tests simulate this expression, minute by minute)."""
+    if window == FIVE_MINUTES:
+        return sel(n.SLO_TOTAL_5M)
+    return f"sum_over_time({sel(n.SLO_TOTAL_5M)}[{dur(window)}]) / {SAMPLES_PER_5M}"
+
+
 def burn_event_floor(spec: Spec, slo: SLO, factor: float) -> int:
     """Events the long window of a tier burning above ``factor`` must hold (0: no guard), so
     that no single bad event can fire it (:func:`~steadystream.catalog.signal.event_floor`)."""
@@ -206,7 +241,7 @@ def slo_outage_signals(spec: Spec) -> dict[str, Signal]:
         sel = Sel({**base, n.LABEL_SLO: slo.name})
         expr = sel(n.slo_error_ratio(FIVE_MINUTES))
         if floor > 0:
-            expr += f" and ({sel(n.slo_events(FIVE_MINUTES))} >= {floor})"
+            expr += f" and ({window_events(sel, FIVE_MINUTES)} >= {floor})"
         out[slo.name] = Signal(
             failure_class=n.BURN_FAILURE_CLASS,
             name=f"{slo.name}-outage",

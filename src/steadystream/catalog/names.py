@@ -4,7 +4,12 @@ Public so dashboards, runbooks and ``triage`` can query the recorded SLI series 
 recomputing them. Every recorded SLO series carries the label ``slo`` plus the spec's matchers
 (``selector`` and ``service``), for example::
 
-    steadystream:slo_burn_rate:1h{job="chat-gateway",service="chat-gateway",slo="stream-errors"}
+    steadystream:slo_error_ratio:1h{job="chat-gateway",service="chat-gateway",slo="stream-errors"}
+
+A window's burn rate is its error ratio over the error budget and a window's event count the
+sum of the 5 m totals over five; neither is recorded
+(:func:`steadystream.catalog.alerting.burn_rate`,
+:func:`~steadystream.catalog.alerting.window_events`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ from ..spec import format_duration
 # 5 m increases of the SLI's bad and total events; everything else is built from these.
 SLO_BAD_5M: Final = "steadystream:slo_events_bad:increase5m"
 SLO_TOTAL_5M: Final = "steadystream:slo_events_total:increase5m"
-# The objective (0.95) and the error budget (0.05), as series for dashboards and annotations.
+# The objective (0.95), as a series for dashboards and queries; the error budget is 1 minus it.
 SLO_OBJECTIVE: Final = "steadystream:slo_objective"
-SLO_ERROR_BUDGET: Final = "steadystream:slo_error_budget"
 # Share of the period's error budget not yet spent (1 = untouched, below 0 = overspent).
 SLO_BUDGET_REMAINING: Final = "steadystream:slo_error_budget_remaining"
 
@@ -40,19 +44,9 @@ ALERT_SLO_BURN: Final = "StreamSLOErrorBudgetBurn"
 ALERT_SLO_OUTAGE: Final = "StreamSLOOutage"
 
 
-def slo_events(window: float) -> str:
-    """Total SLI events over ``window`` seconds (an event count, not a rate)."""
-    return f"steadystream:slo_events_total:{format_duration(window)}"
-
-
 def slo_error_ratio(window: float) -> str:
     """Bad / total SLI events over ``window`` seconds (a ratio of sums, event-weighted)."""
     return f"steadystream:slo_error_ratio:{format_duration(window)}"
-
-
-def slo_burn_rate(window: float) -> str:
-    """Error ratio over ``window`` / error budget: 1 spends the budget exactly in one period."""
-    return f"steadystream:slo_burn_rate:{format_duration(window)}"
 
 
 def slo_group(service: str, slo: str) -> str:

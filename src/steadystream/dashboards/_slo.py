@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from .. import conventions as c
 from ..catalog import names as rec
+from ..catalog.alerting import burn_rate
 from ..catalog.panels import slo_panel_keys
 from ..catalog.promql import Selector
 from ..catalog.slo import slo_summary, slo_windows
@@ -55,7 +56,7 @@ def _slo_panels(spec: Spec, slo: SLO) -> tuple[Panel, ...]:
     )
     recorded = _recorded(spec, slo)
     burn_queries = tuple(
-        Query(recorded(rec.slo_burn_rate(w)), f"{format_duration(w)} window")
+        Query(burn_rate(recorded(rec.slo_error_ratio(w)), slo), f"{format_duration(w)} window")
         for w in slo_windows(spec)
     )
     sli, budget_key, burn, trend = slo_panel_keys(slo.name)

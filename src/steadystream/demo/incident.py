@@ -806,7 +806,7 @@ def _report(
 
 def _keep_lines(spec: Spec, prom: Any, workdir: Path, causes: tuple[str, ...]) -> list[str]:
     """What ``--keep`` prints: the alerts page, graph URLs, where the runbooks are."""
-    from ..catalog.alerting import failure_class_signals
+    from ..catalog.alerting import burn_rate, failure_class_signals
     from ..catalog.promql import Sel, dur, matcher_labels
 
     graph_page = prom.ui_page("graph")
@@ -831,7 +831,10 @@ def _keep_lines(spec: Spec, prom: Any, workdir: Path, causes: tuple[str, ...]) -
         sel = Sel({**matcher_labels(spec), n.LABEL_SLO: slo.name})
         lines.append(
             f"  graph SLO {slo.name} burn rate ({dur(tier.long)} and {dur(tier.short)}): "
-            + graph(sel(n.slo_burn_rate(tier.long)), sel(n.slo_burn_rate(tier.short)))
+            + graph(
+                burn_rate(sel(n.slo_error_ratio(tier.long)), slo),
+                burn_rate(sel(n.slo_error_ratio(tier.short)), slo),
+            )
         )
     lines.append("Ctrl-C stops the upstream, /metrics and Prometheus.")
     return lines
