@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from steadystream.alerts import rule_groups, tier_factor
+from steadystream.alerts import names, rule_groups, tier_factor
 from steadystream.catalog.alerting import burn_event_floor
 from steadystream.catalog.slo import generic_events
 from steadystream.spec import SpecError, json_schema, parse_spec
@@ -394,7 +394,7 @@ def test_real_prometheus_records_generic_events_as_counts(tmp_path: Path) -> Non
         ) as prom,
     ):
         prom.wait_for_targets_up()
-        recorded = 'steadystream:slo_events_total:5m{slo="availability"}'
+        recorded = f'{names.SLO_TOTAL_5M}{{slo="availability"}}'
         # The SLI group runs every minute: wait for an evaluation that saw two scrapes.
         result = prom.wait_for_query(
             recorded,
@@ -410,7 +410,7 @@ def test_real_prometheus_records_generic_events_as_counts(tmp_path: Path) -> Non
         # sample of 10 events a second among hundreds); a rate read as a count would be 300x
         # smaller.
         assert value == pytest.approx(float(direct[0]["value"][1]), rel=0.1)
-        ratio = prom.query('steadystream:slo_error_ratio:5m{slo="availability"}', at=at)
+        ratio = prom.query(f'{names.slo_error_ratio(300)}{{slo="availability"}}', at=at)
         assert float(ratio[0]["value"][1]) == 1.0
         unhealthy = [r for r in prom.rules() if r.get("health") != "ok"]
         assert unhealthy == []
