@@ -56,6 +56,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import conventions as c
+from ._response import MAX_DEPTH, from_response, wrapped
 from .core.machine import CorePolicy, StreamCore
 from .core.shell import AsyncStreamWrapper, EitherStreamWrapper, SyncStreamWrapper
 from .core.watchdog import Watchdog
@@ -432,9 +433,6 @@ class StreamMonitor:
 
 
 _SYNC, _ASYNC, _EITHER = "sync", "async", "either"
-#: Where other instrumentations' stream wrappers keep the stream they wrap (wrapt proxies:
-#: ``__wrapped__``; opentelemetry-instrumentation-openai-v2: ``stream``).
-_WRAPPED_ATTRS = ("__wrapped__", "stream", "_stream")
 
 
 def _iteration_kind(stream: Any, depth: int = 0) -> str | None:
@@ -457,43 +455,24 @@ def _iteration_kind(stream: Any, depth: int = 0) -> str | None:
         sync, async_ = hasattr(claimed, "__iter__"), hasattr(claimed, "__aiter__")
         if sync != async_:
             return _SYNC if sync else _ASYNC
-    if depth < 4:
-        for attr in _WRAPPED_ATTRS:
-            try:
-                inner = getattr(stream, attr, None)
-            except Exception:
-                continue
-            if inner is not None and inner is not stream:
-                kind = _iteration_kind(inner, depth + 1)
-                if kind in (_SYNC, _ASYNC):
-                    return kind
+    if depth < MAX_DEPTH:
+        for inner in wrapped(stream):
+            kind = _iteration_kind(inner, depth + 1)
+            if kind in (_SYNC, _ASYNC):
+                return kind
     return _EITHER
 
 
-def _response_url(stream: Any, depth: int = 0) -> Any:
+def _response_url(stream: Any) -> Any:
     """The URL the stream was requested from (``server.address`` / ``server.port``): the HTTP
     response's under an SDK stream (``stream.response.url``), an httpx response's own, or the
     stream's inside another instrumentation's wrapper; ``None`` when none can be found."""
-    for holder in (getattr(stream, "response", None), stream):
-        if holder is None or isinstance(holder, (str, bytes, bytearray, dict)):
-            continue
-        try:
-            url = getattr(holder, "url", None)
-        except Exception:  # httpx: a response without its request
-            continue
-        if url is not None and not callable(url):
-            return url
-    if depth < 4:
-        for attr in _WRAPPED_ATTRS:
-            try:
-                inner = getattr(stream, attr, None)
-            except Exception:
-                continue
-            if inner is not None and inner is not stream:
-                url = _response_url(inner, depth + 1)
-                if url is not None:
-                    return url
-    return None
+    return from_response(stream, _url_of)
+
+
+def _url_of(holder: Any) -> Any:
+    url = getattr(holder, "url", None)  # httpx: raises for a response without its request
+    return None if callable(url) else url
 
 
 #: Where other instrumentations' stream wrappers keep their span (openai-v2: ``span``,

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from .._response import from_response
+
 if TYPE_CHECKING:
     from ...spec import Spec
     from ...spec.model import Pool
@@ -29,9 +31,6 @@ __all__ = ["POOL_WAIT_EXTENSION", "pool_settings", "pool_wait"]
 
 #: The response extension holding the seconds a request waited for a pooled connection.
 POOL_WAIT_EXTENSION: Final = "steadystream.pool_wait"
-
-# Where other instrumentations' stream wrappers keep the stream they wrap.
-_WRAPPED_ATTRS: Final = ("__wrapped__", "stream", "_stream")
 
 
 def pool_settings(spec: Spec) -> Pool:
@@ -42,33 +41,17 @@ def pool_settings(spec: Spec) -> Pool:
     return pool if pool is not None else Pool()
 
 
-def pool_wait(stream: Any, depth: int = 0) -> float | None:
+def pool_wait(stream: Any) -> float | None:
     """Seconds the request behind ``stream`` (an SDK stream, an httpx2 response, or either
     inside another instrumentation's wrapper) waited for a pooled connection; ``None`` when
     its client did not measure it."""
-    try:
-        response = getattr(stream, "response", None)
-    except Exception:  # an httpx response without its request, a proxy that raises
-        response = None
-    for holder in (response, stream):
-        if holder is None or isinstance(holder, (str, bytes, bytearray, dict, list, tuple)):
-            continue
-        try:
-            extensions = getattr(holder, "extensions", None)
-        except Exception:
-            continue
-        if isinstance(extensions, dict):
-            waited = extensions.get(POOL_WAIT_EXTENSION)
-            if isinstance(waited, float):
-                return waited
-    if depth < 3:
-        for attr in _WRAPPED_ATTRS:
-            try:
-                inner = getattr(stream, attr, None)
-            except Exception:
-                continue
-            if inner is not None and inner is not stream:
-                waited = pool_wait(inner, depth + 1)
-                if waited is not None:
-                    return waited
+    return from_response(stream, _pool_wait_of)
+
+
+def _pool_wait_of(holder: Any) -> float | None:
+    extensions = getattr(holder, "extensions", None)
+    if isinstance(extensions, dict):
+        waited = extensions.get(POOL_WAIT_EXTENSION)
+        if isinstance(waited, float):
+            return waited
     return None
