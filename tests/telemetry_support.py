@@ -1,6 +1,6 @@
-"""A StreamMonitor wired to in-memory telemetry, for the wrapper tests: a fresh Prometheus
-registry, finished spans, and OTel metrics read back from an SDK meter provider.
-
+"""Support shared by the wrapper tests: :class:`Recorder`, a StreamObserver that records
+every call, and a StreamMonitor wired to in-memory telemetry (a fresh Prometheus registry,
+finished spans, and OTel metrics read back from an SDK meter provider).
 Each test module subclasses :class:`Telemetry` with its own ``labels`` (the service, model and
 provider its streams carry) and ``default_spec``.
 """
@@ -107,3 +107,19 @@ class Telemetry:
             for m in sm.metrics
             for p in m.data.data_points
         ]
+
+
+class Recorder:
+    """A StreamObserver that records every call as (method, args)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any) -> None:
+            self.calls.append((name, args))
+
+        return record
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for n, args in self.calls if n == name]

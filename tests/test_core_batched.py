@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,27 +15,12 @@ import steadystream as ss
 from steadystream import conventions as c
 from steadystream.instrumentation.core.machine import CorePolicy, StreamCore
 from steadystream.instrumentation.core.reassembly import FenceTracker
+from telemetry_support import Recorder
 
 # Fence-relevant characters, line ends of both kinds, plain text and a multi-byte character.
 _PIECES = st.sampled_from(["`", "~", " ", "\n", "\r", "a", "é", "```", "~~~", "   ", "\r\n"])
 _TEXT = st.lists(_PIECES, min_size=1, max_size=6).map("".join)
 _CHUNKS = st.lists(_TEXT, min_size=1, max_size=60)
-
-
-class Recorder:
-    """A StreamObserver that records every call as (method, args)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def record(*args: Any) -> None:
-            self.calls.append((name, args))
-
-        return record
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args in self.calls if n == name]
 
 
 def per_chunk_fence(chunks: list[str]) -> FenceTracker:

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from steadystream import conventions as c
 from steadystream.instrumentation.core.machine import CorePolicy, StreamCore
 from steadystream.instrumentation.errors import UpstreamError
-
-
-class Recorder:
-    """A StreamObserver that records every call as (method, args)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def record(*args: Any) -> None:
-            self.calls.append((name, args))
-
-        return record
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args in self.calls if n == name]
-
+from telemetry_support import Recorder
 
 POLICY = CorePolicy(first_token=3.0, idle=8.0, total=45.0, checkpoint_every=2)
 

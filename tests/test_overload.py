@@ -26,6 +26,7 @@ from steadystream.instrumentation.errors import LagTimeout
 from steadystream.instrumentation.monitor import StreamMonitor
 from steadystream.instrumentation.policy.ingress import IngressGuard
 from steadystream.instrumentation.policy.retry import classify
+from telemetry_support import Recorder
 
 DEADLINE = 30.0  # generous: a loaded 2-core machine
 
@@ -38,22 +39,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Recorder:
-    """A StreamObserver that records every call as (method, args)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def record(*args: Any) -> None:
-            self.calls.append((name, args))
-
-        return record
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args in self.calls if n == name]
 
 
 def delta(text: str) -> dict[str, Any]:

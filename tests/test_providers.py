@@ -39,25 +39,10 @@ from steadystream.instrumentation.providers.base import (
 )
 from steadystream.instrumentation.providers.failures import classify_failure, error_class
 from steadystream.instrumentation.providers.registry import fast_path, formats
+from telemetry_support import Recorder
 
 INSTRUMENTATION = Path(ss.__file__).parent / "instrumentation"
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/responses")
-
-
-class Recorder:
-    """A StreamObserver that records every call as (method, args)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def record(*args: Any) -> None:
-            self.calls.append((name, args))
-
-        return record
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args in self.calls if n == name]
 
 
 # ------------------------------------------------------------------------- the classifier
