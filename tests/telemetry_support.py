@@ -1,6 +1,7 @@
 """Support shared by the wrapper tests: :class:`Recorder`, a StreamObserver that records
 every call, and a StreamMonitor wired to in-memory telemetry (a fresh Prometheus registry,
 finished spans, and OTel metrics read back from an SDK meter provider).
+
 Each test module subclasses :class:`Telemetry` with its own ``labels`` (the service, model and
 provider its streams carry) and ``default_spec``.
 """
