@@ -315,6 +315,10 @@ class StreamCore:
         self._attempt_deadline_ft = t + self._policy.first_token
         self._idle_used = 0.0
         self._idle_chunk = self._chunks
+        if self._waiting:  # a wait dropped: the consumer time before it still counts
+            lr = self._last_return_t
+            if lr is not None and lr <= self._t_wait:
+                self._ph_consumer += self._t_wait - lr
         self._waiting = False
         if self._expired is None:
             self._horizon = min(self._attempt_deadline_ft, self._total_deadline, self._flush_at)
@@ -328,6 +332,9 @@ class StreamCore:
         attempt's first-token or total deadline bounds the open), but the time counts as the
         ``open`` phase also when the open fails (a refused connection is the network's time,
         not the model's)."""
+        if self._last_return_t is not None:
+            self._ph_consumer += t - self._last_return_t
+            self._last_return_t = None
         self.on_wait(t)
         self._opening = True
 
@@ -363,12 +370,28 @@ class StreamCore:
 
     def on_wait(self, t: float) -> None:
         """The shell is about to block on the upstream. (Its deadline is not computed here:
-        :meth:`next_deadline` answers when asked, and items compare with a lower bound.)"""
-        if self._last_return_t is not None:
-            self._ph_consumer += t - self._last_return_t
-            self._last_return_t = None
+        :meth:`next_deadline` answers when asked, and items compare with a lower bound.)
+
+        Two attribute stores and nothing else, so that the shells' per-item loops may do them
+        inline (``_t_wait`` first, then ``_waiting``: a watchdog thread reads them in that
+        order's reverse): the consumer's time since the last item, from its return to this
+        wait's start, is counted when the wait ends (:meth:`_wait_ended`, or inline in
+        :meth:`on_content`)."""
         self._t_wait = t
         self._waiting = True
+
+    def _wait_ended(self, t: float) -> float:
+        """The current wait ended at ``t`` (an item, an error, the end): counts the consumer
+        time before it and returns how long the upstream was waited for."""
+        tw = self._t_wait
+        self._waiting = False
+        lr = self._last_return_t
+        if lr is not None and lr <= tw:  # else no wait began since the return
+            self._ph_consumer += tw - lr
+        self._last_return_t = None
+        w = t - tw
+        self._ph_wait += w
+        return w
 
     def next_deadline(self) -> float:
         """When the current wait must end (``inf`` when nothing bounds it). Valid after
@@ -454,9 +477,13 @@ class StreamCore:
             self._horizon = self._horizon_after(t)
             if t >= self._flush_at:
                 self._next_mark = 0  # the timed flush is due: with this chunk
-        if self._waiting:
+        if self._waiting:  # _wait_ended(), inlined
             self._waiting = False
-            self._ph_wait += t - self._t_wait
+            tw = self._t_wait
+            self._ph_wait += t - tw
+            lr = self._last_return_t
+            if lr is not None and lr <= tw:
+                self._ph_consumer += tw - lr
         self._last_return_t = t
         if sequence_number is not None:
             self.sequence_number = sequence_number
@@ -491,10 +518,7 @@ class StreamCore:
         if r.meta is not None:
             self.record_meta(r.meta)
         if self._waiting:
-            w = t - self._t_wait
-            self._waiting = False
-            self._ph_wait += w
-            self._add_idle(w)
+            self._add_idle(self._wait_ended(t))
         self._last_return_t = t
         if r.sequence_number is not None:
             self.sequence_number = r.sequence_number
@@ -931,10 +955,7 @@ class StreamCore:
             self._open_measured = True
             return
         if self._waiting:
-            w = t - self._t_wait
-            self._waiting = False
-            self._ph_wait += w
-            self._add_idle(w)
+            self._add_idle(self._wait_ended(t))
 
 
 class _ResponseInfo:
