@@ -32,6 +32,9 @@ Targets, as client CPU per event relative to raw: ``wrap`` at most 1.03x, sync a
 ``responses_stream`` at most 1.05x; steadystream's overhead above raw at most 1/3 of openai-v2's
 (Chat Completions, same telemetry destinations: spans + OpenTelemetry metrics).
 
+Every variant's consumer reads each event's text and counts its UTF-8 bytes (the checked
+variants keep that tally; the others throw it away), so being checked costs no variant more.
+
 After the run, each steadystream monitor's registry is checked against what the consumer got:
 streams ended ``ok``, content bytes (UTF-8 of every text delta / content chunk) and chunk gaps
 (one per content chunk after a stream's first), exactly.
@@ -154,10 +157,9 @@ def measure(
 
 
 def _count(it: Any) -> int:
-    n = 0
-    for _event in it:
-        n += 1
-    return n
+    """Consume ``it`` as the checked variants do (see Tally), keeping no tally: every variant's
+    consumer does the same work per event, so a variant is not charged for being checked."""
+    return Tally().count(it)
 
 
 class Tally:
@@ -207,10 +209,14 @@ class Tally:
 
 
 def _text(event: Any) -> str | None:
-    """The text of a Responses ``output_text.delta`` event or a Chat Completions chunk."""
-    if getattr(event, "type", None) == "response.output_text.delta":
-        return event.delta  # type: ignore[no-any-return]
-    choices = getattr(event, "choices", None)
+    """The text of a Responses ``output_text.delta`` event or a Chat Completions chunk. The
+    SDK's events are pydantic models with their fields in ``__dict__``: reading it, not
+    ``getattr``, keeps a chunk without ``type`` off pydantic's ``__getattr__`` (several us a
+    miss, which would dwarf the wrapper being measured)."""
+    fields = event if isinstance(event, dict) else event.__dict__
+    if fields.get("type") == "response.output_text.delta":
+        return fields.get("delta")  # type: ignore[no-any-return]
+    choices = fields.get("choices")
     return choices[0].delta.content if choices else None
 
 
@@ -259,10 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         arc = AsyncOpenAI(base_url=sim_url, api_key="bench", max_retries=0)
 
         async def _acount(stream: Any) -> int:
-            n = 0
-            async for _event in stream:
-                n += 1
-            return n
+            return await Tally().acount(stream)  # the same consumer as async wrap's
 
         def async_raw() -> int:
             async def run() -> int:

@@ -156,6 +156,26 @@ def test_phases_split_the_wall_time() -> None:
     assert info == {"bytes": 2, "chunks": 2, "attempts": 1, "duration": 3.5}
 
 
+def test_consumer_time_runs_from_an_item_to_the_next_wait() -> None:
+    """The consumer's time runs from an item's return (or the open) to the start of the next
+    wait, whether that wait ends with an item, a failed attempt or the close; a wait that began
+    before the open finished (the open's own) adds none."""
+    core, rec = opened()
+    core.opening(0.0)
+    core.attempt_opened(0.5)
+    feed(core, delta("a"), 1.0, 1.5)  # 0.5 consumer (opened, not yet read), 0.5 upstream
+    core.on_wait(4.0)  # 2.5 consumer holding "a"
+    core.end_attempt(5.0, c.ERROR_CLASS_NETWORK)  # 1.0 upstream, ended by a failure
+    core.begin_attempt(5.0)
+    core.opening(5.0)
+    core.attempt_opened(6.0)
+    core.close(6.0)  # closed with the open's wait pending (1.0 upstream): no consumer time
+    phases = rec.named("ended")[0][2]
+    assert phases[c.PHASE_CONSUMER] == pytest.approx(3000.0)
+    waited = phases[c.PHASE_FIRST_TOKEN_WAIT] + phases[c.PHASE_UPSTREAM_WAIT]
+    assert waited == pytest.approx(2500.0)
+
+
 def test_open_phase_measured_in_active_mode_and_recovery_latency() -> None:
     """An attempt that fails marks an interruption; first content after it is recovery."""
     core, rec = opened()

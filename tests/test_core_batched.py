@@ -187,3 +187,72 @@ def test_a_slow_stream_still_reaches_the_sinks_every_second() -> None:
     core.close(8.0)
     assert sum(n for n, _ in rec.named("content")) == 12
     assert sum(len(g) for _, g in rec.named("content")) == 5
+
+
+_DELTA = "response.output_text.delta"
+# One upstream item: what it is, how long the consumer held the previous one, whether the
+# shell waited for it (False: a further reading of the same byte chunk), how long it waited.
+_ITEMS = st.lists(
+    st.tuples(
+        st.sampled_from(["content", "lifecycle", "keepalive"]),
+        st.integers(0, 4000),
+        st.booleans(),
+        st.integers(0, 4000),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=_ITEMS, tail=st.integers(0, 4000), end_waiting=st.booleans())
+def test_consumer_and_wait_phases_equal_the_per_wait_sums(
+    items: list[tuple[str, int, bool, int]], tail: int, end_waiting: bool
+) -> None:
+    """The consumer phase is summed per run of items (not per item): it equals, for every
+    stream, the per-wait sums: from each item's return to the next wait's start, and from the
+    last return to the close; the upstream wait from each wait's start to what ended it."""
+    policy = CorePolicy(first_token=1e6, idle=1e6, total=1e7, checkpoint_every=4)
+    rec = Recorder()
+    core = StreamCore(policy, rec)
+    core.on_open(0.0)
+    core.begin_attempt(0.0)
+    consumer = wait = 0.0
+    last_return: float | None = None
+    t_wait: float | None = None
+    t = 0.0
+    for n, (kind, hold_ms, waited, wait_ms) in enumerate(items):
+        t += hold_ms / 1000.0
+        if waited or last_return is None:
+            core.on_wait(t)
+            if last_return is not None:
+                consumer += t - last_return
+                last_return = None
+            t_wait = t
+            t += wait_ms / 1000.0
+        if kind == "content":
+            assert core.on_item({"type": _DELTA, "delta": f"x{n}"}, t) is None
+        elif kind == "lifecycle":
+            assert core.on_item({"type": "response.in_progress"}, t) is None
+        else:
+            core.on_keepalive(t)
+        if t_wait is not None:
+            wait += t - t_wait
+            t_wait = None
+        last_return = t
+    t += tail / 1000.0
+    if end_waiting:
+        core.on_wait(t)
+        if last_return is not None:
+            consumer += t - last_return
+            last_return = None
+        t_wait = t
+        t += 1.0
+    core.close(t)
+    if t_wait is not None:
+        wait += t - t_wait
+    elif last_return is not None:
+        consumer += t - last_return
+    phases = rec.named("ended")[0][2]
+    assert phases[c.PHASE_CONSUMER] == pytest.approx(consumer * 1000.0, abs=1e-6)
+    got_wait = phases[c.PHASE_FIRST_TOKEN_WAIT] + phases.get(c.PHASE_UPSTREAM_WAIT, 0.0)
+    assert got_wait == pytest.approx(wait * 1000.0, abs=1e-6)

@@ -4,6 +4,7 @@ lag-caused timeouts kept apart from the upstream's, and shedding at ingress with
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from typing import Any
@@ -431,6 +432,32 @@ def test_the_watchdog_measures_how_late_it_wakes() -> None:
     wait_for(looked.is_set, "the watchdog to look at the stream")
     assert dog.lag.recent() == pytest.approx(2.0)
     assert dog.lag.source == c.LAG_SOURCE_WATCHDOG
+
+
+def test_an_idle_watchdog_reports_no_lag_after_its_last_look_was_dropped() -> None:
+    """The only stream ends while the watchdog sleeps towards its look: once idle, the
+    watchdog has no tick pending, so its meter does not read the idle time as a stall (which
+    would shed the next stream at ingress as overloaded)."""
+    clock = Clock()
+    dog = Watchdog(clock)
+
+    class Stream:
+        finished = False
+
+        def watchdog_check(self, now: float) -> float | None:
+            return None
+
+    stream = Stream()
+    at = clock.now + 1.0
+    dog.watch(stream, at)
+    wait_for(lambda: dog.lag.due == at, "the watchdog to sleep towards the stream's look")
+    dog.unwatch(stream)  # the stream ended: its look is swept, the heap is empty
+    clock.now += 10.0
+    dog.wake()
+    wait_for(lambda: dog.lag.due == math.inf, "the idle watchdog to clear its pending tick")
+    assert dog.lag.overdue() == 0.0
+    assert dog.lag.smoothed() == 0.0
+    assert dog.pending() == 0
 
 
 def connect_spec(lag: str) -> ss.Spec:

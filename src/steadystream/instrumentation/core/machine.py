@@ -138,6 +138,8 @@ class StreamCore:
         "_attempt_deadline_ft",
         "_attempt_live",
         "_bytes",
+        "_chain_t",
+        "_chain_w",
         "_chunks",
         "_closed",
         "_count_bytes",
@@ -246,6 +248,12 @@ class StreamCore:
         self._ft_timeout_t: float | None = None
         self._last_content_t = 0.0
         self._last_return_t: float | None = None
+        # The consumer time of a run of content items, each after one wait that began after
+        # the previous item's return, is summed at the run's end, not per item: from
+        # _chain_t (the run's first item) to the last item's return, less the upstream wait
+        # since then (_ph_wait less _chain_w). None: no run open. See _settle_consumer.
+        self._chain_t: float | None = None
+        self._chain_w = 0.0
         self._t_wait = 0.0
         self._waiting = False
         # Upstream wait since the last content (keep-alives do not reset it): valid while no
@@ -315,6 +323,11 @@ class StreamCore:
         self._attempt_deadline_ft = t + self._policy.first_token
         self._idle_used = 0.0
         self._idle_chunk = self._chunks
+        self._settle_consumer()
+        if self._waiting:  # a wait dropped: the consumer time before it still counts
+            lr = self._last_return_t
+            if lr is not None and lr <= self._t_wait:
+                self._ph_consumer += self._t_wait - lr
         self._waiting = False
         if self._expired is None:
             self._horizon = min(self._attempt_deadline_ft, self._total_deadline, self._flush_at)
@@ -328,12 +341,17 @@ class StreamCore:
         attempt's first-token or total deadline bounds the open), but the time counts as the
         ``open`` phase also when the open fails (a refused connection is the network's time,
         not the model's)."""
+        self._settle_consumer()
+        if self._last_return_t is not None:
+            self._ph_consumer += t - self._last_return_t
+            self._last_return_t = None
         self.on_wait(t)
         self._opening = True
 
     def attempt_opened(self, t: float) -> None:
         """The monitor opened the upstream (response headers in): time since
         :meth:`begin_attempt` counts as the ``open`` phase."""
+        self._settle_consumer()
         self._opening = False
         self._ph_open += t - self._t_attempt
         self._open_measured = True
@@ -363,12 +381,29 @@ class StreamCore:
 
     def on_wait(self, t: float) -> None:
         """The shell is about to block on the upstream. (Its deadline is not computed here:
-        :meth:`next_deadline` answers when asked, and items compare with a lower bound.)"""
-        if self._last_return_t is not None:
-            self._ph_consumer += t - self._last_return_t
-            self._last_return_t = None
+        :meth:`next_deadline` answers when asked, and items compare with a lower bound.)
+
+        Two attribute stores and nothing else, so that the shells' per-item loops may do them
+        inline (``_t_wait`` first, then ``_waiting``: a watchdog thread reads them in that
+        order's reverse): the consumer's time since the last item, from its return to this
+        wait's start, is counted when the wait ends (:meth:`_wait_ended`, or inline in
+        :meth:`on_content`)."""
         self._t_wait = t
         self._waiting = True
+
+    def _wait_ended(self, t: float) -> float:
+        """The current wait ended at ``t`` (an item, an error, the end): counts the consumer
+        time before it and returns how long the upstream was waited for."""
+        self._settle_consumer()
+        tw = self._t_wait
+        self._waiting = False
+        lr = self._last_return_t
+        if lr is not None and lr <= tw:  # else no wait began since the return
+            self._ph_consumer += tw - lr
+        self._last_return_t = None
+        w = t - tw
+        self._ph_wait += w
+        return w
 
     def next_deadline(self) -> float:
         """When the current wait must end (``inf`` when nothing bounds it). Valid after
@@ -390,6 +425,16 @@ class StreamCore:
         elif self._attempt_deadline_ft < total:
             return self._attempt_deadline_ft, c.TIMEOUT_FIRST_TOKEN
         return total, c.TIMEOUT_TOTAL
+
+    def _settle_consumer(self) -> None:
+        """End the open run of items (see _chain_t): add its consumer time. Called before
+        anything else reads or moves _last_return_t, _ph_wait or _ph_consumer."""
+        c0 = self._chain_t
+        if c0 is not None:
+            self._chain_t = None
+            lr = self._last_return_t  # the run's last item (never None while a run is open)
+            if lr is not None:
+                self._ph_consumer += (lr - c0) - (self._ph_wait - self._chain_w)
 
     def _idle_left(self) -> float:
         if self._idle_chunk == self._chunks:
@@ -454,9 +499,18 @@ class StreamCore:
             self._horizon = self._horizon_after(t)
             if t >= self._flush_at:
                 self._next_mark = 0  # the timed flush is due: with this chunk
-        if self._waiting:
+        if self._waiting:  # _wait_ended(), inlined; the consumer time is summed per run
             self._waiting = False
-            self._ph_wait += t - self._t_wait
+            tw = self._t_wait
+            self._ph_wait += t - tw
+            if self._chain_t is None:  # a run of items starts here
+                lr = self._last_return_t
+                if lr is not None and lr <= tw:
+                    self._ph_consumer += tw - lr
+                self._chain_t = t
+                self._chain_w = self._ph_wait
+        elif self._chain_t is not None:  # no wait before this item: the run ends
+            self._settle_consumer()
         self._last_return_t = t
         if sequence_number is not None:
             self.sequence_number = sequence_number
@@ -490,11 +544,9 @@ class StreamCore:
             return self.on_content(r.text, r.sequence_number, t)
         if r.meta is not None:
             self.record_meta(r.meta)
+        self._settle_consumer()
         if self._waiting:
-            w = t - self._t_wait
-            self._waiting = False
-            self._ph_wait += w
-            self._add_idle(w)
+            self._add_idle(self._wait_ended(t))
         self._last_return_t = t
         if r.sequence_number is not None:
             self.sequence_number = r.sequence_number
@@ -850,6 +902,7 @@ class StreamCore:
         self, t: float, abandoned: bool, error: BaseException | None, error_class: str | None
     ) -> str:
         obs = self._obs
+        self._settle_consumer()
         if self._waiting:
             self._account_wait(t)
         elif self._last_return_t is not None:
@@ -923,6 +976,7 @@ class StreamCore:
         return outcome
 
     def _account_wait(self, t: float) -> None:
+        self._settle_consumer()
         if self._opening:
             # The open failed (or was abandoned) before attempt_opened().
             self._opening = False
@@ -931,10 +985,7 @@ class StreamCore:
             self._open_measured = True
             return
         if self._waiting:
-            w = t - self._t_wait
-            self._waiting = False
-            self._ph_wait += w
-            self._add_idle(w)
+            self._add_idle(self._wait_ended(t))
 
 
 class _ResponseInfo:

@@ -427,7 +427,6 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         ends as abandoned when closed or collected, as with ``next()``."""
         core = self._core
         clock = self._clock
-        on_wait = core.on_wait
         watchdog = self._watchdog
         # The fast path learnt for the items' class (re-read after the general path learns).
         fast_cls = self._fast_cls
@@ -463,11 +462,10 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                     if exp is None:
                         return
                     break
-                # _before_wait(), inlined (a call here is a tenth of the per-item cost).
-                try:
-                    on_wait(clock())
-                except Exception:
-                    report_telemetry_error("StreamCore", "on_wait")
+                # _before_wait(), inlined (a call here is a tenth of the per-item cost), and
+                # core.on_wait() with it: its two stores, in its order.
+                core._t_wait = clock()
+                core._waiting = True
                 if core.rearm and watchdog is not None:
                     self._arm()
             else:
@@ -658,7 +656,6 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         early closes this generator but not the stream (see ``SyncStreamWrapper._items``)."""
         core = self._core
         clock = self._clock
-        on_wait = core.on_wait
         current_task = asyncio.current_task
         # Looked up once: current_task(loop) is a fraction of current_task() on Python 3.11.
         loop = asyncio.get_running_loop()
@@ -673,10 +670,9 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                     await self._close_upstream()
                     raise failure
                 return
-            try:
-                on_wait(clock())
-            except Exception:
-                report_telemetry_error("StreamCore", "on_wait")
+            # core.on_wait(), inlined: its two stores, in its order.
+            core._t_wait = clock()
+            core._waiting = True
             task = self._task = current_task(loop)
             if core.rearm:
                 self._rearm()

@@ -420,6 +420,10 @@ class Watchdog:
                 while True:
                     if not self._heap:
                         # Idle: keep the thread a while, then let it end (restarted on demand).
+                        # No tick is pending: the look it waited for may have been swept away
+                        # (its stream ended), and a due time left behind would read as a stall
+                        # growing for as long as the monitor stays idle.
+                        self.lag.due = math.inf
                         if not self._cond.wait(timeout=30.0) and not self._heap:
                             self._thread = None
                             return
