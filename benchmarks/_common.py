@@ -255,3 +255,47 @@ def emit(name: str, tables: list[Table], data: dict[str, Any]) -> None:
         print(t.text())
         print()
     print(f"[{name}] results: {path.relative_to(ROOT)}", file=sys.stderr)
+
+
+async def loop_lag_ticker(stop: Any, lags: list[float], period: float = 0.01) -> None:
+    """Until ``stop`` (an ``asyncio.Event``) is set: sleep ``period`` on the running loop and
+    append how much later than asked each sleep ended (the event-loop lag), in seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t = loop.time()
+        await asyncio.sleep(period)
+        lags.append(loop.time() - t - period)
+
+
+def plain_client(url: str) -> Any:
+    """An ``AsyncOpenAI`` as a service creates it (the SDK's own timeouts), without the SDK's
+    retries: raw streams get no retry, and ``responses_stream`` applies the spec's timeouts and
+    retries to its own copy."""
+    from openai import AsyncOpenAI
+
+    return AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
+
+
+async def open_responses(
+    mode: str, client: Any, monitor: Any, *, model: str, prompt: str, deltas: int
+) -> Any:
+    """A Responses stream of ``deltas`` text deltas: the raw client's (``mode == "raw"``; a
+    background response with an idempotency key, as ``responses_stream`` sends) or
+    ``responses_stream`` over the same client."""
+    import uuid
+
+    from steadystream import conventions as c
+    from steadystream.instrumentation.openai import responses_stream
+
+    if mode == "raw":
+        return await client.responses.create(
+            model=model,
+            input=prompt,
+            stream=True,
+            background=True,
+            max_output_tokens=deltas,
+            extra_headers={c.HEADER_IDEMPOTENCY_KEY: f"ss-{uuid.uuid4().hex}"},
+        )
+    return responses_stream(monitor, client, model=model, input=prompt, max_output_tokens=deltas)

@@ -31,13 +31,20 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import _procs
 import steadystream as ss
-from _common import Table, emit, percentile, verdict
+from _common import (
+    Table,
+    emit,
+    loop_lag_ticker,
+    open_responses,
+    percentile,
+    plain_client,
+    verdict,
+)
 from steadystream import conventions as c
 
 MODEL = "gpt-4.1"
@@ -57,23 +64,6 @@ def bench_spec() -> ss.Spec:
         path = Path(tmp) / "slo.yaml"
         path.write_text(SPEC)
         return ss.load_spec(path)
-
-
-async def _ticker(stop: asyncio.Event, lags: list[float], period: float = 0.01) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        t = loop.time()
-        await asyncio.sleep(period)
-        lags.append(loop.time() - t - period)
-
-
-def _client(url: str, spec: ss.Spec) -> Any:
-    """The client as a service creates it (the SDK's own timeouts), without the SDK's retries:
-    raw streams get no retry, and ``responses_stream`` applies the spec's timeouts and retries
-    to its own copy."""
-    from openai import AsyncOpenAI
-
-    return AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
 
 
 def _labels(monitor: ss.StreamMonitor, registry: Any) -> dict[str, float]:
@@ -99,11 +89,9 @@ async def run_level(
     from opentelemetry import trace
     from prometheus_client import CollectorRegistry
 
-    from steadystream.instrumentation.openai import responses_stream
-
     registry = CollectorRegistry()
     monitor = ss.StreamMonitor(spec, registry=registry, tracer_provider=trace.NoOpTracerProvider())
-    client = _client(url, spec)
+    client = plain_client(url)
     durations: list[float] = []
     failed: list[str] = []
     shed = 0
@@ -115,19 +103,9 @@ async def run_level(
         t0 = time.perf_counter()
         n = 0
         try:
-            if mode == "raw":
-                stream = await client.responses.create(
-                    model=MODEL,
-                    input="overload",
-                    stream=True,
-                    background=True,
-                    max_output_tokens=deltas,
-                    extra_headers={c.HEADER_IDEMPOTENCY_KEY: f"ss-{uuid.uuid4().hex}"},
-                )
-            else:
-                stream = responses_stream(
-                    monitor, client, model=MODEL, input="overload", max_output_tokens=deltas
-                )
+            stream = await open_responses(
+                mode, client, monitor, model=MODEL, prompt="overload", deltas=deltas
+            )
             async for event in stream:
                 if getattr(event, "type", "") == "response.output_text.delta":
                     n += 1
@@ -148,7 +126,7 @@ async def run_level(
 
     lags: list[float] = []
     stop = asyncio.Event()
-    ticker = asyncio.create_task(_ticker(stop, lags))
+    ticker = asyncio.create_task(loop_lag_ticker(stop, lags))
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(streams)))
     elapsed = time.perf_counter() - t0

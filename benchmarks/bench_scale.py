@@ -46,7 +46,7 @@ from typing import Any
 
 import _procs
 import steadystream as ss
-from _common import Summary, Table, emit, percentile, verdict
+from _common import Summary, Table, emit, loop_lag_ticker, percentile, verdict
 from steadystream import conventions as c
 
 TARGET_BYTES = 16 * 1024
@@ -129,14 +129,6 @@ class Variant:
             )
 
         return {"raw": raw, "wrap": wrap, "responses_stream": active}[self.mode]
-
-
-async def _ticker(stop: asyncio.Event, lags: list[float], period: float = 0.01) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        t = loop.time()
-        await asyncio.sleep(period)
-        lags.append(loop.time() - t - period)
 
 
 async def _client(url: str, spec: ss.Spec) -> Any:
@@ -237,7 +229,7 @@ async def measure_lag(
 
     lags: list[float] = []
     stop = asyncio.Event()
-    ticker = asyncio.create_task(_ticker(stop, lags))
+    ticker = asyncio.create_task(loop_lag_ticker(stop, lags))
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(streams)))
     elapsed = time.perf_counter() - t0

@@ -34,13 +34,12 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import _procs
 import steadystream as ss
-from _common import Table, emit, percentile
+from _common import Table, emit, open_responses, percentile, plain_client
 from steadystream import conventions as c
 
 MODEL = "gpt-4.1"
@@ -75,15 +74,6 @@ def schedule(rate: float, before: float, spike: float, after: float) -> list[flo
         out += [t + i / r for i in range(n)]
         t += seconds
     return out
-
-
-def _client(url: str, spec: ss.Spec) -> Any:
-    """The client as a service creates it (the SDK's own timeouts), without the SDK's retries:
-    raw streams get no retry, and ``responses_stream`` applies the spec's timeouts and retries
-    to its own copy."""
-    from openai import AsyncOpenAI
-
-    return AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
 
 
 def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -127,11 +117,9 @@ async def run_client(
     from opentelemetry import trace
     from prometheus_client import CollectorRegistry
 
-    from steadystream.instrumentation.openai import responses_stream
-
     registry = CollectorRegistry()
     monitor = ss.StreamMonitor(spec, registry=registry, tracer_provider=trace.NoOpTracerProvider())
-    client = _client(url, spec)
+    client = plain_client(url)
     ttfts: list[float] = []
     rejected: dict[str, int] = {}
     failed: list[str] = []
@@ -145,19 +133,9 @@ async def run_client(
         first: float | None = None
         n = 0
         try:
-            if mode == "raw":
-                stream = await client.responses.create(
-                    model=MODEL,
-                    input="spike",
-                    stream=True,
-                    background=True,
-                    max_output_tokens=deltas,
-                    extra_headers={c.HEADER_IDEMPOTENCY_KEY: f"ss-{uuid.uuid4().hex}"},
-                )
-            else:
-                stream = responses_stream(
-                    monitor, client, model=MODEL, input="spike", max_output_tokens=deltas
-                )
+            stream = await open_responses(
+                mode, client, monitor, model=MODEL, prompt="spike", deltas=deltas
+            )
             async for event in stream:
                 if getattr(event, "type", "") == "response.output_text.delta":
                     if first is None:
@@ -216,10 +194,9 @@ def check_exact(res: dict[str, Any]) -> list[str]:
 
 def unloaded(url: str, deltas: int) -> float:
     """One stream alone (after a warm-up): its duration, for the sustainable rate."""
-    spec = bench_spec(100, 0, 0.0)
 
     async def one() -> float:
-        client = _client(url, spec)
+        client = plain_client(url)
         t0 = time.perf_counter()
         stream = await client.responses.create(
             model=MODEL, input="spike", stream=True, max_output_tokens=deltas
