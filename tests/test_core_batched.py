@@ -189,6 +189,28 @@ def test_a_slow_stream_still_reaches_the_sinks_every_second() -> None:
     assert sum(len(g) for _, g in rec.named("content")) == 5
 
 
+@pytest.mark.parametrize("every", [16, 1000, 5000])
+def test_a_fast_stream_reaches_the_sinks_every_1024_chunks(every: int) -> None:
+    """Within one second a batch ends at 1,024 gaps, whatever the checkpoint interval (a fast
+    stream holds at most that many gaps and one more text), and the totals are exact."""
+    rec = Recorder()
+    core = StreamCore(CorePolicy(idle=30, total=100, checkpoint_every=every), rec)
+    core.on_open(0.0)
+    core.begin_attempt(0.0)
+    n = 3000
+    for i in range(n):
+        t = 0.1 + i * 1e-5  # 3,000 chunks in 30 ms: no timed flush
+        core.on_wait(t)
+        assert core.on_content("é", None, t) is None
+        flushed = sum(n for n, _ in rec.named("content"))
+        # Chunk 1,025 brings the first batch's 1,024th gap (the first chunk has none).
+        assert flushed == (2 * (1 + 1024 * (i // 1024)) if i >= 1024 else 0), i
+    core.close(1.0)
+    batches = rec.named("content")
+    assert [len(g) for _, g in batches] == [1024, 1024, n - 1 - 2048]
+    assert sum(nbytes for nbytes, _ in batches) == 2 * n
+
+
 _DELTA = "response.output_text.delta"
 # One upstream item: what it is, how long the consumer held the previous one, whether the
 # shell waited for it (False: a further reading of the same byte chunk), how long it waited.

@@ -84,6 +84,8 @@ if TYPE_CHECKING:
 __all__ = ["ActiveStream", "creates_async", "missing_terminal", "stream_active"]
 
 _MISSING_TERMINAL = "the stream ended before its terminal event"
+# Byte items (an SSE body read raw): one isinstance with a tuple, per item.
+_BYTES = (bytes, bytearray, memoryview)
 
 
 def missing_terminal(detail: str = "") -> UpstreamError:
@@ -337,13 +339,14 @@ class _Run:
         cls = type(item)
         if cls is str:
             return item
-        if isinstance(item, bytes | bytearray | memoryview):
+        if isinstance(item, _BYTES):
             self.saw_bytes = True
             return item
-        core = self._core
+        # Per item: plain reads (no property frames; start() set the core).
+        core: Any = self.core
         # Nearly every item is content, and the shell has just fed it to the core: when the
         # core counted a chunk, there is nothing to decide.
-        chunks = core.chunks
+        chunks = core._chunks
         if chunks != self.chunks_seen:
             self.chunks_seen = chunks
             if not self.saw_sequence and core.sequence_number is not None:

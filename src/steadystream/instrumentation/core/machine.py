@@ -52,7 +52,7 @@ every deadline (the exact deadline is computed only past it, or when a shell ask
 operations and two list appends (the text and the gap). The text is counted, hashed and scanned
 for code fences in one pass per checkpoint interval (the same results as chunk by chunk: UTF-8,
 sha256 and the fence tracker read the concatenated text). Bytes and gaps reach the sinks in
-batches (every 64 chunks, at least once a second, and at the end); a periodic checkpoint only
+batches (every 1,024 chunks, at least once a second, and at the end); a periodic checkpoint only
 copies the hash state, and becomes a :class:`~.checkpoint.Checkpoint` when it is read.
 """
 
@@ -88,8 +88,13 @@ __all__ = ["CorePolicy", "StreamCore"]
 
 _INF = float("inf")
 # Bytes and gaps reach the sinks in batches: when this many gaps piled up, at least every
-# _FLUSH_EVERY seconds while content flows, and at the end (exact totals).
-_FLUSH_GAPS = 64
+# _FLUSH_EVERY seconds while content flows, and at the end (exact totals). A model streams tens
+# to hundreds of chunks a second, so the timed flush comes first; the count bounds what a
+# faster stream holds (its texts and gaps, a few tens of KiB). A flush is the per-chunk path's
+# dearest step between a live client's events (its code and data are out of the CPU's caches
+# by then): at 64 chunks, flushes were a fifth to a quarter of ``wrap``'s end-to-end overhead
+# (``benchmarks/bench_e2e.py``).
+_FLUSH_GAPS = 1024
 _FLUSH_EVERY = 1.0
 
 _TIMEOUT_ERRORS: dict[str, type[e.StreamTimeout]] = {
@@ -211,7 +216,8 @@ class StreamCore:
         # False in relay mode: the relay counts the bytes its consumer takes (see below).
         self._count_bytes = True
         self._special = True
-        self._next_mark = policy.checkpoint_every
+        # The first chunk has no gap: the gaps reach _FLUSH_GAPS at the next one.
+        self._next_mark = min(policy.checkpoint_every, _FLUSH_GAPS + 1)
         self._fence = FenceTracker()
         self._json_parts: list[str] | None = [] if expect_json else None
         # Content not yet hashed, counted or scanned for fences: settled in one pass at every
@@ -647,7 +653,9 @@ class StreamCore:
         if len(self._gaps) >= _FLUSH_GAPS or t >= self._flush_at:
             self._flush_at = t + _FLUSH_EVERY
             self._flush()
-        self._next_mark = min(self._next_checkpoint, self._chunks + _FLUSH_GAPS)
+        # The next checkpoint, or the chunk whose gap fills the batch (one gap per chunk).
+        to_fill = max(1, _FLUSH_GAPS - len(self._gaps))
+        self._next_mark = min(self._next_checkpoint, self._chunks + to_fill)
 
     def _snapshot(self) -> Checkpoint:
         self._settle()

@@ -104,7 +104,7 @@ class _OTelStream:
         self._ttft.record(waited_s * 1000.0)
 
     def content(self, nbytes: int, gaps_ms: Sequence[float]) -> None:
-        # Once per batch (up to 64 chunks): one counter add, one bucketed histogram update.
+        # Once per batch (up to 1,024 chunks): one counter add, one bucketed histogram update.
         if nbytes:
             self._bytes.add(nbytes)
         if gaps_ms:

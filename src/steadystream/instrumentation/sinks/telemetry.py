@@ -7,7 +7,7 @@ The core (:mod:`..core.machine`) never talks to Prometheus or OpenTelemetry. It 
 exception a sink raises, so telemetry can never break the user's stream.
 
 Nothing here is called per chunk: the core batches bytes and chunk gaps and hands them on every
-64 chunks, at least once a second while content flows, and at the end
+1,024 chunks, at least once a second while content flows, and at the end
 (:meth:`StreamObserver.content`), so a sink's cost per chunk is amortised. Sinks must not keep
 a reference to the ``gaps_ms`` list they are handed.
 
