@@ -9,8 +9,12 @@ events) is consumed, alternating rounds, CPU time per event:
 * list raw / list wrap: the same 2,000 SDK events, read once and replayed from a list, raw and
   through ``monitor.wrap`` (no sockets: the wrapper's own per-item work on real events).
 
-Each is reported above its own raw (live or list). If "wrap" is well above "list wrap", the
-extra is in how the wrapper and the live client interact, not in the wrapper's per-item path.
+Each is reported above its own raw (live or list). "wrap" reads 2-3x "list wrap": between a
+live client's events (about 83 us and 850,000 instructions of SDK work each) the wrapper's code
+and data are out of the CPU's caches and branch predictors, so the same work costs more; the
+reference wrapper shows the same. Rare steps suffer most (a flush of the batched content: see
+docs/performance.md, "End to end"). One process's figures move by about half a microsecond
+per event from one interpreter to the next: compare variants inside one process.
 
 Usage::
 
