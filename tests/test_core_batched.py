@@ -202,7 +202,7 @@ def test_a_fast_stream_reaches_the_sinks_every_1024_chunks(every: int) -> None:
         t = 0.1 + i * 1e-5  # 3,000 chunks in 30 ms: no timed flush
         core.on_wait(t)
         assert core.on_content("é", None, t) is None
-        flushed = sum(n for n, _ in rec.named("content"))
+        flushed = sum(nbytes for nbytes, _ in rec.named("content"))
         # Chunk 1,025 brings the first batch's 1,024th gap (the first chunk has none).
         assert flushed == (2 * (1 + 1024 * (i // 1024)) if i >= 1024 else 0), i
     core.close(1.0)
@@ -225,6 +225,35 @@ _ITEMS = st.lists(
 )
 
 
+class _PerWaitSums:
+    """The phases summed per wait, as the core summed them before runs: the consumer from each
+    item's return to the next wait's start (or to the close), the upstream wait from each
+    wait's start to the item that ended it (or to the close)."""
+
+    def __init__(self) -> None:
+        self.consumer = self.wait = 0.0
+        self.last_return: float | None = None
+        self.t_wait: float | None = None
+
+    def wait_starts(self, t: float) -> None:
+        if self.last_return is not None:
+            self.consumer += t - self.last_return
+            self.last_return = None
+        self.t_wait = t
+
+    def item_returned(self, t: float) -> None:
+        if self.t_wait is not None:
+            self.wait += t - self.t_wait
+            self.t_wait = None
+        self.last_return = t
+
+    def closed(self, t: float) -> None:
+        if self.t_wait is not None:
+            self.wait += t - self.t_wait
+        elif self.last_return is not None:
+            self.consumer += t - self.last_return
+
+
 @settings(max_examples=300, deadline=None)
 @given(items=_ITEMS, tail=st.integers(0, 4000), end_waiting=st.booleans())
 def test_consumer_and_wait_phases_equal_the_per_wait_sums(
@@ -238,18 +267,13 @@ def test_consumer_and_wait_phases_equal_the_per_wait_sums(
     core = StreamCore(policy, rec)
     core.on_open(0.0)
     core.begin_attempt(0.0)
-    consumer = wait = 0.0
-    last_return: float | None = None
-    t_wait: float | None = None
+    sums = _PerWaitSums()
     t = 0.0
     for n, (kind, hold_ms, waited, wait_ms) in enumerate(items):
         t += hold_ms / 1000.0
-        if waited or last_return is None:
+        if waited or sums.last_return is None:
             core.on_wait(t)
-            if last_return is not None:
-                consumer += t - last_return
-                last_return = None
-            t_wait = t
+            sums.wait_starts(t)
             t += wait_ms / 1000.0
         if kind == "content":
             assert core.on_item({"type": _DELTA, "delta": f"x{n}"}, t) is None
@@ -257,24 +281,15 @@ def test_consumer_and_wait_phases_equal_the_per_wait_sums(
             assert core.on_item({"type": "response.in_progress"}, t) is None
         else:
             core.on_keepalive(t)
-        if t_wait is not None:
-            wait += t - t_wait
-            t_wait = None
-        last_return = t
+        sums.item_returned(t)
     t += tail / 1000.0
     if end_waiting:
         core.on_wait(t)
-        if last_return is not None:
-            consumer += t - last_return
-            last_return = None
-        t_wait = t
+        sums.wait_starts(t)
         t += 1.0
     core.close(t)
-    if t_wait is not None:
-        wait += t - t_wait
-    elif last_return is not None:
-        consumer += t - last_return
+    sums.closed(t)
     phases = rec.named("ended")[0][2]
-    assert phases[c.PHASE_CONSUMER] == pytest.approx(consumer * 1000.0, abs=1e-6)
+    assert phases[c.PHASE_CONSUMER] == pytest.approx(sums.consumer * 1000.0, abs=1e-6)
     got_wait = phases[c.PHASE_FIRST_TOKEN_WAIT] + phases.get(c.PHASE_UPSTREAM_WAIT, 0.0)
-    assert got_wait == pytest.approx(wait * 1000.0, abs=1e-6)
+    assert got_wait == pytest.approx(sums.wait * 1000.0, abs=1e-6)

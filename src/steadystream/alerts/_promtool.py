@@ -420,11 +420,12 @@ class _Sim:
         if hit is not None:
             return hit
         long_, short = self.burn(k.long, t), self.burn(k.short, t)
-        true = long_ is not None and short is not None and short > k.threshold
-        if true and k.floor > 0:
+        true = (
+            long_ is not None and short is not None and short > k.threshold and long_ > k.threshold
+        )
+        if true and k.floor > 0:  # the guard's count only when both burns are over
             events = self.events(k.long, t)
             true = events is not None and events >= k.floor
-        true = true and long_ is not None and long_ > k.threshold
         self._tier[(k, t)] = true
         return true
 

@@ -342,11 +342,11 @@ class _Run:
         if isinstance(item, _BYTES):
             self.saw_bytes = True
             return item
-        # Per item: plain reads (no property frames; start() set the core).
-        core: Any = self.core
+        core = self.core  # read directly, not through the _core property: per item
+        assert core is not None, "start() first"
         # Nearly every item is content, and the shell has just fed it to the core: when the
         # core counted a chunk, there is nothing to decide.
-        chunks = core._chunks
+        chunks = core.chunks
         if chunks != self.chunks_seen:
             self.chunks_seen = chunks
             if not self.saw_sequence and core.sequence_number is not None:

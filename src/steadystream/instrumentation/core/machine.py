@@ -145,7 +145,6 @@ class StreamCore:
         "_bytes",
         "_chain_t",
         "_chain_w",
-        "_chunks",
         "_closed",
         "_count_bytes",
         "_cp",
@@ -191,6 +190,7 @@ class StreamCore:
         "_total_deadline",
         "_waiting",
         "attempt",
+        "chunks",
         "lag_excuse",
         "outcome",
         "rearm",
@@ -226,7 +226,8 @@ class StreamCore:
         self._pending: list[str] = []
         self._gaps: list[float] = []
         self._flush_at = _INF
-        self._chunks = 0
+        #: Content chunks delivered so far (read-only outside the core).
+        self.chunks = 0
         self._next_checkpoint = self._every
         # The last checkpoint: taken every N chunks as raw state (a hash copy), turned into a
         # Checkpoint only when someone reads it, so the per-chunk path never pays for it.
@@ -263,7 +264,7 @@ class StreamCore:
         self._t_wait = 0.0
         self._waiting = False
         # Upstream wait since the last content (keep-alives do not reset it): valid while no
-        # content came since it was counted, i.e. while _idle_chunk == _chunks.
+        # content came since it was counted, i.e. while _idle_chunk == chunks.
         self._idle_used = 0.0
         self._idle_chunk = 0
         # No deadline can have passed before this time (a lower bound of every deadline of
@@ -328,12 +329,11 @@ class StreamCore:
         self._special = True
         self._attempt_deadline_ft = t + self._policy.first_token
         self._idle_used = 0.0
-        self._idle_chunk = self._chunks
-        self._settle_consumer()
+        self._idle_chunk = self.chunks
         if self._waiting:  # a wait dropped: the consumer time before it still counts
-            lr = self._last_return_t
-            if lr is not None and lr <= self._t_wait:
-                self._ph_consumer += self._t_wait - lr
+            self._consumer_until(self._t_wait)
+        else:
+            self._settle_consumer()
         self._waiting = False
         if self._expired is None:
             self._horizon = min(self._attempt_deadline_ft, self._total_deadline, self._flush_at)
@@ -347,10 +347,7 @@ class StreamCore:
         attempt's first-token or total deadline bounds the open), but the time counts as the
         ``open`` phase also when the open fails (a refused connection is the network's time,
         not the model's)."""
-        self._settle_consumer()
-        if self._last_return_t is not None:
-            self._ph_consumer += t - self._last_return_t
-            self._last_return_t = None
+        self._consumer_until(t)
         self.on_wait(t)
         self._opening = True
 
@@ -400,13 +397,9 @@ class StreamCore:
     def _wait_ended(self, t: float) -> float:
         """The current wait ended at ``t`` (an item, an error, the end): counts the consumer
         time before it and returns how long the upstream was waited for."""
-        self._settle_consumer()
         tw = self._t_wait
         self._waiting = False
-        lr = self._last_return_t
-        if lr is not None and lr <= tw:  # else no wait began since the return
-            self._ph_consumer += tw - lr
-        self._last_return_t = None
+        self._consumer_until(tw)
         w = t - tw
         self._ph_wait += w
         return w
@@ -432,6 +425,16 @@ class StreamCore:
             return self._attempt_deadline_ft, c.TIMEOUT_FIRST_TOKEN
         return total, c.TIMEOUT_TOTAL
 
+    def _consumer_until(self, t: float) -> None:
+        """The consumer held the last item from its return until ``t`` (a wait's start, an
+        open, the end): count that time, none when no item was returned since or it came after
+        ``t`` (no wait began since the return). The general path; on_content inlines it."""
+        self._settle_consumer()
+        lr = self._last_return_t
+        if lr is not None and lr <= t:
+            self._ph_consumer += t - lr
+        self._last_return_t = None
+
     def _settle_consumer(self) -> None:
         """End the open run of items (see _chain_t): add its consumer time. Called before
         anything else reads or moves _last_return_t, _ph_wait or _ph_consumer."""
@@ -443,14 +446,14 @@ class StreamCore:
                 self._ph_consumer += (lr - c0) - (self._ph_wait - self._chain_w)
 
     def _idle_left(self) -> float:
-        if self._idle_chunk == self._chunks:
+        if self._idle_chunk == self.chunks:
             return self._policy.idle - self._idle_used
         return self._policy.idle
 
     def _add_idle(self, w: float) -> None:
         """``w`` seconds of upstream wait ended without content (a keep-alive, an error)."""
-        if self._idle_chunk != self._chunks:
-            self._idle_chunk = self._chunks
+        if self._idle_chunk != self.chunks:
+            self._idle_chunk = self.chunks
             self._idle_used = 0.0
         self._idle_used += w
 
@@ -528,8 +531,8 @@ class StreamCore:
         else:
             self._gaps.append((t - self._last_content_t) * 1000.0)
         self._last_content_t = t
-        self._chunks += 1
-        if self._chunks >= self._next_mark:
+        self.chunks += 1
+        if self.chunks >= self._next_mark:
             self._mark(t)
         return None
 
@@ -564,7 +567,7 @@ class StreamCore:
                 self._attempt_content = True
                 self.rearm = True
             self._idle_used = 0.0
-            self._idle_chunk = self._chunks
+            self._idle_chunk = self.chunks
             if self._expired is None:
                 self._horizon = self._horizon_after(t)
         elif kind == STARTED:
@@ -640,12 +643,12 @@ class StreamCore:
         """Every few chunks: a checkpoint when due (its position only: the hash state is
         copied when the pending content is settled, at the next flush or read), and a flush
         of the batched measurements."""
-        if self._chunks >= self._next_checkpoint:
+        if self.chunks >= self._next_checkpoint:
             self._next_checkpoint += self._every
             # A previous checkpoint still pending is superseded (it was never read).
             self._cp_at = (
                 len(self._pending),
-                self._chunks,
+                self.chunks,
                 self.sequence_number,
                 self.response_id,
             )
@@ -655,14 +658,14 @@ class StreamCore:
             self._flush()
         # The next checkpoint, or the chunk whose gap fills the batch (one gap per chunk).
         to_fill = max(1, _FLUSH_GAPS - len(self._gaps))
-        self._next_mark = min(self._next_checkpoint, self._chunks + to_fill)
+        self._next_mark = min(self._next_checkpoint, self.chunks + to_fill)
 
     def _snapshot(self) -> Checkpoint:
         self._settle()
         return Checkpoint(
             self._bytes,
             self._hash.copy().hexdigest(),
-            self._chunks,
+            self.chunks,
             self.sequence_number,
             self.response_id,
         )
@@ -682,14 +685,14 @@ class StreamCore:
 
     def _current(self) -> Checkpoint:
         cp = self.checkpoint
-        if cp is None or cp.chunks != self._chunks or cp.sequence_number != self.sequence_number:
+        if cp is None or cp.chunks != self.chunks or cp.sequence_number != self.sequence_number:
             cp = self._cp = self._snapshot()
             self._cp_state = None
         return cp
 
     def _checkpoint_event(self) -> None:
         """Tell the sinks the checkpoint at a moment that matters (a failure, the end)."""
-        if self._chunks:
+        if self.chunks:
             self._obs.checkpoint(self._current())
 
     def _flush(self) -> None:
@@ -730,11 +733,6 @@ class StreamCore:
         self._settle()
         return self._bytes
 
-    @property
-    def chunks(self) -> int:
-        """Content chunks delivered so far."""
-        return self._chunks
-
     # ------------------------------------------------------------------ deadlines
 
     def check(self, t: float) -> e.StreamTimeout | None:
@@ -774,7 +772,7 @@ class StreamCore:
         else:
             # The idle deadline is the wait's start plus the idle budget left: leave exactly
             # ``until - t_wait`` of it (the extra is the lag's grace, not the upstream's).
-            self._idle_chunk = self._chunks
+            self._idle_chunk = self.chunks
             self._idle_used = self._policy.idle - (until - self._t_wait)
 
     def expire(self, t: float) -> e.StreamTimeout:
@@ -798,7 +796,7 @@ class StreamCore:
         # First: from a watchdog thread, an item the reader gets from now on takes the exact
         # check (every item compares with the horizon) while the checkpoint settles content.
         self._horizon = -_INF
-        cp = self._current() if self._chunks else None
+        cp = self._current() if self.chunks else None
         exc: e.StreamTimeout
         if lag is not None and phase != c.TIMEOUT_TOTAL:
             exc = e.LagTimeout(
@@ -910,12 +908,10 @@ class StreamCore:
         self, t: float, abandoned: bool, error: BaseException | None, error_class: str | None
     ) -> str:
         obs = self._obs
-        self._settle_consumer()
         if self._waiting:
             self._account_wait(t)
-        elif self._last_return_t is not None:
-            self._ph_consumer += t - self._last_return_t
-            self._last_return_t = None
+        else:
+            self._consumer_until(t)
         if error is not None and error_class is None:
             if self._expired is not None:
                 error_class = self._expired.error_class
@@ -941,7 +937,7 @@ class StreamCore:
         else:
             outcome = c.OUTCOME_OK
         self.outcome = outcome
-        if self._chunks:
+        if self.chunks:
             obs.checkpoint(self._current())
         if self._attempt_live:
             self._attempt_live = False
@@ -974,7 +970,7 @@ class StreamCore:
         phases[c.PHASE_CONSUMER] = self._ph_consumer * 1000.0
         info: dict[str, Any] = {
             "bytes": self._bytes,
-            "chunks": self._chunks,
+            "chunks": self.chunks,
             "attempts": self.attempt,
             "duration": t - self._t_open,
         }
