@@ -27,6 +27,12 @@ Completions, the API it does instrument.
 The Responses rows are also measured with the async client (``openai.AsyncOpenAI``, one event
 loop): async raw and async wrap.
 
+Short responses (48 deltas + 8 lifecycle events, ``SHORT_STREAMS`` of them per measurement): raw,
+wrap, responses_stream and the reference wrapper. A 2,000-event response spreads the wrapper's
+per-stream work (open, spans, lifecycle events, the end) over many events; an answer of a few
+dozen tokens does not, so these rows show what a stream costs, not only a chunk. No target: the
+figure is reported per event and per response.
+
 The reference wrapper (``reference.py``, the per-chunk floor: no timeouts, spans or fences) runs
 in the same rounds over the sync client.
 
@@ -69,6 +75,9 @@ from steadystream.conventions import CHUNK_GAP
 
 MODEL = "gpt-4.1"
 RESPONSE_DELTAS = 1992  # + 8 lifecycle events = 2,000 events per response
+SHORT_DELTAS = 48
+SHORT_EVENTS = SHORT_DELTAS + 8  # lifecycle events: a short answer (checked in the run)
+SHORT_STREAMS = 20  # short responses per measurement (one per --streams)
 CHAT_CHUNKS = 1997  # + role, finish and usage chunks = 2,000 chunks per completion
 # Client CPU per event relative to raw.
 TARGETS = {"wrap": 1.03, "async wrap": 1.03, "responses_stream": 1.05}
@@ -135,9 +144,9 @@ class OpenAIv2:
         self._inst.uninstrument()
 
 
-def _responses_call(client: Any) -> Any:
+def _responses_call(client: Any, deltas: int = RESPONSE_DELTAS) -> Any:
     return client.responses.create(
-        model=MODEL, input="benchmark", stream=True, max_output_tokens=RESPONSE_DELTAS
+        model=MODEL, input="benchmark", stream=True, max_output_tokens=deltas
     )
 
 
@@ -260,7 +269,10 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
     m_rs = tel.monitor(otel_metrics=False)
     m_async = tel.monitor(otel_metrics=False)
     m_chat = tel.monitor(otel_metrics=False)
-    tallies = {name: Tally() for name in ("wrap", "responses_stream", "async wrap", "chat wrap")}
+    m_short = tel.monitor(otel_metrics=False)
+    m_short_rs = tel.monitor(otel_metrics=False)
+    checked = ("wrap", "responses_stream", "async wrap", "chat wrap", "short wrap", "short rs")
+    tallies = {name: Tally() for name in checked}
     loop = asyncio.new_event_loop()
     v2 = OpenAIv2(tel)
     try:
@@ -339,13 +351,32 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
         }
         if v2.available:
             chat["openai-v2"] = v2_chat
+        short: dict[str, Callable[[], int]] = {
+            "raw": lambda: _count(_responses_call(rc, SHORT_DELTAS)),
+            "wrap": lambda: tallies["short wrap"].count(
+                m_short.wrap(_responses_call(rc, SHORT_DELTAS), MODEL, "openai")
+            ),
+            "reference": lambda: _count(
+                reference(_responses_call(rc, SHORT_DELTAS), ref_sink, responses_text)
+            ),
+        }
+        got = _count(_responses_call(rc, SHORT_DELTAS))
+        if got != SHORT_EVENTS:
+            checks.append(f"a short response has {got} events, not {SHORT_EVENTS}")
+        if responses_stream is not None:
+            short["responses_stream"] = lambda: tallies["short rs"].count(
+                responses_stream(
+                    m_short_rs, rc, model=MODEL, input="benchmark", max_output_tokens=SHORT_DELTAS
+                )
+            )
 
         cpu: dict[str, list[float]] = {}
         variants = {}
-        for api, fns in (("responses", resp), ("chat", chat)):
+        for api, fns in (("responses", resp), ("chat", chat), ("short", short)):
+            n = streams * SHORT_STREAMS if api == "short" else streams
             for k, f in fns.items():
                 cpu[f"{api}/{k}"] = []
-                variants[f"{api}/{k}"] = measure(streams, f, tel, cpu[f"{api}/{k}"])
+                variants[f"{api}/{k}"] = measure(n, f, tel, cpu[f"{api}/{k}"])
         per_event = alternate(variants, rounds)
         cpu = {k: v[-rounds:] for k, v in cpu.items()}  # drop the warm-up round
     loop.close()
@@ -354,8 +385,10 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
         ("responses_stream", m_rs),
         ("async wrap", m_async),
         ("chat wrap", m_chat),
+        ("short wrap", m_short),
+        ("short rs", m_short_rs),
     ):
-        if name == "responses_stream" and responses_stream is None:
+        if name in ("responses_stream", "short rs") and responses_stream is None:
             continue
         checks += tallies[name].check(name, monitor)
     return {
@@ -363,6 +396,7 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
         "cpu": cpu,
         "responses": list(resp),
         "chat": list(chat),
+        "short": list(short),
         "checks": checks,
         "v2": {"available": v2.available, "version": v2.version, "error": v2.error},
         "rs_error": rs_error if responses_stream is None else "",
@@ -414,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         data = _collect(args.rounds, args.streams)
         data["per_process"] = [data["cpu"]]
     per_event, cpu, checks = data["per_event"], data["cpu"], data["checks"]
-    resp, chat = data["responses"], data["chat"]
+    resp, chat, short = data["responses"], data["chat"], data["short"]
     v2, rs_error = data["v2"], data["rs_error"]
 
     results: dict[str, Any] = {}
@@ -423,19 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     for api, names, title in (
         ("responses", list(resp), "Responses API (2,000 events per response)"),
         ("chat", list(chat), "Chat Completions (2,000 chunks per completion)"),
+        ("short", list(short), f"short Responses answers ({SHORT_EVENTS} events per response)"),
     ):
-        table = Table(
-            f"2. End to end over loopback, sync openai client: {title}",
-            [
-                "variant",
-                "events/s (wall)",
-                "CPU us/event",
-                "CPU ratio to raw",
-                "CPU us/event above raw",
-                "target",
-                "",
-            ],
-        )
+        header = ["variant", "events/s (wall)", "CPU us/event", "CPU ratio to raw"]
+        header.append("CPU us/event above raw")
+        header += ["CPU us/response above raw"] if api == "short" else ["target", ""]
+        table = Table(f"2. End to end over loopback, sync openai client: {title}", header)
         for name in names:
             # Async variants are compared with async raw.
             base = "async raw" if name.startswith("async") else "raw"
@@ -466,15 +493,17 @@ def main(argv: list[str] | None = None) -> int:
             label = name
             if api == "responses" and name == "openai-v2":
                 label = "openai-v2 (does not instrument Responses)"
-            table.add(
-                label,
-                eps.fmt(",.0f"),
-                cpu_us.fmt(".1f"),
-                ratio.fmt(".3f"),
-                "" if name.endswith("raw") else above.fmt(".2f"),
-                target,
-                ok,
-            )
+            cells = [label, eps.fmt(",.0f"), cpu_us.fmt(".1f"), ratio.fmt(".3f")]
+            cells.append("" if name.endswith("raw") else above.fmt(".2f"))
+            if api == "short":
+                per_response = Summary.of(
+                    (x - r) * 1e6 * SHORT_EVENTS for x, r in zip(cs, raw_cpu, strict=True)
+                )
+                results[f"{api}/{name}"]["cpu_us_per_response_above_raw"] = per_response.as_dict()
+                cells.append("" if name == "raw" else per_response.fmt(".0f"))
+            else:
+                cells += [target, ok]
+            table.add(*cells)
         tables.append(table)
 
     ratio_met = None
@@ -539,13 +568,19 @@ def main(argv: list[str] | None = None) -> int:
         "Overhead ratio: steadystream wrap+otel-metrics vs openai-v2 (both: spans + "
         "OpenTelemetry metrics), per round."
     )
+    tables[2].notes.append(
+        f"{SHORT_STREAMS} short responses per measurement, in the same rounds and processes as "
+        "the tables above. A long response spreads the per-stream work (open, the stream and "
+        "attempt spans, the lifecycle events, the end) over 2,000 events; here it is most of "
+        "the cost. Per response above raw = per event above raw x events per response."
+    )
     if checks:
-        tables[1].notes.append("CHECKS FAILED: " + "; ".join(sorted(set(checks))))
+        tables[2].notes.append("CHECKS FAILED: " + "; ".join(sorted(set(checks))))
     else:
-        tables[1].notes.append(
+        tables[2].notes.append(
             "Checked after the run: ok streams, content bytes and chunk gaps recorded by each "
-            "checked monitor (wrap, responses_stream, async wrap, chat wrap) equal what the "
-            "consumer got."
+            "checked monitor (wrap, responses_stream, async wrap, chat wrap, and short wrap and "
+            "responses_stream) equal what the consumer got."
         )
     emit(
         "e2e",

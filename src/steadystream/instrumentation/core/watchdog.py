@@ -342,6 +342,10 @@ class Watchdog:
         # Heap entries known to be useless (replaced by an earlier look, or of a finished
         # stream); when they are half the heap, it is swept (amortised O(1) per stream).
         self._stale = 0
+        # When the thread's current wait ends (-inf: it is not waiting, and reads the heap
+        # before it waits again). A new look earlier than this wakes it; a later one waits
+        # for that wake-up, so a stream opened behind others costs no thread switch.
+        self._wake_at = -math.inf
         #: How late this thread wakes against its deadlines.
         self.lag = LagMeter(c.LAG_SOURCE_WATCHDOG, clock)
 
@@ -360,7 +364,7 @@ class Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            elif self._heap[0][0] == at:
+            elif at < self._wake_at:
                 self._cond.notify()
 
     def unwatch(self, stream: _Watched) -> None:
@@ -414,6 +418,15 @@ class Watchdog:
         with self._cond:
             self._cond.notify()
 
+    def _wait(self, timeout: float, until: float) -> bool:
+        """Wait (under the lock) until notified or ``timeout`` seconds pass, which is ``until``
+        on the clock; True if notified."""
+        self._wake_at = until
+        try:
+            return self._cond.wait(timeout=timeout)
+        finally:
+            self._wake_at = -math.inf
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -424,12 +437,13 @@ class Watchdog:
                         # (its stream ended), and a due time left behind would read as a stall
                         # growing for as long as the monitor stays idle.
                         self.lag.due = math.inf
-                        if not self._cond.wait(timeout=30.0) and not self._heap:
+                        if not self._wait(30.0, self._clock() + 30.0) and not self._heap:
                             self._thread = None
                             return
                         continue
                     at = self._heap[0][0]
-                    delay = at - self._clock()
+                    now = self._clock()
+                    delay = at - now
                     if delay <= 0:
                         self.lag.due = math.inf
                         self.lag.record(-delay)
@@ -443,7 +457,7 @@ class Watchdog:
                         stream = None
                         continue
                     self.lag.due = at
-                    self._cond.wait(timeout=min(delay, 60.0))
+                    self._wait(min(delay, 60.0), min(at, now + 60.0))
             try:
                 again = stream.watchdog_check(self._clock())
             except Exception:
