@@ -12,6 +12,7 @@ import httpx
 import httpx2
 import openai
 import pytest
+from openai.types.responses import ResponseTextDeltaEvent
 from prometheus_client import CollectorRegistry
 
 import steadystream as ss
@@ -213,6 +214,96 @@ def test_a_new_format_is_one_class_and_a_registration() -> None:
         unregister(beeps)
     assert beeps not in formats()
     assert read_item({"beep": "x"}).kind == UNKNOWN  # no format knows it now
+
+
+class _Shouts(BaseFormat):
+    """A made-up format that claims the openai SDK's Responses text deltas before the built-in
+    one does, counting the items its fast path took."""
+
+    name = "shouts"
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.fast_items = 0
+
+    def read(self, item: Any) -> Reading | None:
+        return None
+
+    def fast_path(self, item: Any) -> FastPath | None:
+        self.asked += 1
+        return self._fast if isinstance(item, ResponseTextDeltaEvent) else None
+
+    def _fast(self, core: Any, item: Any, t: float) -> Any:
+        self.fast_items += 1
+        return core.on_content(item.delta.upper(), item.sequence_number, t)
+
+
+def _delta_event(text: str, seq: int) -> ResponseTextDeltaEvent:
+    return ResponseTextDeltaEvent(
+        type="response.output_text.delta",
+        delta=text,
+        item_id="m",
+        output_index=0,
+        content_index=0,
+        logprobs=[],
+        sequence_number=seq,
+    )
+
+
+def test_the_fast_path_of_a_class_is_kept_until_the_formats_change() -> None:
+    """The fast path picked for an item class is remembered across streams; registering or
+    removing a format forgets it, so the new format is asked. Generic classes (dict) are asked
+    per item class and stream as before: a dict stream of one format does not decide the next
+    dict stream's. And an item unlike the one its class was learnt from still reads right."""
+    event = _delta_event("ab", 1)
+    builtin = fast_path(event)
+    assert fast_path(_delta_event("cd", 2)) is builtin
+
+    shouts = _Shouts()
+    register(shouts)
+    try:
+        registry = CollectorRegistry()
+        monitor = ss.StreamMonitor(ss.default_spec("shouts"), registry=registry)
+        items = [_delta_event("ab", 1), _delta_event("cd", 2)]
+        for _ in range(3):
+            assert list(monitor.wrap(iter(items), model="m", provider="p")) == items
+        assert shouts.fast_items == 6
+        assert shouts.asked == 1  # once for the class, not once per stream
+    finally:
+        unregister(shouts)
+    assert fast_path(event) is builtin
+
+    responses_dict = {"type": "response.output_text.delta", "delta": "x", "sequence_number": 1}
+    anthropic_dict = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "y"},
+    }
+    assert fast_path(responses_dict) is not fast_path(anthropic_dict)
+    for item in (responses_dict, anthropic_dict):
+        core = StreamCore(CorePolicy(), Recorder())
+        core.on_open(0.0)
+        core.begin_attempt(0.0)
+        assert fast_path(item)(core, item, 0.5) is None  # taken as content
+        assert core.content_bytes == 1
+
+    # Learnt from a whole delta; this one lacks its text (built without validation).
+    odd = ResponseTextDeltaEvent.model_construct(
+        type="response.output_text.delta", sequence_number=7
+    )
+    fast_core = StreamCore(CorePolicy(), Recorder())
+    slow_core = StreamCore(CorePolicy(), Recorder())
+    for core in (fast_core, slow_core):
+        core.on_open(0.0)
+        core.begin_attempt(0.0)
+    if fast_path(odd)(fast_core, odd, 0.5) is MISS:
+        fast_core.on_reading(read_item(odd), 0.5)
+    slow_core.on_reading(read_item(odd), 0.5)
+    assert (fast_core.content_bytes, fast_core.chunks, fast_core.sequence_number) == (
+        slow_core.content_bytes,
+        slow_core.chunks,
+        slow_core.sequence_number,
+    )
 
 
 def test_in_band_errors_of_each_format() -> None:

@@ -172,8 +172,11 @@ class WireFormat(Protocol):
         parsing (a sentinel such as Chat Completions' end marker), else ``None``."""
 
     def fast_path(self, item: Any) -> FastPath | None:
-        """A :data:`FastPath` for items of ``type(item)`` when this format has one (asked once
-        per item class and stream), else ``None``."""
+        """A :data:`FastPath` for items of ``type(item)`` when this format has one, else
+        ``None``. Asked once per item class (the answer is kept for the class until a format
+        is registered or removed; ``dict`` and other generic classes are asked per stream), so
+        the fast path must hand an item unlike the one it was picked for back as
+        :data:`MISS`."""
 
     def replace_text(self, item: Any, old: str, new: str) -> Any:
         """A copy of content item ``item`` whose text ``old`` is ``new`` (resume trims a

@@ -82,6 +82,13 @@ _lock = threading.Lock()
 # Asked in this order; replaced (never mutated) on register, so readers need no lock.
 _BUILT_IN: Final[tuple[WireFormat, ...]] = (ANTHROPIC, RESPONSES, GEMINI, CHAT)
 _formats: tuple[WireFormat, ...] = _BUILT_IN
+# The fast path picked for each item class (see fast_path), emptied when the formats change.
+# Bounded: classes made at run time stop being remembered past the bound, not kept alive.
+_fast_by_class: dict[type, FastPath] = {}
+_MAX_FAST_CLASSES: Final = 1024
+# Classes whose instances take any shape (one stream's dicts may be Chat chunks, the next
+# stream's Responses events): asked per stream, as before.
+_GENERIC_MODULES: Final = frozenset({"builtins", "types"})
 
 
 def register(fmt: WireFormat) -> None:
@@ -90,6 +97,7 @@ def register(fmt: WireFormat) -> None:
     with _lock:
         if fmt not in _formats:
             _formats = (fmt, *_formats)
+            _fast_by_class.clear()
 
 
 def unregister(fmt: WireFormat) -> None:
@@ -98,6 +106,7 @@ def unregister(fmt: WireFormat) -> None:
     with _lock:
         if fmt not in _BUILT_IN:
             _formats = tuple(f for f in _formats if f is not fmt)
+            _fast_by_class.clear()
 
 
 def formats() -> tuple[WireFormat, ...]:
@@ -182,14 +191,31 @@ def _no_fast_path(core: Any, item: Any, t: float) -> Any:
 
 def fast_path(item: Any) -> FastPath:
     """The fast path for items of ``type(item)``: a shell asks once per item class and keeps
-    the answer while the class stays the same (a stream's items are nearly all one class)."""
-    if type(item) is str:
+    the answer while the class stays the same (a stream's items are nearly all one class).
+
+    The answer is remembered per class across streams too (a Responses stream's eight
+    lifecycle events are eight classes, asked of every format on every stream otherwise),
+    except for generic classes such as ``dict``. A fast path hands anything it does not
+    recognise back as MISS, so an item unlike the one its class was learnt from is still read
+    right, through :func:`read_item`."""
+    cls = type(item)
+    if cls is str:
         return _fast_text
-    for fmt in _formats:
-        fast = fmt.fast_path(item)
-        if fast is not None:
-            return fast
-    return _no_fast_path
+    fast = _fast_by_class.get(cls)
+    if fast is not None:
+        return fast
+    fast = _no_fast_path
+    formats = _formats
+    for fmt in formats:
+        found = fmt.fast_path(item)
+        if found is not None:
+            fast = found
+            break
+    if cls.__module__ not in _GENERIC_MODULES and len(_fast_by_class) < _MAX_FAST_CLASSES:
+        with _lock:
+            if formats is _formats:  # no format registered meanwhile
+                _fast_by_class[cls] = fast
+    return fast
 
 
 def feed(core: Any, item: Any, t: float) -> Any:

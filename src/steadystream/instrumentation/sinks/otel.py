@@ -406,6 +406,16 @@ def _is_genai_client(span: Any) -> bool:
 _USAGE_ATTRS = (("input_tokens", c.ATTR_INPUT_TOKENS), ("output_tokens", c.ATTR_OUTPUT_TOKENS))
 
 
+def _set_error(span: Span, error_class: str) -> None:
+    """Mark ``span`` failed with ``error_class`` (its attributes and an ERROR status)."""
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attributes(
+        {c.ATTR_ERROR_CLASS: error_class, c.ATTR_ERROR_TYPE: c.error_type(error_class)}
+    )
+    span.set_status(Status(StatusCode.ERROR, error_class))
+
+
 class _SpanStream:
     """Spans of one logical stream (a StreamObserver)."""
 
@@ -448,11 +458,7 @@ class _SpanStream:
         if span is None:
             return
         if error_class is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
-            span.set_attribute(c.ATTR_ERROR_TYPE, c.error_type(error_class))
-            span.set_status(Status(StatusCode.ERROR, error_class))
+            _set_error(span, error_class)
         span.end()
 
     def _event(self, name: str, attrs: dict[str, Any]) -> None:
@@ -523,28 +529,28 @@ class _SpanStream:
         if self._attempt is not None:  # defensive: the core ends attempts first
             self._attempt.end()
             self._attempt = None
-        span.set_attribute(c.ATTR_OUTCOME, outcome)
-        span.set_attribute(c.ATTR_BYTES, int(info.get("bytes", 0)))
-        span.set_attribute(c.ATTR_CHUNKS, int(info.get("chunks", 0)))
-        span.set_attribute(c.ATTR_ATTEMPT, int(info.get("attempts", 0)))
+        # One set_attributes call: the SDK takes its lock (and builds a dict) per call.
+        attrs: dict[str, Any] = {
+            c.ATTR_OUTCOME: outcome,
+            c.ATTR_BYTES: int(info.get("bytes", 0)),
+            c.ATTR_CHUNKS: int(info.get("chunks", 0)),
+            c.ATTR_ATTEMPT: int(info.get("attempts", 0)),
+        }
         for phase, ms in phases_ms.items():
-            span.set_attribute(c.ATTR_PHASE_PREFIX + phase, ms)
+            attrs[c.ATTR_PHASE_PREFIX + phase] = ms
         model = info.get("response_model")
         if model:
-            span.set_attribute(c.ATTR_RESPONSE_MODEL, clean_label(model))
+            attrs[c.ATTR_RESPONSE_MODEL] = clean_label(model)
         reasons = info.get("finish_reasons")
         if reasons:
-            span.set_attribute(c.ATTR_FINISH_REASONS, [clean_label(r) for r in reasons])
+            attrs[c.ATTR_FINISH_REASONS] = [clean_label(r) for r in reasons]
         for key, attr in _USAGE_ATTRS:
             tokens = info.get(key)
             if tokens is not None:
-                span.set_attribute(attr, int(tokens))
+                attrs[attr] = int(tokens)
+        span.set_attributes(attrs)
         if error_class is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_attribute(c.ATTR_ERROR_CLASS, error_class)
-            span.set_attribute(c.ATTR_ERROR_TYPE, c.error_type(error_class))
-            span.set_status(Status(StatusCode.ERROR, error_class))
+            _set_error(span, error_class)
         span.end()
 
 
