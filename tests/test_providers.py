@@ -41,6 +41,7 @@ from steadystream.instrumentation.providers.base import (
 from steadystream.instrumentation.providers.failures import classify_failure, error_class
 from steadystream.instrumentation.providers.registry import fast_path, formats
 from telemetry_support import Recorder
+from test_resume import delta as sdk_delta
 
 INSTRUMENTATION = Path(ss.__file__).parent / "instrumentation"
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/responses")
@@ -238,33 +239,21 @@ class _Shouts(BaseFormat):
         return core.on_content(item.delta.upper(), item.sequence_number, t)
 
 
-def _delta_event(text: str, seq: int) -> ResponseTextDeltaEvent:
-    return ResponseTextDeltaEvent(
-        type="response.output_text.delta",
-        delta=text,
-        item_id="m",
-        output_index=0,
-        content_index=0,
-        logprobs=[],
-        sequence_number=seq,
-    )
-
-
 def test_the_fast_path_of_a_class_is_kept_until_the_formats_change() -> None:
     """The fast path picked for an item class is remembered across streams; registering or
     removing a format forgets it, so the new format is asked. Generic classes (dict) are asked
     per item class and stream as before: a dict stream of one format does not decide the next
     dict stream's. And an item unlike the one its class was learnt from still reads right."""
-    event = _delta_event("ab", 1)
+    event = sdk_delta("ab", 1)
     builtin = fast_path(event)
-    assert fast_path(_delta_event("cd", 2)) is builtin
+    assert fast_path(sdk_delta("cd", 2)) is builtin
 
     shouts = _Shouts()
     register(shouts)
     try:
         registry = CollectorRegistry()
         monitor = ss.StreamMonitor(ss.default_spec("shouts"), registry=registry)
-        items = [_delta_event("ab", 1), _delta_event("cd", 2)]
+        items = [sdk_delta("ab", 1), sdk_delta("cd", 2)]
         for _ in range(3):
             assert list(monitor.wrap(iter(items), model="m", provider="p")) == items
         assert shouts.fast_items == 6

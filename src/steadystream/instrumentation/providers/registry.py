@@ -83,7 +83,7 @@ _lock = threading.Lock()
 _BUILT_IN: Final[tuple[WireFormat, ...]] = (ANTHROPIC, RESPONSES, GEMINI, CHAT)
 _formats: tuple[WireFormat, ...] = _BUILT_IN
 # The fast path picked for each item class (see fast_path), emptied when the formats change.
-# Bounded: classes made at run time stop being remembered past the bound, not kept alive.
+# Bounded: past the bound, new classes (say, made at run time) are asked per stream again.
 _fast_by_class: dict[type, FastPath] = {}
 _MAX_FAST_CLASSES: Final = 1024
 # Classes whose instances take any shape (one stream's dicts may be Chat chunks, the next
