@@ -4,6 +4,7 @@ abandonment. Sources are plain Python (async) generators that fail the way netwo
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -493,3 +494,54 @@ def test_monitor_stream_is_the_active_mode() -> None:
     assert isinstance(via_monitor, ActiveStream) and isinstance(direct, ActiveStream)
     assert "".join(via_monitor) == "".join(direct) == TEXT
     assert env.value("stream_requests_total", outcome="ok") == 2
+
+
+def _named(checkpoint: Any, idempotency_key: str) -> Any:
+    return iter([idempotency_key])
+
+
+def _keyword_only(checkpoint: Any, *, idempotency_key: str = "") -> Any:
+    return iter([idempotency_key])
+
+
+def _positional_only(checkpoint: Any, idempotency_key: str = "no key", /) -> Any:
+    return iter([idempotency_key])  # the key is passed by keyword: not to this one
+
+
+def _local_only(checkpoint: Any, **options: Any) -> Any:
+    idempotency_key = "no key"  # a local, not a parameter
+    return iter([idempotency_key])
+
+
+@functools.wraps(_named)
+def _decorated(*args: Any, **kwargs: Any) -> Any:
+    return _named(*args, **kwargs)
+
+
+class _Bound:
+    def open(self, checkpoint: Any, idempotency_key: str) -> Any:
+        return iter([idempotency_key])
+
+
+@pytest.mark.parametrize(
+    ("opener", "takes_key"),
+    [
+        (_named, True),
+        (_keyword_only, True),
+        (_positional_only, False),
+        (_local_only, False),
+        (_decorated, True),
+        (_Bound().open, True),
+        (functools.partial(_named), True),
+        (lambda checkpoint: iter(["no key"]), False),
+    ],
+)
+def test_the_idempotency_key_goes_to_openers_whose_parameters_name_it(
+    opener: Any, takes_key: bool
+) -> None:
+    """Plain functions are read from their code (a provider helper makes one per stream);
+    anything else through inspect.signature, as before. Either way the key is passed, by
+    keyword, exactly when a parameter that takes keywords is named idempotency_key."""
+    env = Env()
+    stream = stream_active(env.monitor, opener, model="m", provider="p", idempotency_key="k-1")
+    assert list(stream) == (["k-1"] if takes_key else ["no key"])
