@@ -166,6 +166,10 @@ def creates_async(client: Any, resource: str, sdk: str) -> bool:
     )
 
 
+# The kinds of parameter a keyword argument can fill.
+_BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def _accepts_key(opener: Callable[..., Any]) -> bool:
     """Whether ``opener`` takes an ``idempotency_key`` keyword argument (a parameter of that
     name that is not positional-only)."""
@@ -183,9 +187,6 @@ def _accepts_key(opener: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return param is not None and param.kind in _BY_KEYWORD
-
-
-_BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 # ---------------------------------------------------------------------------------- the run

@@ -49,11 +49,12 @@ by the core itself: the first content after a failed attempt records it.
 
 Cost per content chunk: a few attribute reads of the item, one comparison with a lower bound of
 every deadline (the exact deadline is computed only past it, or when a shell asks), a few float
-operations and two list appends (the text and the gap). The text is counted, hashed and scanned
-for code fences in one pass per checkpoint interval (the same results as chunk by chunk: UTF-8,
-sha256 and the fence tracker read the concatenated text). Bytes and gaps reach the sinks in
-batches (every 1,024 chunks, at least once a second, and at the end); a periodic checkpoint only
-copies the hash state, and becomes a :class:`~.checkpoint.Checkpoint` when it is read.
+operations and two list appends (the text and the gap). The pending text is counted, hashed and
+scanned for code fences in one pass per batch, and whenever bytes, hash or a checkpoint are read
+(the same results as chunk by chunk: UTF-8, sha256 and the fence tracker read the concatenated
+text). Bytes and gaps reach the sinks in batches (every 1,024 chunks, at least once a second,
+and at the end); a periodic checkpoint records its position, its hash state is copied when the
+pending text is settled, and it becomes a :class:`~.checkpoint.Checkpoint` when it is read.
 """
 
 from __future__ import annotations
