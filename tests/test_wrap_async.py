@@ -216,3 +216,90 @@ async def test_async_stall_with_long_first_token_budget_is_an_idle_timeout(
     assert stream.response.is_closed
     assert tel.value("stream_timeout_idle_total") == 1
     assert tel.value("stream_timeouts_total", phase=c.TIMEOUT_FIRST_TOKEN) == 0
+
+
+async def test_a_stall_times_out_in_the_task_that_waits_now(client: AsyncOpenAI) -> None:
+    """A stream opened and first read in one task, then read on in another: the stall is the
+    second task's IdleTimeout. The first task, still alive, is not cancelled."""
+    tel = Telemetry(make_spec(stream_idle="400ms"))
+    stream = await create(client, "stall=60s@10")
+    items = aiter(tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"))
+    handed_over = asyncio.Event()
+    release = asyncio.Event()
+    received: list[Any] = []
+
+    async def opener() -> str:
+        received.append(await anext(items))
+        handed_over.set()
+        await release.wait()
+        return "finished"
+
+    async def reader() -> None:
+        await handed_over.wait()
+        async for event in items:
+            received.append(event)
+
+    first = asyncio.create_task(opener())
+    with pytest.raises(ss.IdleTimeout):
+        await asyncio.wait_for(reader(), timeout=10.0)
+    assert not first.done()
+    release.set()
+    assert await asyncio.wait_for(first, timeout=10.0) == "finished"
+    assert text_of(received)
+    assert stream.response.is_closed
+    assert tel.value("stream_timeout_idle_total") == 1
+
+
+async def test_a_stall_times_out_through_a_framework_generator_and_wait_for(
+    client: AsyncOpenAI,
+) -> None:
+    """The stream read through another async generator, each step in ``asyncio.wait_for`` (a
+    task of its own per step on Python 3.11): the stall still ends as IdleTimeout, raised out
+    of ``wait_for``, not as the outer timeout and not as a cancellation."""
+    tel = Telemetry(make_spec(stream_idle="400ms"))
+    stream = await create(client, "stall=60s@10")
+    seen: list[Any] = []
+    relayed = atee(tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"), seen)
+    with pytest.raises(ss.IdleTimeout):
+        for _ in range(1_000):  # the stream stalls after 10 events
+            await asyncio.wait_for(anext(relayed), timeout=30.0)
+    assert text_of(seen)
+    assert stream.response.is_closed
+    assert tel.value("stream_timeout_idle_total") == 1
+    assert tel.value("stream_requests_total", outcome=c.OUTCOME_ABANDONED) == 0
+
+
+async def test_many_streams_stalling_together_each_time_out_in_their_own_task(
+    client: AsyncOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty streams stall at once: each ends in IdleTimeout in the task reading it, and each
+    timeout finds its task at the first look (the task that started the loop), without
+    searching every task of the loop: a timeout cascade costs one look per stream."""
+    from steadystream.instrumentation.core import watchdog
+
+    looks: list[Any] = []
+    real = watchdog._drives
+
+    def counted(task: Any, agen: Any) -> bool:
+        looks.append(task)
+        return real(task, agen)
+
+    monkeypatch.setattr(watchdog, "_drives", counted)
+    tel = Telemetry(make_spec(stream_idle="400ms"))
+    n = 40
+
+    async def read_one() -> str:
+        stream = await create(client, "stall=60s@10")
+        try:
+            async for _ in tel.monitor.wrap(stream, model="gpt-4.1", provider="openai"):
+                pass
+        except ss.IdleTimeout:
+            return "idle timeout"
+        return "ended"
+
+    tasks = [asyncio.create_task(read_one()) for _ in range(n)]
+    outcomes = await asyncio.wait_for(asyncio.gather(*tasks), timeout=60.0)
+    assert outcomes == ["idle timeout"] * n
+    assert tel.value("stream_timeout_idle_total") == n
+    assert len(looks) == n
+    assert set(looks) == set(tasks)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ... import conventions as c
 from ..core.reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
-from ..core.watchdog import interrupt_upstream
+from ..core.watchdog import driving_task, interrupt_upstream
 from ..errors import EventTooLarge
 from ..providers.base import CONTENT, KEEPALIVE, MISS, FastPath, Reading
 from ..providers.registry import fast_path, read_item, read_sse
@@ -614,10 +614,11 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
     Deadlines use one loop timer per stream, re-armed lazily: when it fires while the task is
     still waiting on the upstream past the core's deadline, the task is cancelled and the
     cancellation turned into the timeout (the mechanism of ``asyncio.timeout``, without arming
-    and disarming a timer around every ``__anext__``).
+    and disarming a timer around every ``__anext__``). ``async for`` does not note its task per
+    item: the task that waits is found when a deadline passes (:func:`.watchdog.driving_task`).
     """
 
-    __slots__ = ("_ait", "_fired", "_plain", "_task", "_timer", "_timer_at")
+    __slots__ = ("_agen", "_ait", "_fired", "_hint", "_plain", "_task", "_timer", "_timer_at")
 
     def __init__(
         self,
@@ -638,8 +639,13 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         self._timer: asyncio.TimerHandle | None = None
         # When the timer fires (inf: no timer).
         self._timer_at = _INF
+        # The task waiting in __anext__ (None outside it, and in ``async for``).
         self._task: asyncio.Task[Any] | None = None
-        self._fired = False
+        # The generator of the latest ``async for``, and the task last seen driving it.
+        self._agen: weakref.ref[Any] | None = None
+        self._hint: weakref.ref[asyncio.Task[Any]] | None = None
+        # The task our own timer cancelled (its CancelledError is the timeout).
+        self._fired: asyncio.Task[Any] | None = None
         # Items are objects handed on as they are (not bytes parsed into events).
         self._plain = not events_mode
 
@@ -648,7 +654,9 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         # (cheaper per item than an __anext__ coroutine); __anext__ on the wrapper works as
         # well, and both can be mixed.
         if self._plain and not self._done:
-            return self._aitems()
+            agen = self._aitems()
+            self._agen = weakref.ref(agen)
+            return agen
         return self
 
     async def _aitems(self) -> AsyncIterator[T]:
@@ -656,9 +664,9 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         early closes this generator but not the stream (see ``SyncStreamWrapper._items``)."""
         core = self._core
         clock = self._clock
-        current_task = asyncio.current_task
-        # Looked up once: current_task(loop) is a fraction of current_task() on Python 3.11.
-        loop = asyncio.get_running_loop()
+        # Where a timeout looks first for the task waiting (it is not noted per item).
+        task = asyncio.current_task()
+        self._hint = None if task is None else weakref.ref(task)
         upstream_next = self._ait.__anext__
         fast_cls = self._fast_cls
         fast = self._fast
@@ -673,22 +681,19 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             # core.on_wait(), inlined: its two stores, in its order.
             core._t_wait = clock()
             core._waiting = True
-            task = self._task = current_task(loop)
             if core.rearm:
                 self._rearm()
             try:
                 item = await upstream_next()
             except StopAsyncIteration:
-                self._task = None
                 await self._close_upstream()
                 self._exhausted()  # plain items: nothing queued to hand over
                 return
             except BaseException as exc:
-                err = await self._wait_raised(exc, task)
+                err = await self._wait_raised(exc)
                 if err is exc:
                     raise
                 raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
-            self._task = None
             t = clock()
             if type(item) is fast_cls:
                 try:
@@ -732,7 +737,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 self._core.on_wait(self._clock())
             except Exception:
                 report_telemetry_error("StreamCore", "on_wait")
-            task = self._task = asyncio.current_task()
+            self._task = asyncio.current_task()
             if self._core.rearm:
                 self._rearm()
             try:
@@ -745,7 +750,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                     raise StopAsyncIteration from None
                 return out  # type: ignore[no-any-return]
             except BaseException as exc:
-                err = await self._wait_raised(exc, task)
+                err = await self._wait_raised(exc)
                 if err is exc:
                     raise
                 raise err from (None if isinstance(exc, asyncio.CancelledError) else exc)
@@ -789,18 +794,17 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             self._cancel_timer()
             self._arm()
 
-    async def _wait_raised(self, exc: BaseException, task: asyncio.Task[Any] | None) -> Any:
+    async def _wait_raised(self, exc: BaseException) -> Any:
         """The wait on the upstream raised ``exc`` (not StopAsyncIteration): end the stream;
         returns what to raise (``exc``, or the timeout it stands for)."""
         self._task = None
+        fired, self._fired = self._fired, None
         if isinstance(exc, asyncio.CancelledError):
-            if self._fired and task is not None:
-                self._fired = False
-                if task.uncancel() == 0:
-                    # Our own timer cancelled the wait: it is a timeout.
-                    err = self._failed(exc)
-                    await self._close_upstream()
-                    return err
+            # Still in the task that waited: was it our own timer that cancelled it?
+            if fired is not None and fired is asyncio.current_task() and fired.uncancel() == 0:
+                err = self._failed(exc)  # a timeout
+                await self._close_upstream()
+                return err
             # Cancelled from outside: the consumer gave up.
             self._end(self._clock(), abandoned=True)
             self._cancel_timer()
@@ -833,11 +837,23 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         now = self._clock()
         deadline = core.next_deadline()
         if now >= deadline and core.deadline_passed(now) is not None:
-            if self._task is not None and not self._task.done():
-                self._fired = True
-                self._task.cancel()
+            task = self._task if self._task is not None else self._waiting_task()
+            if task is not None and not task.done():
+                self._fired = task
+                task.cancel()
         else:
             self._arm()
+
+    def _waiting_task(self) -> asyncio.Task[Any] | None:
+        """The task an ``async for`` over this stream waits in now (None if none is found)."""
+        agen = self._agen() if self._agen is not None else None
+        if agen is None or not agen.ag_running:
+            return None
+        hint = self._hint() if self._hint is not None else None
+        task = driving_task(agen, hint, asyncio.get_running_loop())
+        if task is not None and task is not hint:
+            self._hint = weakref.ref(task)
+        return task
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -43,6 +43,7 @@ moment a deadline is found passed (see ``docs/instrumentation.md``, "Overload"):
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import itertools
 import logging
@@ -53,6 +54,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, Protocol
 
 from ... import conventions as c
@@ -63,6 +65,7 @@ __all__ = [
     "LagExcuse",
     "LagMeter",
     "Watchdog",
+    "driving_task",
     "find_socket",
     "interrupt_upstream",
     "loop_lag",
@@ -118,6 +121,63 @@ def interrupt_upstream(upstream: Any) -> None:
             # A generator that is executing cannot be closed from another thread; the timeout
             # will be raised when its read returns.
             log.debug("could not close upstream from the watchdog", exc_info=True)
+
+
+#: Awaitables followed from a task's coroutine when looking for a generator it drives.
+_AWAIT_CHAIN = 64
+_DRIVERS = (AsyncGeneratorType, CoroutineType, GeneratorType)
+
+
+def _drives(task: asyncio.Task[Any], agen: Any) -> bool:
+    """Whether ``agen`` (an async generator) is in the chain of awaits of ``task``."""
+    todo: list[Any] = [task.get_coro()]
+    seen = 0
+    while todo and seen < _AWAIT_CHAIN:
+        obj = todo.pop()
+        seen += 1
+        if obj is agen:
+            return True
+        if isinstance(obj, CoroutineType):
+            nxt = obj.cr_await
+        elif isinstance(obj, AsyncGeneratorType):
+            nxt = obj.ag_await
+        elif isinstance(obj, GeneratorType):
+            nxt = obj.gi_yieldfrom
+        elif isinstance(obj, asyncio.Future):
+            continue  # another task or future: not this task's own chain
+        else:
+            # An awaitable made in C (an async generator's ``asend``, ``anext()``'s wrapper,
+            # a coroutine's ``__await__`` iterator): it exposes what it drives only to the
+            # collector. Follow the referents that can drive something in turn.
+            todo.extend(
+                r
+                for r in gc.get_referents(obj)
+                if isinstance(r, _DRIVERS) or hasattr(type(r), "send")
+            )
+            continue
+        if nxt is not None:
+            todo.append(nxt)
+    return False
+
+
+def driving_task(
+    agen: Any, hint: asyncio.Task[Any] | None, loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[Any] | None:
+    """The task whose awaits run through ``agen`` now (the task a timeout of the stream it
+    reads must cancel), or None. Asked only when a deadline has passed, so the per-item loop
+    never notes its task: ``hint`` (the task that started the generator, or the one found
+    last time) is tried first, then every task of the loop, since a stream opened in one task
+    can be read on in another."""
+    if hint is not None and not hint.done() and _drives(hint, agen):
+        return hint
+    for task in asyncio.all_tasks(loop):
+        if task is not hint and _drives(task, agen):
+            return task
+    log.warning(
+        "a stream's deadline passed, but no task of the loop is found awaiting it; "
+        "the timeout is raised when its next item arrives"
+    )
+    return None
 
 
 #: Seconds between two ticks of a loop's lag meter.
