@@ -303,3 +303,53 @@ async def test_many_streams_stalling_together_each_time_out_in_their_own_task(
     assert tel.value("stream_timeout_idle_total") == n
     assert len(looks) == n
     assert set(looks) == set(tasks)
+
+
+async def test_a_stall_times_out_when_another_iterator_of_the_stream_is_made(
+    client: AsyncOpenAI,
+) -> None:
+    """``aiter()`` called again on a stream that a loop is reading (a framework checking what
+    it was given, say) makes a second generator that never runs: the stall still ends as the
+    reading loop's IdleTimeout."""
+    tel = Telemetry(make_spec(stream_idle="400ms"))
+    stream = await create(client, "stall=60s@10")
+    wrapped = tel.monitor.wrap(stream, model="gpt-4.1", provider="openai")
+    started = asyncio.Event()
+    received: list[Any] = []
+
+    async def reader() -> None:
+        async for event in wrapped:
+            received.append(event)
+            started.set()
+
+    task = asyncio.create_task(reader())
+    await asyncio.wait_for(started.wait(), timeout=10.0)
+    unused = aiter(wrapped)
+    with pytest.raises(ss.IdleTimeout):
+        await asyncio.wait_for(task, timeout=10.0)
+    assert [event async for event in unused] == []  # the stream has ended
+    assert text_of(received)
+    assert tel.value("stream_timeout_idle_total") == 1
+
+
+async def test_a_stall_times_out_in_a_second_loop_after_a_break(client: AsyncOpenAI) -> None:
+    """A first ``async for`` leaves the stream with ``break`` (its generator kept alive, not
+    closed), a second one reads on: the stall is the second loop's IdleTimeout."""
+    tel = Telemetry(make_spec(stream_idle="400ms"))
+    stream = await create(client, "stall=60s@10")
+    wrapped = tel.monitor.wrap(stream, model="gpt-4.1", provider="openai")
+    received: list[Any] = []
+    first = aiter(wrapped)
+    async for event in first:
+        received.append(event)
+        break
+
+    async def read_on() -> None:
+        async for event in wrapped:
+            received.append(event)
+
+    with pytest.raises(ss.IdleTimeout):
+        await asyncio.wait_for(read_on(), timeout=10.0)
+    assert text_of(received)
+    assert tel.value("stream_timeout_idle_total") == 1
+    await first.aclose()

@@ -618,7 +618,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
     item: the task that waits is found when a deadline passes (:func:`.watchdog.driving_task`).
     """
 
-    __slots__ = ("_agen", "_ait", "_fired", "_hint", "_plain", "_task", "_timer", "_timer_at")
+    __slots__ = ("_agens", "_ait", "_fired", "_hint", "_plain", "_task", "_timer", "_timer_at")
 
     def __init__(
         self,
@@ -641,8 +641,9 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         self._timer_at = _INF
         # The task waiting in __anext__ (None outside it, and in ``async for``).
         self._task: asyncio.Task[Any] | None = None
-        # The generator of the latest ``async for``, and the task last seen driving it.
-        self._agen: weakref.ref[Any] | None = None
+        # The generators of ``async for`` loops over this stream (weakly; usually one), and the
+        # task last seen driving one.
+        self._agens: list[weakref.ref[Any]] = []
         self._hint: weakref.ref[asyncio.Task[Any]] | None = None
         # The task our own timer cancelled (its CancelledError is the timeout).
         self._fired: asyncio.Task[Any] | None = None
@@ -655,7 +656,9 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         # well, and both can be mixed.
         if self._plain and not self._done:
             agen = self._aitems()
-            self._agen = weakref.ref(agen)
+            if self._agens:  # rare: another iterator over the same stream
+                self._agens = [ref for ref in self._agens if ref() is not None]
+            self._agens.append(weakref.ref(agen))
             return agen
         return self
 
@@ -846,8 +849,10 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
 
     def _waiting_task(self) -> asyncio.Task[Any] | None:
         """The task an ``async for`` over this stream waits in now (None if none is found)."""
-        agen = self._agen() if self._agen is not None else None
-        if agen is None or not agen.ag_running:
+        # The generator running now: only one can be waiting on the upstream (another one
+        # may have been made and never run, or left by a ``break``).
+        agen = next((a for ref in self._agens if (a := ref()) is not None and a.ag_running), None)
+        if agen is None:
             return None
         hint = self._hint() if self._hint is not None else None
         task = driving_task(agen, hint, asyncio.get_running_loop())
