@@ -125,7 +125,6 @@ def interrupt_upstream(upstream: Any) -> None:
 
 #: Awaitables followed from a task's coroutine when looking for a generator it drives.
 _AWAIT_CHAIN = 64
-_DRIVERS = (AsyncGeneratorType, CoroutineType, GeneratorType)
 
 
 def _drives(task: asyncio.Task[Any], agen: Any) -> bool:
@@ -148,11 +147,12 @@ def _drives(task: asyncio.Task[Any], agen: Any) -> bool:
         else:
             # An awaitable made in C (an async generator's ``asend``, ``anext()``'s wrapper,
             # a coroutine's ``__await__`` iterator): it exposes what it drives only to the
-            # collector. Follow the referents that can drive something in turn.
+            # collector. Follow the referents that can drive something in turn: async
+            # generators, and whatever can be sent to (coroutines, generators, C awaitables).
             todo.extend(
                 r
                 for r in gc.get_referents(obj)
-                if isinstance(r, _DRIVERS) or hasattr(type(r), "send")
+                if isinstance(r, AsyncGeneratorType) or hasattr(type(r), "send")
             )
             continue
         if nxt is not None:
