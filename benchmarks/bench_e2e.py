@@ -34,7 +34,9 @@ dozen tokens does not, so these rows show what a stream costs, not only a chunk.
 figure is reported per event and per response.
 
 The reference wrapper (``reference.py``, the per-chunk floor: no timeouts, spans or fences) runs
-in the same rounds over the sync client.
+in the same rounds over the sync client (reference) and the async client (async reference), and
+each steadystream Responses row is also given as a ratio to the reference of its kind (sync rows
+to reference, async wrap to async reference), per round.
 
 The measurement runs in ``--processes`` fresh interpreters in turn (default 3, each ``--rounds``
 alternating rounds after a warm-up round, ``--streams`` responses per measurement) and pools
@@ -70,7 +72,7 @@ from typing import Any
 import _procs
 import steadystream as ss
 from _common import Summary, Table, alternate, emit, verdict
-from reference import ReferenceSink, reference, responses_text
+from reference import ReferenceSink, areference, reference, responses_text
 from steadystream.conventions import CHUNK_GAP
 
 MODEL = "gpt-4.1"
@@ -307,6 +309,13 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
 
             return loop.run_until_complete(run())
 
+        def async_reference() -> int:
+            async def run() -> int:
+                stream = await _responses_call(arc)
+                return await _acount(areference(stream, ref_sink, responses_text))
+
+            return loop.run_until_complete(run())
+
         def v2_responses() -> int:
             with v2:
                 n = _count(_responses_call(rc))
@@ -330,6 +339,7 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
             "async raw": async_raw,
             "async wrap": async_wrap,
             "reference": lambda: _count(reference(_responses_call(rc), ref_sink, responses_text)),
+            "async reference": async_reference,
         }
         if responses_stream is not None:
             resp["responses_stream"] = lambda: tallies["responses_stream"].count(
@@ -404,6 +414,15 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
     }
 
 
+def _floor_of(name: str) -> str | None:
+    """The reference row a steadystream Responses row is compared with (None: not ours)."""
+    if name in ("wrap", "wrap+otel-metrics", "responses_stream"):
+        return "reference"
+    if name == "async wrap":
+        return "async reference"
+    return None
+
+
 def _in_children(args: argparse.Namespace) -> dict[str, Any]:
     """``--processes`` fresh interpreters, one after another, each measuring ``--rounds``
     rounds; their per-round values pooled. One process's figure moves by about half a
@@ -462,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         header = ["variant", "events/s (wall)", "CPU us/event", "CPU ratio to raw"]
         header.append("CPU us/event above raw")
+        if api == "responses":
+            header.append("CPU ratio to the reference")
         header += ["CPU us/response above raw"] if api == "short" else ["target", ""]
         table = Table(f"2. End to end over loopback, sync openai client: {title}", header)
         for name in names:
@@ -496,6 +517,15 @@ def main(argv: list[str] | None = None) -> int:
                 label = "openai-v2 (does not instrument Responses)"
             cells = [label, eps.fmt(",.0f"), cpu_us.fmt(".1f"), ratio.fmt(".3f")]
             cells.append("" if name.endswith("raw") else above.fmt(".2f"))
+            if api == "responses":
+                floor = _floor_of(name)
+                if floor is None:
+                    cells.append("")
+                else:
+                    ref_cpu = cpu[f"{api}/{floor}"]
+                    to_ref = Summary.of(x / r for x, r in zip(cs, ref_cpu, strict=True))
+                    results[f"{api}/{name}"]["cpu_ratio_to_reference"] = to_ref.as_dict()
+                    cells.append(to_ref.fmt(".3f"))
             if api == "short":
                 per_response = Summary.of(
                     (x - r) * 1e6 * SHORT_EVENTS for x, r in zip(cs, raw_cpu, strict=True)
@@ -532,7 +562,12 @@ def main(argv: list[str] | None = None) -> int:
     per_process = []
     for i, proc_cpu in enumerate(data["per_process"]):
         cells = []
-        for name, base in (("wrap", "raw"), ("async wrap", "async raw"), ("reference", "raw")):
+        for name, base in (
+            ("wrap", "raw"),
+            ("async wrap", "async raw"),
+            ("reference", "raw"),
+            ("async reference", "async raw"),
+        ):
             xs, rs = proc_cpu.get(f"responses/{name}"), proc_cpu.get(f"responses/{base}")
             if xs and rs:
                 med = Summary.of(x / r for x, r in zip(xs, rs, strict=True)).median
@@ -545,7 +580,9 @@ def main(argv: list[str] | None = None) -> int:
         f"of {args.streams} response(s) per variant after a warm-up round; the figures pool "
         "every round of every process (one process's figure moves by about half a microsecond "
         "per event between interpreters). reference = the minimal wrapper of "
-        "`benchmarks/reference.py` (the per-chunk floor, no timeouts, spans or fences). Simulator "
+        "`benchmarks/reference.py` (the per-chunk floor, no timeouts, spans or fences), over the "
+        "sync client, and async reference its twin over the async client; the ratio to the "
+        "reference compares each steadystream row with the one of its kind, per round. Simulator "
         "in a child process (`steadystream simulate`, no faults). CPU = this process's CPU "
         "time (the client side only; immune to other tenants); ratios and targets use it "
         "(variant CPU per event / raw's, same round; async rows against async raw), events/s "
