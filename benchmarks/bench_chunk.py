@@ -20,11 +20,17 @@ After the rounds, ``stream_bytes_total`` and ``stream_requests_total{outcome="ok
 variant's registry are checked against the exact expected values: a benchmark of a wrapper that
 silently skipped its work would be worthless.
 
-Target: at most 1.5 us per chunk above raw, Prometheus sink, sync.
+The reference wrapper (``reference.py``: the same per-chunk duties in the least pure Python)
+runs in the same rounds. Absolute times on a shared machine move 2x from run to run, so the
+targets are ratios measured side by side: Prometheus sink, sync, at most 1.5x the reference;
+with the OpenTelemetry SDK too (``both``), at most 2.0x; async at most 1.5x sync.
 
 Then the same measurement on an Anthropic Messages stream of as many ``content_block_delta``
-events (anthropic SDK objects, same text), Prometheus sink, sync and async, against the same
-target: the wrapper reads every provider through the same core, so the figures should match.
+events (anthropic SDK objects, same text), Prometheus sink, sync and async (async at most 1.5x
+sync), and on Chat Completions chunks against the reference, openai-v2 and OpenLLMetry (full
+telemetry at most openai-v2's cost per chunk and a third of OpenLLMetry's).
+
+Every target is also named in the results' ``targets`` (``make bench`` lists them).
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ import steadystream as ss
 from _common import Summary, Table, alternate, emit, verdict
 from steadystream import conventions as c
 
-TARGET_NS = 1500.0
+# Async at most this many times the sync figure (both modes measured in the same rounds).
+ASYNC_TO_SYNC = 1.5
 # CPU time of this process, not wall time: on a shared machine other tenants steal the CPU
 # between samples and inflate wall-clock figures at random; the work done per chunk is what is
 # measured here. ``--wall`` switches to wall-clock time.
@@ -367,7 +374,7 @@ def chat_comparison(rounds: int, n_chunks: int) -> tuple[Table, dict[str, Any]]:
 
 def anthropic_comparison(rounds: int, n_deltas: int) -> tuple[Table, dict[str, Any]]:
     """The same measurement on an Anthropic Messages stream (anthropic SDK event objects),
-    Prometheus sink, sync and async, against the same 1.5 us target."""
+    Prometheus sink, sync and async (async at most 1.5x sync)."""
     events = _events.anthropic_events(n_deltas)
     n_events = len(events)
     content_bytes = _events.content_bytes(n_deltas)
@@ -396,13 +403,17 @@ def anthropic_comparison(rounds: int, n_deltas: int) -> tuple[Table, dict[str, A
         ts = times[f"{mode}/prometheus"]
         raw_ns = Summary.of(t / n_events * 1e9 for t in raw)
         over = Summary.of((t - r) / n_events * 1e9 for t, r in zip(ts, raw, strict=True))
-        target, ok = "", ""
-        if mode == "sync":
-            met = over.median <= TARGET_NS
-            data["target_met"] = met
-            target, ok = "<= 1500 ns", verdict(met)
         data[f"{mode}/prometheus"] = {"ns_per_event_above_raw": over.as_dict()}
-        table.add(mode, "prometheus", over.fmt(".0f"), raw_ns.fmt(".0f"), target, ok)
+        table.add(mode, "prometheus", over.fmt(".0f"), raw_ns.fmt(".0f"), "", "")
+    share = (
+        data["async/prometheus"]["ns_per_event_above_raw"]["median"]
+        / data["sync/prometheus"]["ns_per_event_above_raw"]["median"]
+    )
+    data["async/prometheus"]["ratio_to_sync"] = share
+    data["ratio_to_sync_target_met"] = met = share <= ASYNC_TO_SYNC
+    table.add(
+        "async", "prometheus", f"{share:.2f}x sync", "", f"<= {ASYNC_TO_SYNC:.1f}x", verdict(met)
+    )
     table.notes.append(
         "RECORDED VALUES WRONG: " + "; ".join(problems)
         if problems
@@ -457,7 +468,6 @@ def main(argv: list[str] | None = None) -> int:
         "ns per event above raw",
         ["mode", "variant", "ns/event above raw", "raw ns/event", "target", ""],
     )
-    target_met = None
     for mode in ("sync", "async"):
         raw = times[f"{mode}/raw"]
         raw_ns = Summary.of(t / n_events * 1e9 for t in raw)
@@ -470,11 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ns_per_event_above_raw": over.as_dict(),
                 "ns_per_event": Summary.of(t / n_events * 1e9 for t in ts).as_dict(),
             }
-            target, ok = "", ""
-            if mode == "sync" and name == "prometheus":
-                target_met = over.median <= TARGET_NS
-                target, ok = "<= 1500 ns", verdict(target_met)
-            table.add(mode, name, over.fmt(".0f"), raw_ns.fmt(".0f"), target, ok)
+            table.add(mode, name, over.fmt(".0f"), raw_ns.fmt(".0f"), "", "")
     # Every figure as a ratio to the reference wrapper measured in the same rounds, and async
     # to sync: the targets of the per-chunk path.
     ref = results["sync/reference"]["ns_per_event_above_raw"]["median"]
@@ -498,10 +504,10 @@ def main(argv: list[str] | None = None) -> int:
             results[f"async/{name}"]["ns_per_event_above_raw"]["median"]
             / results[f"sync/{name}"]["ns_per_event_above_raw"]["median"]
         )
-        met = share <= 1.5
+        met = share <= ASYNC_TO_SYNC
         results[f"async/{name}"]["ratio_to_sync"] = share
         results[f"async/{name}"]["ratio_to_sync_target_met"] = met
-        table.add("async", name, f"{share:.2f}x sync", "", "<= 1.5x", verdict(met))
+        table.add("async", name, f"{share:.2f}x sync", "", f"<= {ASYNC_TO_SYNC:.1f}x", verdict(met))
     table.notes.append(
         f"{args.rounds} alternating rounds after 1 warm-up round; each run is one whole stream "
         f"({n_events:,} events, {content_bytes:,} content bytes) including wrapper set-up and "
@@ -526,6 +532,34 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     anthropic_table, anthropic_data = anthropic_comparison(args.rounds, args.anthropic_deltas)
     problems += anthropic_data["problems"] + chat_data["problems"]
+
+    def verdict_of(value: Any) -> bool | None:
+        return value if isinstance(value, bool) else None
+
+    # One verdict per target, named (make bench's summary lists them).
+    targets = {
+        "Responses, sync, Prometheus only <= 1.5x the reference": verdict_of(
+            results["sync/prometheus"].get("ratio_target_met")
+        ),
+        "Responses, sync, Prometheus + OpenTelemetry SDK <= 2.0x the reference": verdict_of(
+            results["sync/both"].get("ratio_target_met")
+        ),
+        **{
+            f"Responses, async {name} <= {ASYNC_TO_SYNC:.1f}x sync": verdict_of(
+                results[f"async/{name}"].get("ratio_to_sync_target_met")
+            )
+            for name in NAMES
+        },
+        f"Anthropic, async <= {ASYNC_TO_SYNC:.1f}x sync": verdict_of(
+            anthropic_data.get("ratio_to_sync_target_met")
+        ),
+        "Chat, full telemetry <= openai-v2 per chunk": verdict_of(
+            chat_data.get("steadystream both / openai-v2 target_met")
+        ),
+        "Chat, full telemetry <= 1/3 of OpenLLMetry per chunk": verdict_of(
+            chat_data.get("steadystream both / OpenLLMetry target_met")
+        ),
+    }
     emit(
         "chunk",
         [table, anthropic_table, chat_table],
@@ -537,8 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             "content_bytes": content_bytes,
             "rounds": args.rounds,
             "results": results,
-            "target_ns": TARGET_NS,
-            "target_met": target_met,
+            "targets": targets,
             "recorded_values_problems": problems,
         },
     )
