@@ -64,6 +64,16 @@ class ReferenceSink:
                 child._buckets[i].inc(n)
         child._sum.inc(sum(gaps))
 
+    def finish(
+        self, gaps: list[float], nbytes: int, checkpoint: tuple[int, int, Any] | None
+    ) -> None:
+        """The end of a stream: the gaps not flushed yet, its bytes, its last checkpoint."""
+        if gaps:
+            self.flush(gaps)
+        self.bytes.inc(nbytes)
+        self.streams.inc()
+        self.last_checkpoint = checkpoint
+
     def gaps_counted(self) -> float:
         return sum(b.get() for b in self.gap._buckets)
 
@@ -108,11 +118,7 @@ def reference(
                 sink.flush(gaps)
                 gaps = []
         yield item
-    if gaps:
-        sink.flush(gaps)
-    sink.bytes.inc(nbytes)
-    sink.streams.inc()
-    sink.last_checkpoint = checkpoint
+    sink.finish(gaps, nbytes, checkpoint)
 
 
 async def areference(
@@ -143,8 +149,4 @@ async def areference(
                 sink.flush(gaps)
                 gaps = []
         yield item
-    if gaps:
-        sink.flush(gaps)
-    sink.bytes.inc(nbytes)
-    sink.streams.inc()
-    sink.last_checkpoint = checkpoint
+    sink.finish(gaps, nbytes, checkpoint)
