@@ -13,10 +13,17 @@ Responses API (``client.responses.create(stream=True)``, 1,992 deltas + 8 lifecy
 * responses_stream: ``steadystream.instrumentation.openai.responses_stream`` (background
   response, idempotency key, retries and resume armed; nothing fails here, so this is its
   steady-state cost), with the default-set-up monitor;
-* openai-v2: ``opentelemetry-instrumentation-openai-v2`` enabled on the same providers.
+* openai-v2: ``opentelemetry-instrumentation-openai-v2`` enabled on the same providers;
+* OpenLLMetry: ``opentelemetry-instrumentation-openai`` enabled on the same providers, with its
+  defaults (it records the response's content on its span).
 
 Chat Completions (``client.chat.completions.create(stream=True)``, 1,997 content chunks + role,
-finish and usage chunks): raw, wrap, wrap+otel-metrics, openai-v2.
+finish and usage chunks): raw, wrap, wrap+otel-metrics, openai-v2, OpenLLMetry.
+
+An instrumentation is switched on before the clocks of its own measurement start and off after
+they stop: instrumenting is set-up, not a cost per stream. Neither removes all of its patches
+when switched off (OpenLLMetry's keep making spans), so the openai SDK's classes are restored
+after each of its measurements, and the other rows run on the SDK as shipped.
 
 ``opentelemetry-instrumentation-openai-v2`` (2.x) wraps ``chat.completions.create`` and
 ``embeddings.create`` only; it does not instrument ``responses.create``. Its Responses row is
@@ -48,6 +55,8 @@ Overhead per event is ``1/eps_variant - 1/eps_raw`` per round (same round, alter
 Targets, as client CPU per event relative to raw: ``wrap`` at most 1.03x, sync and async;
 ``responses_stream`` at most 1.05x; on Chat Completions, steadystream's full telemetry overhead
 above raw at most openai-v2's (same telemetry destinations: spans + OpenTelemetry metrics).
+The same overhead against OpenLLMetry's, on both APIs, is reported without a target (the
+OpenLLMetry target is per chunk: ``bench_chunk.py``).
 
 Every variant's consumer reads each event's text and counts its UTF-8 bytes (the checked
 variants keep that tally; the others throw it away), so being checked costs no variant more.
@@ -60,6 +69,7 @@ streams ended ``ok``, content bytes (UTF-8 of every text delta / content chunk) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -70,6 +80,7 @@ from pathlib import Path
 from typing import Any
 
 import _procs
+import _sdk_patches
 import steadystream as ss
 from _common import Summary, Table, alternate, emit, verdict
 from reference import ReferenceSink, areference, reference, responses_text
@@ -115,21 +126,27 @@ class Telemetry:
         )
 
 
-class OpenAIv2:
-    """``opentelemetry-instrumentation-openai-v2``, switched on only for its own runs."""
+class Instrumentation:
+    """An OpenTelemetry instrumentation of the openai SDK on the same providers as steadystream,
+    switched on around its own measurements only (``measure``'s ``around``: instrumenting is
+    set-up, not a cost per stream).
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    Neither removes all of its patches on ``uninstrument()``: the SDK's classes are put back
+    as they were (:mod:`_sdk_patches`).
+    """
+
+    def __init__(self, telemetry: Telemetry, distribution: str, module: str) -> None:
         self.error: str | None = None
         self.version = "not installed"
         self._inst: Any = None
         self._tel = telemetry
+        self._saved: dict[tuple[type, str], Any] = {}
         try:
+            import importlib
             from importlib.metadata import version
 
-            from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-
-            self.version = version("opentelemetry-instrumentation-openai-v2")
-            self._inst = OpenAIInstrumentor()
+            self.version = version(distribution)
+            self._inst = importlib.import_module(module).OpenAIInstrumentor()
         except Exception as exc:  # an incompatible util-genai, a missing package, ...
             self.error = f"{type(exc).__name__}: {exc}"
 
@@ -137,7 +154,8 @@ class OpenAIv2:
     def available(self) -> bool:
         return self._inst is not None
 
-    def __enter__(self) -> OpenAIv2:
+    def __enter__(self) -> Instrumentation:
+        self._saved = _sdk_patches.openai_attributes()
         self._inst.instrument(
             tracer_provider=self._tel.tracer_provider, meter_provider=self._tel.meter_provider
         )
@@ -145,6 +163,7 @@ class OpenAIv2:
 
     def __exit__(self, *exc: object) -> None:
         self._inst.uninstrument()
+        _sdk_patches.restore(self._saved)
 
 
 def _responses_call(client: Any, deltas: int = RESPONSE_DELTAS) -> Any:
@@ -164,21 +183,27 @@ def _chat_call(client: Any) -> Any:
 
 
 def measure(
-    streams: int, one: Callable[[], int], telemetry: Telemetry, cpu: list[float]
+    streams: int,
+    one: Callable[[], int],
+    telemetry: Telemetry,
+    cpu: list[float],
+    around: Instrumentation | None = None,
 ) -> Callable[[], float]:
     """A runner: ``streams`` whole streams back to back; returns wall seconds per event and
     appends this process's CPU seconds per event to ``cpu`` (the upstream is another process,
-    so this is the client side's cost alone, whatever else runs on the machine)."""
+    so this is the client side's cost alone, whatever else runs on the machine). ``around``
+    is switched on before the clocks start and off after they stop."""
 
     def run() -> float:
         telemetry.spans.clear()
         events = 0
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        for _ in range(streams):
-            events += one()
-        wall = time.perf_counter() - t0
-        cpu.append((time.process_time() - c0) / events)
+        with around if around is not None else contextlib.nullcontext():
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            for _ in range(streams):
+                events += one()
+            wall = time.perf_counter() - t0
+            cpu.append((time.process_time() - c0) / events)
         return wall / events
 
     return run
@@ -277,7 +302,12 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
     checked = ("wrap", "responses_stream", "async wrap", "chat wrap", "short wrap", "short rs")
     tallies = {name: Tally() for name in checked}
     loop = asyncio.new_event_loop()
-    v2 = OpenAIv2(tel)
+    v2 = Instrumentation(
+        tel, "opentelemetry-instrumentation-openai-v2", "opentelemetry.instrumentation.openai_v2"
+    )
+    llm = Instrumentation(
+        tel, "opentelemetry-instrumentation-openai", "opentelemetry.instrumentation.openai"
+    )
     try:
         from steadystream.instrumentation.openai import responses_stream
     except ImportError as exc:
@@ -317,18 +347,22 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
             return loop.run_until_complete(run())
 
         def v2_responses() -> int:
-            with v2:
-                n = _count(_responses_call(rc))
+            n = _count(_responses_call(rc))
             if tel.spans.get_finished_spans():
                 checks.append("openai-v2 produced spans for responses.create")
             return n
 
-        def v2_chat() -> int:
-            with v2:
-                n = _count(_chat_call(cc))
-            if not tel.spans.get_finished_spans():
-                checks.append("openai-v2 produced no span for chat.completions.create")
-            return n
+        def spanned(name: str, call: Callable[[], Any]) -> Callable[[], int]:
+            """A stream read with an instrumentation on, which must have made a span."""
+
+            def one() -> int:
+                before = len(tel.spans.get_finished_spans())
+                n = _count(call())
+                if len(tel.spans.get_finished_spans()) == before:
+                    checks.append(f"{name} made no span")
+                return n
+
+            return one
 
         resp: dict[str, Callable[[], int]] = {
             "raw": lambda: _count(_responses_call(rc)),
@@ -353,6 +387,10 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
             )
         if v2.available:
             resp["openai-v2"] = v2_responses
+        if llm.available:
+            resp["OpenLLMetry"] = spanned(
+                "OpenLLMetry, responses.create", lambda: _responses_call(rc)
+            )
         chat: dict[str, Callable[[], int]] = {
             "raw": lambda: _count(_chat_call(cc)),
             "wrap": lambda: tallies["chat wrap"].count(
@@ -361,7 +399,15 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
             "wrap+otel-metrics": lambda: _count(m_full.wrap(_chat_call(cc), MODEL, "openai")),
         }
         if v2.available:
-            chat["openai-v2"] = v2_chat
+            chat["openai-v2"] = spanned(
+                "openai-v2, chat.completions.create", lambda: _chat_call(cc)
+            )
+        if llm.available:
+            chat["OpenLLMetry"] = spanned(
+                "OpenLLMetry, chat.completions.create", lambda: _chat_call(cc)
+            )
+        # Each instrumentation is on for its own rows only.
+        around = {"openai-v2": v2, "OpenLLMetry": llm}
         short: dict[str, Callable[[], int]] = {
             "raw": lambda: _count(_responses_call(rc, SHORT_DELTAS)),
             "wrap": lambda: tallies["short wrap"].count(
@@ -387,9 +433,15 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
             n = streams * SHORT_STREAMS if api == "short" else streams
             for k, f in fns.items():
                 cpu[f"{api}/{k}"] = []
-                variants[f"{api}/{k}"] = measure(n, f, tel, cpu[f"{api}/{k}"])
+                variants[f"{api}/{k}"] = measure(n, f, tel, cpu[f"{api}/{k}"], around.get(k))
         per_event = alternate(variants, rounds)
         cpu = {k: v[-rounds:] for k, v in cpu.items()}  # drop the warm-up round
+        # Switched off, no instrumentation may still be at work: raw streams make no span.
+        tel.spans.clear()
+        _count(_responses_call(rc))
+        _count(_chat_call(cc))
+        if tel.spans.get_finished_spans():
+            checks.append("an instrumentation still made spans after it was switched off")
     loop.close()
     for name, monitor in (
         ("wrap", m_default),
@@ -410,6 +462,7 @@ def _collect(rounds: int, streams: int) -> dict[str, Any]:
         "short": list(short),
         "checks": checks,
         "v2": {"available": v2.available, "version": v2.version, "error": v2.error},
+        "openllmetry": {"available": llm.available, "version": llm.version, "error": llm.error},
         "rs_error": rs_error if responses_stream is None else "",
     }
 
@@ -469,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         data["per_process"] = [data["cpu"]]
     per_event, cpu, checks = data["per_event"], data["cpu"], data["checks"]
     resp, chat, short = data["responses"], data["chat"], data["short"]
-    v2, rs_error = data["v2"], data["rs_error"]
+    v2, llm, rs_error = data["v2"], data["openllmetry"], data["rs_error"]
 
     results: dict[str, Any] = {}
     tables = []
@@ -538,27 +591,32 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(table)
 
     ratio_met = None
-    if "chat/openai-v2" in over:
+    # steadystream's full telemetry overhead against each instrumentation's: openai-v2 on Chat
+    # Completions (the target), OpenLLMetry on both APIs (reported).
+    for table, api, theirs, goal in (
+        (tables[1], "chat", "openai-v2", RATIO_TARGET),
+        (tables[1], "chat", "OpenLLMetry", None),
+        (tables[0], "responses", "OpenLLMetry", None),
+    ):
+        if f"{api}/{theirs}" not in over:
+            continue
         # A ratio of two small differences is unstable round by round (a denominator near zero
         # explodes it), so the ratio is taken between the median overheads.
-        ss_med = over["chat/wrap+otel-metrics"].median
-        v2_med = over["chat/openai-v2"].median
-        if v2_med > 0:
-            share: float | None = max(ss_med, 0.0) / v2_med
-            ratio_met = share <= RATIO_TARGET
-        else:
-            # openai-v2's own overhead was lost in the noise of this run: no ratio to judge.
-            share = None
-        results["steadystream_over_openai_v2_overhead"] = share
-        tables[1].add(
-            "steadystream overhead / openai-v2 overhead",
-            "",
-            "",
-            "n/a (openai-v2 overhead within noise)" if share is None else f"{share:.2f}",
-            "",
-            f"<= {RATIO_TARGET:.2f}",
-            verdict(ratio_met),
-        )
+        ss_med = over[f"{api}/wrap+otel-metrics"].median
+        their_med = over[f"{api}/{theirs}"].median
+        # None: their overhead was lost in the noise of this run, no ratio to judge.
+        share = max(ss_med, 0.0) / their_med if their_med > 0 else None
+        met = None if share is None or goal is None else share <= goal
+        key = "openai_v2" if theirs == "openai-v2" else theirs.lower()
+        results[f"{api}/steadystream_over_{key}_overhead"] = share
+        if api == "chat" and theirs == "openai-v2":
+            results["steadystream_over_openai_v2_overhead"] = share
+            ratio_met = met
+        cells = [f"steadystream overhead / {theirs} overhead", "", ""]
+        cells += [f"n/a ({theirs} overhead within noise)" if share is None else f"{share:.2f}"]
+        cells += ["", ""] if api == "responses" else [""]
+        cells += ["", ""] if goal is None else [f"<= {goal:.2f}", verdict(met)]
+        table.add(*cells)
     per_process = []
     for i, proc_cpu in enumerate(data["per_process"]):
         cells = []
@@ -600,11 +658,21 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         tables[0].notes.append(f"openai-v2 not measured: {v2['error']}")
+    if llm["available"]:
+        tables[0].notes.append(
+            f"OpenLLMetry = opentelemetry-instrumentation-openai {llm['version']}, its defaults "
+            "(content captured on the span), on the same providers; each instrumentation is "
+            "switched on around its own measurements only, outside their clocks, and the openai "
+            "SDK's classes are restored after it (neither removes all of its patches)."
+        )
+    else:
+        tables[0].notes.append(f"OpenLLMetry not measured: {llm['error']}")
     if rs_error:
         tables[0].notes.append(f"responses_stream not measured: {rs_error}")
     tables[1].notes.append(
-        "Overhead ratio: steadystream wrap+otel-metrics vs openai-v2 (both: spans + "
-        "OpenTelemetry metrics), per round."
+        "Overhead ratios: steadystream wrap+otel-metrics against openai-v2 and OpenLLMetry "
+        "(all three: spans + OpenTelemetry metrics), between the median overheads above raw; "
+        "the same against OpenLLMetry in the Responses table."
     )
     tables[2].notes.append(
         f"{SHORT_STREAMS} short responses per measurement, in the same rounds and processes as "
@@ -629,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
             "streams_per_measurement": args.streams,
             "results": results,
             "openai_v2": {"version": v2["version"], "error": v2["error"]},
+            "openllmetry": {"version": llm["version"], "error": llm["error"]},
             "responses_stream_error": rs_error,
             "ratio_target_met": ratio_met,
             # One verdict per end-to-end target, named (make bench's summary lists them).

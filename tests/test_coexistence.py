@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -32,21 +33,12 @@ from test_anthropic_resilient import without_gauges
 from test_chat_compatible import passive_deltas, text_of
 from test_chat_resilient import MESSAGES, MODEL, TOKENS, Telemetry
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import _sdk_patches
+
 EXPECTED = expected_text("hi", tokens=TOKENS)
 INSTRUMENTATIONS = {"openai-v2": OpenAIv2, "openllmetry": OpenLLMetry}
-
-
-def openai_methods() -> dict[tuple[type, str], Any]:
-    """Every attribute of every class the openai package defines (what instrumentations
-    patch)."""
-    out: dict[tuple[type, str], Any] = {}
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "openai" or name.startswith("openai.")):
-            continue
-        for cls in list(vars(module).values()):
-            if isinstance(cls, type) and cls.__module__ == name:
-                out.update(((cls, attr), value) for attr, value in list(vars(cls).items()))
-    return out
 
 
 @pytest.fixture(params=sorted(INSTRUMENTATIONS))
@@ -55,17 +47,15 @@ def instrumented(request: pytest.FixtureRequest) -> Iterator[Telemetry]:
     instrumentation active for the test. Neither removes all of its patches of the openai
     SDK on ``uninstrument()``, so the SDK's classes are put back as they were."""
     tel = Telemetry()
-    before = openai_methods()
+    before = _sdk_patches.openai_attributes()
     instrumentor = INSTRUMENTATIONS[request.param]()
     instrumentor.instrument(tracer_provider=tel.tracer_provider, meter_provider=MeterProvider())
     try:
         yield tel
     finally:
         instrumentor.uninstrument()
-        for (cls, attr), value in openai_methods().items():
-            if (cls, attr) in before and before[(cls, attr)] is not value:
-                setattr(cls, attr, before[(cls, attr)])
-        assert openai_methods().items() >= before.items()
+        _sdk_patches.restore(before)
+        assert _sdk_patches.openai_attributes().items() >= before.items()
 
 
 def client_spans(tel: Telemetry) -> list[Any]:
@@ -129,6 +119,37 @@ def test_without_other_instrumentation_the_stream_span_is_the_client_span(
     (ours,) = tel.stream_spans()
     assert ours.kind is SpanKind.CLIENT
     assert client_spans(tel) == [ours]
+
+
+@pytest.mark.parametrize("name", sorted(INSTRUMENTATIONS))
+def test_a_switched_off_instrumentation_leaves_the_sdk_as_shipped(
+    name: str, upstream: Upstream
+) -> None:
+    """After ``uninstrument()`` and the restore, neither API makes a span of theirs, so the
+    rows ``bench_e2e.py`` measures without them run on the SDK as shipped."""
+    tel = Telemetry()
+    client = openai.OpenAI(base_url=upstream.base_url, api_key="test", max_retries=0)
+
+    def read_both() -> None:
+        list(client.responses.create(model=MODEL, input="hi", stream=True))
+        list(
+            client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, max_tokens=TOKENS, stream=True
+            )
+        )
+
+    before = _sdk_patches.openai_attributes()
+    instrumentor = INSTRUMENTATIONS[name]()
+    instrumentor.instrument(tracer_provider=tel.tracer_provider, meter_provider=MeterProvider())
+    try:
+        read_both()
+        assert client_spans(tel)  # switched on: its spans (Chat at least)
+    finally:
+        instrumentor.uninstrument()
+        _sdk_patches.restore(before)
+    tel.spans.clear()
+    read_both()
+    assert tel.spans.get_finished_spans() == ()
 
 
 # ------------------------------------------- a wrapper that hides what it wraps: the caller decides
