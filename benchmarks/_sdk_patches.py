@@ -17,6 +17,7 @@ import wrapt
 
 # wrapt 2 splits the proxy base from ``ObjectProxy``; in wrapt 1 ``ObjectProxy`` is the base.
 _PROXY: type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+_UNSAVED: Any = object()
 
 
 def openai_attributes() -> dict[tuple[type, str], Any]:
@@ -37,8 +38,10 @@ def restore(saved: dict[tuple[type, str], Any]) -> None:
     taken before instrumenting). A class first imported while instrumented (the SDK imports its
     resources lazily) has nothing saved: its methods are unwrapped from wrapt's proxies."""
     for (cls, name), value in openai_attributes().items():
-        old = saved.get((cls, name), value)
-        while isinstance(old, _PROXY):
-            old = old.__wrapped__
+        old = saved.get((cls, name), _UNSAVED)
+        if old is _UNSAVED:
+            old = value
+            while isinstance(old, _PROXY):
+                old = old.__wrapped__
         if old is not value:
             setattr(cls, name, old)
