@@ -1,0 +1,54 @@
+"""``benchmarks/profile_callgrind.py`` counts what it says it counts: each variant streams whole
+completions through the real openai client and SDK instrumentations (the checked ones exactly),
+and the totals it differences are read from callgrind's own output format. valgrind itself is
+not run here: it is not one of the project's tools, and a run takes tens of minutes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _sdk_patches  # noqa: E402
+import profile_callgrind as pc  # noqa: E402
+
+
+@pytest.mark.parametrize("variant", pc.VARIANTS)
+def test_each_variant_streams_whole_completions_and_leaves_the_sdk_as_shipped(
+    variant: str,
+) -> None:
+    before = _sdk_patches.openai_attributes()
+    # Two completions: the second is what the profile counts (after the first's one-time work).
+    assert pc._child(variant, 2) == 2 * pc.PER_COMPLETION
+    after = _sdk_patches.openai_attributes()
+    assert {k: after[k] for k in before} == before
+    # Classes the SDK imported during the run are as shipped too: no instrumentation's proxy.
+    assert not [k for k, v in after.items() if isinstance(v, _sdk_patches._PROXY)]
+
+
+def test_the_replayed_body_is_the_chat_upstreams_frames_in_reads_of_16_kib() -> None:
+    body = pc._body()
+    assert all(len(part) == pc.READ for part in body[:-1])
+    sse = b"".join(body)
+    assert sse.count(b"\n\n") == pc.PER_COMPLETION + 1  # every chunk, then [DONE]
+    assert sse.endswith(b"data: [DONE]\n\n")
+
+
+def test_totals_are_read_from_callgrinds_totals_line(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.out"
+    out.write_text(
+        "# callgrind format\nversion: 1\nevents: Ir I1mr Bcm\n"
+        "fn=(1) main\n0 10 1 0\nsummary: 1200 7 3\ntotals: 1200 7 3\n"
+    )
+    assert pc._totals(out) == {"Ir": 1200, "I1mr": 7, "Bcm": 3}
+
+
+def test_an_unfinished_profile_is_named_not_read_as_zero(tmp_path: Path) -> None:
+    out = tmp_path / "cut.out"
+    out.write_text("# callgrind format\nevents: Ir\nfn=(1) main\n0 10\n")
+    with pytest.raises(RuntimeError, match=r"cut\.out: no totals line"):
+        pc._totals(out)
