@@ -21,12 +21,11 @@ import profile_callgrind as pc  # noqa: E402
 def test_each_variant_streams_whole_completions_and_leaves_the_sdk_as_shipped(
     variant: str,
 ) -> None:
-    before = _sdk_patches.openai_attributes()
     # Two completions: the second is what the profile counts (after the first's one-time work).
     assert pc._child(variant, 2) == 2 * pc.PER_COMPLETION
+    # No instrumentation's proxy is left on any class of the SDK (pydantic's own lazily built
+    # validators do change, so attribute values are not compared).
     after = _sdk_patches.openai_attributes()
-    assert {k: after[k] for k in before} == before
-    # Classes the SDK imported during the run are as shipped too: no instrumentation's proxy.
     assert not [k for k, v in after.items() if isinstance(v, _sdk_patches._PROXY)]
 
 
