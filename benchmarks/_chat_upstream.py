@@ -44,8 +44,16 @@ def _chunk(cid: str, model: str, delta: dict[str, object], finish: str | None) -
 
 
 def frames(n: int, model: str, cid: str, include_usage: bool) -> list[bytes]:
-    """The SSE frames of one streamed completion with ``n`` content chunks, each already
-    wrapped as one HTTP chunk."""
+    """The SSE frames of one streamed completion (:func:`sse_events`), each already wrapped as
+    one HTTP chunk."""
+    return [
+        f"{len(f):x}\r\n".encode() + f + b"\r\n" for f in sse_events(n, model, cid, include_usage)
+    ]
+
+
+def sse_events(n: int, model: str, cid: str, include_usage: bool) -> list[bytes]:
+    """The SSE events of one streamed completion with ``n`` content chunks: the role chunk,
+    the content chunks, the finish chunk, the usage chunk when asked for, then ``[DONE]``."""
     payloads: list[dict[str, object]] = [
         _chunk(cid, model, {"role": "assistant", "content": "", "refusal": None}, None)
     ]
@@ -60,7 +68,7 @@ def frames(n: int, model: str, cid: str, include_usage: bool) -> list[bytes]:
         body = b"data: " + json.dumps(p, ensure_ascii=False, separators=(",", ":")).encode()
         out.append(body + b"\n\n")
     out.append(b"data: [DONE]\n\n")
-    return [f"{len(f):x}\r\n".encode() + f + b"\r\n" for f in out]
+    return out
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:

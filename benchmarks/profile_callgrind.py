@@ -46,11 +46,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _chat_upstream import frames
+from _chat_upstream import sse_events
 from _common import Table, emit
+from bench_e2e import CHAT_CHUNKS, MODEL, Instrumentation, Tally, Telemetry, _chat_call
 
-CHUNKS = 1997  # + role, finish and usage chunks: 2,000 per completion, as in bench_e2e
-PER_COMPLETION = CHUNKS + 3
+PER_COMPLETION = CHAT_CHUNKS + 3  # + role, finish and usage chunks, as bench_e2e streams them
 OPENAI_V2 = "opentelemetry.instrumentation.openai_v2"
 READ = 16 * 1024  # bytes per read handed to the client
 VARIANTS = ("raw", "wrap", "wrap+otel-metrics", "openai-v2")
@@ -69,10 +69,7 @@ EVENTS = {
 
 
 def _body() -> list[bytes]:
-    sse = b"".join(
-        frame.split(b"\r\n", 1)[1][:-2]  # the HTTP chunk's payload: one SSE event
-        for frame in frames(CHUNKS, "gpt-4.1", "chatcmpl-1", include_usage=True)
-    )
+    sse = b"".join(sse_events(CHAT_CHUNKS, MODEL, "chatcmpl-1", include_usage=True))
     return [sse[i : i + READ] for i in range(0, len(sse), READ)]
 
 
@@ -83,7 +80,6 @@ def _child(variant: str, completions: int) -> int:
     from prometheus_client import CollectorRegistry
 
     import steadystream as ss
-    from bench_e2e import MODEL, Instrumentation, Tally, Telemetry, _chat_call
     from steadystream.spec.model import Spec
 
     body = _body()
