@@ -14,7 +14,9 @@ fences, no spans): it is a floor for the bookkeeping, not a competitor.
 
 :func:`reference` wraps an iterable, :func:`areference` an async iterable (``bench_e2e.py``
 measures it over the async client, the floor of async ``wrap``). Their loops are twins written
-out in full: a shared helper would add a call per item to the floor.
+out in full: a shared helper would add a call per item to the floor. Like steadystream's shells,
+both read an openai SDK stream's inner iterator, not the generator that only relays it
+(:func:`~steadystream.instrumentation.core.shell.upstream_items`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from steadystream import conventions as c
+from steadystream.instrumentation.core.shell import upstream_items
 
 CHECKPOINT_EVERY = 16
 FLUSH_EVERY = 64
@@ -101,7 +104,7 @@ def reference(
     chunks = 0
     checkpoint: tuple[int, int, Any] | None = None
     last: float | None = None
-    for item in items:
+    for item in upstream_items(items, is_async=False):
         t = clock()
         text = text_of(item)
         if text:
@@ -132,7 +135,7 @@ async def areference(
     chunks = 0
     checkpoint: tuple[int, int, Any] | None = None
     last: float | None = None
-    async for item in items:
+    async for item in upstream_items(items, is_async=True):
         t = clock()
         text = text_of(item)
         if text:

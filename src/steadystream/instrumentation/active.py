@@ -58,7 +58,7 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
-from .core.shell import AsyncStreamWrapper, SyncStreamWrapper
+from .core.shell import AsyncStreamWrapper, SyncStreamWrapper, upstream_items
 from .core.watchdog import LagExcuse, LagMeter, loop_lag
 from .errors import (
     IngressRejected,
@@ -111,7 +111,7 @@ class _Replay:
         self._it: Any = None
 
     def __iter__(self) -> Iterator[Any]:
-        self._it = iter(self.upstream)
+        self._it = upstream_items(self.upstream, is_async=False)
         return self
 
     def __next__(self) -> Any:
@@ -127,7 +127,7 @@ class _Replay:
                 return out
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        self._it = self.upstream.__aiter__()
+        self._it = upstream_items(self.upstream, is_async=True)
         return self
 
     async def __anext__(self) -> Any:

@@ -52,6 +52,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .active import ActiveStream, creates_async, stream_active
+from .core.shell import upstream_items
 from .errors import ResumeFailed
 from .openai import without_retries
 from .providers.anthropic_messages import Continuation, ContinuationError
@@ -126,7 +127,7 @@ class _Tracked:
 
 class _SyncTracked(_Tracked):
     def __iter__(self) -> Iterator[Any]:
-        self._it = iter(self.upstream)
+        self._it = upstream_items(self.upstream, is_async=False)
         return self
 
     def __next__(self) -> Any:
@@ -147,7 +148,7 @@ class _SyncTracked(_Tracked):
 
 class _AsyncTracked(_Tracked):
     def __aiter__(self) -> AsyncIterator[Any]:
-        self._it = self.upstream.__aiter__()
+        self._it = upstream_items(self.upstream, is_async=True)
         return self
 
     async def __anext__(self) -> Any:

@@ -57,6 +57,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .active import ActiveStream, stream_active
+from .core.shell import upstream_items
 from .errors import ResumeFailed, UpstreamError
 from .policy.timeouts import read_backstop
 from .providers.gemini import is_final
@@ -165,7 +166,7 @@ class _Tracked:
 
 class _SyncTracked(_Tracked):
     def __iter__(self) -> Iterator[Any]:
-        self._it = iter(self.upstream)
+        self._it = upstream_items(self.upstream, is_async=False)
         return self
 
     def __next__(self) -> Any:
@@ -185,7 +186,7 @@ class _SyncTracked(_Tracked):
 
 class _AsyncTracked(_Tracked):
     def __aiter__(self) -> AsyncIterator[Any]:
-        self._it = self.upstream.__aiter__()
+        self._it = upstream_items(self.upstream, is_async=True)
         return self
 
     async def __anext__(self) -> Any:

@@ -90,6 +90,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import conventions as c
 from .active import ActiveStream, creates_async, missing_terminal, stream_active
+from .core.shell import upstream_items
 from .errors import ResumeFailed
 from .policy.timeouts import timeout_parts
 from .providers.openai_chat import carries_content, finishes, in_band_error, reports_usage
@@ -258,7 +259,7 @@ class _ChatAttempt:
 
 class _SyncChatAttempt(_ChatAttempt):
     def __iter__(self) -> Iterator[Any]:
-        self._it = iter(self.upstream)
+        self._it = upstream_items(self.upstream, is_async=False)
         return self
 
     def __next__(self) -> Any:
@@ -286,7 +287,7 @@ class _SyncChatAttempt(_ChatAttempt):
 
 class _AsyncChatAttempt(_ChatAttempt):
     def __aiter__(self) -> AsyncIterator[Any]:
-        self._it = self.upstream.__aiter__()
+        self._it = upstream_items(self.upstream, is_async=True)
         return self
 
     async def __anext__(self) -> Any:

@@ -58,6 +58,53 @@ def _unlearned(core: Any, item: Any, t: float) -> Any:
     return MISS  # never called: a shell learns the fast path at its first item
 
 
+# How the openai SDK's Stream and AsyncStream iterate: their inner generator, passed through
+# item for item. No docstrings, no ``yield from``: the templates' code is compared with an
+# upstream's, and must be the SDK's own.
+def _pass_through(self: Any) -> Iterator[Any]:
+    for item in self._iterator:  # noqa: UP028
+        yield item
+
+
+async def _apass_through(self: Any) -> AsyncIterator[Any]:
+    async for item in self._iterator:
+        yield item
+
+
+_KINDS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_COROUTINE
+
+
+def _code_key(code: Any) -> tuple[Any, ...]:
+    return (
+        code.co_code,
+        code.co_names,
+        code.co_consts,
+        code.co_argcount,
+        code.co_kwonlyargcount,
+        getattr(code, "co_exceptiontable", None),
+        code.co_flags & _KINDS,
+    )
+
+
+def upstream_items(upstream: Any, *, is_async: bool) -> Any:
+    """The iterator (sync) or async iterator of ``upstream``'s items that a shell reads.
+
+    When the class's ``__iter__`` / ``__aiter__`` only passes ``self._iterator`` through, item
+    for item (its code is that of :func:`_pass_through` / :func:`_apass_through`: the openai
+    SDK's streams), the shell reads that inner iterator: the same items, exceptions and end, one
+    generator layer fewer per item. An ``__iter__`` that does anything more (anthropic's calls
+    an observer per item), a proxy's, or an instance without ``_iterator`` is iterated as is.
+    """
+    method, template = ("__aiter__", _apass_through) if is_async else ("__iter__", _pass_through)
+    code = getattr(getattr(type(upstream), method, None), "__code__", None)
+    if code is not None and _code_key(code) == _code_key(template.__code__):
+        inner = getattr(upstream, "_iterator", None)
+        if inner is not None:
+            with contextlib.suppress(Exception):
+                return inner.__aiter__() if is_async else iter(inner)
+    return upstream.__aiter__() if is_async else iter(upstream)
+
+
 class ByteReader:
     """Sans-IO reading of a byte body: strict UTF-8, then SSE (or plain text).
 
@@ -407,7 +454,9 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         super().__init__(
             core, upstream, clock, events_mode=events_mode, sse=sse, attempt_only=attempt_only
         )
-        self._it: Iterator[Any] = iter(upstream.iter_bytes() if events_mode else upstream)
+        self._it: Iterator[Any] = (
+            iter(upstream.iter_bytes()) if events_mode else upstream_items(upstream, is_async=False)
+        )
         self._watchdog = watchdog
         # When the watchdog will look at this stream next (inf: not armed).
         self._armed_at = _INF
@@ -634,7 +683,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             core, upstream, clock, events_mode=events_mode, sse=sse, attempt_only=attempt_only
         )
         self._ait: AsyncIterator[Any] = (
-            upstream.aiter_bytes() if events_mode else upstream.__aiter__()
+            upstream.aiter_bytes() if events_mode else upstream_items(upstream, is_async=True)
         )
         self._timer: asyncio.TimerHandle | None = None
         # When the timer fires (inf: no timer).
