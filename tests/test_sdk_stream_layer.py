@@ -27,13 +27,24 @@ from test_chat_resilient import MESSAGES, MODEL, TOKENS, Telemetry
 EXPECTED = expected_text("hi", tokens=TOKENS)
 
 
-def test_a_sync_openai_stream_is_read_through_its_inner_iterator(upstream: Upstream) -> None:
-    tel = Telemetry()
+def chat_stream(upstream: Upstream) -> Any:
     client = openai.OpenAI(base_url=upstream.base_url, api_key="test", max_retries=0)
-    before = tel.snapshot()
-    stream = client.chat.completions.create(
+    return client.chat.completions.create(
         model=MODEL, messages=MESSAGES, max_tokens=TOKENS, stream=True
     )
+
+
+async def achat_stream(upstream: Upstream) -> Any:
+    client = openai.AsyncOpenAI(base_url=upstream.base_url, api_key="test", max_retries=0)
+    return await client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=TOKENS, stream=True
+    )
+
+
+def test_a_sync_openai_stream_is_read_through_its_inner_iterator(upstream: Upstream) -> None:
+    tel = Telemetry()
+    before = tel.snapshot()
+    stream = chat_stream(upstream)
     wrapped = tel.monitor.wrap(stream, model=MODEL, provider="openai")
     assert isinstance(wrapped, SyncStreamWrapper)
     assert wrapped._it is stream._iterator
@@ -46,11 +57,8 @@ async def test_an_async_openai_stream_is_read_through_its_inner_iterator(
     aupstream: Upstream,
 ) -> None:
     tel = Telemetry()
-    client = openai.AsyncOpenAI(base_url=aupstream.base_url, api_key="test", max_retries=0)
     before = tel.snapshot()
-    stream = await client.chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_tokens=TOKENS, stream=True
-    )
+    stream = await achat_stream(aupstream)
     wrapped = tel.monitor.wrap(stream, model=MODEL, provider="openai")
     assert isinstance(wrapped, AsyncStreamWrapper)
     assert wrapped._ait is stream._iterator
@@ -81,10 +89,7 @@ class CountingAsyncStream(openai.AsyncStream[Any]):
 
 def test_a_stream_whose_iter_does_more_is_iterated_as_is(upstream: Upstream) -> None:
     tel = Telemetry()
-    client = openai.OpenAI(base_url=upstream.base_url, api_key="test", max_retries=0)
-    stream = client.chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_tokens=TOKENS, stream=True
-    )
+    stream = chat_stream(upstream)
     stream.__class__ = CountingStream
     CountingStream.seen = 0
     wrapped = tel.monitor.wrap(stream, model=MODEL, provider="openai")
@@ -98,10 +103,7 @@ async def test_an_async_stream_whose_aiter_does_more_is_iterated_as_is(
     aupstream: Upstream,
 ) -> None:
     tel = Telemetry()
-    client = openai.AsyncOpenAI(base_url=aupstream.base_url, api_key="test", max_retries=0)
-    stream = await client.chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_tokens=TOKENS, stream=True
-    )
+    stream = await achat_stream(aupstream)
     stream.__class__ = CountingAsyncStream
     CountingAsyncStream.seen = 0
     wrapped = tel.monitor.wrap(stream, model=MODEL, provider="openai")
