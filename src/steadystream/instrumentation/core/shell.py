@@ -86,6 +86,10 @@ def _code_key(code: Any) -> tuple[Any, ...]:
     )
 
 
+_SYNC_RELAY = _code_key(_pass_through.__code__)
+_ASYNC_RELAY = _code_key(_apass_through.__code__)
+
+
 def upstream_items(upstream: Any, *, is_async: bool) -> Any:
     """The iterator (sync) or async iterator of ``upstream``'s items that a shell reads.
 
@@ -95,9 +99,9 @@ def upstream_items(upstream: Any, *, is_async: bool) -> Any:
     generator layer fewer per item. An ``__iter__`` that does anything more (anthropic's calls
     an observer per item), a proxy's, or an instance without ``_iterator`` is iterated as is.
     """
-    method, template = ("__aiter__", _apass_through) if is_async else ("__iter__", _pass_through)
+    method, want = ("__aiter__", _ASYNC_RELAY) if is_async else ("__iter__", _SYNC_RELAY)
     code = getattr(getattr(type(upstream), method, None), "__code__", None)
-    if code is not None and _code_key(code) == _code_key(template.__code__):
+    if code is not None and _code_key(code) == want:
         inner = getattr(upstream, "_iterator", None)
         if inner is not None:
             with contextlib.suppress(Exception):
