@@ -402,8 +402,7 @@ def test_a_failure_in_our_part_of_a_collection_keeps_the_sdk_metrics(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If adding the local histograms to a collection raises, the collection still returns
-    the SDK's own metrics (``stream_in_flight``, the gauges) and the failure is logged, not
-    raised."""
+    the SDK's own metrics (the gauges) and the failure is logged, not raised."""
     setup = Setup()
     setup.sync_stream("chat", 10)
     producer = setup.otel_sink().i[c.CHUNK_GAP]._producer
@@ -414,8 +413,9 @@ def test_a_failure_in_our_part_of_a_collection_keeps_the_sdk_metrics(
     monkeypatch.setattr(producer, "add_to", fail)
     with caplog.at_level(logging.DEBUG, logger="steadystream"):
         got = cumulative(setup.cumulative)
-    assert got[(c.IN_FLIGHT, _labels("chat"))] == {"value": 0}
+    assert got[(c.ERROR_RATE, _labels("chat"))] == {"value": 0.0}
     assert (c.CHUNK_GAP, _labels("chat")) not in got
+    assert (c.IN_FLIGHT, _labels("chat")) not in got
     assert any("OTelMetricsSink.collect" in r.getMessage() for r in caplog.records)
     monkeypatch.undo()
     # Nothing was lost: the next collection has the histograms, whole.
@@ -530,3 +530,77 @@ def test_concurrent_streams_and_collections_lose_and_repeat_nothing() -> None:
         assert totals[ok][0] == final[ok]["value"] == 5
         nbytes = (c.BYTES_TOTAL, key[1])
         assert totals[nbytes][0] == final[nbytes]["value"] == 5 * 600
+
+
+def _in_flight(reader: InMemoryMetricReader) -> dict[frozenset[Any], tuple[Any, ...]]:
+    """``stream_in_flight`` as ``reader`` collects it now: per attribute set, the value, the
+    temporality and whether the sum is monotonic."""
+    data = reader.get_metrics_data()
+    return {
+        frozenset((p.attributes or {}).items()): (
+            p.value,
+            m.data.aggregation_temporality,
+            m.data.is_monotonic,
+        )
+        for rm in (data.resource_metrics if data else [])
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == c.IN_FLIGHT
+        for p in m.data.data_points
+    }
+
+
+def test_in_flight_is_what_an_sdk_up_down_counter_reports() -> None:
+    """``stream_in_flight``, aggregated here, against an SDK ``UpDownCounter`` given the same
+    +1 and -1: equal for a cumulative and a delta reader at every collection, with streams
+    open across collections and a collection with nothing new; and equal to the Prometheus
+    gauge."""
+    from opentelemetry.sdk.metrics import UpDownCounter
+
+    delta = {**DELTA, UpDownCounter: AggregationTemporality.DELTA}
+    clock = Clock()
+    registry = CollectorRegistry()
+    ours = (InMemoryMetricReader(), InMemoryMetricReader(preferred_temporality=delta))
+    monitor = ss.StreamMonitor(
+        spec(),
+        registry=registry,
+        tracer_provider=TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=list(ours)),
+        clock=clock,
+        watchdog=False,
+    )
+    (sink,) = [s for s in monitor._sinks if isinstance(s, OTelMetricsSink)]
+    assert sink.aggregates_locally
+    sdk = (InMemoryMetricReader(), InMemoryMetricReader(preferred_temporality=delta))
+    counter = MeterProvider(metric_readers=list(sdk)).get_meter("reference")
+    counter = counter.create_up_down_counter(c.IN_FLIGHT)
+    labels = dict(_labels("chat"))
+    key = frozenset(labels.items())
+
+    def open_one() -> Iterator[Any]:
+        wrapped = iter(monitor.wrap(chat_chunks(clock, 5, 0), model="m", provider="chat"))
+        next(wrapped)
+        counter.add(1, labels)
+        return wrapped
+
+    def finish(wrapped: Iterator[Any]) -> None:
+        assert len(list(wrapped)) == 6
+        counter.add(-1, labels)
+
+    def collect(open_now: int) -> list[dict[frozenset[Any], tuple[Any, ...]]]:
+        """Our two readers' points, after checking them against the SDK's and Prometheus."""
+        got = [_in_flight(reader) for reader in ours]
+        assert got == [_in_flight(reader) for reader in sdk]
+        assert registry.get_sample_value(c.IN_FLIGHT, labels) == open_now
+        return got
+
+    cumulative_, delta_ = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
+    a, b = open_one(), open_one()
+    assert collect(2) == [{key: (2, cumulative_, False)}, {key: (2, delta_, False)}]
+    finish(a)
+    assert collect(1) == [{key: (1, cumulative_, False)}, {key: (-1, delta_, False)}]
+    assert collect(1) == [{key: (1, cumulative_, False)}, {}]  # nothing new
+    c_ = open_one()
+    finish(b)
+    finish(c_)
+    assert collect(0) == [{key: (0, cumulative_, False)}, {key: (-1, delta_, False)}]

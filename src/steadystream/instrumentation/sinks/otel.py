@@ -81,6 +81,7 @@ class _OTelStream:
         self._gaps = sink.i[c.CHUNK_GAP].point(base)
         self._ttft = sink.i[c.FIRST_TOKEN_LATENCY].point(base)
         self._bytes = sink.i[c.BYTES_TOTAL].point(base)
+        self._in_flight = sink.i[c.IN_FLIGHT].point(base)
 
     def _attrs(self, key: str, value: str) -> dict[str, str]:
         attrs = self._extra.get((key, value))
@@ -89,7 +90,7 @@ class _OTelStream:
         return attrs
 
     def started(self, t: float) -> None:
-        self._s.i[c.IN_FLIGHT].add(1, self._base)
+        self._in_flight.add(1)
 
     def attempt_started(self, attempt: int, t: float) -> None:
         pass
@@ -149,7 +150,7 @@ class _OTelStream:
         info: Mapping[str, Any],
     ) -> None:
         i = self._s.i
-        i[c.IN_FLIGHT].add(-1, self._base)
+        self._in_flight.add(-1)
         i[c.REQUESTS_TOTAL].add(1, self._attrs(c.LABEL_OUTCOME, outcome))
         if error_class is not None:
             i[c.ERRORS_TOTAL].add(1, self._attrs(c.LABEL_ERROR_CLASS, error_class))
@@ -255,8 +256,19 @@ class OTelMetricsSink:
             name: hist[name] for name in (c.GENAI_TOKEN_USAGE, c.GENAI_OPERATION_DURATION)
         }
         self._response_models = LabelCap(c.DEFAULT_MAX_MODELS)
-        self.i[c.IN_FLIGHT] = meter.create_up_down_counter(
+        in_flight = meter.create_up_down_counter(
             c.IN_FLIGHT, unit=c.UNITS[c.IN_FLIGHT], description=c.DESCRIPTIONS[c.IN_FLIGHT]
+        )
+        self.i[c.IN_FLIGHT] = (
+            producer.counter(
+                c.IN_FLIGHT,
+                c.UNITS[c.IN_FLIGHT],
+                c.DESCRIPTIONS[c.IN_FLIGHT],
+                type(in_flight),
+                monotonic=False,
+            )
+            if producer is not None
+            else ApiCounter(in_flight)
         )
         self.i[c.ERROR_RATE] = meter.create_observable_gauge(
             c.ERROR_RATE,

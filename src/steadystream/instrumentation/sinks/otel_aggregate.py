@@ -10,16 +10,19 @@ batch was still most of what remained.
 
 How: with an SDK ``MeterProvider`` without views, every ``stream_*`` histogram and counter and
 the two GenAI client histograms of :class:`~.otel.OTelMetricsSink` are a
-:class:`LocalHistogram` or :class:`LocalCounter`. A batch of gaps is sorted once and bucketed
-with one bisect per bucket bound (the SDK's explicit-bucket histogram: the same bounds, an
-upper bound inclusive), under one lock per attribute set. The seam is the SDK's collection
+:class:`LocalHistogram` or :class:`LocalCounter`, and so is ``stream_in_flight``, an up-down
+counter (its +1 and -1 were two SDK calls per stream, about 17 us each, most of what the
+metrics cost a short stream). A batch of gaps is sorted once and bucketed with one bisect per
+bucket bound (the SDK's explicit-bucket histogram: the same bounds, an upper bound inclusive),
+under one lock per attribute set. The seam is the SDK's collection
 path, the one function every reader goes through: ``MetricReader.collect`` calls the
 provider's collect callback (``SynchronousMeasurementConsumer.collect``) and hands the result
 to the reader's ``_receive_metrics``. :func:`local_aggregation` wraps that callback once per
 provider, so the collection of any reader (``PeriodicExportingMetricReader`` with OTLP, the
 Prometheus reader, ``InMemoryMetricReader``) returns the SDK's metrics plus ours (``Histogram``
-and monotonic ``Sum`` metrics of the same instrumentation scope, with the instruments' names,
-units, descriptions and bounds). ``stream_in_flight`` and the gauges stay SDK instruments.
+and ``Sum`` metrics of the same instrumentation scope, with the instruments' names, units,
+descriptions and bounds; monotonic but for ``stream_in_flight``). The gauges stay SDK
+instruments (observable: read once per collection).
 
 Temporality: each reader has its own accumulator per attribute set, updated by every flush
 (one reader is the usual case). A cumulative reader sees the totals since the first
@@ -239,10 +242,13 @@ class _SumAcc:
 class _SumPoint:
     """One attribute set of a :class:`LocalCounter`: a running total per reader."""
 
-    __slots__ = ("_accs", "_lock", "_seen", "attributes")
+    __slots__ = ("_accs", "_lock", "_monotonic", "_seen", "attributes")
 
-    def __init__(self, attributes: dict[str, Any], readers: Sequence[Any]) -> None:
+    def __init__(
+        self, attributes: dict[str, Any], readers: Sequence[Any], monotonic: bool = True
+    ) -> None:
         self.attributes = attributes
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         now = time_ns()
         self._accs: dict[Any, _SumAcc] = {r: _SumAcc(now) for r in readers}
@@ -251,8 +257,8 @@ class _SumPoint:
         self._seen: dict[Any, bool] = dict.fromkeys(readers, False)
 
     def add(self, amount: float) -> None:
-        """Add ``amount`` (not negative: these are monotonic counters)."""
-        if amount < 0:
+        """Add ``amount`` (not negative to a monotonic counter)."""
+        if amount < 0 and self._monotonic:
             return  # what the SDK does with a negative add to a counter (it logs it)
         with self._lock:
             for r, acc in self._accs.items():
@@ -293,18 +299,26 @@ class _SumPoint:
 
 
 class LocalCounter:
-    """A monotonic counter aggregated in process (``add`` as the API instrument's)."""
+    """A counter aggregated in process (``add`` as the API instrument's): monotonic, or an
+    up-down counter (``monotonic=False``, a sum that may go down)."""
 
-    __slots__ = ("_points", "_producer", "description", "kind", "name", "unit")
+    __slots__ = ("_points", "_producer", "description", "kind", "monotonic", "name", "unit")
 
     def __init__(
-        self, producer: LocalProducer, name: str, unit: str, description: str, kind: type
+        self,
+        producer: LocalProducer,
+        name: str,
+        unit: str,
+        description: str,
+        kind: type,
+        monotonic: bool = True,
     ) -> None:
         self._producer = producer
         self.name = name
         self.unit = unit
         self.description = description
         self.kind = kind
+        self.monotonic = monotonic
         self._points: dict[frozenset[tuple[str, Any]], _SumPoint] = {}
 
     def point(self, attributes: Mapping[str, Any]) -> _SumPoint:
@@ -315,7 +329,9 @@ class LocalCounter:
             with self._producer._lock:
                 p = self._points.get(key)
                 if p is None:
-                    p = self._points[key] = _SumPoint(dict(attributes), self._producer._readers)
+                    p = self._points[key] = _SumPoint(
+                        dict(attributes), self._producer._readers, self.monotonic
+                    )
         return p
 
     def add(self, amount: float, attributes: Mapping[str, Any] | None = None) -> None:
@@ -327,7 +343,11 @@ class LocalCounter:
     def _data(self, points: list[Any], temporality: Any) -> Any:
         from opentelemetry.sdk.metrics.export import Sum
 
-        return Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True)
+        return Sum(
+            data_points=points,
+            aggregation_temporality=temporality,
+            is_monotonic=self.monotonic,
+        )
 
 
 class _ApiSumPoint:
@@ -417,13 +437,17 @@ class LocalProducer:
             raise TypeError(f"{name} is already a counter")
         return h
 
-    def counter(self, name: str, unit: str, description: str, kind: type) -> LocalCounter:
-        """The monotonic counter ``name`` (the first definition wins). ``kind``: the SDK's
-        counter class."""
+    def counter(
+        self, name: str, unit: str, description: str, kind: type, *, monotonic: bool = True
+    ) -> LocalCounter:
+        """The counter ``name`` (the first definition wins): monotonic, or an up-down counter.
+        ``kind``: the SDK's counter or up-down counter class."""
         with self._lock:
             h = self._instruments.get(name)
             if h is None:
-                h = self._instruments[name] = LocalCounter(self, name, unit, description, kind)
+                h = self._instruments[name] = LocalCounter(
+                    self, name, unit, description, kind, monotonic
+                )
         if not isinstance(h, LocalCounter):
             raise TypeError(f"{name} is already a histogram")
         return h
