@@ -39,6 +39,11 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.metrics import Observation
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
+
 from ... import conventions as c
 from ...version import __version__
 from ..sinks.otel_aggregate import (
@@ -58,7 +63,7 @@ from ..sinks.telemetry import (
 )
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.metrics import CallbackOptions, MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
     from ..core.checkpoint import Checkpoint
@@ -290,14 +295,10 @@ class OTelMetricsSink:
         )
 
     def _observe_error_rate(self, options: CallbackOptions) -> Iterable[Observation]:
-        from opentelemetry.metrics import Observation
-
         now = self._clock()
         return [Observation(s.window.rate(now), s._base) for s in list(self._streams.values())]
 
     def _observe_capacity(self, options: CallbackOptions) -> Iterable[Observation]:
-        from opentelemetry.metrics import Observation
-
         tracker = self._capacity
         return [
             Observation(tracker.total(service), {c.LABEL_SERVICE: service})
@@ -407,8 +408,6 @@ _GENAI_PREFIX = "gen_ai."
 
 def _is_genai_client(span: Any) -> bool:
     """A recording CLIENT span of a GenAI call: it has ``gen_ai.*`` attributes."""
-    from opentelemetry.trace import SpanKind
-
     if getattr(span, "kind", None) is not SpanKind.CLIENT or not span.is_recording():
         return False
     attributes = getattr(span, "attributes", None) or {}
@@ -420,8 +419,6 @@ _USAGE_ATTRS = (("input_tokens", c.ATTR_INPUT_TOKENS), ("output_tokens", c.ATTR_
 
 def _set_error(span: Span, error_class: str) -> None:
     """Mark ``span`` failed with ``error_class`` (its attributes and an ERROR status)."""
-    from opentelemetry.trace import Status, StatusCode
-
     span.set_attributes(
         {c.ATTR_ERROR_CLASS: error_class, c.ATTR_ERROR_TYPE: c.error_type(error_class)}
     )
@@ -443,8 +440,6 @@ class _SpanStream:
         self._ended = False
 
     def started(self, t: float) -> None:
-        from opentelemetry.trace import SpanKind, get_current_span
-
         # Under another instrumentation's GenAI client span (openai-v2, OpenLLMetry) that
         # span is the call: ours adds the stream's view of it as an INTERNAL child, so one
         # call is one CLIENT span.
@@ -455,8 +450,6 @@ class _SpanStream:
         )
 
     def attempt_started(self, attempt: int, t: float) -> None:
-        from opentelemetry import trace
-
         if self._span is None:
             return
         self._attempt = self._tracer.start_span(
@@ -578,8 +571,6 @@ class TracingSink:
     def bind(
         self, model: str, provider: str, *, request_model: str, attributes: Mapping[str, Any]
     ) -> _SpanStream:
-        from opentelemetry import context
-
         attrs: dict[str, Any] = {
             c.ATTR_OPERATION: c.OPERATION_CHAT,
             c.ATTR_PROVIDER: clean_label(provider),
@@ -593,7 +584,7 @@ class TracingSink:
             attrs[key] = clean_label(val) if isinstance(val, str) else val
         name = c.span_name(str(attrs[c.ATTR_OPERATION]), attrs.get(c.ATTR_REQUEST_MODEL))
         # The stream span is a child of whatever span is current where the stream is wrapped.
-        return _SpanStream(self._tracer, context.get_current(), attrs, name)
+        return _SpanStream(self._tracer, otel_context.get_current(), attrs, name)
 
     def rejected(self, reason: str, model: str, provider: str) -> None:
         pass
