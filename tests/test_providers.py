@@ -295,6 +295,232 @@ def test_the_fast_path_of_a_class_is_kept_until_the_formats_change() -> None:
     )
 
 
+def _sdk_event(payload: dict[str, Any]) -> Any:
+    """A Responses stream event as the openai SDK builds it from the wire."""
+    from openai._models import construct_type
+    from openai.types.responses import ResponseStreamEvent
+
+    return construct_type(type_=ResponseStreamEvent, value=payload)
+
+
+def _response(status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "model": "gpt-test-2025",
+        "status": status,
+        "output": [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        **extra,
+    }
+
+
+def _responses_stream(end: dict[str, Any]) -> list[Any]:
+    """A Responses stream of SDK events: lifecycle, text, a refusal and function-call
+    arguments, then ``end``."""
+    part = {"type": "output_text", "text": "", "annotations": []}
+    ids = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    payloads: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response("queued")},
+        {"type": "response.queued", "response": _response("queued")},
+        {"type": "response.in_progress", "response": {**_response("in_progress"), "id": "r2"}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            },
+        },
+        {"type": "response.content_part.added", **ids, "part": part},
+        {"type": "response.output_text.delta", **ids, "delta": "héllo", "logprobs": []},
+        {"type": "response.output_text.delta", **ids, "delta": "", "logprobs": []},
+        {"type": "response.refusal.delta", **ids, "delta": "no"},
+        {
+            "type": "response.function_call_arguments.delta",
+            "item_id": "fc_1",
+            "output_index": 1,
+            "delta": '{"a": 1}',
+        },
+        {"type": "response.output_text.done", **ids, "text": "héllo", "logprobs": []},
+        {"type": "response.content_part.done", **ids, "part": {**part, "text": "héllo"}},
+        end,
+    ]
+    return [_sdk_event({**p, "sequence_number": i}) for i, p in enumerate(payloads)]
+
+
+_USAGE = {
+    "input_tokens": 5,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 7,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 12,
+}
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        {"type": "response.completed", "response": _response("completed", usage=_USAGE)},
+        {
+            "type": "response.incomplete",
+            "response": _response(
+                "incomplete", usage=_USAGE, incomplete_details={"reason": "max_output_tokens"}
+            ),
+        },
+        {"type": "response.failed", "response": _response("failed")},
+        {"type": "error", "code": "server_error", "message": "boom", "param": None},
+    ],
+    ids=["completed", "incomplete", "failed", "error"],
+)
+def test_sdk_responses_events_read_the_same_on_the_fast_path(end: dict[str, Any]) -> None:
+    """Every event of a Responses stream of SDK objects, fed as the shells feed it, tells the
+    core exactly what the general reading does (see ``_fast_and_general``)."""
+    events = _responses_stream(end)
+    core, rec, handled = _fast_and_general(events)
+    # The fast path took every ``response.*`` event but the empty delta (a keep-alive).
+    assert handled == sum(e.type.startswith("response.") for e in events) - 1
+    assert core.chunks == 3  # text, refusal, arguments; the empty delta is a keep-alive
+    assert [args[0] for args in rec.named("response_id")][:2] == ["resp_1", "r2"]
+    (ended,) = rec.named("ended")
+    if end["type"] == "response.completed":
+        assert ended[0] == c.OUTCOME_OK
+        assert (ended[4]["input_tokens"], ended[4]["output_tokens"]) == (5, 7)
+        assert ended[4]["response_model"] == "gpt-test-2025"
+
+
+def _fast_and_general(items: list[Any]) -> tuple[StreamCore, Recorder, int]:
+    """Feed ``items`` to two cores at the same times: as the shells do (the fast path of each
+    item's class, the general reading for what it hands back) and through the general reading
+    alone. Asserts that both tell the core the same (the observer calls, counts, sequence
+    number, response id, and the end: outcome, error class, usage, finish reasons, model);
+    returns the first core, its recorder and how many items the fast path took."""
+    cores = []
+    handled = 0
+    for fast in (True, False):
+        rec = Recorder()
+        core = StreamCore(CorePolicy(), rec)
+        core.on_open(0.0)
+        core.begin_attempt(0.0)
+        for i, item in enumerate(items):
+            t = 0.25 * (i + 1)
+            core.on_wait(t - 0.125)
+            out = fast_path(item)(core, item, t) if fast else MISS
+            handled += fast and out is not MISS
+            if out is MISS:
+                out = core.on_reading(read_item(item), t)
+            assert out is None
+        core.close(10.0)
+        cores.append((core, rec))
+    (fast_core, fast_rec), (slow_core, slow_rec) = cores
+    assert fast_rec.calls == slow_rec.calls
+    for name in ("chunks", "content_bytes", "sequence_number", "response_id", "outcome"):
+        assert getattr(fast_core, name) == getattr(slow_core, name), name
+    return fast_core, fast_rec, handled
+
+
+def _chat_chunk(choices: list[dict[str, Any]], **extra: Any) -> Any:
+    from openai.types.chat import ChatCompletionChunk
+
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": extra.pop("id", "chatcmpl-1"),
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "gpt-test-2025",
+            "choices": choices,
+            **extra,
+        }
+    )
+
+
+def _choice(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+def test_sdk_chat_chunks_read_the_same_on_the_fast_path() -> None:
+    """Every kind of Chat Completions chunk, as SDK objects: the role, text, a refusal, tool
+    call arguments, reasoning content (an extra field), two choices, a new completion id, the
+    last text with its finish reason, the finish alone and the usage chunk without choices."""
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"a"'},
+    }
+    chunks = [
+        _chat_chunk([_choice({"role": "assistant", "content": ""})]),
+        _chat_chunk([_choice({"content": "héllo"})]),
+        _chat_chunk([_choice({"content": " wörld"})]),
+        _chat_chunk([_choice({"refusal": "no"})]),
+        _chat_chunk([_choice({"tool_calls": [call]})]),
+        _chat_chunk([_choice({"content": "", "reasoning_content": "hm"})]),
+        _chat_chunk([_choice({"content": "a"}), _choice({"content": "b"}, index=1)]),
+        _chat_chunk([_choice({"content": "new"})], id="chatcmpl-2"),
+        _chat_chunk([_choice({"content": "end"}, "length")]),
+        _chat_chunk([_choice({}, "stop")]),
+        _chat_chunk([], usage={"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}),
+    ]
+    core, rec, handled = _fast_and_general(chunks)
+    assert handled == len(chunks)  # the Chat fast path reads every chunk itself
+    assert core.chunks == 8  # the role, the finish and the usage chunks carry no text
+    ids = ["chatcmpl-1", "chatcmpl-2", "chatcmpl-1"]  # the chunks after "new" are chatcmpl-1
+    assert [args[0] for args in rec.named("response_id")] == ids
+    (ended,) = rec.named("ended")
+    assert (ended[4]["input_tokens"], ended[4]["output_tokens"]) == (5, 7)
+    assert ended[4]["finish_reasons"] == ("length", "stop")
+
+
+class _Claims(BaseFormat):
+    """A made-up format, registered, that reads the openai SDK's Responses events (every one
+    of them) and has no fast path: counts what it was asked to read."""
+
+    name = "claims"
+
+    def __init__(self) -> None:
+        self.read_types: list[str] = []
+
+    def read(self, item: Any) -> Reading | None:
+        typ = getattr(item, "type", None)
+        if not isinstance(item, dict) and isinstance(typ, str) and typ.startswith("response."):
+            self.read_types.append(typ)
+            if typ == "response.output_text.delta":
+                return Reading(CONTENT, item.delta.upper(), item.sequence_number)
+            return Reading(LIFECYCLE, "", item.sequence_number)
+        return None
+
+
+def test_a_registered_format_without_a_fast_path_reads_every_item_it_claims() -> None:
+    """A format registered in front of the built-in ones reads the items it claims, deltas
+    and lifecycle events alike, even though the built-in Responses format has a fast path for
+    their classes; unregistered, the built-in fast path is back."""
+    events = _responses_stream(
+        {"type": "response.completed", "response": _response("completed", usage=_USAGE)}
+    )
+    builtin = fast_path(events[0])
+    claims = _Claims()
+    register(claims)
+    try:
+        registry = CollectorRegistry()
+        monitor = ss.StreamMonitor(ss.default_spec("claims"), registry=registry)
+        for _ in range(2):  # the second stream uses what the first one learnt per class
+            assert list(monitor.wrap(iter(events), model="m", provider="p")) == events
+        labels = {"service": "claims", "model": "m", "provider": "p"}
+        # The deltas it read as content, upper-cased: its reading, not the built-in one.
+        assert registry.get_sample_value("stream_bytes_total", labels) == 2 * len("HÉLLO".encode())
+        asked = [e.type for e in events if e.type.startswith("response.")]
+        assert claims.read_types[-len(asked) :] == asked
+    finally:
+        unregister(claims)
+    assert fast_path(events[0]) is builtin
+
+
 def test_in_band_errors_of_each_format() -> None:
     """Each format's in-band error reads as ERROR with its own class."""
     failed = read_item({"type": "response.failed", "response": {"id": "r"}, "sequence_number": 4})

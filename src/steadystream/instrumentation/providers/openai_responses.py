@@ -171,10 +171,16 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
 def _fast_model(core: Any, item: Any, t: float) -> Any:
     # SDK events of a class whose instances keep their fields in __dict__ (pydantic models):
     # three subscripts, no attribute lookup through the class. Anything unusual (a field
-    # missing, say) takes the general object path.
+    # missing, say) takes the general object path. The other ``response.*`` events (a
+    # stream's lifecycle: created, the parts added and done, completed...) are read here as
+    # read() reads them: no other format claims that prefix, so the general reading would
+    # come to the same reading after asking the formats before this one.
     try:
         fields = item.__dict__
-        if fields["type"] != TEXT_DELTA:
+        typ = fields["type"]
+        if typ != TEXT_DELTA:
+            if type(typ) is str and typ.startswith(_PREFIX):
+                return core.on_reading(_typed(item, typ, attr), t)
             return MISS
         text = fields["delta"]
         seq = fields["sequence_number"]

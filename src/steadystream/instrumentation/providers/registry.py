@@ -197,7 +197,12 @@ def fast_path(item: Any) -> FastPath:
     lifecycle events are eight classes, asked of every format on every stream otherwise),
     except for generic classes such as ``dict``. A fast path hands anything it does not
     recognise back as MISS, so an item unlike the one its class was learnt from is still read
-    right, through :func:`read_item`."""
+    right, through :func:`read_item`.
+
+    The fast path is the one of the format that reads the item, asked in the order of
+    :func:`read_item`: a format that reads it without a fast path of its own (a registered
+    format claiming the openai SDK's events, say) keeps the class on the general reading, so
+    a later format's fast path never takes items an earlier format would read."""
     cls = type(item)
     if cls is str:
         return _fast_text
@@ -211,6 +216,8 @@ def fast_path(item: Any) -> FastPath:
         if found is not None:
             fast = found
             break
+        if fmt.read(item) is not None:
+            break  # this format reads the class's items, on the general path
     if cls.__module__ not in _GENERIC_MODULES and len(_fast_by_class) < _MAX_FAST_CLASSES:
         with _lock:
             if formats is _formats:  # no format registered meanwhile
