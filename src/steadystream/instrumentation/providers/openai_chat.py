@@ -135,43 +135,47 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     return core.on_content(text, None, t)
 
 
-def _read_here(core: Any, item: Any, choices: Any, t: float) -> Any:
-    # A chunk the per-chunk checks do not take (the role, the finish reason, the usage, tool
-    # calls...), read as read() reads it; no format asked before this one reads a chunk with
-    # ``choices``, so the general reading would come to the same reading.
-    if choices is None:
-        return MISS
-    return core.on_reading(_read_chunk(item, choices), t)
-
-
 def _fast_model(core: Any, item: Any, t: float) -> Any:
     # Chunks of a class whose instances keep their fields in __dict__ (the SDK's pydantic
     # models): the checks of _fast_object by subscript; anything unusual (a field missing, an
-    # object without __dict__) takes _fast_object, which decides.
+    # object without __dict__) takes _fast_object, which decides. A chunk these checks do not
+    # take as plain text (the role, the finish reason, the usage, tool calls...) is read here
+    # as read() reads it: a format asked before this one that read it would have kept the
+    # class off this fast path (registry.fast_path). The core is called after the try only:
+    # an error inside it must not be taken for a field missing here.
     try:
         fields = item.__dict__
         choices = fields["choices"]
         if type(choices) is not list or len(choices) != 1:
-            return _read_here(core, item, choices, t)
-        choice = choices[0].__dict__
-        delta = choice["delta"]
-        d = delta.__dict__
-        text = d["content"]
-        if type(text) is not str or not text:
-            return _read_here(core, item, choices, t)
-        if d["refusal"] or d["tool_calls"] or choice["finish_reason"] is not None:
-            return _read_here(core, item, choices, t)
-        extra = delta.__pydantic_extra__
-        rid = fields["id"]
+            text = None
+        else:
+            choice = choices[0].__dict__
+            delta = choice["delta"]
+            d = delta.__dict__
+            text = d["content"]
+            if (
+                type(text) is not str
+                or not text
+                or d["refusal"]
+                or d["tool_calls"]
+                or choice["finish_reason"] is not None
+            ):
+                text = None
+            else:
+                extra = delta.__pydantic_extra__
+                rid = fields["id"]
     except (AttributeError, KeyError):
         return _fast_object(core, item, t)
-    if d.get("reasoning_content"):
-        return _read_here(core, item, choices, t)
-    if extra and extra.get("reasoning_content"):
-        return _read_here(core, item, choices, t)
-    # The id is the response id, which the general reading records when it changes.
-    if rid is not None and rid != core.response_id:
-        return _read_here(core, item, choices, t)
+    if (
+        text is None
+        or d.get("reasoning_content")
+        or (extra and extra.get("reasoning_content"))
+        # The id is the response id, which the general reading records when it changes.
+        or (rid is not None and rid != core.response_id)
+    ):
+        if choices is None:
+            return MISS
+        return core.on_reading(_read_chunk(item, choices), t)
     return core.on_content(text, None, t)
 
 

@@ -168,26 +168,36 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     return MISS
 
 
+# What _fast_model's field reads found for an item that is not a text delta.
+_NOT_TEXT: Final[Any] = object()
+
+
 def _fast_model(core: Any, item: Any, t: float) -> Any:
     # SDK events of a class whose instances keep their fields in __dict__ (pydantic models):
     # three subscripts, no attribute lookup through the class. Anything unusual (a field
     # missing, say) takes the general object path. The other ``response.*`` events (a
     # stream's lifecycle: created, the parts added and done, completed...) are read here as
-    # read() reads them: no other format claims that prefix, so the general reading would
-    # come to the same reading after asking the formats before this one.
+    # read() reads them: a format asked before this one that read them would have kept their
+    # class off this fast path (registry.fast_path), so the reading is the general one. The
+    # core is called after the try only: an error inside it must not be taken for a field
+    # missing here.
     try:
         fields = item.__dict__
-        typ = fields["type"]
-        if typ != TEXT_DELTA:
+        if fields["type"] != TEXT_DELTA:
+            typ = fields["type"]
+            text = _NOT_TEXT
+            reading = None
             if type(typ) is str and typ.startswith(_PREFIX):
-                return core.on_reading(_typed(item, typ, attr), t)
-            return MISS
-        text = fields["delta"]
-        seq = fields["sequence_number"]
+                reading = _typed(item, typ, attr)
+        else:
+            text = fields["delta"]
+            seq = fields["sequence_number"]
     except (AttributeError, KeyError):
         return _fast_object(core, item, t)
     if type(text) is str and text:
         return core.on_content(text, seq, t)
+    if text is _NOT_TEXT and reading is not None:
+        return core.on_reading(reading, t)
     return MISS
 
 
