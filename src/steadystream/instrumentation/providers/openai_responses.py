@@ -168,10 +168,6 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     return MISS
 
 
-# What _fast_model's field reads found for an item that is not a text delta.
-_NOT_TEXT: Final[Any] = object()
-
-
 def _fast_model(core: Any, item: Any, t: float) -> Any:
     # SDK events of a class whose instances keep their fields in __dict__ (pydantic models):
     # three subscripts, no attribute lookup through the class. Anything unusual (a field
@@ -185,10 +181,8 @@ def _fast_model(core: Any, item: Any, t: float) -> Any:
         fields = item.__dict__
         if fields["type"] != TEXT_DELTA:
             typ = fields["type"]
-            text = _NOT_TEXT
-            reading = None
-            if type(typ) is str and typ.startswith(_PREFIX):
-                reading = _typed(item, typ, attr)
+            # Not a text delta: ``text`` holds the event's reading (None: not ours).
+            text = _typed(item, typ, attr) if type(typ) is str and typ.startswith(_PREFIX) else None
         else:
             text = fields["delta"]
             seq = fields["sequence_number"]
@@ -196,8 +190,8 @@ def _fast_model(core: Any, item: Any, t: float) -> Any:
         return _fast_object(core, item, t)
     if type(text) is str and text:
         return core.on_content(text, seq, t)
-    if text is _NOT_TEXT and reading is not None:
-        return core.on_reading(reading, t)
+    if type(text) is Reading:
+        return core.on_reading(text, t)
     return MISS
 
 

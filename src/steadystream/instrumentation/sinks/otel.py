@@ -248,11 +248,14 @@ class OTelMetricsSink:
         }
         for name in c.HISTOGRAMS:
             self.i[name] = hist[name]
-        for name in c.COUNTERS + c.USAGE_COUNTERS:
+        # The counters, and stream_in_flight, the one up-down counter.
+        for name in (*c.COUNTERS, *c.USAGE_COUNTERS, c.IN_FLIGHT):
             unit, description = c.UNITS.get(name, "1"), c.DESCRIPTIONS[name]
-            counter = meter.create_counter(name, unit=unit, description=description)
+            monotonic = name != c.IN_FLIGHT
+            create = meter.create_counter if monotonic else meter.create_up_down_counter
+            counter = create(name, unit=unit, description=description)
             self.i[name] = (
-                producer.counter(name, unit, description, type(counter))
+                producer.counter(name, unit, description, type(counter), monotonic=monotonic)
                 if producer is not None
                 else ApiCounter(counter)
             )
@@ -261,20 +264,6 @@ class OTelMetricsSink:
             name: hist[name] for name in (c.GENAI_TOKEN_USAGE, c.GENAI_OPERATION_DURATION)
         }
         self._response_models = LabelCap(c.DEFAULT_MAX_MODELS)
-        in_flight = meter.create_up_down_counter(
-            c.IN_FLIGHT, unit=c.UNITS[c.IN_FLIGHT], description=c.DESCRIPTIONS[c.IN_FLIGHT]
-        )
-        self.i[c.IN_FLIGHT] = (
-            producer.counter(
-                c.IN_FLIGHT,
-                c.UNITS[c.IN_FLIGHT],
-                c.DESCRIPTIONS[c.IN_FLIGHT],
-                type(in_flight),
-                monotonic=False,
-            )
-            if producer is not None
-            else ApiCounter(in_flight)
-        )
         self.i[c.ERROR_RATE] = meter.create_observable_gauge(
             c.ERROR_RATE,
             callbacks=[self._observe_error_rate],
