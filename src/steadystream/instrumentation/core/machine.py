@@ -499,7 +499,12 @@ class StreamCore:
         self, text: str, sequence_number: int | None, t: float
     ) -> e.StreamTimeout | None:
         """A content delta of ``text`` (not empty) arrived at ``t``: the per-chunk path. Like
-        :meth:`on_reading` with a content reading, minus the reading."""
+        :meth:`on_reading` with a content reading, minus the reading.
+
+        The shells' per-item loops run its steady case inline (``SyncStreamWrapper._items``,
+        ``AsyncStreamWrapper._aitems``): a chunk before the horizon, after a wait, inside a
+        run of items, not special. A change here is made there too;
+        ``tests/test_shell_steady.py`` checks that both leave the same."""
         if t >= self._horizon:  # rare: a deadline may have passed, or the timed flush is due
             exp = self._late(t)
             if exp is not None:

@@ -38,7 +38,7 @@ from ... import conventions as c
 from ..core.reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
 from ..core.watchdog import driving_task, interrupt_upstream
 from ..errors import EventTooLarge
-from ..providers.base import CONTENT, KEEPALIVE, MISS, FastPath, Reading
+from ..providers.base import CONTENT, KEEPALIVE, MISS, DeltaFields, FastPath, Reading, delta_fields
 from ..providers.registry import fast_path, read_item, read_sse
 from ..sinks.telemetry import report_telemetry_error
 
@@ -52,6 +52,8 @@ T = TypeVar("T")
 _SKIP: Any = object()
 _INF = float("inf")
 _KEEPALIVE = Reading(KEEPALIVE)
+# A fast path that does not say where its text deltas keep their fields (see DeltaFields).
+_NO_DELTA = DeltaFields("", "", "", "")
 
 
 def _unlearned(core: Any, item: Any, t: float) -> Any:
@@ -193,6 +195,7 @@ class _Shell:
         "_bytes",
         "_clock",
         "_core",
+        "_delta",
         "_done",
         "_events_mode",
         "_failure",
@@ -233,6 +236,8 @@ class _Shell:
         # The provider's fast path for items of class _fast_cls (see _learn).
         self._fast_cls: type | None = None
         self._fast: FastPath = _unlearned
+        # Where its text deltas keep their fields, if it says (read by the per-item loops).
+        self._delta: DeltaFields = _NO_DELTA
 
     @property
     def core(self) -> StreamCore:
@@ -249,6 +254,7 @@ class _Shell:
         class stays the same (nearly every item of a stream is of one class)."""
         self._fast_cls = type(item)
         fast = self._fast = fast_path(item)
+        self._delta = delta_fields(fast) or _NO_DELTA
         return fast
 
     def _feed(self, item: Any, t: float) -> Any:
@@ -484,6 +490,8 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         # The fast path learnt for the items' class (re-read after the general path learns).
         fast_cls = self._fast_cls
         fast = self._fast
+        # Where the class's text deltas keep their fields (type_value empty: not said).
+        type_key, type_value, text_key, seq_key = self._delta
         exp: Any = None
         try:
             self._before_wait()
@@ -491,9 +499,42 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 t = clock()
                 if type(item) is fast_cls:
                     try:
-                        exp = fast(core, item, t)
-                        if exp is not None and exp is MISS:
-                            exp = core.on_reading(read_item(item), t)
+                        if type_value:
+                            try:
+                                fields = item.__dict__
+                                if fields[type_key] == type_value:
+                                    text = fields[text_key]
+                                    seq = fields[seq_key]
+                                else:
+                                    text = None
+                            except (AttributeError, KeyError):
+                                text = None
+                        else:
+                            text = None
+                        if (
+                            type(text) is str
+                            and text
+                            and t < core._horizon
+                            and core._waiting
+                            and core._chain_t is not None
+                            and not core._special
+                        ):
+                            # StreamCore.on_content's steady case, inlined (see there).
+                            core._waiting = False
+                            core._ph_wait += t - core._t_wait
+                            core._last_return_t = t
+                            if seq is not None:
+                                core.sequence_number = seq
+                            core._pending.append(text)
+                            core._gaps.append((t - core._last_content_t) * 1000.0)
+                            core._last_content_t = t
+                            n = core.chunks = core.chunks + 1
+                            if n >= core._next_mark:
+                                core._mark(t)
+                        else:
+                            exp = fast(core, item, t)
+                            if exp is not None and exp is MISS:
+                                exp = core.on_reading(read_item(item), t)
                     except Exception as exc:
                         self._unreadable(exc)
                         exp = None
@@ -508,6 +549,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                         break
                     fast_cls = self._fast_cls
                     fast = self._fast
+                    type_key, type_value, text_key, seq_key = self._delta
                     yield out
                 if self._done:
                     # Closed by the consumer, or ended by an oversized event (raised now).
@@ -726,6 +768,8 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         upstream_next = self._ait.__anext__
         fast_cls = self._fast_cls
         fast = self._fast
+        type_key, type_value, text_key, seq_key = self._delta  # see SyncStreamWrapper._items
+        exp: Any = None
         while True:
             if self._done:
                 failure = self._take_failure()
@@ -753,9 +797,42 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             t = clock()
             if type(item) is fast_cls:
                 try:
-                    exp = fast(core, item, t)
-                    if exp is not None and exp is MISS:
-                        exp = core.on_reading(read_item(item), t)
+                    if type_value:
+                        try:
+                            fields = item.__dict__
+                            if fields[type_key] == type_value:
+                                text = fields[text_key]
+                                seq = fields[seq_key]
+                            else:
+                                text = None
+                        except (AttributeError, KeyError):
+                            text = None
+                    else:
+                        text = None
+                    if (
+                        type(text) is str
+                        and text
+                        and t < core._horizon
+                        and core._waiting
+                        and core._chain_t is not None
+                        and not core._special
+                    ):
+                        # SyncStreamWrapper._items's steady case, twinned.
+                        core._waiting = False
+                        core._ph_wait += t - core._t_wait
+                        core._last_return_t = t
+                        if seq is not None:
+                            core.sequence_number = seq
+                        core._pending.append(text)
+                        core._gaps.append((t - core._last_content_t) * 1000.0)
+                        core._last_content_t = t
+                        n = core.chunks = core.chunks + 1
+                        if n >= core._next_mark:
+                            core._mark(t)
+                    else:
+                        exp = fast(core, item, t)
+                        if exp is not None and exp is MISS:
+                            exp = core.on_reading(read_item(item), t)
                 except Exception as exc:
                     self._unreadable(exc)
                     exp = None
@@ -775,6 +852,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                     raise
                 fast_cls = self._fast_cls
                 fast = self._fast
+                type_key, type_value, text_key, seq_key = self._delta
                 if out is not _SKIP:
                     yield out
 

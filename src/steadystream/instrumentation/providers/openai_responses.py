@@ -38,10 +38,12 @@ from .base import (
     MISS,
     STARTED,
     BaseFormat,
+    DeltaFields,
     FastPath,
     Reading,
     ResponseMeta,
     attr,
+    declare_delta_fields,
     get,
     int_field,
     str_field,
@@ -193,6 +195,10 @@ def _fast_model(core: Any, item: Any, t: float) -> Any:
     if type(text) is Reading:
         return core.on_reading(text, t)
     return MISS
+
+
+# Its text deltas, as the shells read them without calling it (see DeltaFields).
+declare_delta_fields(_fast_model, DeltaFields("type", TEXT_DELTA, "delta", "sequence_number"))
 
 
 class ResponsesFormat(BaseFormat):

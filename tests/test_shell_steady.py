@@ -1,0 +1,241 @@
+"""The shells' per-item loops read a text delta's fields themselves and run the core's steady
+content step inline (``SyncStreamWrapper._items``, ``AsyncStreamWrapper._aitems``), one call
+fewer per chunk than the format's fast path and ``StreamCore.on_content``. Whatever the items
+and timings, a stream read that way must leave exactly what the calls leave: every metric, the
+spans, the checkpoint and the core's state, through timed flushes, checkpoints, lifecycle
+events, keep-alives, items without a field, timeouts and a consumer that stops early."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+import steadystream as ss
+from steadystream.instrumentation.core import shell
+from steadystream.instrumentation.core.machine import StreamCore
+from steadystream.instrumentation.providers import openai_responses
+from steadystream.instrumentation.providers.base import delta_fields
+
+
+def _sdk_event(payload: dict[str, Any]) -> Any:
+    from openai._models import construct_type
+    from openai.types.responses import ResponseStreamEvent
+
+    return construct_type(type_=ResponseStreamEvent, value=payload)
+
+
+_IDS = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+_RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1_700_000_000,
+    "model": "gpt-test-2025",
+    "output": [],
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+}
+
+
+def _item(kind: str, n: int) -> Any:
+    """One event of kind ``kind`` (its text varies with ``n``), as the openai SDK builds it."""
+    if kind == "delta":
+        payload = {"type": "response.output_text.delta", **_IDS, "delta": f"d{n}é", "logprobs": []}
+    elif kind == "empty":  # a keep-alive: the fast path's general reading
+        payload = {"type": "response.output_text.delta", **_IDS, "delta": "", "logprobs": []}
+    elif kind == "refusal":  # content of another event type
+        payload = {"type": "response.refusal.delta", **_IDS, "delta": f"r{n}"}
+    elif kind == "lifecycle":
+        payload = {
+            "type": "response.in_progress",
+            "response": {**_RESPONSE, "status": "in_progress"},
+        }
+    else:  # "bare": a delta built without its fields (construct keeps what it is given)
+        from openai.types.responses import ResponseTextDeltaEvent
+
+        item = ResponseTextDeltaEvent.model_construct(type="response.output_text.delta")
+        item.__dict__["delta"] = f"b{n}"  # text, but no sequence_number
+        return item
+    return _sdk_event({**payload, "sequence_number": n})
+
+
+def _stream(kinds: list[str], end: bool) -> list[Any]:
+    items = [
+        _sdk_event({"type": "response.created", "response": {**_RESPONSE, "status": "queued"}})
+    ]
+    items += [_item(kind, n + 1) for n, kind in enumerate(kinds)]
+    if end:
+        items.append(
+            _sdk_event(
+                {
+                    "type": "response.completed",
+                    "response": {**_RESPONSE, "status": "completed"},
+                    "sequence_number": len(kinds) + 1,
+                }
+            )
+        )
+    return items
+
+
+class _Clock:
+    """A scripted clock: each call advances by the next step (cycled), in seconds."""
+
+    def __init__(self, steps: list[float]) -> None:
+        self._steps = steps
+        self._i = 0
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now += self._steps[self._i % len(self._steps)]
+        self._i += 1
+        return self.now
+
+
+# Steps between clock reads: mostly milliseconds, sometimes none, sometimes past the timed
+# flush (1 s), sometimes past every timeout of the default spec (first token 3 s, idle 8 s).
+_STEP = st.sampled_from([0.0, 0.001, 0.002, 0.005, 0.0])
+_STEPS = st.lists(
+    st.one_of(_STEP, _STEP, _STEP, _STEP, _STEP, st.sampled_from([1.2, 2.5, 60.0])),
+    min_size=1,
+    max_size=40,
+)
+_KINDS = st.lists(
+    st.sampled_from(["delta"] * 12 + ["empty", "refusal", "lifecycle", "bare"]),
+    max_size=120,
+)
+
+
+def _snapshot(core: StreamCore) -> dict[str, Any]:
+    """The core's own state: every slot holding a plain value."""
+    out = {}
+    for cls in type(core).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            value = getattr(core, name, None)
+            if isinstance(value, int | float | str | tuple | list | type(None)):
+                out[name] = value
+    return out
+
+
+def _run(items: list[Any], steps: list[float], stop_after: int | None, is_async: bool) -> Any:
+    """Stream ``items`` through a fresh monitor; returns what it left behind."""
+    registry = CollectorRegistry()
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    monitor = ss.StreamMonitor(
+        ss.default_spec("svc"),
+        registry=registry,
+        tracer_provider=tracer_provider,
+        clock=_Clock(steps),
+        watchdog=False,  # deadlines are found by the items' own times, never by a thread
+    )
+    got: list[Any] = []
+    failure = None
+
+    def consume(item: Any) -> bool:
+        got.append(item)
+        return stop_after is not None and len(got) >= stop_after
+
+    if is_async:
+
+        async def upstream() -> Any:
+            for item in items:
+                yield item
+
+        wrappers: list[Any] = []
+
+        async def read() -> None:
+            wrapper = monitor.wrap(upstream(), model="m", provider="openai")
+            wrappers.append(wrapper)
+            try:
+                async for item in wrapper:
+                    if consume(item):
+                        break
+            finally:
+                await wrapper.aclose()
+
+        try:
+            asyncio.run(read())
+        except ss.StreamTimeout as exc:
+            failure = type(exc).__name__
+        wrapper = wrappers[0]
+    else:
+        wrapper = monitor.wrap(iter(items), model="m", provider="openai")
+        try:
+            with wrapper:
+                for item in wrapper:
+                    if consume(item):
+                        break
+        except ss.StreamTimeout as exc:
+            failure = type(exc).__name__
+    samples = sorted(
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for metric in registry.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    )
+    finished = [
+        (
+            span.name,
+            dict(span.attributes or {}),
+            [(e.name, dict(e.attributes or {})) for e in span.events],
+        )
+        for span in spans.get_finished_spans()
+    ]
+    checkpoint = wrapper.checkpoint
+    state = _snapshot(wrapper.core), checkpoint and dataclasses.astuple(checkpoint)
+    return got, failure, samples, finished, state
+
+
+def _both(items: list[Any], steps: list[float], stop_after: int | None, is_async: bool) -> None:
+    """The same stream read by the loops as they are, then with every item through the fast
+    path's and the core's calls (no format declaring its deltas' fields): the same results."""
+    inline = _run(items, steps, stop_after, is_async)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(shell, "delta_fields", lambda fast: None)
+        called = _run(items, steps, stop_after, is_async)
+    assert inline == called
+
+
+def test_the_sdks_delta_class_declares_its_fields() -> None:
+    """The loops' own reading applies to the openai SDK's Responses deltas (else this test
+    file would compare the calls with themselves)."""
+    fields = delta_fields(shell.fast_path(_item("delta", 1)))
+    assert fields == ("type", openai_responses.TEXT_DELTA, "delta", "sequence_number")
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@settings(max_examples=120, deadline=None)
+@given(kinds=_KINDS, steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
+def test_the_loops_leave_what_the_calls_leave(
+    is_async: bool, kinds: list[str], steps: list[float], end: bool, stop: int | None
+) -> None:
+    _both(_stream(kinds, end), steps, stop, is_async)
+
+
+def test_a_long_stream_with_flushes_and_checkpoints_reads_the_same() -> None:
+    """2,500 deltas at a millisecond each: two 1,024-chunk flushes, the timed flush every
+    second, a checkpoint every 16 chunks, on both loops."""
+    items = _stream(["delta"] * 2500, end=True)
+    for is_async in (False, True):
+        _both(items, [0.0005], None, is_async)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("stop", [2, 17, 40])
+def test_a_consumer_that_stops_after_a_delta_leaves_what_the_calls_leave(
+    is_async: bool, stop: int
+) -> None:
+    """The consumer leaves the loop right after a delta read inline: the time since it came is
+    the consumer's, not a wait's, as with the calls."""
+    items = _stream(["delta"] * 50, end=True)
+    _both(items, [0.001, 0.003, 0.002], stop, is_async)
