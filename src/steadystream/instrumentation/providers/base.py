@@ -33,6 +33,7 @@ __all__ = [
     "ResponseMeta",
     "WireFormat",
     "attr",
+    "declare_delta_fields",
     "deep_copy",
     "delta_fields",
     "get",
