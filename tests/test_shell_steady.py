@@ -24,6 +24,7 @@ from steadystream.instrumentation.core import shell
 from steadystream.instrumentation.core.machine import StreamCore
 from steadystream.instrumentation.providers import openai_responses
 from steadystream.instrumentation.providers.base import delta_fields
+from steadystream.instrumentation.providers.registry import fast_path
 
 
 def _sdk_event(payload: dict[str, Any]) -> Any:
@@ -209,7 +210,7 @@ def _both(items: list[Any], steps: list[float], stop_after: int | None, is_async
 def test_the_sdks_delta_class_declares_its_fields() -> None:
     """The loops' own reading applies to the openai SDK's Responses deltas (else this test
     file would compare the calls with themselves)."""
-    fields = delta_fields(shell.fast_path(_item("delta", 1)))
+    fields = delta_fields(fast_path(_item("delta", 1)))
     assert fields == ("type", openai_responses.TEXT_DELTA, "delta", "sequence_number")
 
 

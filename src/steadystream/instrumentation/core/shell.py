@@ -499,18 +499,15 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                 t = clock()
                 if type(item) is fast_cls:
                     try:
+                        text = None
                         if type_value:
                             try:
                                 fields = item.__dict__
                                 if fields[type_key] == type_value:
                                     text = fields[text_key]
                                     seq = fields[seq_key]
-                                else:
-                                    text = None
                             except (AttributeError, KeyError):
-                                text = None
-                        else:
-                            text = None
+                                text = None  # a field missing: the fast path decides
                         if (
                             type(text) is str
                             and text
@@ -797,18 +794,15 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
             t = clock()
             if type(item) is fast_cls:
                 try:
+                    text = None
                     if type_value:
                         try:
                             fields = item.__dict__
                             if fields[type_key] == type_value:
                                 text = fields[text_key]
                                 seq = fields[seq_key]
-                            else:
-                                text = None
                         except (AttributeError, KeyError):
-                            text = None
-                    else:
-                        text = None
+                            text = None  # a field missing: the fast path decides
                     if (
                         type(text) is str
                         and text

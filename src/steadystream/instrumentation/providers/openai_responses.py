@@ -172,28 +172,31 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
 
 def _fast_model(core: Any, item: Any, t: float) -> Any:
     # SDK events of a class whose instances keep their fields in __dict__ (pydantic models):
-    # three subscripts, no attribute lookup through the class. Anything unusual (a field
-    # missing, say) takes the general object path. The other ``response.*`` events (a
-    # stream's lifecycle: created, the parts added and done, completed...) are read here as
-    # read() reads them: a format asked before this one that read them would have kept their
-    # class off this fast path (registry.fast_path), so the reading is the general one. The
-    # core is called after the try only: an error inside it must not be taken for a field
-    # missing here.
+    # subscripts, no attribute lookup through the class. Anything unusual (a field missing,
+    # say) takes the general object path. The shells' loops read a steady text delta
+    # themselves (DeltaFields below), so this mostly sees a stream's first delta and the
+    # other ``response.*`` events (its lifecycle: created, the parts added and done,
+    # completed...). Those are read here as read() reads them: a format asked before this one
+    # that read them would have kept their class off this fast path (registry.fast_path), so
+    # the reading is the general one. The core is called after the try only: an error inside
+    # it must not be taken for a field missing here.
+    reading = None
     try:
         fields = item.__dict__
-        if fields["type"] != TEXT_DELTA:
-            typ = fields["type"]
-            # Not a text delta: ``text`` holds the event's reading (None: not ours).
-            text = _typed(item, typ, attr) if type(typ) is str and typ.startswith(_PREFIX) else None
-        else:
+        typ = fields["type"]
+        if typ == TEXT_DELTA:
             text = fields["delta"]
             seq = fields["sequence_number"]
+        else:
+            text = None
+            if type(typ) is str and typ.startswith(_PREFIX):
+                reading = _typed(item, typ, attr)
     except (AttributeError, KeyError):
         return _fast_object(core, item, t)
     if type(text) is str and text:
         return core.on_content(text, seq, t)
-    if type(text) is Reading:
-        return core.on_reading(text, t)
+    if reading is not None:
+        return core.on_reading(reading, t)
     return MISS
 
 
