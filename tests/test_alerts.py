@@ -333,7 +333,7 @@ def test_failure_class_overrides_threshold_for_severity_enabled() -> None:
     assert gap.threshold == 10_000
     cascade = signals[c.FC_TIMEOUT_CASCADE][0]
     # Sums with sums: the cap comes from the processes' own gauge; the spec's is in the text.
-    assert "/ (sum(stream_ingress_max_concurrent{" in cascade.expr
+    assert "/ (sum(max_over_time(stream_ingress_max_concurrent{" in cascade.expr
     assert "/ 64" not in cascade.expr and "64 per process" in cascade.description
     rules = _alerts(spec)
     assert not [a for a in rules if a["labels"]["failure_class"] == c.FC_BROKEN_CHUNKS]
@@ -616,7 +616,9 @@ def test_metrics_absent_description_names_the_missing_series_not_a_threshold() -
     assert f"no {c.REQUESTS_TOTAL} series matches {{{matchers}}}" in absent
     assert "alert above" not in absent and "whether" not in absent
     cascade = alerts["StreamTimeoutCascade"]["annotations"]["description"]
-    assert cascade.startswith("In-flight streams as a share of the ingress capacity, summed over")
+    assert cascade.startswith(
+        "In-flight streams at their peak over 150s as a share of the ingress capacity, summed over"
+    )
 
 
 def test_quantile_alerts_stay_below_the_top_bucket_so_they_can_fire() -> None:

@@ -1217,16 +1217,26 @@ def _drives(
     elif kind == "cascade":
         # Two workers, each exporting its in-flight count and its cap: the signal divides
         # the sums, so each worker at ``busy`` of ``cap`` reads busy/cap, not 2 x busy/cap.
-        cap = scenario[1]
+        # The signal reads each gauge at its peak over ``peak`` seconds, which spans
+        # ``held`` one-minute samples.
+        cap, peak = scenario[1], scenario[2]
+        held = math.ceil(peak / 60)
         busy = math.floor(thr * cap) + 1
         calm = math.floor(thr * cap / 2)
         workers = ("worker-1", "worker-2")
         cap_base = {k: v for k, v in base.items() if k not in SERIES_LABELS}
 
-        def cascade(m: int, in_flight: int, phases: tuple[str, ...]) -> list[tuple[str, str]]:
+        def cascade(
+            m: int, in_flight: int | Callable[[int], int], phases: tuple[str, ...]
+        ) -> list[tuple[str, str]]:
             out = []
+            gauge = (
+                _flat(in_flight, m)
+                if isinstance(in_flight, int)
+                else _explicit([in_flight(i) for i in range(m + 1)])
+            )
             for w in workers:
-                out.append((_series(c.IN_FLIGHT, {**base, "instance": w}), _flat(in_flight, m)))
+                out.append((_series(c.IN_FLIGHT, {**base, "instance": w}), gauge))
                 out.append(
                     (_series(c.INGRESS_MAX_CONCURRENT, {**cap_base, "instance": w}), _flat(cap, m))
                 )
@@ -1240,6 +1250,20 @@ def _drives(
         out["firing"] = _Drive(
             lambda m, busy=busy: cascade(m, busy, two),
             lambda t, busy=busy, cap=cap: None if t < 1 else (busy * n) / (cap * n),
+        )
+        if held >= 2:
+            # Callers backing off between failed streams: in flight dips every other
+            # minute. Every peak range holds a busy minute, so the alert stays active.
+            out[f"firing (in flight alternating {busy} and {calm} of {cap} each minute)"] = _Drive(
+                lambda m, busy=busy, calm=calm: cascade(m, lambda i: calm if i % 2 else busy, two),
+                lambda t, busy=busy, cap=cap: None if t < 1 else (busy * n) / (cap * n),
+            )
+        # One busy minute, then calm with timeouts still rising: once that minute has left
+        # the peak range nothing is near the cap, whatever the alert's ``for``.
+        out[f"{busy}/{cap} in flight at minute 1 only, then {calm}/{cap}"] = _Drive(
+            lambda m, busy=busy, calm=calm: cascade(m, lambda i: busy if i == 1 else calm, two),
+            lambda t: None,
+            at=held,
         )
         out[f"in flight {busy}/{cap} per worker but timeouts in one phase only"] = _Drive(
             lambda m, busy=busy: cascade(m, busy, (c.TIMEOUT_IDLE,)), lambda t: None

@@ -25,7 +25,7 @@ from .. import conventions as c
 from ..spec import format_duration, format_percent, format_size
 from .faults import FAULT_PROFILES
 from .panels import STREAM_INTERNALS_KEYS
-from .promql import clean, num
+from .promql import clean, dur, num
 from .signal import Queries, SignalDef
 
 __all__ = [
@@ -189,7 +189,15 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
     # Sums with sums: every process exports its own in-flight count and its own capacity
     # (stream_ingress_max_concurrent), so the fleet's share of capacity in use is right for
     # any number of workers, and no process's cap is ever compared with the fleet's load.
-    in_flight = f"sum({q.sel(c.IN_FLIGHT)}) / (sum({q.sel(c.INGRESS_MAX_CONCURRENT)}) > 0)"
+    # Each gauge is read at its peak over half the window, not at one instant: in a cascade
+    # callers back off between failed streams, so in-flight dips below the cap and climbs
+    # back, and a single scrape taken in a dip would reset the alert's `for` and hide the
+    # cascade from triage. Half the window holds at least two scrapes (the window holds four).
+    peak = dur(q.window_seconds / 2)
+    in_flight = (
+        f"sum(max_over_time({q.sel(c.IN_FLIGHT)}[{peak}])) / "
+        f"(sum(max_over_time({q.sel(c.INGRESS_MAX_CONCURRENT)}[{peak}])) > 0)"
+    )
     phases = (
         f"count(sum by ({c.LABEL_PHASE}) (increase({q.sel(c.TIMEOUTS_TOTAL)}[{q.window}])) > 0)"
         " >= 2"
@@ -202,13 +210,13 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
             ">",
             0.8,
             "ratio",
-            "in-flight streams as a share of the ingress capacity, summed over every process "
-            f"(stream_ingress_max_concurrent; {cap} per process), with timeouts rising in two or "
-            "more phases at once",
+            f"in-flight streams at their peak over {peak} as a share of the ingress capacity, "
+            f"summed over every process (stream_ingress_max_concurrent; {cap} per process), "
+            "with timeouts rising in two or more phases at once",
             "Timeouts in several phases with streams piling up toward the ingress cap",
             "critical",
             300,
-            scenario=("cascade", cap),
+            scenario=("cascade", cap, q.window_seconds / 2),
             panel="in-flight",
         )
     ]
