@@ -23,7 +23,7 @@ import steadystream as ss
 from steadystream.instrumentation.core import shell
 from steadystream.instrumentation.core.machine import StreamCore
 from steadystream.instrumentation.providers import openai_responses
-from steadystream.instrumentation.providers.base import delta_fields
+from steadystream.instrumentation.providers.base import delta_fields, delta_text
 from steadystream.instrumentation.providers.registry import fast_path
 
 
@@ -69,6 +69,56 @@ def _item(kind: str, n: int) -> Any:
     return _sdk_event({**payload, "sequence_number": n})
 
 
+def _chat_chunk(kind: str, n: int) -> Any:
+    """One Chat Completions chunk of kind ``kind``, as the openai SDK builds it."""
+    from openai._models import construct_type
+    from openai.types.chat import ChatCompletionChunk
+
+    delta: dict[str, Any] = {"content": f"c{n}é"}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": None}
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "gpt-test-2025",
+    }
+    if kind == "empty":  # no text: the fast path's general reading
+        delta = {"content": ""}
+    elif kind == "role":
+        delta = {"role": "assistant", "content": None}
+    elif kind == "refusal":
+        delta = {"refusal": f"r{n}"}
+    elif kind == "tool":
+        delta = {
+            "tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function", "function": {"arguments": "{}"}}
+            ]
+        }
+    elif kind == "reasoning":  # an extra field some servers send beside the content
+        delta = {"content": f"c{n}", "reasoning_content": f"t{n}"}
+    elif kind == "finish":  # the last text with its finish reason, in one chunk
+        choice["finish_reason"] = "stop"
+    elif kind == "other-id":
+        chunk["id"] = "chatcmpl-2"
+    elif kind == "usage":
+        chunk["usage"] = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+    item = construct_type(
+        type_=ChatCompletionChunk,
+        value={**chunk, "choices": [] if kind == "usage" else [{**choice, "delta": delta}]},
+    )
+    if kind == "bare":  # text, but a field of the everyday shape missing
+        del item.choices[0].delta.__dict__["refusal"]
+    return item
+
+
+def _chat_stream(kinds: list[str], end: bool) -> list[Any]:
+    items = [_chat_chunk("role", 0)]
+    items += [_chat_chunk(kind, n + 1) for n, kind in enumerate(kinds)]
+    if end:
+        items += [_chat_chunk("finish", len(kinds) + 1), _chat_chunk("usage", len(kinds) + 2)]
+    return items
+
+
 def _stream(kinds: list[str], end: bool) -> list[Any]:
     items = [
         _sdk_event({"type": "response.created", "response": {**_RESPONSE, "status": "queued"}})
@@ -111,6 +161,14 @@ _STEPS = st.lists(
 )
 _KINDS = st.lists(
     st.sampled_from(["delta"] * 12 + ["empty", "refusal", "lifecycle", "bare"]),
+    max_size=120,
+)
+_CHAT_KINDS = st.lists(
+    st.sampled_from(
+        ["content"] * 16
+        + ["empty", "role", "refusal", "tool", "reasoning", "finish", "bare"]
+        + ["other-id", "usage"]
+    ),
     max_size=120,
 )
 
@@ -199,10 +257,12 @@ def _run(items: list[Any], steps: list[float], stop_after: int | None, is_async:
 
 def _both(items: list[Any], steps: list[float], stop_after: int | None, is_async: bool) -> None:
     """The same stream read by the loops as they are, then with every item through the fast
-    path's and the core's calls (no format declaring its deltas' fields): the same results."""
+    path's and the core's calls (no format declaring its deltas' fields or text): the same
+    results."""
     inline = _run(items, steps, stop_after, is_async)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(shell, "delta_fields", lambda fast: None)
+        m.setattr(shell, "delta_text", lambda fast: None)
         called = _run(items, steps, stop_after, is_async)
     assert inline == called
 
@@ -214,6 +274,26 @@ def test_the_sdks_delta_class_declares_its_fields() -> None:
     assert fields == ("type", openai_responses.TEXT_DELTA, "delta", "sequence_number")
 
 
+def test_the_sdks_chat_chunk_class_declares_how_to_take_its_text() -> None:
+    """The loops take the text of the openai SDK's Chat chunks themselves, and only of plain
+    content chunks of the response the core has read."""
+    text_of = delta_text(fast_path(_chat_chunk("content", 1)))
+    assert text_of is not None
+    monitor = ss.StreamMonitor(ss.default_spec("svc"), registry=CollectorRegistry())
+    with monitor.wrap(iter([]), model="m", provider="openai") as wrapper:
+        core = wrapper.core
+        assert text_of(core, _chat_chunk("content", 1)) is None  # no response id read yet
+        core.response_id = "chatcmpl-1"  # as the general reading records it
+        taken = {kind: text_of(core, _chat_chunk(kind, 1)) for kind in _CHAT_KIND_NAMES}
+    assert taken == {kind: "c1é" if kind == "content" else None for kind in _CHAT_KIND_NAMES}
+
+
+_CHAT_KIND_NAMES = (
+    "content", "empty", "role", "refusal", "tool", "reasoning", "finish", "bare", "other-id",
+    "usage",
+)  # fmt: skip
+
+
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 @settings(max_examples=120, deadline=None)
 @given(kinds=_KINDS, steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
@@ -223,12 +303,21 @@ def test_the_loops_leave_what_the_calls_leave(
     _both(_stream(kinds, end), steps, stop, is_async)
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@settings(max_examples=120, deadline=None)
+@given(kinds=_CHAT_KINDS, steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
+def test_the_loops_leave_what_the_calls_leave_on_chat_chunks(
+    is_async: bool, kinds: list[str], steps: list[float], end: bool, stop: int | None
+) -> None:
+    _both(_chat_stream(kinds, end), steps, stop, is_async)
+
+
 def test_a_long_stream_with_flushes_and_checkpoints_reads_the_same() -> None:
     """2,500 deltas at a millisecond each: two 1,024-chunk flushes, the timed flush every
-    second, a checkpoint every 16 chunks, on both loops."""
-    items = _stream(["delta"] * 2500, end=True)
-    for is_async in (False, True):
-        _both(items, [0.0005], None, is_async)
+    second, a checkpoint every 16 chunks, on both loops, Responses events and Chat chunks."""
+    for items in (_stream(["delta"] * 2500, end=True), _chat_stream(["content"] * 2500, True)):
+        for is_async in (False, True):
+            _both(items, [0.0005], None, is_async)
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
@@ -238,5 +327,5 @@ def test_a_consumer_that_stops_after_a_delta_leaves_what_the_calls_leave(
 ) -> None:
     """The consumer leaves the loop right after a delta read inline: the time since it came is
     the consumer's, not a wait's, as with the calls."""
-    items = _stream(["delta"] * 50, end=True)
-    _both(items, [0.001, 0.003, 0.002], stop, is_async)
+    for items in (_stream(["delta"] * 50, end=True), _chat_stream(["content"] * 50, True)):
+        _both(items, [0.001, 0.003, 0.002], stop, is_async)

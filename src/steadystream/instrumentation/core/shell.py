@@ -38,7 +38,17 @@ from ... import conventions as c
 from ..core.reassembly import ServerSentEvent, SSEParser, Utf8Decoder, looks_like_sse
 from ..core.watchdog import driving_task, interrupt_upstream
 from ..errors import EventTooLarge
-from ..providers.base import CONTENT, KEEPALIVE, MISS, DeltaFields, FastPath, Reading, delta_fields
+from ..providers.base import (
+    CONTENT,
+    KEEPALIVE,
+    MISS,
+    DeltaFields,
+    DeltaText,
+    FastPath,
+    Reading,
+    delta_fields,
+    delta_text,
+)
 from ..providers.registry import fast_path, read_item, read_sse
 from ..sinks.telemetry import report_telemetry_error
 
@@ -203,6 +213,7 @@ class _Shell:
         "_fast_cls",
         "_queue",
         "_sse_hint",
+        "_text_of",
         "_upstream",
     )
 
@@ -236,8 +247,10 @@ class _Shell:
         # The provider's fast path for items of class _fast_cls (see _learn).
         self._fast_cls: type | None = None
         self._fast: FastPath = _unlearned
-        # Where its text deltas keep their fields, if it says (read by the per-item loops).
+        # Where its text deltas keep their fields, or how to take their text, if it says
+        # (read by the per-item loops).
         self._delta: DeltaFields = _NO_DELTA
+        self._text_of: DeltaText | None = None
 
     @property
     def core(self) -> StreamCore:
@@ -255,6 +268,7 @@ class _Shell:
         self._fast_cls = type(item)
         fast = self._fast = fast_path(item)
         self._delta = delta_fields(fast) or _NO_DELTA
+        self._text_of = delta_text(fast)
         return fast
 
     def _feed(self, item: Any, t: float) -> Any:
@@ -490,8 +504,10 @@ class SyncStreamWrapper(_Shell, Generic[T]):
         # The fast path learnt for the items' class (re-read after the general path learns).
         fast_cls = self._fast_cls
         fast = self._fast
-        # Where the class's text deltas keep their fields (type_value empty: not said).
+        # Where the class's text deltas keep their fields (type_value empty: not said), or
+        # how to take their text.
         type_key, type_value, text_key, seq_key = self._delta
+        text_of = self._text_of
         exp: Any = None
         try:
             self._before_wait()
@@ -508,6 +524,9 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                                     seq = fields[seq_key]
                             except (AttributeError, KeyError):
                                 text = None  # a field missing: the fast path decides
+                        elif text_of is not None:
+                            text = text_of(core, item)
+                            seq = None
                         if (
                             type(text) is str
                             and text
@@ -547,6 +566,7 @@ class SyncStreamWrapper(_Shell, Generic[T]):
                     fast_cls = self._fast_cls
                     fast = self._fast
                     type_key, type_value, text_key, seq_key = self._delta
+                    text_of = self._text_of
                     yield out
                 if self._done:
                     # Closed by the consumer, or ended by an oversized event (raised now).
@@ -766,6 +786,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
         fast_cls = self._fast_cls
         fast = self._fast
         type_key, type_value, text_key, seq_key = self._delta  # see SyncStreamWrapper._items
+        text_of = self._text_of
         exp: Any = None
         while True:
             if self._done:
@@ -803,6 +824,9 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                                 seq = fields[seq_key]
                         except (AttributeError, KeyError):
                             text = None  # a field missing: the fast path decides
+                    elif text_of is not None:
+                        text = text_of(core, item)
+                        seq = None
                     if (
                         type(text) is str
                         and text
@@ -847,6 +871,7 @@ class AsyncStreamWrapper(_Shell, Generic[T]):
                 fast_cls = self._fast_cls
                 fast = self._fast
                 type_key, type_value, text_key, seq_key = self._delta
+                text_of = self._text_of
                 if out is not _SKIP:
                     yield out
 

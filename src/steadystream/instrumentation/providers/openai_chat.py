@@ -42,6 +42,7 @@ from .base import (
     Reading,
     ResponseMeta,
     attr,
+    declare_delta_text,
     deep_copy,
     get,
     int_field,
@@ -135,48 +136,64 @@ def _fast_object(core: Any, item: Any, t: float) -> Any:
     return core.on_content(text, None, t)
 
 
-def _fast_model(core: Any, item: Any, t: float) -> Any:
-    # Chunks of a class whose instances keep their fields in __dict__ (the SDK's pydantic
-    # models): the checks of _fast_object by subscript; anything unusual (a field missing, an
-    # object without __dict__) takes _fast_object, which decides. A chunk these checks do not
-    # take as plain text (the role, the finish reason, the usage, tool calls...) is read here
-    # as read() reads it: a format asked before this one that read it would have kept the
-    # class off this fast path (registry.fast_path). The core is called after the try only:
-    # an error inside it must not be taken for a field missing here.
+def _plain_text(core: Any, item: Any) -> str | None:
+    """The text of a chunk in the everyday shape, read from a pydantic chunk's ``__dict__``:
+    one choice, no finish reason, a delta that carries only ``content``, the response id the
+    core has. ``None`` for any other chunk, and for one missing a field (:data:`.base.DeltaText`;
+    the shells' loops call it for every chunk of the class)."""
     try:
         fields = item.__dict__
         choices = fields["choices"]
         if type(choices) is not list or len(choices) != 1:
-            text = None
-        else:
-            choice = choices[0].__dict__
-            delta = choice["delta"]
-            d = delta.__dict__
-            text = d["content"]
-            if (
-                type(text) is not str
-                or not text
-                or d["refusal"]
-                or d["tool_calls"]
-                or choice["finish_reason"] is not None
-            ):
-                text = None
-            else:
-                extra = delta.__pydantic_extra__
-                rid = fields["id"]
+            return None
+        choice = choices[0].__dict__
+        delta = choice["delta"]
+        d = delta.__dict__
+        text = d["content"]
+        if (
+            type(text) is not str
+            or not text
+            or d["refusal"]
+            or d["tool_calls"]
+            or choice["finish_reason"] is not None
+        ):
+            return None
+        extra = delta.__pydantic_extra__
+        rid = fields["id"]
     except (AttributeError, KeyError):
-        return _fast_object(core, item, t)
+        return None
     if (
-        text is None
-        or d.get("reasoning_content")
+        d.get("reasoning_content")
         or (extra and extra.get("reasoning_content"))
         # The id is the response id, which the general reading records when it changes.
         or (rid is not None and rid != core.response_id)
     ):
-        if choices is None:
-            return MISS
-        return core.on_reading(_read_chunk(item, choices), t)
-    return core.on_content(text, None, t)
+        return None
+    return text  # type: ignore[no-any-return]
+
+
+def _fast_model(core: Any, item: Any, t: float) -> Any:
+    # Chunks of a class whose instances keep their fields in __dict__ (the SDK's pydantic
+    # models). A chunk _plain_text does not take (the role, the finish reason, the usage, tool
+    # calls, a field missing...) goes to _fast_object, which reads whatever fields it has and
+    # decides; one it does not take as plain text either is read here as read() reads it: a
+    # format asked before this one that read it would have kept the class off this fast path
+    # (registry.fast_path). The core is called outside _plain_text's try: an error inside it
+    # must not be taken for a field missing.
+    text = _plain_text(core, item)
+    if text is not None:
+        return core.on_content(text, None, t)
+    exp = _fast_object(core, item, t)
+    if exp is not MISS:
+        return exp
+    choices = getattr(item, "choices", None)
+    if choices is None:
+        return MISS
+    return core.on_reading(_read_chunk(item, choices), t)
+
+
+# Its plain chunks' text, as the shells take it without calling it (see DeltaText).
+declare_delta_text(_fast_model, _plain_text)
 
 
 def _replace_in_choices(choices: Any, old: str, new: str, *, dict_like: bool) -> bool:
