@@ -163,14 +163,12 @@ _KINDS = st.lists(
     st.sampled_from(["delta"] * 12 + ["empty", "refusal", "lifecycle", "bare"]),
     max_size=120,
 )
-_CHAT_KINDS = st.lists(
-    st.sampled_from(
-        ["content"] * 16
-        + ["empty", "role", "refusal", "tool", "reasoning", "finish", "bare"]
-        + ["other-id", "usage"]
-    ),
-    max_size=120,
-)
+#: Every kind of Chat chunk _chat_chunk builds.
+_CHAT_KIND_NAMES = (
+    "content", "empty", "role", "refusal", "tool", "reasoning", "finish", "bare", "other-id",
+    "usage",
+)  # fmt: skip
+_CHAT_KINDS = st.lists(st.sampled_from(["content"] * 15 + list(_CHAT_KIND_NAMES)), max_size=120)
 
 
 def _snapshot(core: StreamCore) -> dict[str, Any]:
@@ -285,31 +283,29 @@ def test_the_sdks_chat_chunk_class_declares_how_to_take_its_text() -> None:
         assert text_of(core, _chat_chunk("content", 1)) is None  # no response id read yet
         core.response_id = "chatcmpl-1"  # as the general reading records it
         taken = {kind: text_of(core, _chat_chunk(kind, 1)) for kind in _CHAT_KIND_NAMES}
-    assert taken == {kind: "c1é" if kind == "content" else None for kind in _CHAT_KIND_NAMES}
-
-
-_CHAT_KIND_NAMES = (
-    "content", "empty", "role", "refusal", "tool", "reasoning", "finish", "bare", "other-id",
-    "usage",
-)  # fmt: skip
+    # A plain chunk missing a field is still plain ("bare": read field by field).
+    plain = ("content", "bare")
+    assert taken == {kind: "c1é" if kind in plain else None for kind in _CHAT_KIND_NAMES}
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    ("build", "kinds_of"),
+    [(_stream, _KINDS), (_chat_stream, _CHAT_KINDS)],
+    ids=["responses", "chat"],
+)
 @settings(max_examples=120, deadline=None)
-@given(kinds=_KINDS, steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
+@given(data=st.data(), steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
 def test_the_loops_leave_what_the_calls_leave(
-    is_async: bool, kinds: list[str], steps: list[float], end: bool, stop: int | None
+    is_async: bool,
+    build: Any,
+    kinds_of: Any,
+    data: st.DataObject,
+    steps: list[float],
+    end: bool,
+    stop: int | None,
 ) -> None:
-    _both(_stream(kinds, end), steps, stop, is_async)
-
-
-@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-@settings(max_examples=120, deadline=None)
-@given(kinds=_CHAT_KINDS, steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
-def test_the_loops_leave_what_the_calls_leave_on_chat_chunks(
-    is_async: bool, kinds: list[str], steps: list[float], end: bool, stop: int | None
-) -> None:
-    _both(_chat_stream(kinds, end), steps, stop, is_async)
+    _both(build(data.draw(kinds_of, label="kinds"), end), steps, stop, is_async)
 
 
 def test_a_long_stream_with_flushes_and_checkpoints_reads_the_same() -> None:

@@ -193,7 +193,8 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
     # callers back off between failed streams, so in-flight dips below the cap and climbs
     # back, and a single scrape taken in a dip would reset the alert's `for` and hide the
     # cascade from triage. Half the window holds at least two scrapes (the window holds four).
-    peak = dur(q.window_seconds / 2)
+    peak_seconds = q.window_seconds / 2
+    peak = dur(peak_seconds)
     in_flight = (
         f"sum(max_over_time({q.sel(c.IN_FLIGHT)}[{peak}])) / "
         f"(sum(max_over_time({q.sel(c.INGRESS_MAX_CONCURRENT)}[{peak}])) > 0)"
@@ -216,7 +217,7 @@ def _timeout_cascade(q: Queries) -> list[SignalDef]:
             "Timeouts in several phases with streams piling up toward the ingress cap",
             "critical",
             300,
-            scenario=("cascade", cap, q.window_seconds / 2),
+            scenario=("cascade", cap, peak_seconds),
             panel="in-flight",
         )
     ]

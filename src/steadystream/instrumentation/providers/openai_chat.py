@@ -107,40 +107,42 @@ def _read_chunk(item: Any, choices: Any) -> Reading:
     return Reading(LIFECYCLE, "", None, rid, meta=_chunk_meta(item, reasons))
 
 
-def _fast_object(core: Any, item: Any, t: float) -> Any:
+def _object_text(core: Any, item: Any) -> str | None:
+    """:func:`_plain_text` for an object that may lack any field (read with ``.get``)."""
     fields = getattr(item, "__dict__", None)
     if fields is None:
-        return MISS
+        return None
     choices = fields.get("choices")
     if type(choices) is not list or len(choices) != 1:
-        return MISS
+        return None
     choice = getattr(choices[0], "__dict__", None)
     delta = choice.get("delta") if choice is not None else None
     d = getattr(delta, "__dict__", None)
     if d is None:
-        return MISS
+        return None
     text = d.get("content")
     if type(text) is not str or not text:
-        return MISS
+        return None
     if d.get("refusal") or d.get("tool_calls") or d.get("reasoning_content"):
-        return MISS
+        return None
     if choice.get("finish_reason") is not None:
-        return MISS  # the last text with its finish reason: the general path reads both
+        return None  # the last text with its finish reason: the general path reads both
     extra = getattr(delta, "__pydantic_extra__", None)
     if extra and extra.get("reasoning_content"):
-        return MISS
+        return None
     # The id is the response id, which the general path records when it changes.
     rid = fields.get("id")
     if rid is not None and rid != core.response_id:
-        return MISS
-    return core.on_content(text, None, t)
+        return None
+    return text
 
 
 def _plain_text(core: Any, item: Any) -> str | None:
-    """The text of a chunk in the everyday shape, read from a pydantic chunk's ``__dict__``:
-    one choice, no finish reason, a delta that carries only ``content``, the response id the
-    core has. ``None`` for any other chunk, and for one missing a field (:data:`.base.DeltaText`;
-    the shells' loops call it for every chunk of the class)."""
+    """The text of a chunk in the everyday shape: one choice, no finish reason, a delta that
+    carries only ``content``, the response id the core has; ``None`` for any other chunk
+    (:data:`.base.DeltaText`; the shells' loops call it for every chunk of the class). Read
+    by subscript from a pydantic chunk's ``__dict__``; a chunk missing a field is read by
+    :func:`_object_text`, which decides."""
     try:
         fields = item.__dict__
         choices = fields["choices"]
@@ -161,7 +163,7 @@ def _plain_text(core: Any, item: Any) -> str | None:
         extra = delta.__pydantic_extra__
         rid = fields["id"]
     except (AttributeError, KeyError):
-        return None
+        return _object_text(core, item)
     if (
         d.get("reasoning_content")
         or (extra and extra.get("reasoning_content"))
@@ -172,28 +174,29 @@ def _plain_text(core: Any, item: Any) -> str | None:
     return text  # type: ignore[no-any-return]
 
 
+def _fast_object(core: Any, item: Any, t: float) -> Any:
+    text = _object_text(core, item)
+    return MISS if text is None else core.on_content(text, None, t)
+
+
 def _fast_model(core: Any, item: Any, t: float) -> Any:
     # Chunks of a class whose instances keep their fields in __dict__ (the SDK's pydantic
     # models). A chunk _plain_text does not take (the role, the finish reason, the usage, tool
-    # calls, a field missing...) goes to _fast_object, which reads whatever fields it has and
-    # decides; one it does not take as plain text either is read here as read() reads it: a
-    # format asked before this one that read it would have kept the class off this fast path
-    # (registry.fast_path). The core is called outside _plain_text's try: an error inside it
-    # must not be taken for a field missing.
+    # calls...) is read here as read() reads it: a format asked before this one that read it
+    # would have kept the class off this fast path (registry.fast_path). The core is called
+    # outside _plain_text: an error inside it must not be taken for a field missing.
     text = _plain_text(core, item)
     if text is not None:
         return core.on_content(text, None, t)
-    exp = _fast_object(core, item, t)
-    if exp is not MISS:
-        return exp
     choices = getattr(item, "choices", None)
     if choices is None:
         return MISS
     return core.on_reading(_read_chunk(item, choices), t)
 
 
-# Its plain chunks' text, as the shells take it without calling it (see DeltaText).
+# Their plain chunks' text, as the shells take it without calling them (see DeltaText).
 declare_delta_text(_fast_model, _plain_text)
+declare_delta_text(_fast_object, _object_text)
 
 
 def _replace_in_choices(choices: Any, old: str, new: str, *, dict_like: bool) -> bool:
