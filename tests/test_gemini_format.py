@@ -122,7 +122,7 @@ class _Core:
 
     def __init__(self) -> None:
         self.got: list[str] = []
-        self.response_id: str | None = "known"
+        self.response_id: str | None = "r-1"  # the chunks' own
 
     def on_content(self, text: str, seq: int | None, t: float) -> None:
         self.got.append(text)
@@ -144,11 +144,13 @@ def test_fast_path_agrees_with_the_reading(form: str, make: Any) -> None:
             assert core.got == []
         else:
             assert r.kind == CONTENT and core.got == [r.text]
-    # The first chunk goes the general way while the core has no response id yet.
-    core = _Core()
-    core.response_id = None
-    first = make(chunk({"text": "Hello"}))
-    assert wire.fast_path(first)(core, first, 0.0) is MISS
+    # A chunk with a response id the core has not recorded (the first, or another answer's)
+    # goes the general way, which records it.
+    for known in (None, "r-0"):
+        core = _Core()
+        core.response_id = known
+        first = make(chunk({"text": "Hello"}))
+        assert wire.fast_path(first)(core, first, 0.0) is MISS
 
 
 @pytest.mark.parametrize(("form", "make"), FORMS)

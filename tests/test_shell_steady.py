@@ -1,14 +1,18 @@
-"""The shells' per-item loops read a text delta's fields themselves and run the core's steady
-content step inline (``SyncStreamWrapper._items``, ``AsyncStreamWrapper._aitems``), one call
-fewer per chunk than the format's fast path and ``StreamCore.on_content``. Whatever the items
-and timings, a stream read that way must leave exactly what the calls leave: every metric, the
-spans, the checkpoint and the core's state, through timed flushes, checkpoints, lifecycle
-events, keep-alives, items without a field, timeouts and a consumer that stops early."""
+"""The shells' per-item loops read a text delta's fields themselves, or take its text from the
+format's text function, and run the core's steady content step inline
+(``SyncStreamWrapper._items``, ``AsyncStreamWrapper._aitems``), one call fewer per chunk than
+the format's fast path and ``StreamCore.on_content``. Whatever the items and timings, a stream
+read that way must leave exactly what the calls leave: every metric, the spans, the checkpoint
+and the core's state, through timed flushes, checkpoints, lifecycle events, keep-alives, items
+without a field, timeouts and a consumer that stops early; in every built-in format
+(Responses, Chat Completions, Anthropic Messages and Gemini: the SDKs' objects, and Anthropic's
+and Gemini's parsed SSE data)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from typing import Any
 
 import pytest
@@ -137,6 +141,104 @@ def _stream(kinds: list[str], end: bool) -> list[Any]:
     return items
 
 
+def _anthropic_event(kind: str, n: int, as_dict: bool = False) -> Any:
+    """One Anthropic Messages event of kind ``kind``, as the anthropic SDK builds it, or as
+    the parsed JSON of its ``data:`` line (``as_dict``)."""
+    from anthropic._models import construct_type
+    from anthropic.types import RawMessageStreamEvent
+
+    delta: dict[str, Any] = {"type": "text_delta", "text": f"a{n}é"}
+    payload: dict[str, Any] = {"type": "content_block_delta", "index": 0, "delta": delta}
+    if kind == "empty":  # no text: a keep-alive on the general reading
+        delta["text"] = ""
+    elif kind == "thinking":  # content of another delta type
+        payload["delta"] = {"type": "thinking_delta", "thinking": f"t{n}"}
+    elif kind == "json":
+        payload["delta"] = {"type": "input_json_delta", "partial_json": f'{{"k": {n}'}
+    elif kind == "ping":
+        payload = {"type": "ping"}
+    elif kind == "start":
+        payload = {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-test",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            },
+        }
+    elif kind == "block":
+        block = {"type": "text", "text": ""}
+        payload = {"type": "content_block_start", "index": 0, "content_block": block}
+    elif kind == "block-stop":
+        payload = {"type": "content_block_stop", "index": 0}
+    elif kind == "message-delta":
+        payload = {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": n},
+        }
+    elif kind == "stop":
+        payload = {"type": "message_stop"}
+    if as_dict:
+        return {k: v for k, v in payload.items() if kind != "bare" or k != "delta"}
+    item = construct_type(type_=RawMessageStreamEvent, value=payload)
+    if kind == "bare":  # a text delta without its delta
+        del item.__dict__["delta"]
+    return item
+
+
+def _anthropic_stream(kinds: list[str], end: bool, as_dict: bool = False) -> list[Any]:
+    items = [_anthropic_event("start", 0, as_dict), _anthropic_event("block", 0, as_dict)]
+    items += [_anthropic_event(kind, n + 1, as_dict) for n, kind in enumerate(kinds)]
+    if end:
+        items += [_anthropic_event(kind, len(kinds) + 1, as_dict) for kind in _ANTHROPIC_END]
+    return items
+
+
+_ANTHROPIC_END = ("block-stop", "message-delta", "stop")
+
+
+def _gemini_chunk(kind: str, n: int, as_dict: bool = False) -> Any:
+    """One Gemini chunk of kind ``kind``, as ``streamGenerateContent?alt=sse`` sends it
+    (``as_dict``), or as the google-genai SDK builds a ``GenerateContentResponse`` from it."""
+    from google.genai import types
+
+    parts: list[dict[str, Any]] = [{"text": f"g{n}é"}]
+    candidate: dict[str, Any] = {"index": 0}
+    chunk: dict[str, Any] = {"responseId": "resp-g1", "modelVersion": "gemini-test"}
+    chunk["usageMetadata"] = {"promptTokenCount": 3, "candidatesTokenCount": n}
+    if kind == "empty":
+        parts = [{"text": ""}]
+    elif kind == "thought":  # the model's thinking: not answer content
+        parts = [{"text": f"t{n}", "thought": True}]
+    elif kind == "two-parts":
+        parts = [{"text": f"p{n}"}, {"text": f"q{n}"}]
+    elif kind == "finish":  # the last text with its finish reason, in one chunk
+        candidate["finishReason"] = "STOP"
+    elif kind == "no-id":
+        del chunk["responseId"]
+    elif kind == "other-id":
+        chunk["responseId"] = "resp-g2"
+    if kind != "bare":  # "bare": a candidate without content
+        candidate["content"] = {"parts": parts, "role": "model"}
+    chunk["candidates"] = [] if kind == "usage" else [candidate]  # "usage": no candidate
+    if as_dict:
+        return chunk
+    return types.GenerateContentResponse._from_response(response=chunk, kwargs={})
+
+
+def _gemini_stream(kinds: list[str], end: bool, as_dict: bool = False) -> list[Any]:
+    items = [_gemini_chunk(kind, n + 1, as_dict) for n, kind in enumerate(["content", *kinds])]
+    if end:
+        items.append(_gemini_chunk("finish", len(kinds) + 2, as_dict))
+    return items
+
+
 class _Clock:
     """A scripted clock: each call advances by the next step (cycled), in seconds."""
 
@@ -159,16 +261,32 @@ _STEPS = st.lists(
     min_size=1,
     max_size=40,
 )
-_KINDS = st.lists(
-    st.sampled_from(["delta"] * 12 + ["empty", "refusal", "lifecycle", "bare"]),
-    max_size=120,
-)
+_RESPONSES_KIND_NAMES = ("delta", "empty", "refusal", "lifecycle", "bare")
 #: Every kind of Chat chunk _chat_chunk builds.
 _CHAT_KIND_NAMES = (
     "content", "empty", "role", "refusal", "tool", "reasoning", "finish", "bare", "other-id",
     "usage",
 )  # fmt: skip
-_CHAT_KINDS = st.lists(st.sampled_from(["content"] * 15 + list(_CHAT_KIND_NAMES)), max_size=120)
+_ANTHROPIC_KIND_NAMES = ("text", "empty", "thinking", "json", "ping", "block", "block-stop", "bare")
+_GEMINI_KIND_NAMES = (
+    "content", "empty", "thought", "two-parts", "finish", "no-id", "other-id", "bare", "usage",
+)  # fmt: skip
+
+
+def _mix(names: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    """Up to 120 kinds, mostly the first (plain text), with every other kind in the mix."""
+    return st.lists(st.sampled_from([names[0]] * 15 + list(names)), max_size=120)
+
+
+#: Each wire format's streams: (id, builder, its kinds of item, the first its plain text).
+_FORMATS = [
+    ("responses", _stream, _RESPONSES_KIND_NAMES),
+    ("chat", _chat_stream, _CHAT_KIND_NAMES),
+    ("anthropic", _anthropic_stream, _ANTHROPIC_KIND_NAMES),
+    ("anthropic-dict", functools.partial(_anthropic_stream, as_dict=True), _ANTHROPIC_KIND_NAMES),
+    ("gemini", _gemini_stream, _GEMINI_KIND_NAMES),
+    ("gemini-dict", functools.partial(_gemini_stream, as_dict=True), _GEMINI_KIND_NAMES),
+]
 
 
 def _snapshot(core: StreamCore) -> dict[str, Any]:
@@ -272,46 +390,64 @@ def test_the_sdks_delta_class_declares_its_fields() -> None:
     assert fields == ("type", openai_responses.TEXT_DELTA, "delta", "sequence_number")
 
 
-def test_the_sdks_chat_chunk_class_declares_how_to_take_its_text() -> None:
-    """The loops take the text of the openai SDK's Chat chunks themselves, and only of plain
-    content chunks of the response the core has read."""
-    text_of = delta_text(fast_path(_chat_chunk("content", 1)))
+_anthropic_dict = functools.partial(_anthropic_event, as_dict=True)
+_gemini_dict = functools.partial(_gemini_chunk, as_dict=True)
+
+
+@pytest.mark.parametrize(
+    ("make", "names", "response_id", "taken"),
+    [
+        # A plain chunk missing a field is still plain ("bare": read field by field).
+        (_chat_chunk, _CHAT_KIND_NAMES, "chatcmpl-1", {"content", "bare"}),
+        (_anthropic_event, _ANTHROPIC_KIND_NAMES, None, {"text"}),
+        (_anthropic_dict, _ANTHROPIC_KIND_NAMES, None, {"text"}),
+        (_gemini_chunk, _GEMINI_KIND_NAMES, "resp-g1", {"content", "no-id"}),
+        (_gemini_dict, _GEMINI_KIND_NAMES, "resp-g1", {"content", "no-id"}),
+    ],
+    ids=["chat", "anthropic", "anthropic-dict", "gemini", "gemini-dict"],
+)
+def test_a_nested_text_format_declares_how_to_take_its_text(
+    make: Any, names: tuple[str, ...], response_id: str | None, taken: set[str]
+) -> None:
+    """The loops take the text of Chat chunks and Anthropic and Gemini text deltas
+    themselves, and only of plain content items of the response the core has read."""
+    text_of = delta_text(fast_path(make(names[0], 1)))
     assert text_of is not None
     monitor = ss.StreamMonitor(ss.default_spec("svc"), registry=CollectorRegistry())
     with monitor.wrap(iter([]), model="m", provider="openai") as wrapper:
         core = wrapper.core
-        assert text_of(core, _chat_chunk("content", 1)) is None  # no response id read yet
-        core.response_id = "chatcmpl-1"  # as the general reading records it
-        taken = {kind: text_of(core, _chat_chunk(kind, 1)) for kind in _CHAT_KIND_NAMES}
-    # A plain chunk missing a field is still plain ("bare": read field by field).
-    plain = ("content", "bare")
-    assert taken == {kind: "c1é" if kind in plain else None for kind in _CHAT_KIND_NAMES}
+        if response_id is not None:
+            assert text_of(core, make(names[0], 1)) is None  # no response id read yet
+            core.response_id = response_id  # as the general reading records it
+        got = {kind: text_of(core, make(kind, 1)) for kind in names}
+    text = fast_path(make(names[0], 1)).__name__ and got[names[0]]
+    assert text is not None and text.endswith("1é")
+    assert got == {kind: text if kind in taken else None for kind in names}
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize(
-    ("build", "kinds_of"),
-    [(_stream, _KINDS), (_chat_stream, _CHAT_KINDS)],
-    ids=["responses", "chat"],
+    ("build", "names"), [f[1:] for f in _FORMATS], ids=[f[0] for f in _FORMATS]
 )
 @settings(max_examples=120, deadline=None)
 @given(data=st.data(), steps=_STEPS, end=st.booleans(), stop=st.none() | st.integers(1, 80))
 def test_the_loops_leave_what_the_calls_leave(
     is_async: bool,
     build: Any,
-    kinds_of: Any,
+    names: tuple[str, ...],
     data: st.DataObject,
     steps: list[float],
     end: bool,
     stop: int | None,
 ) -> None:
-    _both(build(data.draw(kinds_of, label="kinds"), end), steps, stop, is_async)
+    _both(build(data.draw(_mix(names), label="kinds"), end), steps, stop, is_async)
 
 
 def test_a_long_stream_with_flushes_and_checkpoints_reads_the_same() -> None:
     """2,500 deltas at a millisecond each: two 1,024-chunk flushes, the timed flush every
-    second, a checkpoint every 16 chunks, on both loops, Responses events and Chat chunks."""
-    for items in (_stream(["delta"] * 2500, end=True), _chat_stream(["content"] * 2500, True)):
+    second, a checkpoint every 16 chunks, on both loops, in every format."""
+    for _, build, names in _FORMATS:
+        items = build([names[0]] * 2500, True)
         for is_async in (False, True):
             _both(items, [0.0005], None, is_async)
 
@@ -323,5 +459,5 @@ def test_a_consumer_that_stops_after_a_delta_leaves_what_the_calls_leave(
 ) -> None:
     """The consumer leaves the loop right after a delta read inline: the time since it came is
     the consumer's, not a wait's, as with the calls."""
-    for items in (_stream(["delta"] * 50, end=True), _chat_stream(["content"] * 50, True)):
-        _both(items, [0.001, 0.003, 0.002], stop, is_async)
+    for _, build, names in _FORMATS:
+        _both(build([names[0]] * 50, True), [0.001, 0.003, 0.002], stop, is_async)

@@ -54,6 +54,7 @@ from .base import (
     get,
     int_field,
     str_field,
+    text_fast_path,
     with_field,
 )
 
@@ -208,32 +209,37 @@ def _read(item: Any, typ: str) -> Reading | None:
     return None
 
 
-def _fast_dict(core: Any, item: dict[str, Any], t: float) -> Any:
+def _dict_text(core: Any, item: dict[str, Any]) -> str | None:
+    """The text of a ``text_delta`` content block delta in a parsed event; ``None`` for any
+    other event (:data:`.base.DeltaText`)."""
     if item.get("type") == BLOCK_DELTA:
         delta = item.get("delta")
         if type(delta) is dict and delta.get("type") == TEXT_DELTA:
             text = delta.get("text")
             if type(text) is str and text:
-                return core.on_content(text, None, t)
-    return MISS
+                return text
+    return None
 
 
-def _fast_object(core: Any, item: Any, t: float) -> Any:
-    # SDK events are pydantic models with their fields in the instance __dict__: reading it
-    # keeps items without a field off pydantic's __getattr__ (see .base.attr).
+def _object_text(core: Any, item: Any) -> str | None:
+    """:func:`_dict_text` for an SDK event. SDK events are pydantic models with their fields in
+    the instance ``__dict__``: reading it keeps events without a field off pydantic's
+    ``__getattr__`` (see :func:`.base.attr`)."""
     fields = getattr(item, "__dict__", None)
     if fields is None or fields.get("type") != BLOCK_DELTA:
-        return MISS
+        return None
     try:  # plain attribute reads: an SDK text delta always has both fields
         delta = fields["delta"]
         if delta.type != TEXT_DELTA:
-            return MISS
+            return None
         text = delta.text
     except (KeyError, AttributeError):
-        return MISS
-    if type(text) is str and text:
-        return core.on_content(text, None, t)
-    return MISS
+        return None
+    return text if type(text) is str and text else None
+
+
+_fast_dict = text_fast_path(_dict_text)
+_fast_object = text_fast_path(_object_text)
 
 
 def _with_delta_text(item: Any, text: str) -> Any:

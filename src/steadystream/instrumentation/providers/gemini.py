@@ -42,6 +42,7 @@ from .base import (
     ResponseMeta,
     attr,
     get,
+    text_fast_path,
     with_field,
 )
 
@@ -238,58 +239,64 @@ def _read_chunk(item: Any) -> Reading:
     return end if meta is None else Reading(end.kind, error_class=end.error_class, meta=meta)
 
 
-def _fast_dict(core: Any, item: dict[str, Any], t: float) -> Any:
+def _dict_text(core: Any, item: dict[str, Any]) -> str | None:
+    """The text of a parsed chunk in the everyday shape: one candidate without a finish reason,
+    one non-thought text part, the response id the core has (or none); ``None`` for any
+    other chunk (:data:`.base.DeltaText`)."""
     candidates = item.get("candidates")
     if type(candidates) is not list or len(candidates) != 1:
-        return MISS
+        return None
     candidate = candidates[0]
     if type(candidate) is not dict:
-        return MISS
+        return None
     if candidate.get("finishReason") is not None or candidate.get("finish_reason") is not None:
-        return MISS
-    if core.response_id is None and (item.get("responseId") or item.get("response_id")):
-        return MISS  # the general path records the response id once
+        return None
+    rid = item.get("responseId") or item.get("response_id")
+    if rid and rid != core.response_id:
+        return None  # the general reading records the response id when it changes
     content = candidate.get("content")
     parts = content.get("parts") if type(content) is dict else None
     if type(parts) is not list or len(parts) != 1:
-        return MISS
+        return None
     part = parts[0]
     if type(part) is not dict or part.get("thought"):
-        return MISS
+        return None
     text = part.get("text")
-    if type(text) is str and text:
-        return core.on_content(text, None, t)
-    return MISS
+    return text if type(text) is str and text else None
 
 
-def _fast_object(core: Any, item: Any, t: float) -> Any:
+def _object_text(core: Any, item: Any) -> str | None:
+    """:func:`_dict_text` for an SDK chunk."""
     # The item's own fields come from its instance __dict__ (see .base.attr); the nested
     # candidate, content and part are read as plain attributes, every one a declared field of
     # the SDK's models (cheaper than their __dict__, and never pydantic's __getattr__).
     fields = getattr(item, "__dict__", None)
     if fields is None:
-        return MISS
+        return None
     candidates = fields.get("candidates")
     if type(candidates) is not list or len(candidates) != 1:
-        return MISS
-    if core.response_id is None and fields.get("response_id"):
-        return MISS  # the general path records the response id once
+        return None
+    rid = fields.get("response_id")
+    if rid and rid != core.response_id:
+        return None  # the general reading records the response id when it changes
     try:
         candidate = candidates[0]
         if candidate.finish_reason is not None:
-            return MISS
+            return None
         parts = candidate.content.parts
         if type(parts) is not list or len(parts) != 1:
-            return MISS
+            return None
         part = parts[0]
         if part.thought:
-            return MISS
+            return None
         text = part.text
     except AttributeError:
-        return MISS
-    if type(text) is str and text:
-        return core.on_content(text, None, t)
-    return MISS
+        return None
+    return text if type(text) is str and text else None
+
+
+_fast_dict = text_fast_path(_dict_text)
+_fast_object = text_fast_path(_object_text)
 
 
 def _with_text(item: Any, text: str) -> Any:

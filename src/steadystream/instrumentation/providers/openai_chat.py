@@ -47,6 +47,7 @@ from .base import (
     get,
     int_field,
     str_field,
+    text_fast_path,
 )
 
 __all__ = [
@@ -174,9 +175,7 @@ def _plain_text(core: Any, item: Any) -> str | None:
     return text  # type: ignore[no-any-return]
 
 
-def _fast_object(core: Any, item: Any, t: float) -> Any:
-    text = _object_text(core, item)
-    return MISS if text is None else core.on_content(text, None, t)
+_fast_object = text_fast_path(_object_text)
 
 
 def _fast_model(core: Any, item: Any, t: float) -> Any:
@@ -194,9 +193,8 @@ def _fast_model(core: Any, item: Any, t: float) -> Any:
     return core.on_reading(_read_chunk(item, choices), t)
 
 
-# Their plain chunks' text, as the shells take it without calling them (see DeltaText).
+# Its plain chunks' text, as the shells take it without calling it (see DeltaText).
 declare_delta_text(_fast_model, _plain_text)
-declare_delta_text(_fast_object, _object_text)
 
 
 def _replace_in_choices(choices: Any, old: str, new: str, *, dict_like: bool) -> bool:
