@@ -1,5 +1,6 @@
 """``benchmarks/profile_callgrind.py`` counts what it says it counts: each variant streams whole
-completions through the real openai client and SDK instrumentations (the checked ones exactly),
+responses or completions through the real openai client (sync or async), steadystream, the
+reference wrapper or an SDK instrumentation (the instrumented ones checked exactly),
 and the totals it differences are read from callgrind's own output format. valgrind itself is
 not run here: it is not one of the project's tools, and a run takes tens of minutes."""
 
@@ -21,20 +22,37 @@ import profile_callgrind as pc  # noqa: E402
 def test_each_variant_streams_whole_completions_and_leaves_the_sdk_as_shipped(
     variant: str,
 ) -> None:
-    # Two completions: the second is what the profile counts (after the first's one-time work).
-    assert pc._child(variant, 2) == 2 * pc.PER_COMPLETION
+    # Two streams: the second is what the profile counts (after the first's one-time work).
+    assert pc._child(variant, 2) == 2 * pc.PER_STREAM[variant.split("/")[0]]
     # No instrumentation's proxy is left on any class of the SDK (pydantic's own lazily built
     # validators do change, so attribute values are not compared).
     after = _sdk_patches.openai_attributes()
     assert not [k for k, v in after.items() if isinstance(v, _sdk_patches._PROXY)]
 
 
-def test_the_replayed_body_is_the_chat_upstreams_frames_in_reads_of_16_kib() -> None:
-    body = pc._body()
-    assert all(len(part) == pc.READ for part in body[:-1])
-    sse = b"".join(body)
-    assert sse.count(b"\n\n") == pc.PER_COMPLETION + 1  # every chunk, then [DONE]
+def test_the_replayed_bodies_are_the_upstreams_frames_in_reads_of_16_kib() -> None:
+    chat = pc._body("chat")
+    assert all(len(part) == pc.READ for part in chat[:-1])
+    sse = b"".join(chat)
+    assert sse.count(b"\n\n") == pc.PER_STREAM["chat"] + 1  # every chunk, then [DONE]
     assert sse.endswith(b"data: [DONE]\n\n")
+    responses = pc._body("responses")
+    assert all(len(part) == pc.READ for part in responses[:-1])
+    sse = b"".join(responses)
+    assert sse.count(b"\n\n") == pc.PER_STREAM["responses"]
+    assert sse.startswith(b"event: response.created\ndata: {")
+    assert sse.count(b"event: response.output_text.delta\n") == pc.RESPONSE_DELTAS
+    assert sse.rfind(b"event: response.completed\n") > sse.rfind(b"output_text.delta")
+
+
+def test_each_variant_is_measured_against_the_raw_client_and_reference_of_its_kind() -> None:
+    assert pc._floor("responses/async wrap") == "responses/async raw"
+    assert pc._floor("responses/responses_stream") == "responses/raw"
+    assert pc._floor("chat/openai-v2") == "chat/raw"
+    assert pc._reference_of("responses/async wrap") == "responses/async reference"
+    assert pc._reference_of("responses/wrap") == "responses/reference"
+    assert pc._reference_of("responses/reference") is None
+    assert pc._reference_of("chat/wrap") is None
 
 
 def test_totals_are_read_from_callgrinds_totals_line(tmp_path: Path) -> None:
