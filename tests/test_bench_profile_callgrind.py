@@ -69,3 +69,16 @@ def test_an_unfinished_profile_is_named_not_read_as_zero(tmp_path: Path) -> None
     out.write_text("# callgrind format\nevents: Ir\nfn=(1) main\n0 10\n")
     with pytest.raises(RuntimeError, match=r"cut\.out: no totals line"):
         pc._totals(out)
+
+
+def test_the_responses_rows_are_ratios_to_raw_and_the_reference_of_their_kind() -> None:
+    misses = {"I1mr": 0, "D1mr": 0, "D1mw": 0, "ILmr": 0, "DLmr": 0, "DLmw": 0}
+    per_event = {
+        "responses/raw": {**misses, "Ir": 1000},
+        "responses/reference": {**misses, "Ir": 1010},
+        "responses/wrap": {**misses, "Ir": 1020, "I1mr": 1},  # 10 more cycles for the miss
+    }
+    assert pc._cycles(per_event["responses/wrap"]) == 1030
+    row = pc._responses_table(per_event).as_dict()["rows"][1]
+    assert row[:7] == ["wrap", "1,020", "+20", "1.0200", "1.0099", "1.0300", "1.0198"]
+    assert row[7] == "<= 1.03"
