@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -179,6 +180,58 @@ def alternate(
             if r >= 0:
                 out[name].append(value)
     return out
+
+
+def paired(
+    baseline: Callable[[], float], variant: Callable[[], float], blocks: int, *, warmup: int = 1
+) -> list[float]:
+    """``variant``'s cost relative to ``baseline``'s, one ratio per block of four measurements
+    run back to back: baseline, variant, variant, baseline (and the mirror order in every other
+    block). Each callable measures once and returns its cost.
+
+    A drift of the machine's speed within a block (a neighbour starting, the clock scaling) is
+    close to linear over a few seconds, and the mirrored order cancels a linear drift exactly:
+    the block's ratio is ``(v1 + v2) / (b1 + b2)``. Rounds of many variants (:func:`alternate`)
+    put their variants tens of seconds apart instead, which is how a round-to-round swing
+    becomes a ratio's noise. The garbage collector runs between measurements.
+    """
+    ratios: list[float] = []
+    for k in range(-warmup, blocks):
+        order = (baseline, variant, variant, baseline)
+        if k % 2:
+            order = (variant, baseline, baseline, variant)
+        base = var = 0.0
+        for fn in order:
+            gc.collect()
+            value = fn()
+            if fn is baseline:
+                base += value
+            else:
+                var += value
+        if k >= 0:
+            ratios.append(var / base)
+    return ratios
+
+
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of ``values``: the order
+    statistics ``x(k)`` and ``x(n+1-k)`` with the largest ``k`` whose binomial coverage is at
+    least ``level``. ``(min, max)`` when ``values`` are too few for ``level``."""
+    xs = sorted(values)
+    n = len(xs)
+    if not n:
+        raise ValueError("no measurements")
+    # P(fewer than k of n values fall below the median) for a fair coin, k = 1, 2, ...
+    k, tail = 0, 0.0
+    while k < n // 2:
+        nxt = tail + math.comb(n, k) / 2**n
+        if 2 * nxt > 1 - level:
+            break
+        tail = nxt
+        k += 1
+    if k == 0:
+        return xs[0], xs[-1]
+    return xs[k - 1], xs[n - k]
 
 
 # -------------------------------------------------------------------------------------- table

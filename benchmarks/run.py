@@ -45,8 +45,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "chunk": ("bench_chunk.py", ["--rounds", "4"], ["--rounds", "2", "--deltas", "20000"]),
     "e2e": (
         "bench_e2e.py",
-        [],  # three processes of 12 rounds (see its docstring)
-        ["--processes", "1", "--rounds", "2"],
+        [],  # three processes of 12 rounds and 16 paired blocks (see its docstring)
+        ["--processes", "1", "--rounds", "2", "--blocks", "2"],
     ),
     "scale": (
         "bench_scale.py",
