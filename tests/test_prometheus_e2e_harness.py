@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from steadystream.testing import PrometheusError, PrometheusServer, ScrapeTarget
+from steadystream.testing.prometheus import rfc3339_seconds
 
 pytestmark = pytest.mark.prometheus
 
@@ -56,6 +58,11 @@ def test_scrapes_loopback_target_and_query_returns_value(
         (rule,) = prom.wait_for_rule_evaluations()
         assert rule["health"] == "ok"
         assert rule["group"] == "probe"
+        # Waiting for an evaluation after a moment reads Prometheus's own timestamps.
+        since = time.time()
+        (later,) = prom.wait_for_rule_evaluations(after=since)
+        first, then = (rfc3339_seconds(r["lastEvaluation"]) for r in (rule, later))
+        assert first < then and then > since
         data_dir = prom.data_dir
         assert (data_dir / "prometheus.yml").exists()
         url = prom.url
@@ -124,3 +131,21 @@ def test_taken_fixed_port_fails_with_the_reason() -> None:
         server = PrometheusServer(port=port, startup_timeout=20)
         with pytest.raises(PrometheusError, match="address already in use"):
             server.start()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2026-12-02T04:20:01Z", 1796185201.0),
+        ("2026-12-02T04:20:01.123456789Z", 1796185201.123456789),
+        ("2026-12-02T05:20:01.5+01:00", 1796185201.5),
+        ("2026-12-01T23:20:01.25-05:00", 1796185201.25),
+    ],
+)
+def test_rfc3339_seconds_reads_go_timestamps(text: str, seconds: float) -> None:
+    assert rfc3339_seconds(text) == pytest.approx(seconds, abs=1e-6)
+
+
+def test_rfc3339_seconds_names_what_it_cannot_read() -> None:
+    with pytest.raises(ValueError, match="not an RFC 3339 timestamp: '04:20'"):
+        rfc3339_seconds("04:20")

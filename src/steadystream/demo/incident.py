@@ -51,6 +51,7 @@ import yaml
 
 from .. import conventions as c
 from ..catalog import names as n
+from ..catalog import promql
 from ..catalog.classes import failure_classes
 from ..catalog.faults import FAULT_PROFILES
 from ..spec import Spec
@@ -688,11 +689,18 @@ async def _script(
         return
 
     state.prometheus = prom.url
-    # Warm-up: Prometheus holds the demo's series, every rule has run, and nothing is active
-    # (a rate over a single scrape reads as "nothing finishes" for one evaluation).
-    begin("warm-up", "none", "waiting for Prometheus to scrape the demo and evaluate the rules")
+    # Warm-up: Prometheus has seen streams finish, every rule has run on that, and nothing is
+    # active. Until a finished stream's counter is scraped twice, its rate is empty, which
+    # the rules read as "streams are open but none finishes": on a loaded machine the first
+    # streams take several scrapes to end, and a warm-up of a fixed number of scrapes ended
+    # with that alert pending.
+    begin("warm-up", "none", "waiting for Prometheus to see streams finish and run the rules")
     await asyncio.to_thread(prom.wait_for_targets_up, timeout=WARMUP_CAP)
-    await asyncio.to_thread(prom.wait_for_scrapes, 3, timeout=WARMUP_CAP)
+    finishing = promql.sum_rate(
+        promql.Selector.concrete(spec), c.REQUESTS_TOTAL, window=DEMO_WINDOW
+    )
+    await asyncio.to_thread(prom.wait_for_query, f"{finishing} > 0", timeout=WARMUP_CAP)
+    await asyncio.to_thread(prom.wait_for_rule_evaluations, after=time.time(), timeout=WARMUP_CAP)
     ok = await until(lambda: not watch.active(), WARMUP_CAP)
     end("no alert active" if ok else f"cap of {WARMUP_CAP:g}s")
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -336,15 +338,37 @@ class PrometheusServer(LoopbackServer):
 
         return self.wait_until(probe, timeout=timeout, what=f"query {expr!r}")
 
-    def wait_for_rule_evaluations(self, *, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Wait until every loaded rule has been evaluated at least once; return the rules."""
+    def wait_for_rule_evaluations(
+        self, *, after: float | None = None, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """Wait until every loaded rule has been evaluated at least once, or with ``after``
+        (Unix seconds) once since then: its ``lastEvaluation`` record, not a guessed time.
+        Returns the rules."""
+
+        def evaluated(rule: dict[str, Any]) -> bool:
+            when = rule.get("lastEvaluation", "")
+            if when.startswith("0001-"):  # Go's zero time: never evaluated
+                return False
+            return after is None or rfc3339_seconds(when) > after
 
         def probe() -> list[dict[str, Any]] | None:
             rules = self.rules()
-            pending = [r for r in rules if r.get("lastEvaluation", "").startswith("0001-")]
-            return rules if rules and not pending else None
+            return rules if rules and all(evaluated(r) for r in rules) else None
 
-        return self.wait_until(probe, timeout=timeout, what="every rule evaluated once")
+        what = "every rule evaluated once" + ("" if after is None else " since the wait began")
+        return self.wait_until(probe, timeout=timeout, what=what)
+
+
+def rfc3339_seconds(text: str) -> float:
+    """Unix seconds of an RFC 3339 timestamp as Prometheus's API writes it (Go's
+    ``RFC3339Nano``: up to nine fractional digits, ``Z`` or an offset)."""
+    match = re.fullmatch(r"(.+?T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    head, fraction, zone = match.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    whole = datetime.fromisoformat(head + zone).timestamp()
+    return whole + (float(f"0.{fraction}") if fraction else 0.0)
 
 
 def scrape_config_yaml(targets: Sequence[str], *, job: str, scrape_interval: str = "15s") -> str:
