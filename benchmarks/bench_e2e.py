@@ -593,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.blocks < 1:
+        parser.error("--blocks must be at least 1: the targets' verdicts are the blocks' medians")
     if args.child_output is not None:
         args.child_output.write_text(json.dumps(_collect(args.rounds, args.streams, args.blocks)))
         return 0
