@@ -1,5 +1,5 @@
 """The benchmarks' paired blocks (``benchmarks/_common.py``): the order they run in, the ratio
-they report, and the interval given for their median."""
+they report, and the interval given for their median; and ``bench_e2e.py``'s table of them."""
 
 from __future__ import annotations
 
@@ -82,3 +82,43 @@ def test_too_few_values_give_their_range() -> None:
     assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)
     with pytest.raises(ValueError, match="no measurements"):
         median_interval([])
+
+
+def test_table_2p_judges_the_targets_against_raw_and_reports_the_floor_without_one() -> None:
+    """bench_e2e's table 2p: a target's verdict comes from its row against its raw client; the
+    reference wrappers against raw (the floor) and wrap against the reference get none; the
+    results carry every comparison with its interval."""
+    import argparse
+
+    import bench_e2e
+    from _common import Summary
+
+    # Block ratios 1.015 + k/1000, k = 1..48: median 1.0395 (above 1.03, below 1.05),
+    # interval x(17)..x(32).
+    blocks = [1.015 + k / 1000 for k in range(1, 49)]
+    keys = [bench_e2e.pair_key(name, base) for name, base in bench_e2e.PAIRED]
+    data = {"paired": dict.fromkeys(keys, blocks), "paired_per_process": []}
+    ratios = {key: Summary.of(blocks) for key in keys}
+    results: dict = {}
+    table = bench_e2e._paired_table(data, ratios, results, argparse.Namespace(blocks=16))
+
+    rows = {(row[0], row[1]): row for row in table.rows}
+    assert set(rows) == set(bench_e2e.PAIRED)
+    for (name, base), row in rows.items():
+        assert row[4] == "1.032–1.047"
+        key = bench_e2e.pair_key(name, base)
+        assert results["paired"][key]["interval_95"] == pytest.approx([1.032, 1.047])
+        if base == bench_e2e.raw_of(name) and name in bench_e2e.TARGETS:
+            met = name == "responses_stream"  # its target is 1.05, the wraps' 1.03
+            goal = "<= 1.05" if met else "<= 1.03"
+            assert row[5:] == [goal, "met" if met else "MISSED"]
+            assert results["paired"][key]["target_met"] is met
+        else:  # the floor, and steadystream above the floor: reported, not judged
+            assert row[5:] == ["", ""]
+            assert "target_met" not in results["paired"][key]
+    # Every target is paired against its raw client, and every steadystream wrap against the
+    # reference of its kind.
+    for name in bench_e2e.TARGETS:
+        assert (name, bench_e2e.raw_of(name)) in rows
+    assert ("wrap", "reference") in rows
+    assert ("async wrap", "async reference") in rows
