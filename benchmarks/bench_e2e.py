@@ -101,24 +101,8 @@ SHORT_STREAMS = 20  # short responses per measurement (one per --streams)
 CHAT_CHUNKS = 1997  # + role, finish and usage chunks = 2,000 chunks per completion
 # Client CPU per event relative to raw.
 TARGETS = {"wrap": 1.03, "async wrap": 1.03, "responses_stream": 1.05}
-# Paired blocks (table 2p), (variant, against): the targets' rows against their raw client; the
-# reference wrappers against theirs (the floor: what any wrapper with the reference's per-chunk
-# duties costs in the same run); steadystream's wrap against the reference of its kind (what it
-# adds above that floor).
-PAIRED = (
-    ("wrap", "raw"),
-    ("async wrap", "async raw"),
-    ("responses_stream", "raw"),
-    ("reference", "raw"),
-    ("async reference", "async raw"),
-    ("wrap", "reference"),
-    ("async wrap", "async reference"),
-)
-
-
-def pair_key(variant: str, against: str) -> str:
-    """The key of a paired comparison in the results (``"async wrap / async raw"``)."""
-    return f"{variant} / {against}"
+# Chat Completions: steadystream's full telemetry overhead / openai-v2's.
+RATIO_TARGET = 1.0
 
 
 def raw_of(name: str) -> str:
@@ -126,8 +110,29 @@ def raw_of(name: str) -> str:
     return "async raw" if name.startswith("async") else "raw"
 
 
-# Chat Completions: steadystream's full telemetry overhead / openai-v2's.
-RATIO_TARGET = 1.0
+def _floor_of(name: str) -> str | None:
+    """The reference row a steadystream Responses row is compared with (None: not ours)."""
+    if name in ("wrap", "wrap+otel-metrics", "responses_stream"):
+        return "reference"
+    if name == "async wrap":
+        return "async reference"
+    return None
+
+
+# Paired blocks (table 2p), (variant, against): the targets' rows against their raw client; the
+# reference wrappers against theirs (the floor: what any wrapper with the reference's per-chunk
+# duties costs in the same run); steadystream's wrap against the reference of its kind (what it
+# adds above that floor).
+PAIRED = (
+    *((name, raw_of(name)) for name in TARGETS),
+    *((floor, raw_of(floor)) for floor in ("reference", "async reference")),
+    *((name, _floor_of(name)) for name in ("wrap", "async wrap")),
+)
+
+
+def pair_key(variant: str, against: str) -> str:
+    """The key of a paired comparison in the results (``"async wrap / async raw"``)."""
+    return f"{variant} / {against}"
 
 
 class Telemetry:
@@ -521,15 +526,6 @@ def _collect(rounds: int, streams: int, blocks: int) -> dict[str, Any]:
     }
 
 
-def _floor_of(name: str) -> str | None:
-    """The reference row a steadystream Responses row is compared with (None: not ours)."""
-    if name in ("wrap", "wrap+otel-metrics", "responses_stream"):
-        return "reference"
-    if name == "async wrap":
-        return "async reference"
-    return None
-
-
 def _paired_table(
     data: dict[str, Any],
     paired_ratio: dict[str, Summary],
@@ -664,7 +660,6 @@ def main(argv: list[str] | None = None) -> int:
         header += ["CPU us/response above raw"] if api == "short" else ["target", ""]
         table = Table(f"2. End to end over loopback, sync openai client: {title}", header)
         for name in names:
-            # Async variants are compared with async raw.
             base = raw_of(name)
             raw = per_event[f"{api}/{base}"]
             raw_cpu = cpu[f"{api}/{base}"]
